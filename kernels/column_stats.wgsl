@@ -1,0 +1,89 @@
+// column_stats.wgsl: fused column statistics of both views and the invariance partial sums.
+//
+// Math (per column j, over the n rows i; A, B are n x d, row-major):
+//   meanA_j = (1/n) sum_i A_ij                 varA_j = (1/(n-1)) sum_i (A_ij - meanA_j)^2
+//   meanB_j, varB_j likewise                   sqDiff_j = sum_i (A_ij - B_ij)^2
+//   flags_j = bit 0: some A_ij is NaN or Inf;  bit 1: some B_ij is NaN or Inf
+// One pass over A and B. The sums are of shifted values (x - x_0j, with x_0j the column's first
+// element), so var = (S2 - S1^2/n)/(n-1) does not cancel catastrophically for a large common offset,
+// unlike E[x^2] - E[x]^2; and they are accumulated in blocks of ROW_BLOCK rows, which bounds the
+// rounding error of long columns (a two-level summation).
+// Finiteness is read from the exponent bits: WGSL lets compilers assume float values are finite, so a
+// comparison like x != x may be optimized away.
+//
+// Bindings (group 0):
+//   0  a       storage, read        array<f32>   n*d
+//   1  b       storage, read        array<f32>   n*d
+//   2  stats   storage, read_write  array<f32>   5*d: [meanA | meanB | varA | varB | sqDiff], d each
+//   3  flags   storage, read_write  array<u32>   d
+//   4  dims    uniform              Dims { n, d }
+// Dispatch: (ceil(d / WG), 1, 1) workgroups of WG threads; one thread per column. Adjacent threads read
+// adjacent columns of a row, so loads are contiguous across the workgroup.
+// Variant: scalar, one column per thread (the only one; this pass is memory-bound and small).
+
+struct Dims { n: u32, d: u32 }
+
+override WG: u32 = 64;
+const ROW_BLOCK: u32 = 64u;
+const EXPONENT_MASK: u32 = 0x7f800000u;
+
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(3) var<storage, read_write> flags: array<u32>;
+@group(0) @binding(4) var<uniform> dims: Dims;
+
+fn isNonFinite(x: f32) -> bool {
+  return (bitcast<u32>(x) & EXPONENT_MASK) == EXPONENT_MASK;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let j = gid.x;
+  let n = dims.n;
+  let d = dims.d;
+  if (j >= d) { return; }
+
+  let shiftA = a[j];
+  let shiftB = b[j];
+  var sumA = 0.0; var sumSqA = 0.0;
+  var sumB = 0.0; var sumSqB = 0.0;
+  var sqDiff = 0.0;
+  var badA = false; var badB = false;
+
+  for (var i0 = 0u; i0 < n; i0 += ROW_BLOCK) {
+    var blockA = 0.0; var blockSqA = 0.0;
+    var blockB = 0.0; var blockSqB = 0.0;
+    var blockDiff = 0.0;
+    let i1 = min(i0 + ROW_BLOCK, n);
+    for (var i = i0; i < i1; i++) {
+      let x = a[i * d + j];
+      let y = b[i * d + j];
+      badA = badA || isNonFinite(x);
+      badB = badB || isNonFinite(y);
+      let xs = x - shiftA;
+      let ys = y - shiftB;
+      blockA += xs; blockSqA = fma(xs, xs, blockSqA);
+      blockB += ys; blockSqB = fma(ys, ys, blockSqB);
+      let diff = x - y;
+      blockDiff = fma(diff, diff, blockDiff);
+    }
+    sumA += blockA; sumSqA += blockSqA;
+    sumB += blockB; sumSqB += blockSqB;
+    sqDiff += blockDiff;
+  }
+
+  let nf = f32(n);
+  let meanShiftA = sumA / nf;
+  let meanShiftB = sumB / nf;
+  // max(0, .): rounding may leave a tiny negative sum of squares for a constant column.
+  let varA = max(0.0, sumSqA - sumA * meanShiftA) / (nf - 1.0);
+  let varB = max(0.0, sumSqB - sumB * meanShiftB) / (nf - 1.0);
+
+  stats[j] = shiftA + meanShiftA;
+  stats[d + j] = shiftB + meanShiftB;
+  stats[2u * d + j] = varA;
+  stats[3u * d + j] = varB;
+  stats[4u * d + j] = sqDiff;
+  flags[j] = select(0u, 1u, badA) | select(0u, 2u, badB);
+}

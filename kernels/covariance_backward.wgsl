@@ -1,0 +1,86 @@
+// covariance_backward.wgsl: the whole gradient of the loss with respect to one view, in one pass
+// ("primal" d x d form: uses Coff written by gram_offdiag_squares.wgsl).
+//
+// Math (Z the view, O the other view, both n x d; mean_j, var_j of Z from column_stats; Zc = Z - mean):
+//   grad_ij = scale * ( invCoef * (Z_ij - O_ij)
+//                     + varCoef_j * Zc_ij
+//                     + covCoef * sum_m Zc_im Coff_mj )
+//   invCoef   = 2 lambda / (n d)                      (d invariance / dZ; the sign flips with the view
+//                                                       because Z - O does)
+//   varCoef_j = -mu k / (d (n-1) std_j) if std_j < gamma, else 0,   std_j = sqrt(var_j + eps)
+//               (k: 1 "paper", 1/2 "official"; at std_j = gamma exactly the hinge has no gradient, as relu)
+//   covCoef   = 4 nu / (d (n-1))
+// The matrix product is the main loop; the invariance and variance terms are added in its epilogue, so
+// the gradient is written once.
+//
+// Bindings (group 0):
+//   0  z           storage, read        array<f32>  n*d   this view
+//   1  other       storage, read        array<f32>  n*d   the other view
+//   2  stats       storage, read        array<f32>  column_stats layout
+//   3  covOffDiag  storage, read        array<f32>  d*d   Coff of this view
+//   4  grad        storage, read_write  array<f32>  n*d
+//   5  params      uniform              BackwardParams
+// Dispatch: (ceil(d / (4*WG)), ceil(n / (4*WG)), 1) workgroups of (WG, WG) threads; each thread computes
+// a 4 x 4 block of the gradient (4 rows, 4 columns).
+// Variant: "registers": no workgroup memory (lavapipe favours it); vec4 arithmetic.
+
+struct BackwardParams {
+  n: u32, d: u32, meanOffset: u32, varOffset: u32,
+  invCoef: f32, varWeight: f32, covCoef: f32, gamma: f32,
+  eps: f32, scale: f32, _pad0: f32, _pad1: f32,
+}
+// varWeight = -mu k / (d (n-1)): varCoef_j = varWeight / std_j where the hinge is active.
+
+override WG: u32 = 8;
+const BLOCK: u32 = 4u;
+
+@group(0) @binding(0) var<storage, read> z: array<f32>;
+@group(0) @binding(1) var<storage, read> other: array<f32>;
+@group(0) @binding(2) var<storage, read> stats: array<f32>;
+@group(0) @binding(3) var<storage, read> covOffDiag: array<f32>;
+@group(0) @binding(4) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(5) var<uniform> params: BackwardParams;
+
+@compute @workgroup_size(WG, WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let n = params.n;
+  let d = params.d;
+  let offs = vec4<u32>(0u, 1u, 2u, 3u);
+  let rows = vec4<u32>(wid.y * WG * BLOCK + lid.y * BLOCK) + offs;
+  let cols = vec4<u32>(wid.x * WG * BLOCK + lid.x * BLOCK) + offs;
+  let rc = min(rows, vec4<u32>(n - 1u));
+  let cc = min(cols, vec4<u32>(d - 1u));
+  let rowBase = rc * d;
+
+  var acc0 = vec4<f32>(0.0);
+  var acc1 = vec4<f32>(0.0);
+  var acc2 = vec4<f32>(0.0);
+  var acc3 = vec4<f32>(0.0);
+  for (var k = 0u; k < d; k++) {
+    let mean = stats[params.meanOffset + k];
+    let zc = vec4<f32>(z[rowBase.x + k], z[rowBase.y + k], z[rowBase.z + k], z[rowBase.w + k]) - vec4<f32>(mean);
+    let ck = k * d;
+    let coff = vec4<f32>(covOffDiag[ck + cc.x], covOffDiag[ck + cc.y], covOffDiag[ck + cc.z], covOffDiag[ck + cc.w]);
+    acc0 = fma(vec4<f32>(zc.x), coff, acc0);
+    acc1 = fma(vec4<f32>(zc.y), coff, acc1);
+    acc2 = fma(vec4<f32>(zc.z), coff, acc2);
+    acc3 = fma(vec4<f32>(zc.w), coff, acc3);
+  }
+
+  let product = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
+  for (var c = 0u; c < BLOCK; c++) {
+    let j = cols[c];
+    if (j >= d) { continue; }
+    let mean = stats[params.meanOffset + j];
+    let stdDev = sqrt(stats[params.varOffset + j] + params.eps);
+    let varCoef = select(0.0, params.varWeight / stdDev, stdDev < params.gamma);
+    for (var r = 0u; r < BLOCK; r++) {
+      let i = rows[r];
+      if (i >= n) { continue; }
+      let index = i * d + j;
+      let x = z[index];
+      let g = params.invCoef * (x - other[index]) + varCoef * (x - mean) + params.covCoef * product[r][c];
+      grad[index] = params.scale * g;
+    }
+  }
+}

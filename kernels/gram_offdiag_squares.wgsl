@@ -1,0 +1,108 @@
+// gram_offdiag_squares.wgsl: the covariance matrix of one view, tile by tile, with the sum of its squared
+// off-diagonal entries reduced in the epilogue ("primal" d x d form).
+//
+// Math (Z one view, n x d row-major; mean_j from column_stats):
+//   C_lm = (1/(n-1)) sum_i (Z_il - mean_l) (Z_im - mean_m)          (l, m in [0, d))
+//   partials[tile] = w * sum over the tile's entries with l != m of C_lm^2,
+//   w = 1 on diagonal tiles, 2 above the diagonal (C is symmetric; tiles below it are not computed).
+//   sum over all tiles = sum_{l != m} C_lm^2                          (d * c(Z) in the math doc)
+//   If WRITE_MATRIX: covOffDiag = C with its diagonal set to 0 (Coff), written in full (each tile above
+//   the diagonal is also written mirrored), for covariance_backward.wgsl.
+// Centering happens as Z is loaded (never Z^T Z - n mean mean^T, which cancels for large offsets).
+//
+// Bindings (group 0):
+//   0  z           storage, read        array<f32>  n*d
+//   1  stats       storage, read        array<f32>  column_stats layout; this view's means at meanOffset
+//   2  partials    storage, read_write  array<f32>  tiles*tiles per view (entry partialOffset + tileRow*tiles + tileCol;
+//                                                   0 below the diagonal)
+//   3  covOffDiag  storage, read_write  array<f32>  d*d when WRITE_MATRIX (any small buffer otherwise)
+//   4  dims        uniform              GramDims { n, d, tiles, meanOffset, partialOffset }
+// Dispatch: (tiles, tiles, 1) workgroups, tiles = ceil(d / (4*WG)); workgroup (WG, WG) threads; each
+// thread accumulates a 4 x 4 register block of C, so a workgroup covers a (4*WG) x (4*WG) tile.
+// Workgroups below the diagonal write a zero partial and return.
+// Variant: "registers": no workgroup memory in the main loop (lavapipe favours it); vec4 arithmetic.
+// WG*WG must be a power of two (tree reduction).
+
+struct GramDims { n: u32, d: u32, tiles: u32, meanOffset: u32, partialOffset: u32, _pad0: u32, _pad1: u32, _pad2: u32 }
+
+override WG: u32 = 8;
+override WRITE_MATRIX: bool = true;
+const BLOCK: u32 = 4u;   // rows and columns of C per thread
+
+@group(0) @binding(0) var<storage, read> z: array<f32>;
+@group(0) @binding(1) var<storage, read> stats: array<f32>;
+@group(0) @binding(2) var<storage, read_write> partials: array<f32>;
+@group(0) @binding(3) var<storage, read_write> covOffDiag: array<f32>;
+@group(0) @binding(4) var<uniform> dims: GramDims;
+
+var<workgroup> threadSums: array<f32, WG * WG>;
+
+@compute @workgroup_size(WG, WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(local_invocation_index) lidx: u32) {
+  let tileRow = wid.y;
+  let tileCol = wid.x;
+  let partialIndex = dims.partialOffset + tileRow * dims.tiles + tileCol;
+  if (tileRow > tileCol) {
+    if (lidx == 0u) { partials[partialIndex] = 0.0; }
+    return;
+  }
+  let n = dims.n;
+  let d = dims.d;
+  let offs = vec4<u32>(0u, 1u, 2u, 3u);
+  let l = vec4<u32>(tileRow * WG * BLOCK + lid.y * BLOCK) + offs;   // this thread's rows of C
+  let m = vec4<u32>(tileCol * WG * BLOCK + lid.x * BLOCK) + offs;   // this thread's columns of C
+  // Out-of-range columns are clamped for the load and zeroed by the mask, so they add nothing.
+  let lc = min(l, vec4<u32>(d - 1u));
+  let mc = min(m, vec4<u32>(d - 1u));
+  let maskL = select(vec4<f32>(0.0), vec4<f32>(1.0), l < vec4<u32>(d));
+  let maskM = select(vec4<f32>(0.0), vec4<f32>(1.0), m < vec4<u32>(d));
+  let mo = dims.meanOffset;
+  let meanL = vec4<f32>(stats[mo + lc.x], stats[mo + lc.y], stats[mo + lc.z], stats[mo + lc.w]);
+  let meanM = vec4<f32>(stats[mo + mc.x], stats[mo + mc.y], stats[mo + mc.z], stats[mo + mc.w]);
+
+  var acc0 = vec4<f32>(0.0);
+  var acc1 = vec4<f32>(0.0);
+  var acc2 = vec4<f32>(0.0);
+  var acc3 = vec4<f32>(0.0);
+  for (var i = 0u; i < n; i++) {
+    let row = i * d;
+    let zl = (vec4<f32>(z[row + lc.x], z[row + lc.y], z[row + lc.z], z[row + lc.w]) - meanL) * maskL;
+    let zm = (vec4<f32>(z[row + mc.x], z[row + mc.y], z[row + mc.z], z[row + mc.w]) - meanM) * maskM;
+    acc0 = fma(vec4<f32>(zl.x), zm, acc0);
+    acc1 = fma(vec4<f32>(zl.y), zm, acc1);
+    acc2 = fma(vec4<f32>(zl.z), zm, acc2);
+    acc3 = fma(vec4<f32>(zl.w), zm, acc3);
+  }
+
+  let inv = 1.0 / f32(n - 1u);
+  let block = array<vec4<f32>, 4>(acc0 * inv, acc1 * inv, acc2 * inv, acc3 * inv);
+  let mirror = tileRow < tileCol;
+  var sumSq = 0.0;
+  for (var r = 0u; r < BLOCK; r++) {
+    for (var c = 0u; c < BLOCK; c++) {
+      let row = l[r];
+      let col = m[c];
+      if (row < d && col < d) {
+        let value = select(block[r][c], 0.0, row == col);
+        sumSq = fma(value, value, sumSq);
+        if (WRITE_MATRIX) {
+          covOffDiag[row * d + col] = value;
+          if (mirror) { covOffDiag[col * d + row] = value; }
+        }
+      }
+    }
+  }
+
+  // Deterministic tree over the workgroup's threads (no float atomics).
+  threadSums[lidx] = sumSq;
+  workgroupBarrier();
+  for (var stride = WG * WG / 2u; stride > 0u; stride >>= 1u) {
+    if (lidx < stride) { threadSums[lidx] += threadSums[lidx + stride]; }
+    workgroupBarrier();
+  }
+  if (lidx == 0u) {
+    partials[partialIndex] = select(1.0, 2.0, mirror) * threadSums[0];
+  }
+}

@@ -1,0 +1,147 @@
+// The thin runtime: buffers, pipelines (cached per device), dispatch, readback, and WebGPU errors turned
+// into typed errors. Plain types and free functions.
+import { DeviceError, LimitError } from '../errors.js';
+
+// GPUBufferUsage / GPUMapMode values from the WebGPU spec, so no global is needed in Node.
+export const Usage = {
+  MAP_READ: 0x0001,
+  COPY_SRC: 0x0004,
+  COPY_DST: 0x0008,
+  UNIFORM: 0x0040,
+  STORAGE: 0x0080,
+} as const;
+const MAP_MODE_READ = 0x0001;
+
+/** Live buffers created through this module, for leak checks. */
+export const bufferCounts = { live: 0, bytes: 0 };
+
+export interface Buffer {
+  gpu: GPUBuffer;
+  bytes: number;
+}
+
+export function createBuffer(device: GPUDevice, label: string, bytes: number, usage: number): Buffer {
+  // WebGPU sizes are multiples of 4; zero-sized bindings are invalid.
+  const size = Math.max(16, Math.ceil(bytes / 16) * 16);
+  const gpu = device.createBuffer({ label, size, usage });
+  bufferCounts.live += 1;
+  bufferCounts.bytes += size;
+  return { gpu, bytes: size };
+}
+
+export function destroyBuffer(buffer: Buffer | undefined): void {
+  if (!buffer) return;
+  buffer.gpu.destroy();
+  bufferCounts.live -= 1;
+  bufferCounts.bytes -= buffer.bytes;
+}
+
+export function storageBuffer(device: GPUDevice, label: string, bytes: number): Buffer {
+  return createBuffer(device, label, bytes, Usage.STORAGE | Usage.COPY_SRC | Usage.COPY_DST);
+}
+
+export function uniformBuffer(device: GPUDevice, label: string, bytes: number): Buffer {
+  return createBuffer(device, label, bytes, Usage.UNIFORM | Usage.COPY_DST);
+}
+
+export function readbackBuffer(device: GPUDevice, label: string, bytes: number): Buffer {
+  return createBuffer(device, label, bytes, Usage.MAP_READ | Usage.COPY_DST);
+}
+
+export interface KernelSpec {
+  /** WGSL source, one kernel per file. */
+  code: string;
+  /** A name for errors and labels. */
+  name: string;
+  /** Values for the WGSL `override` constants. */
+  constants?: Record<string, number | boolean>;
+}
+
+const pipelineCache = new WeakMap<GPUDevice, Map<string, Promise<GPUComputePipeline>>>();
+
+/** The compute pipeline for a kernel, compiled once per device, shader source and constants. */
+export function pipeline(device: GPUDevice, spec: KernelSpec): Promise<GPUComputePipeline> {
+  let perDevice = pipelineCache.get(device);
+  if (!perDevice) pipelineCache.set(device, (perDevice = new Map()));
+  const constants = Object.fromEntries(Object.entries(spec.constants ?? {}).map(([k, v]) => [k, Number(v)]));
+  const key = `${spec.name}|${JSON.stringify(constants)}|${spec.code}`;
+  let cached = perDevice.get(key);
+  if (!cached) {
+    cached = compile(device, spec, constants);
+    perDevice.set(key, cached);
+    cached.catch(() => perDevice!.delete(key));
+  }
+  return cached;
+}
+
+async function compile(device: GPUDevice, spec: KernelSpec, constants: Record<string, number>): Promise<GPUComputePipeline> {
+  device.pushErrorScope('validation');
+  const module = device.createShaderModule({ label: spec.name, code: spec.code });
+  const error = await device.popErrorScope();
+  if (error) throw new DeviceError(`kernel ${spec.name} failed to compile: ${error.message}`);
+  try {
+    return await device.createComputePipelineAsync({
+      label: spec.name,
+      layout: 'auto',
+      compute: { module, entryPoint: 'main', constants },
+    });
+  } catch (e) {
+    throw new DeviceError(`kernel ${spec.name} failed to build a pipeline: ${(e as Error).message}`);
+  }
+}
+
+export interface Dispatch {
+  pipeline: GPUComputePipeline;
+  /** Buffers in the order of the kernel's @binding numbers (group 0). */
+  bindings: GPUBuffer[];
+  workgroups: readonly [number, number?, number?];
+  label: string;
+}
+
+export function encodeDispatch(device: GPUDevice, encoder: GPUCommandEncoder, dispatch: Dispatch): void {
+  const bindGroup = device.createBindGroup({
+    label: dispatch.label,
+    layout: dispatch.pipeline.getBindGroupLayout(0),
+    entries: dispatch.bindings.map((buffer, binding) => ({ binding, resource: { buffer } })),
+  });
+  const pass = encoder.beginComputePass({ label: dispatch.label });
+  pass.setPipeline(dispatch.pipeline);
+  pass.setBindGroup(0, bindGroup);
+  const [x, y = 1, z = 1] = dispatch.workgroups;
+  pass.dispatchWorkgroups(x, y, z);
+  pass.end();
+}
+
+/**
+ * Runs `work` inside validation and out-of-memory error scopes and turns what they catch into typed
+ * errors. WebGPU reports these asynchronously; without the scopes they would only be logged.
+ */
+export async function withErrorScopes<T>(device: GPUDevice, what: string, work: () => T | Promise<T>): Promise<T> {
+  device.pushErrorScope('out-of-memory');
+  device.pushErrorScope('validation');
+  let result: T | undefined;
+  let thrown: unknown;
+  try {
+    result = await work();
+  } catch (e) {
+    thrown = e;
+  }
+  const validation = await device.popErrorScope();
+  const memory = await device.popErrorScope();
+  if (thrown) throw thrown;
+  if (memory) throw new LimitError(`${what}: the device ran out of memory (${memory.message})`);
+  if (validation) throw new DeviceError(`${what}: WebGPU validation failed: ${validation.message}`);
+  return result as T;
+}
+
+/** Copies `source` (its first `bytes`) into `staging`, submits, and maps it back to the host. */
+export async function readback(device: GPUDevice, encoder: GPUCommandEncoder, copies: { source: GPUBuffer; staging: Buffer; bytes: number }[]): Promise<ArrayBuffer[]> {
+  for (const c of copies) encoder.copyBufferToBuffer(c.source, 0, c.staging.gpu, 0, c.bytes);
+  device.queue.submit([encoder.finish()]);
+  await Promise.all(copies.map((c) => c.staging.gpu.mapAsync(MAP_MODE_READ, 0, c.bytes)));
+  return copies.map((c) => {
+    const bytes = c.staging.gpu.getMappedRange(0, c.bytes).slice(0);
+    c.staging.gpu.unmap();
+    return bytes;
+  });
+}
