@@ -3,6 +3,10 @@
 // Math (per column j, over the n rows i; A, B are n x d, row-major):
 //   meanA_j = (1/n) sum_i A_ij                 varA_j = (1/(n-1)) sum_i (A_ij - meanA_j)^2
 //   meanB_j, varB_j likewise                   sqDiff_j = sum_i (A_ij - B_ij)^2
+//   The mean is stored as shift_j + center_j, shift_j = Z_0j (the column's first element) and
+//   center_j = mean_j - shift_j, and kernels center as (Z_ij - shift_j) - center_j: the first subtraction
+//   is exact for nearby values, so a large common offset (1e4) costs no accuracy, where rounding
+//   mean_j to float32 would shift every centered value by up to half an ulp of the offset.
 //   flags_j = bit 0: some A_ij is NaN or Inf;  bit 1: some B_ij is NaN or Inf
 // One pass over A and B. The sums are of shifted values (x - x_0j, with x_0j the column's first
 // element), so var = (S2 - S1^2/n)/(n-1) does not cancel catastrophically for a large common offset,
@@ -14,7 +18,8 @@
 // Bindings (group 0):
 //   0  a       storage, read        array<f32>   n*d
 //   1  b       storage, read        array<f32>   n*d
-//   2  stats   storage, read_write  array<f32>   5*d: [meanA | meanB | varA | varB | sqDiff], d each
+//   2  stats   storage, read_write  array<f32>   7*d: [shiftA | shiftB | centerA | centerB | varA | varB | sqDiff],
+//                                                d each
 //   3  flags   storage, read_write  array<u32>   d
 //   4  dims    uniform              Dims { n, d }
 // Dispatch: (ceil(d / WG), 1, 1) workgroups of WG threads; one thread per column. Adjacent threads read
@@ -80,10 +85,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let varA = max(0.0, sumSqA - sumA * meanShiftA) / (nf - 1.0);
   let varB = max(0.0, sumSqB - sumB * meanShiftB) / (nf - 1.0);
 
-  stats[j] = shiftA + meanShiftA;
-  stats[d + j] = shiftB + meanShiftB;
-  stats[2u * d + j] = varA;
-  stats[3u * d + j] = varB;
-  stats[4u * d + j] = sqDiff;
+  stats[j] = shiftA;
+  stats[d + j] = shiftB;
+  stats[2u * d + j] = meanShiftA;
+  stats[3u * d + j] = meanShiftB;
+  stats[4u * d + j] = varA;
+  stats[5u * d + j] = varB;
+  stats[6u * d + j] = sqDiff;
   flags[j] = select(0u, 1u, badA) | select(0u, 2u, badB);
 }

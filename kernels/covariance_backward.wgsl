@@ -1,7 +1,8 @@
 // covariance_backward.wgsl: the whole gradient of the loss with respect to one view, in one pass
 // ("primal" d x d form: uses Coff written by gram_offdiag_squares.wgsl).
 //
-// Math (Z the view, O the other view, both n x d; mean_j, var_j of Z from column_stats; Zc = Z - mean):
+// Math (Z the view, O the other view, both n x d; var_j of Z and Zc = (Z - shift) - center from
+// column_stats):
 //   grad_ij = scale * ( invCoef * (Z_ij - O_ij)
 //                     + varCoef_j * Zc_ij
 //                     + covCoef * sum_m Zc_im Coff_mj )
@@ -25,9 +26,10 @@
 // Variant: "registers": no workgroup memory (lavapipe favours it); vec4 arithmetic.
 
 struct BackwardParams {
-  n: u32, d: u32, meanOffset: u32, varOffset: u32,
+  n: u32, d: u32, shiftOffset: u32, centerOffset: u32,
+  varOffset: u32, _pad0: u32, _pad1: u32, _pad2: u32,
   invCoef: f32, varWeight: f32, covCoef: f32, gamma: f32,
-  eps: f32, scale: f32, _pad0: f32, _pad1: f32,
+  eps: f32, scale: f32, _pad3: f32, _pad4: f32,
 }
 // varWeight = -mu k / (d (n-1)): varCoef_j = varWeight / std_j where the hinge is active.
 
@@ -57,8 +59,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   var acc2 = vec4<f32>(0.0);
   var acc3 = vec4<f32>(0.0);
   for (var k = 0u; k < d; k++) {
-    let mean = stats[params.meanOffset + k];
-    let zc = vec4<f32>(z[rowBase.x + k], z[rowBase.y + k], z[rowBase.z + k], z[rowBase.w + k]) - vec4<f32>(mean);
+    let shift = vec4<f32>(stats[params.shiftOffset + k]);
+    let center = vec4<f32>(stats[params.centerOffset + k]);
+    let zc = (vec4<f32>(z[rowBase.x + k], z[rowBase.y + k], z[rowBase.z + k], z[rowBase.w + k]) - shift) - center;
     let ck = k * d;
     let coff = vec4<f32>(covOffDiag[ck + cc.x], covOffDiag[ck + cc.y], covOffDiag[ck + cc.z], covOffDiag[ck + cc.w]);
     acc0 = fma(vec4<f32>(zc.x), coff, acc0);
@@ -71,7 +74,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   for (var c = 0u; c < BLOCK; c++) {
     let j = cols[c];
     if (j >= d) { continue; }
-    let mean = stats[params.meanOffset + j];
+    let shift = stats[params.shiftOffset + j];
+    let center = stats[params.centerOffset + j];
     let stdDev = sqrt(stats[params.varOffset + j] + params.eps);
     let varCoef = select(0.0, params.varWeight / stdDev, stdDev < params.gamma);
     for (var r = 0u; r < BLOCK; r++) {
@@ -79,7 +83,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       if (i >= n) { continue; }
       let index = i * d + j;
       let x = z[index];
-      let g = params.invCoef * (x - other[index]) + varCoef * (x - mean) + params.covCoef * product[r][c];
+      let g = params.invCoef * (x - other[index]) + varCoef * ((x - shift) - center) + params.covCoef * product[r][c];
       grad[index] = params.scale * g;
     }
   }

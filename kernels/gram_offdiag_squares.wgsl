@@ -1,29 +1,31 @@
 // gram_offdiag_squares.wgsl: the covariance matrix of one view, tile by tile, with the sum of its squared
 // off-diagonal entries reduced in the epilogue ("primal" d x d form).
 //
-// Math (Z one view, n x d row-major; mean_j from column_stats):
+// Math (Z one view, n x d row-major; mean_j = shift_j + center_j from column_stats):
 //   C_lm = (1/(n-1)) sum_i (Z_il - mean_l) (Z_im - mean_m)          (l, m in [0, d))
 //   partials[tile] = w * sum over the tile's entries with l != m of C_lm^2,
 //   w = 1 on diagonal tiles, 2 above the diagonal (C is symmetric; tiles below it are not computed).
 //   sum over all tiles = sum_{l != m} C_lm^2                          (d * c(Z) in the math doc)
 //   If WRITE_MATRIX: covOffDiag = C with its diagonal set to 0 (Coff), written in full (each tile above
 //   the diagonal is also written mirrored), for covariance_backward.wgsl.
-// Centering happens as Z is loaded (never Z^T Z - n mean mean^T, which cancels for large offsets).
+// Centering happens as Z is loaded, as (Z - shift) - center (see column_stats.wgsl); never as
+// Z^T Z - n mean mean^T, which cancels for large offsets.
 //
 // Bindings (group 0):
 //   0  z           storage, read        array<f32>  n*d
-//   1  stats       storage, read        array<f32>  column_stats layout; this view's means at meanOffset
+//   1  stats       storage, read        array<f32>  column_stats layout; this view's shift and center at
+//                                                 shiftOffset, centerOffset
 //   2  partials    storage, read_write  array<f32>  tiles*tiles per view (entry partialOffset + tileRow*tiles + tileCol;
 //                                                   0 below the diagonal)
 //   3  covOffDiag  storage, read_write  array<f32>  d*d when WRITE_MATRIX (any small buffer otherwise)
-//   4  dims        uniform              GramDims { n, d, tiles, meanOffset, partialOffset }
+//   4  dims        uniform              GramDims { n, d, tiles, partialOffset, shiftOffset, centerOffset }
 // Dispatch: (tiles, tiles, 1) workgroups, tiles = ceil(d / (4*WG)); workgroup (WG, WG) threads; each
 // thread accumulates a 4 x 4 register block of C, so a workgroup covers a (4*WG) x (4*WG) tile.
 // Workgroups below the diagonal write a zero partial and return.
 // Variant: "registers": no workgroup memory in the main loop (lavapipe favours it); vec4 arithmetic.
 // WG*WG must be a power of two (tree reduction).
 
-struct GramDims { n: u32, d: u32, tiles: u32, meanOffset: u32, partialOffset: u32, _pad0: u32, _pad1: u32, _pad2: u32 }
+struct GramDims { n: u32, d: u32, tiles: u32, partialOffset: u32, shiftOffset: u32, centerOffset: u32, _pad0: u32, _pad1: u32 }
 
 override WG: u32 = 8;
 override WRITE_MATRIX: bool = true;
@@ -58,9 +60,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
   let mc = min(m, vec4<u32>(d - 1u));
   let maskL = select(vec4<f32>(0.0), vec4<f32>(1.0), l < vec4<u32>(d));
   let maskM = select(vec4<f32>(0.0), vec4<f32>(1.0), m < vec4<u32>(d));
-  let mo = dims.meanOffset;
-  let meanL = vec4<f32>(stats[mo + lc.x], stats[mo + lc.y], stats[mo + lc.z], stats[mo + lc.w]);
-  let meanM = vec4<f32>(stats[mo + mc.x], stats[mo + mc.y], stats[mo + mc.z], stats[mo + mc.w]);
+  let so = dims.shiftOffset;
+  let co = dims.centerOffset;
+  let shiftL = vec4<f32>(stats[so + lc.x], stats[so + lc.y], stats[so + lc.z], stats[so + lc.w]);
+  let shiftM = vec4<f32>(stats[so + mc.x], stats[so + mc.y], stats[so + mc.z], stats[so + mc.w]);
+  let centerL = vec4<f32>(stats[co + lc.x], stats[co + lc.y], stats[co + lc.z], stats[co + lc.w]);
+  let centerM = vec4<f32>(stats[co + mc.x], stats[co + mc.y], stats[co + mc.z], stats[co + mc.w]);
 
   var acc0 = vec4<f32>(0.0);
   var acc1 = vec4<f32>(0.0);
@@ -68,8 +73,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
   var acc3 = vec4<f32>(0.0);
   for (var i = 0u; i < n; i++) {
     let row = i * d;
-    let zl = (vec4<f32>(z[row + lc.x], z[row + lc.y], z[row + lc.z], z[row + lc.w]) - meanL) * maskL;
-    let zm = (vec4<f32>(z[row + mc.x], z[row + mc.y], z[row + mc.z], z[row + mc.w]) - meanM) * maskM;
+    let zl = ((vec4<f32>(z[row + lc.x], z[row + lc.y], z[row + lc.z], z[row + lc.w]) - shiftL) - centerL) * maskL;
+    let zm = ((vec4<f32>(z[row + mc.x], z[row + mc.y], z[row + mc.z], z[row + mc.w]) - shiftM) - centerM) * maskM;
     acc0 = fma(vec4<f32>(zl.x), zm, acc0);
     acc1 = fma(vec4<f32>(zl.y), zm, acc1);
     acc2 = fma(vec4<f32>(zl.z), zm, acc2);

@@ -1,27 +1,34 @@
 // loss_terms.wgsl: the final reduction of the loss and its three terms, in one workgroup.
 //
-// Math (column_stats gives meanA, meanB, varA, varB, sqDiff; partials from gram_offdiag_squares):
+// Math (column_stats gives varA, varB, sqDiff; partials from the Gram kernels):
 //   invariance = (1/(n d)) sum_j sqDiff_j
 //   variance   = k (1/d) sum_j [ max(0, gamma - sqrt(varA_j + eps)) + max(0, gamma - sqrt(varB_j + eps)) ]
-//   covariance = (1/d) (sum_t partialsA_t + sum_t partialsB_t)
+//   per view Z: P_Z = sum of Z's partials
+//     primal form (gram_offdiag_squares): P_Z = sum_{l != m} C_lm^2 already;   off_Z = P_Z
+//     dual form (sample_gram):            P_Z = ||C||_F^2;  off_Z = P_Z - sum_j var_j^2 (C's diagonal)
+//   covariance = (1/d) (off_A + off_B)
 //   loss       = lambda invariance + mu variance + nu covariance
+//   share_Z    = off_Z / P_Z: the off-diagonal share of ||C||_F^2 (1 in the primal form, and when P_Z = 0);
+//                in the dual form a small share means off_Z lost float32 accuracy to cancellation, and
+//                the ops fall back to the primal form.
 //   flags      = OR of the column finiteness flags (bit 0: A has NaN/Inf, bit 1: B has)
 // Every thread sums a fixed strided slice, then a fixed tree combines the threads: the same inputs give
 // bitwise the same result on every run.
 //
 // Bindings (group 0):
-//   0  stats     storage, read        array<f32>  column_stats layout (5*d)
+//   0  stats     storage, read        array<f32>  column_stats layout (7*d)
 //   1  flags     storage, read        array<u32>  d
 //   2  partials  storage, read        array<f32>  2*partialCount: view A's tiles, then view B's
-//   3  result    storage, read_write  array<f32>  8: [loss, invariance, variance, covariance, flags, 0, 0, 0]
+//   3  result    storage, read_write  array<f32>  8: [loss, invariance, variance, covariance, flags,
+//                                                     shareA, shareB, 0]
 //   4  params    uniform              TermParams
-// Dispatch: (1, 1, 1) workgroup of WG threads.
+// Dispatch: (1, 1, 1) workgroup of WG threads (a power of two).
 // Variant: the only one (a few thousand values).
 
 struct TermParams {
-  n: u32, d: u32, partialCount: u32, _pad0: u32,
+  n: u32, d: u32, partialCount: u32, dualForm: u32,
   lambda: f32, mu: f32, nu: f32, gamma: f32,
-  eps: f32, varianceScale: f32, _pad1: f32, _pad2: f32,
+  eps: f32, varianceScale: f32, _pad0: f32, _pad1: f32,
 }
 
 override WG: u32 = 256;
@@ -32,53 +39,55 @@ override WG: u32 = 256;
 @group(0) @binding(3) var<storage, read_write> result: array<f32>;
 @group(0) @binding(4) var<uniform> params: TermParams;
 
-var<workgroup> sumDiff: array<f32, WG>;
-var<workgroup> sumHinge: array<f32, WG>;
-var<workgroup> sumCov: array<f32, WG>;
+// Per-thread sums, then the tree: [sqDiff, hinge, P_A, P_B, diagA, diagB].
+const SUMS: u32 = 6u;
+var<workgroup> sums: array<array<f32, SUMS>, WG>;
 var<workgroup> anyBad: atomic<u32>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) t: u32) {
   let d = params.d;
   if (t == 0u) { atomicStore(&anyBad, 0u); }
-  var diff = 0.0;
-  var hinge = 0.0;
+  var s = array<f32, SUMS>();
   var bad = 0u;
   for (var j = t; j < d; j += WG) {
-    diff += stats[4u * d + j];
-    hinge += max(0.0, params.gamma - sqrt(stats[2u * d + j] + params.eps))
-           + max(0.0, params.gamma - sqrt(stats[3u * d + j] + params.eps));
+    let varA = stats[4u * d + j];
+    let varB = stats[5u * d + j];
+    s[0] += stats[6u * d + j];
+    s[1] += max(0.0, params.gamma - sqrt(varA + params.eps)) + max(0.0, params.gamma - sqrt(varB + params.eps));
+    s[4] = fma(varA, varA, s[4]);
+    s[5] = fma(varB, varB, s[5]);
     bad |= flags[j];
   }
-  var cov = 0.0;
-  for (var p = t; p < 2u * params.partialCount; p += WG) {
-    cov += partials[p];
+  for (var p = t; p < params.partialCount; p += WG) {
+    s[2] += partials[p];
+    s[3] += partials[params.partialCount + p];
   }
-  sumDiff[t] = diff;
-  sumHinge[t] = hinge;
-  sumCov[t] = cov;
+  sums[t] = s;
   workgroupBarrier();
   atomicOr(&anyBad, bad);   // integer OR: order-independent, so still deterministic
   for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
     if (t < stride) {
-      sumDiff[t] += sumDiff[t + stride];
-      sumHinge[t] += sumHinge[t + stride];
-      sumCov[t] += sumCov[t + stride];
+      for (var q = 0u; q < SUMS; q++) { sums[t][q] += sums[t + stride][q]; }
     }
     workgroupBarrier();
   }
   if (t == 0u) {
+    let total = sums[0];
+    let dual = params.dualForm != 0u;
+    let offA = select(total[2], total[2] - total[4], dual);
+    let offB = select(total[3], total[3] - total[5], dual);
     let df = f32(d);
-    let invariance = sumDiff[0] / (f32(params.n) * df);
-    let variance = params.varianceScale * sumHinge[0] / df;
-    let covariance = sumCov[0] / df;
+    let invariance = total[0] / (f32(params.n) * df);
+    let variance = params.varianceScale * total[1] / df;
+    let covariance = (offA + offB) / df;
     result[0] = params.lambda * invariance + params.mu * variance + params.nu * covariance;
     result[1] = invariance;
     result[2] = variance;
     result[3] = covariance;
     result[4] = f32(atomicLoad(&anyBad));
-    result[5] = 0.0;
-    result[6] = 0.0;
+    result[5] = select(1.0, offA / total[2], total[2] > 0.0);
+    result[6] = select(1.0, offB / total[3], total[3] > 0.0);
     result[7] = 0.0;
   }
 }

@@ -18,6 +18,12 @@ export interface VICRegOptions {
   preset?: Preset;
   /** A device to run on; the engine never destroys a device it was given. Default: acquire one. */
   device?: GPUDevice;
+  /**
+   * How the covariance term is computed: 'primal' (the d x d covariance, O(n d^2)), 'dual' (the n x n
+   * Gram matrix, O(n^2 d)), or 'auto' (default: the cheaper one, falling back from dual to primal when
+   * the dual form would lose float32 accuracy). Forcing 'dual' still falls back where it must.
+   */
+  form?: 'auto' | 'primal' | 'dual';
 }
 
 /** The loss and its three terms, as defined in docs (loss = lambda*invariance + mu*variance + nu*covariance). */
@@ -41,6 +47,17 @@ export interface ForwardOptions {
   grad?: boolean;
 }
 
+export interface ForwardPlan {
+  n: number;
+  d: number;
+  /** The form that produced the result. */
+  form: 'primal' | 'dual';
+  /** True when the dual form ran first and its off-diagonal share was too small, so primal ran too. */
+  fellBack: boolean;
+  /** The off-diagonal shares of ||C||_F^2 of A and B measured by the dual form (1 when it did not run). */
+  offDiagonalShare: [number, number];
+}
+
 export interface VICRegLoss {
   /** Computes the loss of two row-major n x d views. */
   forward(a: Float32Array, b: Float32Array, shape: readonly [number, number], options?: ForwardOptions): Promise<VICRegTerms>;
@@ -50,6 +67,8 @@ export interface VICRegLoss {
   readonly adapterName: string;
   /** The resolved coefficients. */
   readonly options: Readonly<Required<Omit<VICRegOptions, 'device'>>>;
+  /** How the last successful forward computed the covariance term, and why. */
+  readonly lastPlan: ForwardPlan | undefined;
   /** Releases every buffer; destroys the device only if the engine acquired it. */
   destroy(): void;
 }

@@ -47,7 +47,8 @@ export function readNpy(bytes: Uint8Array, name: string): NpyArray {
   }
   // v1/v2 headers are latin1, v3 is utf8; the dict text we accept is ASCII either way.
   const headerText = new TextDecoder(major === 3 ? 'utf-8' : 'latin1').decode(bytes.subarray(headerStart, dataStart));
-  const header = parseHeader(headerText, (why) => problem(`has a malformed .npy header (${why}): ${JSON.stringify(headerText.trim())}`));
+  const quoted = JSON.stringify(headerText.trim().slice(0, 100)); // enough to recognize, not a flood
+  const header = parseHeader(headerText, (why) => problem(`has a malformed .npy header (${why}): ${quoted}`));
 
   const type = FLOAT_TYPES.get(header.descr);
   if (!type) {

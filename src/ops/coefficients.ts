@@ -5,7 +5,7 @@ import type { Preset, VICRegOptions } from '../types.js';
 
 export type Coefficients = Readonly<Required<Omit<VICRegOptions, 'device'>>>;
 
-export const DEFAULTS: Coefficients = { lambda: 25, mu: 25, nu: 1, gamma: 1, eps: 1e-4, preset: 'paper' };
+export const DEFAULTS: Coefficients = { lambda: 25, mu: 25, nu: 1, gamma: 1, eps: 1e-4, preset: 'paper', form: 'auto' };
 
 /** k in the math doc: the variance term is k (v(A) + v(B)). */
 export function varianceScale(preset: Preset): number {
@@ -29,6 +29,12 @@ export function resolveCoefficients(options: VICRegOptions = {}): Coefficients {
       throw new OptionError(`option preset must be 'paper' or 'official', got ${JSON.stringify(options.preset)}`);
     }
     resolved.preset = options.preset;
+  }
+  if (options.form !== undefined) {
+    if (!['auto', 'primal', 'dual'].includes(options.form)) {
+      throw new OptionError(`option form must be 'auto', 'primal' or 'dual', got ${JSON.stringify(options.form)}`);
+    }
+    resolved.form = options.form;
   }
   return Object.freeze(resolved);
 }

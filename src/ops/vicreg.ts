@@ -1,41 +1,57 @@
 // The VICReg loss built from the kernels: forward (column statistics, the two covariance Gram
 // reductions, the loss terms) and backward (one fused gradient kernel per view).
-import { DeviceError, LimitError, NonFiniteError, OverflowError, ShapeError, StateError, VICRegError } from '../errors.js';
+import { DeviceError, LimitError, NonFiniteError, OptionError, OverflowError, ShapeError, StateError } from '../errors.js';
 import { acquireDevice, type DeviceHandle } from '../runtime/device.js';
 import {
   destroyBuffer, encodeDispatch, pipeline, readback, readbackBuffer, storageBuffer, uniformBuffer, withErrorScopes,
   type Buffer,
 } from '../runtime/gpu.js';
-import type { ForwardOptions, VICRegGradients, VICRegLoss, VICRegOptions, VICRegTerms } from '../types.js';
+import type { ForwardOptions, ForwardPlan, VICRegGradients, VICRegLoss, VICRegOptions, VICRegTerms } from '../types.js';
 import { gradientCoefficients, resolveCoefficients, varianceScale, type Coefficients } from './coefficients.js';
-import { columnStats, covarianceBackward, gramOffDiagSquares, lossTerms, statsLayout } from './kernels.js';
+import {
+  backwardWorkgroups, columnStats, forms, gramTiles, gramWorkgroups, lossTerms, statsLayout, UNIFORM_BYTES, type Form,
+} from './kernels.js';
 
 const RESULT_FLOATS = 8;
 const VIEWS = ['A', 'B'] as const;
+
+/** Device buffers of one form (its Gram partials and, for backward, its matrices). */
+interface FormBuffers {
+  side: number;
+  tiles: number;
+  partials: Buffer;
+  gramDims: [Buffer, Buffer];
+  termParams: Buffer;
+  /** The Gram matrix of each view (Coff or K), kept for backward; allocated on first need. */
+  matrices?: [Buffer, Buffer];
+}
 
 /** Device buffers for one problem shape, reused across calls of that shape. */
 interface Workspace {
   n: number;
   d: number;
-  tiles: number;
   inputs: [Buffer, Buffer];
   stats: Buffer;
   flags: Buffer;
-  partials: Buffer;
   result: Buffer;
   resultStaging: Buffer;
   statsDims: Buffer;
-  gramDims: [Buffer, Buffer];
-  termParams: Buffer;
-  /** Allocated on the first forward that keeps what backward needs. */
-  backward?: {
-    covOffDiag: [Buffer, Buffer];
-    grads: [Buffer, Buffer];
-    staging: [Buffer, Buffer];
-    params: [Buffer, Buffer];
-  };
-  /** Bound in place of covOffDiag by a forward that writes no matrix. */
+  /** Bound in place of a matrix by a forward that keeps none. */
   placeholder: Buffer;
+  forms: Partial<Record<Form, FormBuffers>>;
+  /** Allocated on the first backward. */
+  backward?: { grads: [Buffer, Buffer]; staging: [Buffer, Buffer]; params: [Buffer, Buffer] };
+}
+
+/**
+ * Below this off-diagonal share of ||C||_F^2, the dual form's (total - diagonal) loses too much float32
+ * accuracy (its relative error grows as 1/share), and the primal form is used instead.
+ */
+export const MIN_DUAL_SHARE = 0.5;
+
+/** The cheaper form by multiply-adds: primal ~ n d^2, dual ~ n^2 d. */
+export function cheaperForm(n: number, d: number): Form {
+  return n < d ? 'dual' : 'primal';
 }
 
 export function validateShape(shape: unknown): [number, number] {
@@ -87,7 +103,8 @@ export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VIC
   let destroyed = false;
   let workspace: Workspace | undefined;
   /** The forward that backward() pairs with. */
-  let saved: { n: number; d: number; grad: boolean } | undefined;
+  let saved: { n: number; d: number; grad: boolean; form: Form } | undefined;
+  let plan: ForwardPlan | undefined;
   /** Calls run one after another in the order they were made (backward pairs with the forward before it). */
   let tail: Promise<unknown> = Promise.resolve();
 
@@ -129,58 +146,91 @@ export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VIC
     const ws = workspace;
     workspace = undefined;
     if (!ws) return;
-    for (const b of [...ws.inputs, ws.stats, ws.flags, ws.partials, ws.result, ws.resultStaging, ws.statsDims,
-      ...ws.gramDims, ws.termParams, ws.placeholder]) destroyBuffer(b);
-    if (ws.backward) {
-      const bw = ws.backward;
-      for (const b of [...bw.covOffDiag, ...bw.grads, ...bw.staging, ...bw.params]) destroyBuffer(b);
+    for (const b of [...ws.inputs, ws.stats, ws.flags, ws.result, ws.resultStaging, ws.statsDims, ws.placeholder]) destroyBuffer(b);
+    for (const f of Object.values(ws.forms)) {
+      for (const b of [f.partials, ...f.gramDims, f.termParams, ...(f.matrices ?? [])]) destroyBuffer(b);
     }
+    if (ws.backward) for (const b of [...ws.backward.grads, ...ws.backward.staging, ...ws.backward.params]) destroyBuffer(b);
   }
 
   function workspaceFor(device: GPUDevice, n: number, d: number): Workspace {
     if (workspace && workspace.n === n && workspace.d === d) return workspace;
     freeWorkspace();
     checkBinding(`a ${n} x ${d} float32 view`, n * d * 4);
-    const tiles = gramOffDiagSquares.tiles(d);
     const layout = statsLayout(d);
     const ws: Workspace = {
-      n, d, tiles,
+      n, d,
       inputs: [storageBuffer(device, 'A', n * d * 4), storageBuffer(device, 'B', n * d * 4)],
       stats: storageBuffer(device, 'column stats', layout.floats * 4),
       flags: storageBuffer(device, 'column flags', d * 4),
-      partials: storageBuffer(device, 'gram partials', 2 * tiles * tiles * 4),
       result: storageBuffer(device, 'loss terms', RESULT_FLOATS * 4),
       resultStaging: readbackBuffer(device, 'loss terms readback', RESULT_FLOATS * 4),
-      statsDims: uniformBuffer(device, 'column stats dims', 8),
-      gramDims: [uniformBuffer(device, 'gram dims A', 32), uniformBuffer(device, 'gram dims B', 32)],
-      termParams: uniformBuffer(device, 'loss term params', 48),
+      statsDims: uniformBuffer(device, 'column stats dims', UNIFORM_BYTES.dims),
       placeholder: storageBuffer(device, 'no matrix', 16),
+      forms: {},
     };
     workspace = ws;
-    const q = device.queue;
-    q.writeBuffer(ws.statsDims.gpu, 0, new Uint32Array([n, d]));
-    for (const v of [0, 1] as const) {
-      q.writeBuffer(ws.gramDims[v].gpu, 0, new Uint32Array([n, d, tiles, layout.mean[v], v * tiles * tiles, 0, 0, 0]));
-    }
-    const term = new ArrayBuffer(48);
-    new Uint32Array(term, 0, 4).set([n, d, tiles * tiles, 0]);
-    new Float32Array(term, 16, 8).set([coefficients.lambda, coefficients.mu, coefficients.nu, coefficients.gamma,
-      coefficients.eps, varianceScale(coefficients.preset), 0, 0]);
-    q.writeBuffer(ws.termParams.gpu, 0, term);
+    device.queue.writeBuffer(ws.statsDims.gpu, 0, new Uint32Array([n, d]));
     return ws;
   }
 
-  function backwardBuffers(device: GPUDevice, ws: Workspace) {
-    if (ws.backward) return ws.backward;
+  function formBuffers(device: GPUDevice, ws: Workspace, form: Form, keepMatrix: boolean): FormBuffers {
     const { n, d } = ws;
-    checkBinding(`the ${d} x ${d} covariance matrix kept for backward`, d * d * 4);
-    ws.backward = {
-      covOffDiag: [storageBuffer(device, 'Coff A', d * d * 4), storageBuffer(device, 'Coff B', d * d * 4)],
-      grads: [storageBuffer(device, 'grad A', n * d * 4), storageBuffer(device, 'grad B', n * d * 4)],
-      staging: [readbackBuffer(device, 'grad A readback', n * d * 4), readbackBuffer(device, 'grad B readback', n * d * 4)],
-      params: [uniformBuffer(device, 'backward params A', 48), uniformBuffer(device, 'backward params B', 48)],
-    };
-    return ws.backward;
+    let f = ws.forms[form];
+    if (!f) {
+      const side = forms[form].side(n, d);
+      const tiles = gramTiles(side);
+      f = {
+        side, tiles,
+        partials: storageBuffer(device, `${form} gram partials`, 2 * tiles * tiles * 4),
+        gramDims: [uniformBuffer(device, `${form} gram dims A`, UNIFORM_BYTES.gramDims), uniformBuffer(device, `${form} gram dims B`, UNIFORM_BYTES.gramDims)],
+        termParams: uniformBuffer(device, `${form} loss term params`, UNIFORM_BYTES.termParams),
+      };
+      ws.forms[form] = f;
+      const layout = statsLayout(d);
+      for (const v of [0, 1] as const) {
+        device.queue.writeBuffer(f.gramDims[v].gpu, 0, new Uint32Array([n, d, tiles, v * tiles * tiles, layout.shift[v], layout.center[v], 0, 0]));
+      }
+      const term = new ArrayBuffer(UNIFORM_BYTES.termParams);
+      new Uint32Array(term, 0, 4).set([n, d, tiles * tiles, form === 'dual' ? 1 : 0]);
+      new Float32Array(term, 16, 8).set([coefficients.lambda, coefficients.mu, coefficients.nu, coefficients.gamma,
+        coefficients.eps, varianceScale(coefficients.preset), 0, 0]);
+      device.queue.writeBuffer(f.termParams.gpu, 0, term);
+    }
+    if (keepMatrix && !f.matrices) {
+      const bytes = f.side * f.side * 4;
+      checkBinding(`the ${f.side} x ${f.side} ${form === 'dual' ? 'Gram' : 'covariance'} matrix kept for backward`, bytes);
+      f.matrices = [storageBuffer(device, `${form} matrix A`, bytes), storageBuffer(device, `${form} matrix B`, bytes)];
+    }
+    return f;
+  }
+
+  /** One forward in the given form: statistics, both Gram reductions, the terms; read back. */
+  async function runForward(device: GPUDevice, ws: Workspace, form: Form, keepMatrix: boolean): Promise<Float32Array> {
+    const { d } = ws;
+    const f = formBuffers(device, ws, form, keepMatrix);
+    const [statsPipe, gramPipe, termsPipe] = await Promise.all([
+      pipeline(device, columnStats.spec),
+      pipeline(device, forms[form].gram(keepMatrix)),
+      pipeline(device, lossTerms.spec),
+    ]);
+    const encoder = device.createCommandEncoder({ label: `vicreg forward (${form})` });
+    encodeDispatch(device, encoder, {
+      label: 'column_stats', pipeline: statsPipe, workgroups: columnStats.workgroups(d),
+      bindings: [ws.inputs[0].gpu, ws.inputs[1].gpu, ws.stats.gpu, ws.flags.gpu, ws.statsDims.gpu],
+    });
+    for (const v of [0, 1] as const) {
+      encodeDispatch(device, encoder, {
+        label: `${form} gram ${VIEWS[v]}`, pipeline: gramPipe, workgroups: gramWorkgroups(f.side),
+        bindings: [ws.inputs[v].gpu, ws.stats.gpu, f.partials.gpu, (f.matrices?.[v] ?? ws.placeholder).gpu, f.gramDims[v].gpu],
+      });
+    }
+    encodeDispatch(device, encoder, {
+      label: 'loss_terms', pipeline: termsPipe, workgroups: lossTerms.workgroups(),
+      bindings: [ws.stats.gpu, ws.flags.gpu, f.partials.gpu, ws.result.gpu, f.termParams.gpu],
+    });
+    const [bytes] = await readback(device, encoder, [{ source: ws.result.gpu, staging: ws.resultStaging, bytes: RESULT_FLOATS * 4 }]);
+    return new Float32Array(bytes);
   }
 
   async function forward(a: Float32Array, b: Float32Array, shape: readonly [number, number], opts: ForwardOptions = {}): Promise<VICRegTerms> {
@@ -191,33 +241,18 @@ export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VIC
     const grad = opts.grad ?? true;
     return withErrorScopes(device, 'forward', async () => {
       const ws = workspaceFor(device, n, d);
-      const bw = grad ? backwardBuffers(device, ws) : undefined;
-      const [statsPipe, gramPipe, termsPipe] = await Promise.all([
-        pipeline(device, columnStats.spec),
-        pipeline(device, gramOffDiagSquares.spec(grad)),
-        pipeline(device, lossTerms.spec),
-      ]);
       for (const v of [0, 1] as const) device.queue.writeBuffer(ws.inputs[v].gpu, 0, views[v] as Float32Array<ArrayBuffer>);
-      const encoder = device.createCommandEncoder({ label: 'vicreg forward' });
-      encodeDispatch(device, encoder, {
-        label: 'column_stats', pipeline: statsPipe, workgroups: columnStats.workgroups(d),
-        bindings: [ws.inputs[0].gpu, ws.inputs[1].gpu, ws.stats.gpu, ws.flags.gpu, ws.statsDims.gpu],
-      });
-      for (const v of [0, 1] as const) {
-        encodeDispatch(device, encoder, {
-          label: `gram_offdiag_squares ${VIEWS[v]}`, pipeline: gramPipe, workgroups: gramOffDiagSquares.workgroups(d),
-          bindings: [ws.inputs[v].gpu, ws.stats.gpu, ws.partials.gpu, (bw ? bw.covOffDiag[v] : ws.placeholder).gpu, ws.gramDims[v].gpu],
-        });
-      }
-      encodeDispatch(device, encoder, {
-        label: 'loss_terms', pipeline: termsPipe, workgroups: lossTerms.workgroups(),
-        bindings: [ws.stats.gpu, ws.flags.gpu, ws.partials.gpu, ws.result.gpu, ws.termParams.gpu],
-      });
-      const [bytes] = await readback(device, encoder, [{ source: ws.result.gpu, staging: ws.resultStaging, bytes: RESULT_FLOATS * 4 }]);
-      const r = new Float32Array(bytes);
+      let form: Form = coefficients.form === 'auto' ? cheaperForm(n, d) : coefficients.form;
+      let r = await runForward(device, ws, form, grad);
+      const share: [number, number] = form === 'dual' ? [r[5], r[6]] : [1, 1];
       const flagBits = r[4];
       if (flagBits !== 0) {
         throw findNonFinite(views, flagBits, d) ?? new DeviceError('the device flagged a non-finite input that the host copy does not have');
+      }
+      const fellBack = form === 'dual' && !(Math.min(...share) >= MIN_DUAL_SHARE);
+      if (fellBack) {
+        form = 'primal';
+        r = await runForward(device, ws, form, grad);
       }
       const terms: VICRegTerms = { loss: r[0], invariance: r[1], variance: r[2], covariance: r[3] };
       for (const [name, value] of Object.entries(terms)) {
@@ -225,7 +260,8 @@ export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VIC
           throw new OverflowError(`the ${name} term overflowed float32 (${value}) although every input is finite: inputs are too large (keep |values| well below 1e9; see README, "Guarantees")`);
         }
       }
-      saved = { n, d, grad };
+      saved = { n, d, grad, form };
+      plan = { n, d, form, fellBack, offDiagonalShare: share };
       return terms;
     });
   }
@@ -233,26 +269,32 @@ export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VIC
   async function backward(scale = 1): Promise<VICRegGradients> {
     const device = await ensureDevice();
     if (typeof scale !== 'number' || !Number.isFinite(scale)) {
-      throw new VICRegError('option', `backward scale must be a finite number, got ${String(scale)}`);
+      throw new OptionError(`backward scale must be a finite number, got ${String(scale)}`);
     }
     if (!saved) throw new StateError('backward() needs a successful forward() first');
     if (!saved.grad) throw new StateError('the last forward() was called with { grad: false }; call forward() again to get gradients');
-    const { n, d } = saved;
+    const { n, d, form } = saved;
     const ws = workspace!;
-    const bw = ws.backward!;
+    const matrices = ws.forms[form]!.matrices!;
     return withErrorScopes(device, 'backward', async () => {
-      const backPipe = await pipeline(device, covarianceBackward.spec);
+      ws.backward ??= {
+        grads: [storageBuffer(device, 'grad A', n * d * 4), storageBuffer(device, 'grad B', n * d * 4)],
+        staging: [readbackBuffer(device, 'grad A readback', n * d * 4), readbackBuffer(device, 'grad B readback', n * d * 4)],
+        params: [uniformBuffer(device, 'backward params A', UNIFORM_BYTES.backwardParams), uniformBuffer(device, 'backward params B', UNIFORM_BYTES.backwardParams)],
+      };
+      const bw = ws.backward;
+      const backPipe = await pipeline(device, forms[form].backward);
       const layout = statsLayout(d);
       const k = gradientCoefficients(coefficients, n, d);
-      const encoder = device.createCommandEncoder({ label: 'vicreg backward' });
+      const encoder = device.createCommandEncoder({ label: `vicreg backward (${form})` });
       for (const v of [0, 1] as const) {
-        const params = new ArrayBuffer(48);
-        new Uint32Array(params, 0, 4).set([n, d, layout.mean[v], layout.variance[v]]);
-        new Float32Array(params, 16, 8).set([k.invCoef, k.varWeight, k.covCoef, coefficients.gamma, coefficients.eps, scale, 0, 0]);
+        const params = new ArrayBuffer(UNIFORM_BYTES.backwardParams);
+        new Uint32Array(params, 0, 8).set([n, d, layout.shift[v], layout.center[v], layout.variance[v], 0, 0, 0]);
+        new Float32Array(params, 32, 8).set([k.invCoef, k.varWeight, k.covCoef, coefficients.gamma, coefficients.eps, scale, 0, 0]);
         device.queue.writeBuffer(bw.params[v].gpu, 0, params);
         encodeDispatch(device, encoder, {
-          label: `covariance_backward ${VIEWS[v]}`, pipeline: backPipe, workgroups: covarianceBackward.workgroups(n, d),
-          bindings: [ws.inputs[v].gpu, ws.inputs[1 - v].gpu, ws.stats.gpu, bw.covOffDiag[v].gpu, bw.grads[v].gpu, bw.params[v].gpu],
+          label: `${form} backward ${VIEWS[v]}`, pipeline: backPipe, workgroups: backwardWorkgroups(n, d),
+          bindings: [ws.inputs[v].gpu, ws.inputs[1 - v].gpu, ws.stats.gpu, matrices[v].gpu, bw.grads[v].gpu, bw.params[v].gpu],
         });
       }
       const [ga, gb] = await readback(device, encoder, [0, 1].map((v) => ({ source: bw.grads[v].gpu, staging: bw.staging[v], bytes: n * d * 4 })));
@@ -265,6 +307,7 @@ export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VIC
     backward: (scale) => serialize(() => backward(scale)),
     get adapterName() { return handle.adapterName; },
     options: coefficients,
+    get lastPlan() { return plan; },
     destroy() {
       if (destroyed) return;
       destroyed = true;
