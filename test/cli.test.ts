@@ -125,7 +125,8 @@ describe('vicreg-wgsl demo and --help', () => {
     const { code, stdout, stderr } = await runCli(['demo', '--n', '64', '--d', '96', '--json']);
     expect(code, stderr).toBe(0);
     const result = lastJson(stdout);
-    expect(result).toMatchObject({ n: 64, d: 96, preset: 'paper' });
+    // n < d: the cheaper dual form is chosen.
+    expect(result).toMatchObject({ n: 64, d: 96, preset: 'paper', form: 'dual' });
     for (const key of [...TERMS, 'warmupMs', 'forwardMs', 'backwardMs', 'totalMs']) {
       expect(Number.isFinite(result[key]), key).toBe(true);
     }
@@ -133,11 +134,17 @@ describe('vicreg-wgsl demo and --help', () => {
     expect(typeof result.adapter).toBe('string');
   });
 
+  it('honours --form primal', async () => {
+    const { code, stdout, stderr } = await runCli(['demo', '--n', '20', '--d', '30', '--form', 'primal', '--json']);
+    expect(code, stderr).toBe(0);
+    expect(lastJson(stdout)).toMatchObject({ n: 20, d: 30, form: 'primal' });
+  });
+
   it('documents every command, option and default', async () => {
     const { code, stdout } = await runCli(['--help']);
     expect(code).toBe(0);
     for (const word of ['loss', 'demo', '--preset', 'paper', 'official', '--lambda', '--mu', '--nu', '--gamma',
-      '--eps', '--grad-out', '--json', '--n', '--d', '--seed', '--help']) {
+      '--eps', '--grad-out', '--json', '--n', '--d', '--seed', '--form', 'primal', 'dual', '--help']) {
       expect(stdout).toContain(word);
     }
     expect(stdout).toMatch(/--lambda X.*default 25/);
@@ -192,5 +199,6 @@ describe('vicreg-wgsl on bad input: exit 2, one line on stderr', () => {
     await expectCliError(['loss', good, good, '--mu', '1e'], /--mu must be a finite number, got "1e"/);
     await expectCliError(['demo', '--n', 'abc'], /--n must be an integer/);
     await expectCliError(['loss', good, good, '--preset', 'fast'], /--preset must be 'paper' or 'official'/);
+    await expectCliError(['demo', '--form', 'tiled'], /--form must be 'auto', 'primal' or 'dual'/);
   });
 });

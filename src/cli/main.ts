@@ -13,7 +13,7 @@ const HELP = `vicreg-wgsl: the VICReg loss (forward and backward) in WGSL comput
 
 Usage:
   vicreg-wgsl loss A.npy B.npy [options]   loss of two n x d views (float32 or float64 .npy, C order)
-  vicreg-wgsl demo [--n N] [--d D] [--seed S] [--json]
+  vicreg-wgsl demo [--n N] [--d D] [--seed S] [--form F] [--json]
                                            forward + backward on a random batch, with timings
   vicreg-wgsl --help                       this text
 
@@ -25,15 +25,20 @@ Options of 'loss':
   --nu X                   covariance weight (default 1)
   --gamma X                target standard deviation of each feature (default 1)
   --eps X                  added to the variance under the square root (default 1e-4)
+  --form auto|primal|dual  how the covariance term is computed (default auto): primal forms the
+                           d x d covariance (O(n d^2)), dual the n x n Gram matrix (O(n^2 d));
+                           auto takes the cheaper and falls back from dual to primal where the
+                           dual form would lose float32 accuracy
   --grad-out DIR           also run the backward pass; write DIR/grad_a.npy and DIR/grad_b.npy
                            (float32, n x d; DIR is created if needed)
   --json                   print one JSON object (n, d, loss, invariance, variance, covariance,
-                           preset, adapter, timings in ms) as the last line of stdout
+                           preset, form, adapter, timings in ms) as the last line of stdout
 
 Options of 'demo':
   --n N                    batch size, rows (default 256)
   --d D                    embedding dimension, columns (default 1024)
   --seed S                 seed of the random batch (default 1): A is Gaussian, B = A + 0.1 * noise
+  --form auto|primal|dual  as for 'loss'
   --json                   print one JSON object as the last line of stdout
 
 loss = lambda * invariance + mu * variance + nu * covariance; invariance is the mean of (A - B)^2 over
@@ -45,9 +50,11 @@ Exit status: 0 on success, 2 on bad arguments or input (one line on stderr), 1 o
 const LOSS_OPTIONS = {
   json: { type: 'boolean' },
   preset: { type: 'string' }, lambda: { type: 'string' }, mu: { type: 'string' }, nu: { type: 'string' },
-  gamma: { type: 'string' }, eps: { type: 'string' }, 'grad-out': { type: 'string' },
+  gamma: { type: 'string' }, eps: { type: 'string' }, 'grad-out': { type: 'string' }, form: { type: 'string' },
 } as const;
-const DEMO_OPTIONS = { json: { type: 'boolean' }, n: { type: 'string' }, d: { type: 'string' }, seed: { type: 'string' } } as const;
+const DEMO_OPTIONS = {
+  json: { type: 'boolean' }, n: { type: 'string' }, d: { type: 'string' }, seed: { type: 'string' }, form: { type: 'string' },
+} as const;
 
 const DEMO_DEFAULTS = { n: 256, d: 1024, seed: 1 };
 
@@ -115,7 +122,7 @@ async function runLoss(args: string[]): Promise<number> {
   if (positionals.length !== 2) {
     throw new ArgumentError(`loss takes two .npy files (A.npy B.npy), got ${positionals.length} argument(s)`);
   }
-  const options: VICRegOptions = { preset: parsePreset(values.preset) };
+  const options: VICRegOptions = { preset: parsePreset(values.preset), form: parseForm(values.form) };
   for (const name of ['lambda', 'mu', 'nu', 'gamma', 'eps'] as const) {
     const text = values[name];
     if (text !== undefined) options[name] = parseNumber(name, text);
@@ -148,7 +155,7 @@ async function runLoss(args: string[]): Promise<number> {
     }
 
     if (values.json) {
-      printJson({ n, d, ...terms, preset: vic.options.preset, adapter: vic.adapterName, forwardMs, backwardMs,
+      printJson({ n, d, ...terms, preset: vic.options.preset, form: vic.lastPlan?.form, adapter: vic.adapterName, forwardMs, backwardMs,
         gradA: gradFiles[0], gradB: gradFiles[1] });
       return 0;
     }
@@ -156,6 +163,7 @@ async function runLoss(args: string[]): Promise<number> {
     console.log(`VICReg loss of ${pathA} and ${pathB}: n = ${n}, d = ${d}`);
     console.log(`  preset ${c.preset}, lambda ${c.lambda}, mu ${c.mu}, nu ${c.nu}, gamma ${c.gamma}, eps ${c.eps}`);
     printTerms(terms);
+    console.log(describePlan(vic));
     if (gradFiles.length > 0) console.log(`gradients (${n}x${d} float32): ${gradFiles.join(', ')}`);
     console.log(`adapter: ${vic.adapterName}`);
     return 0;
@@ -173,7 +181,7 @@ async function runDemo(args: string[]): Promise<number> {
   if (n * d > 2 ** 28) throw new ArgumentError(`the demo batch n x d = ${n}x${d} is too large (at most 2^28 elements)`);
   const { a, b } = randomBatch(n, d, seed);
 
-  return withLoss({}, async (vic) => {
+  return withLoss({ form: parseForm(values.form) }, async (vic) => {
     // The first run compiles pipelines and allocates buffers: time it apart from the measured run.
     let start = performance.now();
     await vic.forward(a, b, [n, d]);
@@ -190,7 +198,7 @@ async function runDemo(args: string[]): Promise<number> {
     const gradNormA = norm(gradA), gradNormB = norm(gradB);
 
     if (values.json) {
-      printJson({ n, d, seed, ...terms, preset: vic.options.preset, adapter: vic.adapterName,
+      printJson({ n, d, seed, ...terms, preset: vic.options.preset, form: vic.lastPlan?.form, adapter: vic.adapterName,
         gradNormA, gradNormB, warmupMs, forwardMs, backwardMs, totalMs });
       return 0;
     }
@@ -198,6 +206,7 @@ async function runDemo(args: string[]): Promise<number> {
     printTerms(terms);
     console.log(`  |dL/dA|     ${gradNormA.toPrecision(7)}`);
     console.log(`  |dL/dB|     ${gradNormB.toPrecision(7)}`);
+    console.log(describePlan(vic));
     console.log(`adapter: ${vic.adapterName}`);
     console.log(`time: warm-up ${ms(warmupMs)} (first forward + backward, includes pipeline creation)`);
     console.log(`      forward ${ms(forwardMs)}, backward ${ms(backwardMs)}, total ${ms(totalMs)}`);
@@ -218,6 +227,18 @@ async function withLoss(options: VICRegOptions, body: (vic: VICRegLoss) => Promi
 function parsePreset(text: string | undefined): Preset | undefined {
   if (text === undefined || text === 'paper' || text === 'official') return text;
   throw new ArgumentError(`--preset must be 'paper' or 'official', got ${JSON.stringify(text)}`);
+}
+
+function parseForm(text: string | undefined): VICRegOptions['form'] {
+  if (text === undefined || text === 'auto' || text === 'primal' || text === 'dual') return text;
+  throw new ArgumentError(`--form must be 'auto', 'primal' or 'dual', got ${JSON.stringify(text)}`);
+}
+
+function describePlan(vic: VICRegLoss): string {
+  const plan = vic.lastPlan;
+  if (!plan) return 'form: none';
+  const what = plan.form === 'dual' ? 'dual (n x n Gram matrix)' : 'primal (d x d covariance)';
+  return `form: ${what}${plan.fellBack ? ', after the dual form lost accuracy (off-diagonal share below the threshold)' : ''}`;
 }
 
 function makeDirectory(path: string): void {
