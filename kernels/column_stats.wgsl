@@ -7,7 +7,8 @@
 //   center_j = mean_j - shift_j, and kernels center as (Z_ij - shift_j) - center_j: the first subtraction
 //   is exact for nearby values, so a large common offset (1e4) costs no accuracy, where rounding
 //   mean_j to float32 would shift every centered value by up to half an ulp of the offset.
-//   flags_j = bit 0: some A_ij is NaN or Inf;  bit 1: some B_ij is NaN or Inf
+//   flags: for each view, the first row whose element in column j is NaN or Inf (row + 1; 0 if none), and
+//   that element's bits, so the host can name the view, row, column and value without reading inputs.
 // One pass over A and B. The sums are of shifted values (x - x_0j, with x_0j the column's first
 // element), so var = (S2 - S1^2/n)/(n-1) does not cancel catastrophically for a large common offset,
 // unlike E[x^2] - E[x]^2; and they are accumulated in blocks of ROW_BLOCK rows, which bounds the
@@ -20,7 +21,7 @@
 //   1  b       storage, read        array<f32>   n*d
 //   2  stats   storage, read_write  array<f32>   7*d: [shiftA | shiftB | centerA | centerB | varA | varB | sqDiff],
 //                                                d each
-//   3  flags   storage, read_write  array<u32>   d
+//   3  flags   storage, read_write  array<u32>   4*d: [rowA + 1 | rowB + 1 | bitsA | bitsB], d each
 //   4  dims    uniform              Dims { n, d }
 // Dispatch: (ceil(d / WG), 1, 1) workgroups of WG threads; one thread per column. Adjacent threads read
 // adjacent columns of a row, so loads are contiguous across the workgroup.
@@ -54,7 +55,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   var sumA = 0.0; var sumSqA = 0.0;
   var sumB = 0.0; var sumSqB = 0.0;
   var sqDiff = 0.0;
-  var badA = false; var badB = false;
+  var badRowA = 0u; var badRowB = 0u;
+  var badBitsA = 0u; var badBitsB = 0u;
 
   for (var i0 = 0u; i0 < n; i0 += ROW_BLOCK) {
     var blockA = 0.0; var blockSqA = 0.0;
@@ -64,8 +66,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var i = i0; i < i1; i++) {
       let x = a[i * d + j];
       let y = b[i * d + j];
-      badA = badA || isNonFinite(x);
-      badB = badB || isNonFinite(y);
+      if (badRowA == 0u && isNonFinite(x)) { badRowA = i + 1u; badBitsA = bitcast<u32>(x); }
+      if (badRowB == 0u && isNonFinite(y)) { badRowB = i + 1u; badBitsB = bitcast<u32>(y); }
       let xs = x - shiftA;
       let ys = y - shiftB;
       blockA += xs; blockSqA = fma(xs, xs, blockSqA);
@@ -92,5 +94,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   stats[4u * d + j] = varA;
   stats[5u * d + j] = varB;
   stats[6u * d + j] = sqDiff;
-  flags[j] = select(0u, 1u, badA) | select(0u, 2u, badB);
+  flags[j] = badRowA;
+  flags[d + j] = badRowB;
+  flags[2u * d + j] = badBitsA;
+  flags[3u * d + j] = badBitsB;
 }

@@ -11,13 +11,13 @@
 //   share_Z    = off_Z / P_Z: the off-diagonal share of ||C||_F^2 (1 in the primal form, and when P_Z = 0);
 //                in the dual form a small share means off_Z lost float32 accuracy to cancellation, and
 //                the ops fall back to the primal form.
-//   flags      = OR of the column finiteness flags (bit 0: A has NaN/Inf, bit 1: B has)
+//   flags      = bit 0: A has a NaN/Inf somewhere, bit 1: B has (from column_stats' first-bad-row flags)
 // Every thread sums a fixed strided slice, then a fixed tree combines the threads: the same inputs give
 // bitwise the same result on every run.
 //
 // Bindings (group 0):
 //   0  stats     storage, read        array<f32>  column_stats layout (7*d)
-//   1  flags     storage, read        array<u32>  d
+//   1  flags     storage, read        array<u32>  4*d (column_stats layout; the first 2*d are read)
 //   2  partials  storage, read        array<f32>  2*partialCount: view A's tiles, then view B's
 //   3  result    storage, read_write  array<f32>  8: [loss, invariance, variance, covariance, flags,
 //                                                     shareA, shareB, 0]
@@ -57,7 +57,7 @@ fn main(@builtin(local_invocation_index) t: u32) {
     s[1] += max(0.0, params.gamma - sqrt(varA + params.eps)) + max(0.0, params.gamma - sqrt(varB + params.eps));
     s[4] = fma(varA, varA, s[4]);
     s[5] = fma(varB, varB, s[5]);
-    bad |= flags[j];
+    bad |= select(0u, 1u, flags[j] != 0u) | select(0u, 2u, flags[d + j] != 0u);
   }
   for (var p = t; p < params.partialCount; p += WG) {
     s[2] += partials[p];

@@ -33,6 +33,7 @@ interface Workspace {
   inputs: [Buffer, Buffer];
   stats: Buffer;
   flags: Buffer;
+  flagsStaging: Buffer;
   result: Buffer;
   resultStaging: Buffer;
   statsDims: Buffer;
@@ -83,15 +84,20 @@ function validateView(name: 'A' | 'B', x: unknown, n: number, d: number): Float3
   return x;
 }
 
-function findNonFinite(views: [Float32Array, Float32Array], bits: number, d: number): NonFiniteError | undefined {
+/** The first non-finite element (in row-major order, view A first) from column_stats' flags. */
+function firstNonFinite(flags: Uint32Array, d: number): NonFiniteError {
   for (const v of [0, 1] as const) {
-    if (!(bits & (1 << v))) continue;
-    const x = views[v];
-    for (let k = 0; k < x.length; k++) {
-      if (!Number.isFinite(x[k])) return new NonFiniteError(VIEWS[v], Math.floor(k / d), k % d, x[k]);
+    let best = -1;
+    for (let j = 0; j < d; j++) {
+      const row = flags[v * d + j];
+      if (row !== 0 && (best < 0 || row < flags[v * d + best])) best = j;
+    }
+    if (best >= 0) {
+      const value = new Float32Array(new Uint32Array([flags[(2 + v) * d + best]]).buffer)[0];
+      return new NonFiniteError(VIEWS[v], flags[v * d + best] - 1, best, value);
     }
   }
-  return undefined;
+  return new NonFiniteError('A', -1, -1, NaN);
 }
 
 const MiB = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
@@ -146,7 +152,7 @@ export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VIC
     const ws = workspace;
     workspace = undefined;
     if (!ws) return;
-    for (const b of [...ws.inputs, ws.stats, ws.flags, ws.result, ws.resultStaging, ws.statsDims, ws.placeholder]) destroyBuffer(b);
+    for (const b of [...ws.inputs, ws.stats, ws.flags, ws.flagsStaging, ws.result, ws.resultStaging, ws.statsDims, ws.placeholder]) destroyBuffer(b);
     for (const f of Object.values(ws.forms)) {
       for (const b of [f.partials, ...f.gramDims, f.termParams, ...(f.matrices ?? [])]) destroyBuffer(b);
     }
@@ -162,7 +168,8 @@ export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VIC
       n, d,
       inputs: [storageBuffer(device, 'A', n * d * 4), storageBuffer(device, 'B', n * d * 4)],
       stats: storageBuffer(device, 'column stats', layout.floats * 4),
-      flags: storageBuffer(device, 'column flags', d * 4),
+      flags: storageBuffer(device, 'column flags', 4 * d * 4),
+      flagsStaging: readbackBuffer(device, 'column flags readback', 4 * d * 4),
       result: storageBuffer(device, 'loss terms', RESULT_FLOATS * 4),
       resultStaging: readbackBuffer(device, 'loss terms readback', RESULT_FLOATS * 4),
       statsDims: uniformBuffer(device, 'column stats dims', UNIFORM_BYTES.dims),
@@ -247,7 +254,8 @@ export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VIC
       const share: [number, number] = form === 'dual' ? [r[5], r[6]] : [1, 1];
       const flagBits = r[4];
       if (flagBits !== 0) {
-        throw findNonFinite(views, flagBits, d) ?? new DeviceError('the device flagged a non-finite input that the host copy does not have');
+        const [flags] = await readback(device, device.createCommandEncoder(), [{ source: ws.flags.gpu, staging: ws.flagsStaging, bytes: 4 * d * 4 }]);
+        throw firstNonFinite(new Uint32Array(flags), d);
       }
       const fellBack = form === 'dual' && !(Math.min(...share) >= MIN_DUAL_SHARE);
       if (fellBack) {
