@@ -4,7 +4,7 @@
 // Math (Z the view, O the other view, both n x d; var_j of Z and Zc = (Z - shift) - center from
 // column_stats; K = Zc Zc^T):
 //   Zc Coff = K Zc / (n-1) - Zc diag(var)           (math doc, "dual form")
-//   grad_ij = scale * ( invCoef * (Z_ij - O_ij)
+//   grad_ij (=, or += when ACCUMULATE) scale * ( invCoef * (Z_ij - O_ij)
 //                     + varCoef_j * Zc_ij
 //                     + covCoef * ( sum_k K_ik Zc_kj / (n-1) - var_j Zc_ij ) )
 //   invCoef = 2 lambda / (n d);  varCoef_j = varWeight / std_j if std_j < gamma, else 0,
@@ -18,7 +18,8 @@
 //   2  stats   storage, read        array<f32>  column_stats layout
 //   3  gram    storage, read        array<f32>  n*n   K of this view
 //   4  grad    storage, read_write  array<f32>  n*d
-//   5  params  uniform              BackwardParams (as covariance_backward.wgsl)
+//   5  params    uniform              BackwardParams (as covariance_backward.wgsl)
+//   6  upstream  storage, read        array<f32>  1: the upstream gradient (scale)
 // Dispatch: (ceil(d / (4*WG)), ceil(n / (4*WG)), 1) workgroups of (WG, WG) threads; each thread computes
 // a 4 x 4 block of the gradient (4 rows, 4 columns).
 // Variant: "registers": no workgroup memory (lavapipe favours it); vec4 arithmetic.
@@ -27,10 +28,12 @@ struct BackwardParams {
   n: u32, d: u32, shiftOffset: u32, centerOffset: u32,
   varOffset: u32, _pad0: u32, _pad1: u32, _pad2: u32,
   invCoef: f32, varWeight: f32, covCoef: f32, gamma: f32,
-  eps: f32, scale: f32, _pad3: f32, _pad4: f32,
+  eps: f32, _pad3: f32, _pad4: f32, _pad5: f32,
 }
 
 override WG: u32 = 8;
+// Add into grad (a caller's autograd accumulating) instead of overwriting it.
+override ACCUMULATE: bool = false;
 const BLOCK: u32 = 4u;
 
 @group(0) @binding(0) var<storage, read> z: array<f32>;
@@ -39,6 +42,7 @@ const BLOCK: u32 = 4u;
 @group(0) @binding(3) var<storage, read> gram: array<f32>;
 @group(0) @binding(4) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(5) var<uniform> params: BackwardParams;
+@group(0) @binding(6) var<storage, read> upstream: array<f32>;
 
 @compute @workgroup_size(WG, WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -84,7 +88,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       let zc = (x - shifts[c]) - centers[c];
       let covGrad = product[r][c] * inv - variance * zc;
       let g = params.invCoef * (x - other[index]) + varCoef * zc + params.covCoef * covGrad;
-      grad[index] = params.scale * g;
+      if (ACCUMULATE) { grad[index] += upstream[0] * g; } else { grad[index] = upstream[0] * g; }
     }
   }
 }

@@ -41,7 +41,7 @@ interface Workspace {
   placeholder: Buffer;
   forms: Partial<Record<Form, FormBuffers>>;
   /** Allocated on the first backward. */
-  backward?: { grads: [Buffer, Buffer]; staging: [Buffer, Buffer]; params: [Buffer, Buffer] };
+  backward?: { grads: [Buffer, Buffer]; staging: [Buffer, Buffer]; params: [Buffer, Buffer]; upstream: Buffer };
 }
 
 /**
@@ -156,7 +156,7 @@ export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VIC
     for (const f of Object.values(ws.forms)) {
       for (const b of [f.partials, ...f.gramDims, f.termParams, ...(f.matrices ?? [])]) destroyBuffer(b);
     }
-    if (ws.backward) for (const b of [...ws.backward.grads, ...ws.backward.staging, ...ws.backward.params]) destroyBuffer(b);
+    if (ws.backward) for (const b of [...ws.backward.grads, ...ws.backward.staging, ...ws.backward.params, ws.backward.upstream]) destroyBuffer(b);
   }
 
   function workspaceFor(device: GPUDevice, n: number, d: number): Workspace {
@@ -289,20 +289,22 @@ export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VIC
         grads: [storageBuffer(device, 'grad A', n * d * 4), storageBuffer(device, 'grad B', n * d * 4)],
         staging: [readbackBuffer(device, 'grad A readback', n * d * 4), readbackBuffer(device, 'grad B readback', n * d * 4)],
         params: [uniformBuffer(device, 'backward params A', UNIFORM_BYTES.backwardParams), uniformBuffer(device, 'backward params B', UNIFORM_BYTES.backwardParams)],
+        upstream: storageBuffer(device, 'upstream gradient', 4),
       };
       const bw = ws.backward;
       const backPipe = await pipeline(device, forms[form].backward);
       const layout = statsLayout(d);
       const k = gradientCoefficients(coefficients, n, d);
       const encoder = device.createCommandEncoder({ label: `vicreg backward (${form})` });
+      device.queue.writeBuffer(bw.upstream.gpu, 0, new Float32Array([scale]));
       for (const v of [0, 1] as const) {
         const params = new ArrayBuffer(UNIFORM_BYTES.backwardParams);
         new Uint32Array(params, 0, 8).set([n, d, layout.shift[v], layout.center[v], layout.variance[v], 0, 0, 0]);
-        new Float32Array(params, 32, 8).set([k.invCoef, k.varWeight, k.covCoef, coefficients.gamma, coefficients.eps, scale, 0, 0]);
+        new Float32Array(params, 32, 8).set([k.invCoef, k.varWeight, k.covCoef, coefficients.gamma, coefficients.eps, 0, 0, 0]);
         device.queue.writeBuffer(bw.params[v].gpu, 0, params);
         encodeDispatch(device, encoder, {
           label: `${form} backward ${VIEWS[v]}`, pipeline: backPipe, workgroups: backwardWorkgroups(n, d),
-          bindings: [ws.inputs[v].gpu, ws.inputs[1 - v].gpu, ws.stats.gpu, matrices[v].gpu, bw.grads[v].gpu, bw.params[v].gpu],
+          bindings: [ws.inputs[v].gpu, ws.inputs[1 - v].gpu, ws.stats.gpu, matrices[v].gpu, bw.grads[v].gpu, bw.params[v].gpu, bw.upstream.gpu],
         });
       }
       const [ga, gb] = await readback(device, encoder, [0, 1].map((v) => ({ source: bw.grads[v].gpu, staging: bw.staging[v], bytes: n * d * 4 })));
