@@ -18,7 +18,8 @@
 // Bindings (group 0):
 //   0  stats     storage, read        array<f32>  column_stats layout (7*d)
 //   1  flags     storage, read        array<u32>  4*d (column_stats layout; the first 2*d are read)
-//   2  partials  storage, read        array<f32>  2*partialCount: view A's tiles, then view B's
+//   2  partials  storage, read        array<f32>  view A's partialCount partials from 0, view B's from
+//                                                 partialOffsetB
 //   3  result    storage, read_write  array<f32>  8: [loss, invariance, variance, covariance, flags,
 //                                                     shareA, shareB, 0]
 //   4  params    uniform              TermParams
@@ -27,8 +28,9 @@
 
 struct TermParams {
   n: u32, d: u32, partialCount: u32, dualForm: u32,
+  partialOffsetB: u32, _pad0: u32, _pad1: u32, _pad2: u32,
   lambda: f32, mu: f32, nu: f32, gamma: f32,
-  eps: f32, varianceScale: f32, _pad0: f32, _pad1: f32,
+  eps: f32, varianceScale: f32, _pad3: f32, _pad4: f32,
 }
 
 override WG: u32 = 256;
@@ -61,7 +63,7 @@ fn main(@builtin(local_invocation_index) t: u32) {
   }
   for (var p = t; p < params.partialCount; p += WG) {
     s[2] += partials[p];
-    s[3] += partials[params.partialCount + p];
+    s[3] += partials[params.partialOffsetB + p];
   }
   sums[t] = s;
   workgroupBarrier();

@@ -8,6 +8,7 @@ export type VICRegErrorCode =
   | 'limit'        // the problem does not fit the device's limits
   | 'option'       // a bad coefficient or preset
   | 'state'        // a call out of order (backward before forward, use after destroy)
+  | 'buffer'       // a GPUBuffer that is too small or lacks a usage
   | 'npy'          // a file that is not a readable .npy
   | 'device'       // no adapter, device lost, validation or out-of-memory errors from WebGPU
   | 'argument';    // a bad CLI argument
@@ -46,6 +47,10 @@ export class OptionError extends VICRegError {
 
 export class StateError extends VICRegError {
   constructor(message: string) { super('state', message); }
+}
+
+export class BufferError extends VICRegError {
+  constructor(message: string) { super('buffer', message); }
 }
 
 export class NpyError extends VICRegError {

@@ -2,6 +2,8 @@
 
 /** 'paper': variance = v(A) + v(B) (paper Eq. 1). 'official': (v(A) + v(B)) / 2 (facebookresearch/vicreg). */
 export type Preset = 'paper' | 'official';
+export type Form = 'primal' | 'dual';
+export type Variant = 'tiled' | 'subgroup';
 
 export interface VICRegOptions {
   /** Invariance weight (default 25). */
@@ -23,7 +25,18 @@ export interface VICRegOptions {
    * Gram matrix, O(n^2 d)), or 'auto' (default: the cheaper one, falling back from dual to primal when
    * the dual form would lose float32 accuracy). Forcing 'dual' still falls back where it must.
    */
-  form?: 'auto' | 'primal' | 'dual';
+  form?: 'auto' | Form;
+  /**
+   * Kernel variant of the Gram and backward kernels: 'tiled' (portable; GPUs), 'subgroup' (subgroup
+   * shuffles; needs the 'subgroups' feature with subgroup size 8 and d % 4 == 0: lavapipe), or 'auto'
+   * (default: a quick measured trial on the first use of a shape class on this device, cached).
+   */
+  variant?: 'auto' | Variant;
+  /**
+   * For tests of the kernels: fill every scratch and output buffer with NaN (flags with all ones) before
+   * each call, so an element a kernel fails to write shows up as a NaN or an error. Slow; off by default.
+   */
+  poisonScratch?: boolean;
 }
 
 /** The loss and its three terms, as defined in docs (loss = lambda*invariance + mu*variance + nu*covariance). */
@@ -34,9 +47,14 @@ export interface VICRegTerms {
   covariance: number;
 }
 
-export interface VICRegGradients {
-  gradA: Float32Array;
-  gradB: Float32Array;
+/**
+ * Gradients of the loss. Float32Arrays after a forward on Float32Arrays; GPUBuffers (n*d float32, owned
+ * by the engine, valid until the next backward(), a forward of another shape, or destroy()) after a
+ * forward on GPUBuffers: `vic.backward<GPUBuffer>()`.
+ */
+export interface VICRegGradients<G extends Float32Array | GPUBuffer = Float32Array> {
+  gradA: G;
+  gradB: G;
 }
 
 export interface ForwardOptions {
@@ -51,7 +69,9 @@ export interface ForwardPlan {
   n: number;
   d: number;
   /** The form that produced the result. */
-  form: 'primal' | 'dual';
+  form: Form;
+  /** The kernel variant of the Gram kernel that produced it. */
+  variant: Variant;
   /** True when the dual form ran first and its off-diagonal share was too small, so primal ran too. */
   fellBack: boolean;
   /** The off-diagonal shares of ||C||_F^2 of A and B measured by the dual form (1 when it did not run). */
@@ -59,14 +79,17 @@ export interface ForwardPlan {
 }
 
 export interface VICRegLoss {
-  /** Computes the loss of two row-major n x d views. */
-  forward(a: Float32Array, b: Float32Array, shape: readonly [number, number], options?: ForwardOptions): Promise<VICRegTerms>;
+  /**
+   * Computes the loss of two row-major n x d float32 views: host arrays, or GPUBuffers on this instance's
+   * device (usage STORAGE, at least n*d*4 bytes; nothing of size n x d then crosses to the host).
+   */
+  forward(a: Float32Array | GPUBuffer, b: Float32Array | GPUBuffer, shape: readonly [number, number], options?: ForwardOptions): Promise<VICRegTerms>;
   /** Gradients of the loss of the last forward, times `scale` (an upstream gradient, default 1). */
-  backward(scale?: number): Promise<VICRegGradients>;
+  backward<G extends Float32Array | GPUBuffer = Float32Array>(scale?: number): Promise<VICRegGradients<G>>;
   /** The adapter in use, in words. */
   readonly adapterName: string;
   /** The resolved coefficients. */
-  readonly options: Readonly<Required<Omit<VICRegOptions, 'device'>>>;
+  readonly options: Readonly<Required<Omit<VICRegOptions, 'device' | 'poisonScratch'>>>;
   /** How the last successful forward computed the covariance term, and why. */
   readonly lastPlan: ForwardPlan | undefined;
   /** Releases every buffer; destroys the device only if the engine acquired it. */

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { float64SampledRows, float64VICReg, type Coefficients } from '../bench/float64-reference.js';
 import { benchViews } from '../bench/inputs.js';
-import { compare, flopCounts } from '../bench/measure.js';
+import { compare, flopCounts, judge, type Comparison } from '../bench/measure.js';
 import { referenceVICReg, relativeError, relativeNormError } from './reference/float64.js';
 
 const PAPER: Coefficients = { lambda: 25, mu: 25, nu: 1, gamma: 1, eps: 1e-4, varianceScale: 1 };
@@ -71,5 +71,17 @@ describe('bench float64 reference', () => {
     expect(dual.formForwardBackward).toBe(2 * 2 * ((d * n * (n + 1)) / 2 + n * n * d));
     // A fallback pays for the abandoned dual Gram as well.
     expect(flopCounts(n, d, 'primal', true).formForward).toBe(2 * 2 * ((n * d * (d + 1)) / 2 + (d * n * (n + 1)) / 2));
+  });
+
+  it('judge(): any failure fails the row, unless the whole float64 check passed and a float32 reference failed', () => {
+    const check = (against: string, scope: string, pass: boolean): Comparison =>
+      ({ against, scope, pass, tolerance: { term: 0, gradient: 0 }, termErrors: {}, failures: pass ? [] : ['x'] });
+    expect(judge([])).toBe('unchecked');
+    expect(judge([check('tfjs-webgpu', 'all', true), check('float64', 'all', true)])).toBe('ok');
+    expect(judge([check('tfjs-webgpu', 'all', true), check('float64', 'all', false)])).toBe('mismatch');
+    expect(judge([check('tfjs-webgpu', 'all', false), check('float64', 'some rows', true)])).toBe('mismatch');
+    const overruled = [check('tfjs-webgpu', 'all', false), check('float64', 'all', true)];
+    expect(judge(overruled)).toBe('ok');
+    expect(overruled[0].overruled).toBeTruthy();
   });
 });

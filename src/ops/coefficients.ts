@@ -3,9 +3,9 @@
 import { OptionError } from '../errors.js';
 import type { Preset, VICRegOptions } from '../types.js';
 
-export type Coefficients = Readonly<Required<Omit<VICRegOptions, 'device'>>>;
+export type Coefficients = Readonly<Required<Omit<VICRegOptions, 'device' | 'poisonScratch'>>>;
 
-export const DEFAULTS: Coefficients = { lambda: 25, mu: 25, nu: 1, gamma: 1, eps: 1e-4, preset: 'paper', form: 'auto' };
+export const DEFAULTS: Coefficients = { lambda: 25, mu: 25, nu: 1, gamma: 1, eps: 1e-4, preset: 'paper', form: 'auto', variant: 'auto' };
 
 /** k in the math doc: the variance term is k (v(A) + v(B)). */
 export function varianceScale(preset: Preset): number {
@@ -35,6 +35,12 @@ export function resolveCoefficients(options: VICRegOptions = {}): Coefficients {
       throw new OptionError(`option form must be 'auto', 'primal' or 'dual', got ${JSON.stringify(options.form)}`);
     }
     resolved.form = options.form;
+  }
+  if (options.variant !== undefined) {
+    if (!['auto', 'tiled', 'subgroup'].includes(options.variant)) {
+      throw new OptionError(`option variant must be 'auto', 'tiled' or 'subgroup', got ${JSON.stringify(options.variant)}`);
+    }
+    resolved.variant = options.variant;
   }
   return Object.freeze(resolved);
 }

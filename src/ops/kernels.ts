@@ -1,21 +1,21 @@
-// The WGSL kernels, imported as text (one kernel per file in kernels/), their override constants and
-// dispatch geometry.
+// The WGSL kernels, imported as text (one kernel per file in kernels/), their override constants,
+// dispatch geometry, bindings, and which adapters each variant suits.
 import columnStatsWgsl from '../../kernels/column_stats.wgsl';
-import gramOffDiagSquaresWgsl from '../../kernels/gram_offdiag_squares.wgsl';
-import covarianceBackwardWgsl from '../../kernels/covariance_backward.wgsl';
-import sampleGramWgsl from '../../kernels/sample_gram.wgsl';
-import covarianceBackwardDualWgsl from '../../kernels/covariance_backward_dual.wgsl';
 import lossTermsWgsl from '../../kernels/loss_terms.wgsl';
+import gramOffDiagSquaresWgsl from '../../kernels/gram_offdiag_squares.wgsl';
+import gramOffDiagSquaresSubgroupWgsl from '../../kernels/gram_offdiag_squares_subgroup.wgsl';
+import sampleGramWgsl from '../../kernels/sample_gram.wgsl';
+import sampleGramSubgroupWgsl from '../../kernels/sample_gram_subgroup.wgsl';
+import covarianceBackwardWgsl from '../../kernels/covariance_backward.wgsl';
+import covarianceBackwardSubgroupWgsl from '../../kernels/covariance_backward_subgroup.wgsl';
+import covarianceBackwardDualWgsl from '../../kernels/covariance_backward_dual.wgsl';
+import covarianceBackwardDualSubgroupWgsl from '../../kernels/covariance_backward_dual_subgroup.wgsl';
 import type { KernelSpec } from '../runtime/gpu.js';
 
 const ceilDiv = (a: number, b: number) => Math.ceil(a / b);
 
 /** Threads per workgroup of column_stats (one column each). */
 const COLUMN_STATS_WG = 64;
-/** Gram and backward kernels: WG x WG threads, each a 4 x 4 register block (BLOCK in the WGSL). */
-const TILE_WG = 8;
-const TILE_BLOCK = 4;
-const TILE = TILE_WG * TILE_BLOCK;
 const LOSS_TERMS_WG = 256;
 
 export const columnStats = {
@@ -32,36 +32,124 @@ export const lossTerms = {
  * The two ways to get the covariance term (math doc): 'primal' forms C = Zc^T Zc/(n-1) (d x d) at
  * O(n d^2); 'dual' forms K = Zc Zc^T (n x n) at O(n^2 d).
  */
-export type Form = 'primal' | 'dual';
+export type { Form, Variant } from '../types.js';
+import type { Form, Variant } from '../types.js';
+
+/**
+ * Kernel variants of the Gram and backward kernels:
+ * - 'tiled': (8, 8) workgroups, a 4 x 4 register block per thread, scalar loads, any shape. The portable
+ *   choice, and the one whose shape (many threads, register blocks) suits GPUs.
+ * - 'subgroup': one subgroup of 8 per workgroup; values every lane needs are loaded once and passed by
+ *   subgroupShuffle. For adapters where each lane's storage load is a separate bounds-checked scalar load
+ *   (lavapipe); needs the 'subgroups' feature with a fixed subgroup size of 8, and d % 4 == 0 (vec4 loads).
+ */
+export const VARIANTS: readonly Variant[] = ['tiled', 'subgroup'];
+
+export interface DeviceTraits {
+  subgroupSize?: number;
+}
+
+/** Whether a variant can run on this device for this shape. */
+export function variantSupported(variant: Variant, traits: DeviceTraits, d: number): boolean {
+  return variant === 'tiled' || (traits.subgroupSize === SUBGROUP_LANES && d % 4 === 0);
+}
+
+/** Logical buffers of a Gram dispatch, mapped to each kernel's bindings by `bindings`. */
+export interface GramBuffers { z: GPUBuffer; stats: GPUBuffer; partials: GPUBuffer; matrix: GPUBuffer; dims: GPUBuffer }
+/** Logical buffers of a backward dispatch. */
+export interface BackwardBuffers {
+  z: GPUBuffer; other: GPUBuffer; stats: GPUBuffer; matrix: GPUBuffer; grad: GPUBuffer; params: GPUBuffer; upstream: GPUBuffer;
+}
+
+export interface GramKernel {
+  spec(writeMatrix: boolean): KernelSpec;
+  /** Workgroups for an n x d view. */
+  workgroups(n: number, d: number): readonly [number, number];
+  /** Partial sums one view's dispatch writes (loss_terms reads this many per view). */
+  partials(n: number, d: number): number;
+  bindings(b: GramBuffers): GPUBuffer[];
+}
+
+export interface BackwardKernel {
+  spec(accumulate: boolean): KernelSpec;
+  workgroups(n: number, d: number): readonly [number, number];
+  bindings(b: BackwardBuffers): GPUBuffer[];
+}
+
+// 'tiled' geometry: (8, 8) threads with 4 x 4 blocks cover a 32 x 32 tile.
+const TILED_WG = 8;
+const TILE = TILED_WG * 4;
+// 'subgroup' geometry: SHARED rows x (8 lanes * OWN columns); constants as in the WGSL files.
+const SUBGROUP_LANES = 8;
+const SUBGROUP_SHARED = 16;
+const SUBGROUP_OWN_COLUMNS = 8;   // primal gram and both backward kernels: 2 vec4s per lane
+const SUBGROUP_OWN_ROWS = 2;      // dual gram: rows of K per lane
+
+const tiledGram = (name: string, code: string, side: (n: number, d: number) => number): GramKernel => ({
+  spec: (writeMatrix) => ({ name, code, constants: { WG: TILED_WG, WRITE_MATRIX: writeMatrix } }),
+  workgroups: (n, d) => [ceilDiv(side(n, d), TILE), ceilDiv(side(n, d), TILE)],
+  partials: (n, d) => ceilDiv(side(n, d), TILE) ** 2,
+  bindings: (b) => [b.z, b.stats, b.partials, b.matrix, b.dims],
+});
+
+const tiledBackward = (name: string, code: string): BackwardKernel => ({
+  spec: (accumulate) => ({ name, code, constants: { WG: TILED_WG, ACCUMULATE: accumulate } }),
+  workgroups: (n, d) => [ceilDiv(d, TILE), ceilDiv(n, TILE)],
+  bindings: (b) => [b.z, b.other, b.stats, b.matrix, b.grad, b.params, b.upstream],
+});
+
+const subgroupBackwardWorkgroups = (n: number, d: number) =>
+  [ceilDiv(d, SUBGROUP_LANES * SUBGROUP_OWN_COLUMNS), ceilDiv(n, SUBGROUP_SHARED)] as const;
 
 export interface FormKernels {
-  /** The Gram kernel; with writeMatrix it also keeps the matrix for backward. */
-  gram(writeMatrix: boolean): KernelSpec;
-  /** The fused gradient kernel. */
-  backward: KernelSpec;
+  gram: Record<Variant, GramKernel>;
+  backward: Record<Variant, BackwardKernel>;
   /** Side of the Gram matrix: d (primal) or n (dual). */
   side(n: number, d: number): number;
 }
 
 export const forms: Record<Form, FormKernels> = {
   primal: {
-    gram: (writeMatrix) => ({ name: 'gram_offdiag_squares', code: gramOffDiagSquaresWgsl, constants: { WG: TILE_WG, WRITE_MATRIX: writeMatrix } }),
-    backward: { name: 'covariance_backward', code: covarianceBackwardWgsl, constants: { WG: TILE_WG } },
     side: (_n, d) => d,
+    gram: {
+      tiled: tiledGram('gram_offdiag_squares', gramOffDiagSquaresWgsl, (_n, d) => d),
+      subgroup: {
+        spec: (writeMatrix) => ({ name: 'gram_offdiag_squares_subgroup', code: gramOffDiagSquaresSubgroupWgsl, constants: { WRITE_MATRIX: writeMatrix } }),
+        workgroups: (_n, d) => [ceilDiv(d, SUBGROUP_LANES * SUBGROUP_OWN_COLUMNS), ceilDiv(d, SUBGROUP_SHARED)],
+        partials: (_n, d) => ceilDiv(d, SUBGROUP_LANES * SUBGROUP_OWN_COLUMNS) * ceilDiv(d, SUBGROUP_SHARED) * SUBGROUP_LANES,
+        bindings: (b) => [b.z, b.stats, b.partials, b.matrix, b.dims, b.z],
+      },
+    },
+    backward: {
+      tiled: tiledBackward('covariance_backward', covarianceBackwardWgsl),
+      subgroup: {
+        spec: (accumulate) => ({ name: 'covariance_backward_subgroup', code: covarianceBackwardSubgroupWgsl, constants: { ACCUMULATE: accumulate } }),
+        workgroups: subgroupBackwardWorkgroups,
+        bindings: (b) => [b.z, b.other, b.stats, b.matrix, b.grad, b.params, b.upstream, b.z],
+      },
+    },
   },
   dual: {
-    gram: (writeMatrix) => ({ name: 'sample_gram', code: sampleGramWgsl, constants: { WG: TILE_WG, WRITE_MATRIX: writeMatrix } }),
-    backward: { name: 'covariance_backward_dual', code: covarianceBackwardDualWgsl, constants: { WG: TILE_WG } },
     side: (n, _d) => n,
+    gram: {
+      tiled: tiledGram('sample_gram', sampleGramWgsl, (n, _d) => n),
+      subgroup: {
+        spec: (writeMatrix) => ({ name: 'sample_gram_subgroup', code: sampleGramSubgroupWgsl, constants: { WRITE_MATRIX: writeMatrix } }),
+        workgroups: (n) => [ceilDiv(n, SUBGROUP_LANES * SUBGROUP_OWN_ROWS), ceilDiv(n, SUBGROUP_SHARED)],
+        partials: (n) => ceilDiv(n, SUBGROUP_LANES * SUBGROUP_OWN_ROWS) * ceilDiv(n, SUBGROUP_SHARED) * SUBGROUP_LANES,
+        bindings: (b) => [b.z, b.stats, b.partials, b.matrix, b.dims],
+      },
+    },
+    backward: {
+      tiled: tiledBackward('covariance_backward_dual', covarianceBackwardDualWgsl),
+      subgroup: {
+        spec: (accumulate) => ({ name: 'covariance_backward_dual_subgroup', code: covarianceBackwardDualSubgroupWgsl, constants: { ACCUMULATE: accumulate } }),
+        workgroups: subgroupBackwardWorkgroups,
+        bindings: (b) => [b.z, b.other, b.stats, b.matrix, b.grad, b.params, b.upstream],
+      },
+    },
   },
 };
-
-/** Gram tiles per side of a matrix (only those on and above the diagonal do work). */
-export const gramTiles = (side: number) => ceilDiv(side, TILE);
-export const gramWorkgroups = (side: number) => [gramTiles(side), gramTiles(side)] as const;
-
-/** Backward dispatch over the n x d gradient (both forms). */
-export const backwardWorkgroups = (n: number, d: number) => [ceilDiv(d, TILE), ceilDiv(n, TILE)] as const;
 
 /**
  * Offsets (in floats) of the column_stats output, d each: [shiftA | shiftB | centerA | centerB | varA |
@@ -76,4 +164,4 @@ export const statsLayout = (d: number) => ({
 });
 
 /** Uniform struct sizes in bytes (16-byte multiples), as declared in the WGSL. */
-export const UNIFORM_BYTES = { dims: 16, gramDims: 32, termParams: 48, backwardParams: 64 } as const;
+export const UNIFORM_BYTES = { dims: 16, gramDims: 32, termParams: 64, backwardParams: 64 } as const;

@@ -1,27 +1,44 @@
-// The VICReg loss built from the kernels: forward (column statistics, the two covariance Gram
-// reductions, the loss terms) and backward (one fused gradient kernel per view).
-import { DeviceError, LimitError, NonFiniteError, OptionError, OverflowError, ShapeError, StateError } from '../errors.js';
+// The VICReg loss built from the kernels: forward (column statistics, the two Gram reductions, the loss
+// terms) and backward (one fused gradient kernel per view), in the primal (d x d) or dual (n x n) form,
+// with the kernel variant chosen per device.
+import {
+  BufferError, DeviceError, LimitError, NonFiniteError, OptionError, OverflowError, ShapeError, StateError,
+} from '../errors.js';
 import { acquireDevice, type DeviceHandle } from '../runtime/device.js';
 import {
-  destroyBuffer, encodeDispatch, pipeline, readback, readbackBuffer, storageBuffer, uniformBuffer, withErrorScopes,
-  type Buffer,
+  destroyBuffer, encodeDispatch, pipeline, readback, readbackBuffer, storageBuffer, uniformBuffer, Usage,
+  withErrorScopes, type Buffer,
 } from '../runtime/gpu.js';
 import type { ForwardOptions, ForwardPlan, VICRegGradients, VICRegLoss, VICRegOptions, VICRegTerms } from '../types.js';
-import { gradientCoefficients, resolveCoefficients, varianceScale, type Coefficients } from './coefficients.js';
+import { gradientCoefficients, resolveCoefficients, varianceScale } from './coefficients.js';
 import {
-  backwardWorkgroups, columnStats, forms, gramTiles, gramWorkgroups, lossTerms, statsLayout, UNIFORM_BYTES, type Form,
+  columnStats, forms, lossTerms, statsLayout, UNIFORM_BYTES, VARIANTS, variantSupported, type Form, type Variant,
 } from './kernels.js';
 
 const RESULT_FLOATS = 8;
 const VIEWS = ['A', 'B'] as const;
+const BOTH = [0, 1] as const;
 
-/** Device buffers of one form (its Gram partials and, for backward, its matrices). */
+/**
+ * Below this off-diagonal share of ||C||_F^2, the dual form's (total - diagonal) loses too much float32
+ * accuracy (its relative error grows as 1/share), and the primal form is used instead.
+ */
+export const MIN_DUAL_SHARE = 0.5;
+
+/** The cheaper form by multiply-adds: primal ~ n d^2, dual ~ n^2 d. */
+export function cheaperForm(n: number, d: number): Form {
+  return n < d ? 'dual' : 'primal';
+}
+
+/** Device buffers of one form: its Gram partials and dims, and for backward its matrices. */
 interface FormBuffers {
   side: number;
-  tiles: number;
+  /** Partials per view, sized for the variant with the most. */
+  partialsPerView: number;
   partials: Buffer;
   gramDims: [Buffer, Buffer];
-  termParams: Buffer;
+  /** The loss_terms parameters, per variant (the partial count differs). */
+  termParams: Partial<Record<Variant, Buffer>>;
   /** The Gram matrix of each view (Coff or K), kept for backward; allocated on first need. */
   matrices?: [Buffer, Buffer];
 }
@@ -30,6 +47,7 @@ interface FormBuffers {
 interface Workspace {
   n: number;
   d: number;
+  /** Copies of host inputs (GPUBuffer inputs are bound directly). */
   inputs: [Buffer, Buffer];
   stats: Buffer;
   flags: Buffer;
@@ -44,15 +62,15 @@ interface Workspace {
   backward?: { grads: [Buffer, Buffer]; staging: [Buffer, Buffer]; params: [Buffer, Buffer]; upstream: Buffer };
 }
 
-/**
- * Below this off-diagonal share of ||C||_F^2, the dual form's (total - diagonal) loses too much float32
- * accuracy (its relative error grows as 1/share), and the primal form is used instead.
- */
-export const MIN_DUAL_SHARE = 0.5;
-
-/** The cheaper form by multiply-adds: primal ~ n d^2, dual ~ n^2 d. */
-export function cheaperForm(n: number, d: number): Form {
-  return n < d ? 'dual' : 'primal';
+/** What a forward keeps for the backward that pairs with it. */
+interface Saved {
+  n: number;
+  d: number;
+  grad: boolean;
+  form: Form;
+  /** The views' buffers (the engine's copies of host arrays, or the caller's GPUBuffers). */
+  views: [GPUBuffer, GPUBuffer];
+  onDevice: boolean;
 }
 
 export function validateShape(shape: unknown): [number, number] {
@@ -74,9 +92,20 @@ function describe(v: unknown): string {
   return typeof v === 'string' ? JSON.stringify(v) : String(v);
 }
 
-function validateView(name: 'A' | 'B', x: unknown, n: number, d: number): Float32Array {
+const isGPUBuffer = (x: unknown): x is GPUBuffer =>
+  typeof x === 'object' && x !== null && typeof (x as GPUBuffer).usage === 'number' && typeof (x as GPUBuffer).size === 'number'
+  && typeof (x as GPUBuffer).destroy === 'function' && !ArrayBuffer.isView(x);
+
+function validateView(name: 'A' | 'B', x: unknown, n: number, d: number): Float32Array | GPUBuffer {
+  if (isGPUBuffer(x)) {
+    if (x.size < n * d * 4) {
+      throw new BufferError(`${name} is a GPUBuffer of ${x.size} bytes; shape [${n}, ${d}] float32 needs n*d*4 = ${n * d * 4}`);
+    }
+    if (!(x.usage & Usage.STORAGE)) throw new BufferError(`${name} is a GPUBuffer without STORAGE usage; the kernels bind it as storage`);
+    return x;
+  }
   if (!(x instanceof Float32Array)) {
-    throw new ShapeError(`${name} must be a Float32Array, got ${x === null ? 'null' : (x as object)?.constructor?.name ?? typeof x}`);
+    throw new ShapeError(`${name} must be a Float32Array or a GPUBuffer, got ${x === null ? 'null' : (x as object)?.constructor?.name ?? typeof x}`);
   }
   if (x.length !== n * d) {
     throw new ShapeError(`${name} has ${x.length} elements; shape [${n}, ${d}] needs n*d = ${n * d}`);
@@ -86,7 +115,7 @@ function validateView(name: 'A' | 'B', x: unknown, n: number, d: number): Float3
 
 /** The first non-finite element (in row-major order, view A first) from column_stats' flags. */
 function firstNonFinite(flags: Uint32Array, d: number): NonFiniteError {
-  for (const v of [0, 1] as const) {
+  for (const v of BOTH) {
     let best = -1;
     for (let j = 0; j < d; j++) {
       const row = flags[v * d + j];
@@ -102,14 +131,27 @@ function firstNonFinite(flags: Uint32Array, d: number): NonFiniteError {
 
 const MiB = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 
+// Variant choice: a measured trial on the first use of a shape class on a device, on at most TRIAL_ROWS
+// rows, skipped (static preference) where even that would take long. Cached per device.
+const TRIAL_ROWS = 256;
+const TRIAL_MAX_MACS = 1e8;
+const variantChoices = new WeakMap<GPUDevice, Map<string, Variant>>();
+/** Without a trial: the subgroup variant where it runs (it is built for the adapters that offer it). */
+const PREFERENCE: readonly Variant[] = ['subgroup', 'tiled'];
+const sizeClass = (x: number) => Math.ceil(Math.log2(x));
+
+/** Fills buffers with NaN bits (all ones): for tests, so that an unwritten element cannot pass. */
+function poison(device: GPUDevice, buffers: (Buffer | undefined)[]): void {
+  for (const b of buffers) if (b) device.queue.writeBuffer(b.gpu, 0, new Uint32Array(b.bytes / 4).fill(0xffffffff));
+}
+
 export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VICRegLoss> {
   const coefficients = resolveCoefficients(options);
   let handle: DeviceHandle = await acquireDevice(options.device);
   let lost: string | undefined;
   let destroyed = false;
   let workspace: Workspace | undefined;
-  /** The forward that backward() pairs with. */
-  let saved: { n: number; d: number; grad: boolean; form: Form } | undefined;
+  let saved: Saved | undefined;
   let plan: ForwardPlan | undefined;
   /** Calls run one after another in the order they were made (backward pairs with the forward before it). */
   let tail: Promise<unknown> = Promise.resolve();
@@ -154,30 +196,38 @@ export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VIC
     if (!ws) return;
     for (const b of [...ws.inputs, ws.stats, ws.flags, ws.flagsStaging, ws.result, ws.resultStaging, ws.statsDims, ws.placeholder]) destroyBuffer(b);
     for (const f of Object.values(ws.forms)) {
-      for (const b of [f.partials, ...f.gramDims, f.termParams, ...(f.matrices ?? [])]) destroyBuffer(b);
+      for (const b of [f.partials, ...f.gramDims, ...Object.values(f.termParams), ...(f.matrices ?? [])]) destroyBuffer(b);
     }
     if (ws.backward) for (const b of [...ws.backward.grads, ...ws.backward.staging, ...ws.backward.params, ws.backward.upstream]) destroyBuffer(b);
   }
 
-  function workspaceFor(device: GPUDevice, n: number, d: number): Workspace {
-    if (workspace && workspace.n === n && workspace.d === d) return workspace;
-    freeWorkspace();
-    checkBinding(`a ${n} x ${d} float32 view`, n * d * 4);
-    const layout = statsLayout(d);
-    const ws: Workspace = {
-      n, d,
-      inputs: [storageBuffer(device, 'A', n * d * 4), storageBuffer(device, 'B', n * d * 4)],
-      stats: storageBuffer(device, 'column stats', layout.floats * 4),
-      flags: storageBuffer(device, 'column flags', 4 * d * 4),
-      flagsStaging: readbackBuffer(device, 'column flags readback', 4 * d * 4),
-      result: storageBuffer(device, 'loss terms', RESULT_FLOATS * 4),
-      resultStaging: readbackBuffer(device, 'loss terms readback', RESULT_FLOATS * 4),
-      statsDims: uniformBuffer(device, 'column stats dims', UNIFORM_BYTES.dims),
-      placeholder: storageBuffer(device, 'no matrix', 16),
-      forms: {},
-    };
-    workspace = ws;
-    device.queue.writeBuffer(ws.statsDims.gpu, 0, new Uint32Array([n, d]));
+  function workspaceFor(device: GPUDevice, n: number, d: number, hostInputs: boolean): Workspace {
+    if (!(workspace && workspace.n === n && workspace.d === d)) {
+      freeWorkspace();
+      checkBinding(`a ${n} x ${d} float32 view`, n * d * 4);
+      const layout = statsLayout(d);
+      workspace = {
+        n, d,
+        inputs: [storageBuffer(device, 'A', 0), storageBuffer(device, 'B', 0)],
+        stats: storageBuffer(device, 'column stats', layout.floats * 4),
+        flags: storageBuffer(device, 'column flags', 4 * d * 4),
+        flagsStaging: readbackBuffer(device, 'column flags readback', 4 * d * 4),
+        result: storageBuffer(device, 'loss terms', RESULT_FLOATS * 4),
+        resultStaging: readbackBuffer(device, 'loss terms readback', RESULT_FLOATS * 4),
+        statsDims: uniformBuffer(device, 'column stats dims', UNIFORM_BYTES.dims),
+        placeholder: storageBuffer(device, 'no matrix', 16),
+        forms: {},
+      };
+      device.queue.writeBuffer(workspace.statsDims.gpu, 0, new Uint32Array([n, d]));
+    }
+    const ws = workspace;
+    // Host inputs need device copies; GPUBuffer inputs do not, so these are made on first need.
+    if (hostInputs && ws.inputs[0].bytes < n * d * 4) {
+      for (const v of BOTH) {
+        destroyBuffer(ws.inputs[v]);
+        ws.inputs[v] = storageBuffer(device, VIEWS[v], n * d * 4);
+      }
+    }
     return ws;
   }
 
@@ -186,23 +236,19 @@ export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VIC
     let f = ws.forms[form];
     if (!f) {
       const side = forms[form].side(n, d);
-      const tiles = gramTiles(side);
+      const partialsPerView = Math.max(...VARIANTS.map((v) => forms[form].gram[v].partials(n, d)));
       f = {
-        side, tiles,
-        partials: storageBuffer(device, `${form} gram partials`, 2 * tiles * tiles * 4),
+        side, partialsPerView,
+        partials: storageBuffer(device, `${form} gram partials`, 2 * partialsPerView * 4),
         gramDims: [uniformBuffer(device, `${form} gram dims A`, UNIFORM_BYTES.gramDims), uniformBuffer(device, `${form} gram dims B`, UNIFORM_BYTES.gramDims)],
-        termParams: uniformBuffer(device, `${form} loss term params`, UNIFORM_BYTES.termParams),
+        termParams: {},
       };
       ws.forms[form] = f;
       const layout = statsLayout(d);
-      for (const v of [0, 1] as const) {
-        device.queue.writeBuffer(f.gramDims[v].gpu, 0, new Uint32Array([n, d, tiles, v * tiles * tiles, layout.shift[v], layout.center[v], 0, 0]));
+      const tiles = Math.ceil(side / 32);
+      for (const v of BOTH) {
+        device.queue.writeBuffer(f.gramDims[v].gpu, 0, new Uint32Array([n, d, tiles, v * partialsPerView, layout.shift[v], layout.center[v], 0, 0]));
       }
-      const term = new ArrayBuffer(UNIFORM_BYTES.termParams);
-      new Uint32Array(term, 0, 4).set([n, d, tiles * tiles, form === 'dual' ? 1 : 0]);
-      new Float32Array(term, 16, 8).set([coefficients.lambda, coefficients.mu, coefficients.nu, coefficients.gamma,
-        coefficients.eps, varianceScale(coefficients.preset), 0, 0]);
-      device.queue.writeBuffer(f.termParams.gpu, 0, term);
     }
     if (keepMatrix && !f.matrices) {
       const bytes = f.side * f.side * 4;
@@ -212,55 +258,143 @@ export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VIC
     return f;
   }
 
-  /** One forward in the given form: statistics, both Gram reductions, the terms; read back. */
-  async function runForward(device: GPUDevice, ws: Workspace, form: Form, keepMatrix: boolean): Promise<Float32Array> {
-    const { d } = ws;
-    const f = formBuffers(device, ws, form, keepMatrix);
-    const [statsPipe, gramPipe, termsPipe] = await Promise.all([
-      pipeline(device, columnStats.spec),
-      pipeline(device, forms[form].gram(keepMatrix)),
-      pipeline(device, lossTerms.spec),
-    ]);
-    const encoder = device.createCommandEncoder({ label: `vicreg forward (${form})` });
-    encodeDispatch(device, encoder, {
-      label: 'column_stats', pipeline: statsPipe, workgroups: columnStats.workgroups(d),
-      bindings: [ws.inputs[0].gpu, ws.inputs[1].gpu, ws.stats.gpu, ws.flags.gpu, ws.statsDims.gpu],
-    });
-    for (const v of [0, 1] as const) {
-      encodeDispatch(device, encoder, {
-        label: `${form} gram ${VIEWS[v]}`, pipeline: gramPipe, workgroups: gramWorkgroups(f.side),
-        bindings: [ws.inputs[v].gpu, ws.stats.gpu, f.partials.gpu, (f.matrices?.[v] ?? ws.placeholder).gpu, f.gramDims[v].gpu],
-      });
+  /** loss_terms' parameters for a form and variant (its partial count and whether to subtract the diagonal). */
+  function termParams(device: GPUDevice, ws: Workspace, form: Form, variant: Variant): Buffer {
+    const f = ws.forms[form]!;
+    let buffer = f.termParams[variant];
+    if (!buffer) {
+      buffer = uniformBuffer(device, `${form} ${variant} loss term params`, UNIFORM_BYTES.termParams);
+      const term = new ArrayBuffer(UNIFORM_BYTES.termParams);
+      // Both views' partials sit partialsPerView apart; a variant that writes fewer leaves the rest
+      // unread: loss_terms reads partialCount from each view's start.
+      new Uint32Array(term, 0, 8).set([ws.n, ws.d, forms[form].gram[variant].partials(ws.n, ws.d), form === 'dual' ? 1 : 0, f.partialsPerView, 0, 0, 0]);
+      new Float32Array(term, 32, 8).set([coefficients.lambda, coefficients.mu, coefficients.nu, coefficients.gamma,
+        coefficients.eps, varianceScale(coefficients.preset), 0, 0]);
+      device.queue.writeBuffer(buffer.gpu, 0, term);
+      f.termParams[variant] = buffer;
     }
-    encodeDispatch(device, encoder, {
-      label: 'loss_terms', pipeline: termsPipe, workgroups: lossTerms.workgroups(),
-      bindings: [ws.stats.gpu, ws.flags.gpu, f.partials.gpu, ws.result.gpu, f.termParams.gpu],
-    });
-    const [bytes] = await readback(device, encoder, [{ source: ws.result.gpu, staging: ws.resultStaging, bytes: RESULT_FLOATS * 4 }]);
-    return new Float32Array(bytes);
+    return buffer;
   }
 
-  async function forward(a: Float32Array, b: Float32Array, shape: readonly [number, number], opts: ForwardOptions = {}): Promise<VICRegTerms> {
+  /**
+   * The kernel variant for a role: the option if forced; else the only one supported; else the cached
+   * choice for this device and shape class; else a measured trial of each (`trial` runs one, on
+   * `rows` rows, and resolves when the device is done).
+   */
+  async function chooseVariant(role: string, n: number, d: number, macs: (rows: number) => number,
+    trial: (variant: Variant, rows: number) => Promise<void>): Promise<Variant> {
+    const supported = VARIANTS.filter((v) => variantSupported(v, handle.features, d));
+    if (coefficients.variant !== 'auto') {
+      if (!supported.includes(coefficients.variant)) {
+        throw new OptionError(`variant '${coefficients.variant}' cannot run here: it needs the 'subgroups' feature with subgroup size 8 (this device: ${handle.features.subgroupSize ?? 'none or variable'}) and d % 4 == 0 (d = ${d})`);
+      }
+      return coefficients.variant;
+    }
+    if (supported.length === 1) return supported[0];
+    let cache = variantChoices.get(handle.device);
+    if (!cache) variantChoices.set(handle.device, (cache = new Map()));
+    const key = `${role}|${sizeClass(n)}|${sizeClass(d)}`;
+    const cached = cache.get(key);
+    if (cached) return cached;
+    const rows = Math.min(n, TRIAL_ROWS);
+    let choice = PREFERENCE.find((v) => supported.includes(v))!;
+    if (macs(rows) <= TRIAL_MAX_MACS) {
+      let best = Infinity;
+      for (const variant of supported) {
+        await trial(variant, rows);   // compiles and warms up
+        const start = performance.now();
+        await trial(variant, rows);
+        const ms = performance.now() - start;
+        if (ms < best) [best, choice] = [ms, variant];
+      }
+    }
+    cache.set(key, choice);
+    return choice;
+  }
+
+  function gramDispatch(form: Form, variant: Variant, ws: Workspace, f: FormBuffers, views: [GPUBuffer, GPUBuffer], v: 0 | 1, dims: GPUBuffer, pipe: GPUComputePipeline, rows: number) {
+    const kernel = forms[form].gram[variant];
+    return {
+      label: `${form} ${variant} gram ${VIEWS[v]}`, pipeline: pipe, workgroups: kernel.workgroups(rows, ws.d),
+      bindings: kernel.bindings({ z: views[v], stats: ws.stats.gpu, partials: f.partials.gpu, matrix: (f.matrices?.[v] ?? ws.placeholder).gpu, dims }),
+    };
+  }
+
+  /** Uniform dims of a trial run on the first `rows` rows (the kernels then index only those rows). */
+  function trialDims(device: GPUDevice, ws: Workspace, form: Form, rows: number): Buffer {
+    const dims = uniformBuffer(device, 'trial dims', Math.max(UNIFORM_BYTES.gramDims, UNIFORM_BYTES.backwardParams));
+    const layout = statsLayout(ws.d);
+    const side = forms[form].side(rows, ws.d);
+    device.queue.writeBuffer(dims.gpu, 0, new Uint32Array([rows, ws.d, Math.ceil(side / 32), 0, layout.shift[0], layout.center[0], 0, 0]));
+    return dims;
+  }
+
+  async function gramVariant(device: GPUDevice, ws: Workspace, form: Form, keepMatrix: boolean, views: [GPUBuffer, GPUBuffer]): Promise<Variant> {
+    const f = ws.forms[form]!;
+    const side = (rows: number) => forms[form].side(rows, ws.d);
+    return chooseVariant(`gram|${form}`, ws.n, ws.d, (rows) => side(rows) * side(rows) * (form === 'dual' ? ws.d : rows) / 2, async (variant, rows) => {
+      const pipe = await pipeline(device, forms[form].gram[variant].spec(keepMatrix));
+      const dims = trialDims(device, ws, form, rows);
+      const encoder = device.createCommandEncoder({ label: 'variant trial' });
+      encodeDispatch(device, encoder, gramDispatch(form, variant, ws, f, views, 0, dims.gpu, pipe, rows));
+      device.queue.submit([encoder.finish()]);
+      await device.queue.onSubmittedWorkDone();
+      destroyBuffer(dims);
+    });
+  }
+
+  /** One forward in the given form: statistics, both Gram reductions, the terms; read back. */
+  async function runForward(device: GPUDevice, ws: Workspace, form: Form, keepMatrix: boolean, views: [GPUBuffer, GPUBuffer]): Promise<{ r: Float32Array; variant: Variant }> {
+    const { d } = ws;
+    const f = formBuffers(device, ws, form, keepMatrix);
+    const variant = await gramVariant(device, ws, form, keepMatrix, views);
+    const [statsPipe, gramPipe, termsPipe] = await Promise.all([
+      pipeline(device, columnStats.spec),
+      pipeline(device, forms[form].gram[variant].spec(keepMatrix)),
+      pipeline(device, lossTerms.spec),
+    ]);
+    if (options.poisonScratch) poison(device, [ws.stats, ws.flags, ws.result, f.partials, ...(f.matrices ?? [])]);
+    const encoder = device.createCommandEncoder({ label: `vicreg forward (${form}, ${variant})` });
+    encodeDispatch(device, encoder, {
+      label: 'column_stats', pipeline: statsPipe, workgroups: columnStats.workgroups(d),
+      bindings: [views[0], views[1], ws.stats.gpu, ws.flags.gpu, ws.statsDims.gpu],
+    });
+    for (const v of BOTH) encodeDispatch(device, encoder, gramDispatch(form, variant, ws, f, views, v, f.gramDims[v].gpu, gramPipe, ws.n));
+    encodeDispatch(device, encoder, {
+      label: 'loss_terms', pipeline: termsPipe, workgroups: lossTerms.workgroups(),
+      bindings: [ws.stats.gpu, ws.flags.gpu, f.partials.gpu, ws.result.gpu, termParams(device, ws, form, variant).gpu],
+    });
+    const [bytes] = await readback(device, encoder, [{ source: ws.result.gpu, staging: ws.resultStaging, bytes: RESULT_FLOATS * 4 }]);
+    return { r: new Float32Array(bytes), variant };
+  }
+
+  async function forward(a: Float32Array | GPUBuffer, b: Float32Array | GPUBuffer, shape: readonly [number, number], opts: ForwardOptions = {}): Promise<VICRegTerms> {
     const device = await ensureDevice();
     saved = undefined;
     const [n, d] = validateShape(shape);
-    const views: [Float32Array, Float32Array] = [validateView('A', a, n, d), validateView('B', b, n, d)];
+    const inputs = [validateView('A', a, n, d), validateView('B', b, n, d)] as const;
+    const onDevice = isGPUBuffer(inputs[0]);
+    if (onDevice !== isGPUBuffer(inputs[1])) throw new ShapeError('A and B must both be Float32Arrays or both GPUBuffers');
     const grad = opts.grad ?? true;
     return withErrorScopes(device, 'forward', async () => {
-      const ws = workspaceFor(device, n, d);
-      for (const v of [0, 1] as const) device.queue.writeBuffer(ws.inputs[v].gpu, 0, views[v] as Float32Array<ArrayBuffer>);
+      const ws = workspaceFor(device, n, d, !onDevice);
+      const views = BOTH.map((v) => {
+        const x = inputs[v];
+        if (isGPUBuffer(x)) return x;
+        device.queue.writeBuffer(ws.inputs[v].gpu, 0, x as Float32Array<ArrayBuffer>);
+        return ws.inputs[v].gpu;
+      }) as [GPUBuffer, GPUBuffer];
       let form: Form = coefficients.form === 'auto' ? cheaperForm(n, d) : coefficients.form;
-      let r = await runForward(device, ws, form, grad);
+      let { r, variant } = await runForward(device, ws, form, grad, views);
       const share: [number, number] = form === 'dual' ? [r[5], r[6]] : [1, 1];
-      const flagBits = r[4];
-      if (flagBits !== 0) {
+      if (r[4] !== 0) {
         const [flags] = await readback(device, device.createCommandEncoder(), [{ source: ws.flags.gpu, staging: ws.flagsStaging, bytes: 4 * d * 4 }]);
         throw firstNonFinite(new Uint32Array(flags), d);
       }
       const fellBack = form === 'dual' && !(Math.min(...share) >= MIN_DUAL_SHARE);
       if (fellBack) {
         form = 'primal';
-        r = await runForward(device, ws, form, grad);
+        ({ r, variant } = await runForward(device, ws, form, grad, views));
       }
       const terms: VICRegTerms = { loss: r[0], invariance: r[1], variance: r[2], covariance: r[3] };
       for (const [name, value] of Object.entries(terms)) {
@@ -268,53 +402,83 @@ export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VIC
           throw new OverflowError(`the ${name} term overflowed float32 (${value}) although every input is finite: inputs are too large (keep |values| well below 1e9; see README, "Guarantees")`);
         }
       }
-      saved = { n, d, grad, form };
-      plan = { n, d, form, fellBack, offDiagonalShare: share };
+      saved = { n, d, grad, form, views, onDevice };
+      plan = { n, d, form, variant, fellBack, offDiagonalShare: share };
       return terms;
     });
   }
 
-  async function backward(scale = 1): Promise<VICRegGradients> {
+  async function backward(scale = 1): Promise<VICRegGradients<Float32Array | GPUBuffer>> {
     const device = await ensureDevice();
     if (typeof scale !== 'number' || !Number.isFinite(scale)) {
       throw new OptionError(`backward scale must be a finite number, got ${String(scale)}`);
     }
     if (!saved) throw new StateError('backward() needs a successful forward() first');
     if (!saved.grad) throw new StateError('the last forward() was called with { grad: false }; call forward() again to get gradients');
-    const { n, d, form } = saved;
+    const { n, d, form, views, onDevice } = saved;
     const ws = workspace!;
     const matrices = ws.forms[form]!.matrices!;
     return withErrorScopes(device, 'backward', async () => {
       ws.backward ??= {
         grads: [storageBuffer(device, 'grad A', n * d * 4), storageBuffer(device, 'grad B', n * d * 4)],
-        staging: [readbackBuffer(device, 'grad A readback', n * d * 4), readbackBuffer(device, 'grad B readback', n * d * 4)],
+        staging: [readbackBuffer(device, 'grad A readback', onDevice ? 0 : n * d * 4), readbackBuffer(device, 'grad B readback', onDevice ? 0 : n * d * 4)],
         params: [uniformBuffer(device, 'backward params A', UNIFORM_BYTES.backwardParams), uniformBuffer(device, 'backward params B', UNIFORM_BYTES.backwardParams)],
         upstream: storageBuffer(device, 'upstream gradient', 4),
       };
       const bw = ws.backward;
-      const backPipe = await pipeline(device, forms[form].backward);
       const layout = statsLayout(d);
       const k = gradientCoefficients(coefficients, n, d);
-      const encoder = device.createCommandEncoder({ label: `vicreg backward (${form})` });
-      device.queue.writeBuffer(bw.upstream.gpu, 0, new Float32Array([scale]));
-      for (const v of [0, 1] as const) {
+      const paramsFor = (rows: number, v: 0 | 1) => {
         const params = new ArrayBuffer(UNIFORM_BYTES.backwardParams);
-        new Uint32Array(params, 0, 8).set([n, d, layout.shift[v], layout.center[v], layout.variance[v], 0, 0, 0]);
+        new Uint32Array(params, 0, 8).set([rows, d, layout.shift[v], layout.center[v], layout.variance[v], 0, 0, 0]);
         new Float32Array(params, 32, 8).set([k.invCoef, k.varWeight, k.covCoef, coefficients.gamma, coefficients.eps, 0, 0, 0]);
-        device.queue.writeBuffer(bw.params[v].gpu, 0, params);
-        encodeDispatch(device, encoder, {
-          label: `${form} backward ${VIEWS[v]}`, pipeline: backPipe, workgroups: backwardWorkgroups(n, d),
-          bindings: [ws.inputs[v].gpu, ws.inputs[1 - v].gpu, ws.stats.gpu, matrices[v].gpu, bw.grads[v].gpu, bw.params[v].gpu, bw.upstream.gpu],
-        });
+        return params;
+      };
+      const dispatch = (variant: Variant, v: 0 | 1, pipe: GPUComputePipeline, params: GPUBuffer, rows: number) => {
+        const kernel = forms[form].backward[variant];
+        return {
+          label: `${form} ${variant} backward ${VIEWS[v]}`, pipeline: pipe, workgroups: kernel.workgroups(rows, d),
+          bindings: kernel.bindings({ z: views[v], other: views[1 - v], stats: ws.stats.gpu, matrix: matrices[v].gpu, grad: bw.grads[v].gpu, params, upstream: bw.upstream.gpu }),
+        };
+      };
+      const side = forms[form].side(n, d);
+      const variant = await chooseVariant(`backward|${form}`, n, d, (rows) => rows * d * side, async (candidate, rows) => {
+        const pipe = await pipeline(device, forms[form].backward[candidate].spec(false));
+        const params = uniformBuffer(device, 'trial backward params', UNIFORM_BYTES.backwardParams);
+        device.queue.writeBuffer(params.gpu, 0, paramsFor(rows, 0));
+        const encoder = device.createCommandEncoder({ label: 'variant trial' });
+        encodeDispatch(device, encoder, dispatch(candidate, 0, pipe, params.gpu, rows));
+        device.queue.submit([encoder.finish()]);
+        await device.queue.onSubmittedWorkDone();
+        destroyBuffer(params);
+      });
+      const pipe = await pipeline(device, forms[form].backward[variant].spec(false));
+      device.queue.writeBuffer(bw.upstream.gpu, 0, new Float32Array([scale]));
+      if (options.poisonScratch) poison(device, bw.grads);
+      const encoder = device.createCommandEncoder({ label: `vicreg backward (${form}, ${variant})` });
+      for (const v of BOTH) {
+        device.queue.writeBuffer(bw.params[v].gpu, 0, paramsFor(n, v));
+        encodeDispatch(device, encoder, dispatch(variant, v, pipe, bw.params[v].gpu, n));
       }
-      const [ga, gb] = await readback(device, encoder, [0, 1].map((v) => ({ source: bw.grads[v].gpu, staging: bw.staging[v], bytes: n * d * 4 })));
+      if (onDevice) {
+        device.queue.submit([encoder.finish()]);
+        return { gradA: bw.grads[0].gpu, gradB: bw.grads[1].gpu };
+      }
+      if (bw.staging[0].bytes < n * d * 4) {
+        for (const v of BOTH) {
+          destroyBuffer(bw.staging[v]);
+          bw.staging[v] = readbackBuffer(device, `grad ${VIEWS[v]} readback`, n * d * 4);
+        }
+      }
+      const [ga, gb] = await readback(device, encoder, BOTH.map((v) => ({ source: bw.grads[v].gpu, staging: bw.staging[v], bytes: n * d * 4 })));
       return { gradA: new Float32Array(ga), gradB: new Float32Array(gb) };
     });
   }
 
   return {
     forward: (a, b, shape, opts) => serialize(() => forward(a, b, shape, opts)),
-    backward: (scale) => serialize(() => backward(scale)),
+    backward: <G extends Float32Array | GPUBuffer = Float32Array>(scale?: number) =>
+      serialize(() => backward(scale)) as Promise<VICRegGradients<G>>,
     get adapterName() { return handle.adapterName; },
     options: coefficients,
     get lastPlan() { return plan; },

@@ -8,8 +8,11 @@ export interface DeviceHandle {
   adapterName: string;
   /** True when the engine acquired the device and so destroys it. */
   owned: boolean;
-  /** Optional features the device has and kernels may use. */
-  features: { subgroups: boolean };
+  /**
+   * Optional features the device has and kernels may use: `subgroupSize` is set when the device has
+   * 'subgroups' and one fixed subgroup size (the adapter's min and max agree).
+   */
+  features: { subgroups: boolean; subgroupSize?: number };
   /**
    * Keeps Dawn's GPU object (from `webgpu`'s create()) reachable for as long as the device lives: if it
    * is garbage-collected, Dawn crashes later in its event processing.
@@ -36,15 +39,25 @@ async function nodeGPU(): Promise<GPU> {
   return nodeGpu;
 }
 
-function describeAdapter(adapter: GPUAdapter): string {
-  const info = adapter.info;
-  const parts = [info?.vendor, info?.architecture, info?.device, info?.description].filter((s) => s && s.length > 0);
-  return parts.length > 0 ? [...new Set(parts)].join(' ') : 'unknown adapter';
+function subgroupFeatures(subgroups: boolean, info: GPUAdapterInfo | undefined): DeviceHandle['features'] {
+  const min = (info as { subgroupMinSize?: number } | undefined)?.subgroupMinSize;
+  const max = (info as { subgroupMaxSize?: number } | undefined)?.subgroupMaxSize;
+  return { subgroups, subgroupSize: subgroups && min !== undefined && min === max ? min : undefined };
+}
+
+function describeInfo(info: GPUAdapterInfo): string {
+  if (info?.description) return info.description;
+  const parts = [info?.vendor, info?.architecture, info?.device].filter((s) => s && s.length > 0);
+  return parts.length > 0 ? parts.join(' ') : 'unknown adapter';
 }
 
 export async function acquireDevice(device?: GPUDevice): Promise<DeviceHandle> {
   if (device) {
-    return { device, adapterName: 'caller-provided device', owned: false, features: { subgroups: device.features.has('subgroups') } };
+    const info = (device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
+    return {
+      device, adapterName: info ? describeInfo(info) : 'caller-provided device', owned: false,
+      features: subgroupFeatures(device.features.has('subgroups'), info),
+    };
   }
   const gpu: GPU = typeof navigator !== 'undefined' && navigator.gpu ? navigator.gpu : await nodeGPU();
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
@@ -60,5 +73,8 @@ export async function acquireDevice(device?: GPUDevice): Promise<DeviceHandle> {
   } catch (error) {
     throw new DeviceError(`the adapter refused a device: ${(error as Error).message}`);
   }
-  return { device: acquired, adapterName: describeAdapter(adapter), owned: true, features: { subgroups }, keepAlive: gpu };
+  return {
+    device: acquired, adapterName: describeInfo(adapter.info), owned: true,
+    features: subgroupFeatures(subgroups, adapter.info), keepAlive: gpu,
+  };
 }

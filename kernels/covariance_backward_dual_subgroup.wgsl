@@ -1,0 +1,106 @@
+// covariance_backward_dual_subgroup.wgsl: as covariance_backward_dual.wgsl (the whole gradient of the loss
+// with respect to one view, dual n x n form), for adapters where every storage-buffer load is expensive
+// per lane and subgroup shuffles are cheap (lavapipe).
+//
+// Math (Z the view, O the other view, both n x d; var_j and Zc = (Z - shift) - center from column_stats;
+// K = Zc Zc^T from sample_gram*):
+//   grad_ij (=, or += when ACCUMULATE) upstream[0] * ( invCoef (Z_ij - O_ij) + varCoef_j Zc_ij
+//                                     + covCoef (sum_k K_ik Zc_kj / (n-1) - var_j Zc_ij) )
+//   varCoef_j = varWeight / std_j if std_j = sqrt(var_j + eps) < gamma, else 0
+//
+// Each workgroup is one subgroup of LANES = 8 invocations and owns a SHARED x (LANES * 4 * OWN4) block of
+// the gradient: rows i0 .. i0 + SHARED - 1 shared by all lanes, 4 * OWN4 columns per lane. Per step k a
+// lane loads SHARED / LANES values K_ik of the shared rows and OWN4 vec4s of row k of Z; the shared
+// values reach the other lanes by subgroupShuffle.
+//
+// Bindings (group 0):
+//   0  z4      storage, read        array<vec4<f32>>  n*d/4 this view
+//   1  other4  storage, read        array<vec4<f32>>  n*d/4 the other view
+//   2  stats   storage, read        array<f32>        column_stats layout
+//   3  gram    storage, read        array<f32>        n*n   K of this view
+//   4  grad4   storage, read_write  array<vec4<f32>>  n*d/4
+//   5  params  uniform              BackwardParams (as covariance_backward.wgsl)
+//   6  upstream storage, read       array<f32>        1: the upstream gradient
+// Dispatch: (ceil(d / (LANES*4*OWN4)), ceil(n / SHARED), 1) workgroups of LANES threads.
+// Requires: d % 4 == 0; the 'subgroups' feature with a subgroup size of exactly LANES.
+// Variant: "subgroup" (lavapipe).
+
+enable subgroups;
+
+struct BackwardParams {
+  n: u32, d: u32, shiftOffset: u32, centerOffset: u32,
+  varOffset: u32, _pad0: u32, _pad1: u32, _pad2: u32,
+  invCoef: f32, varWeight: f32, covCoef: f32, gamma: f32,
+  eps: f32, _pad3: f32, _pad4: f32, _pad5: f32,
+}
+
+override ACCUMULATE: bool = false;
+const LANES: u32 = 8u;
+const SHARED_PER_LANE: u32 = 2u;
+const SHARED: u32 = LANES * SHARED_PER_LANE;
+const OWN4: u32 = 2u;
+
+@group(0) @binding(0) var<storage, read> z4: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> other4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> stats: array<f32>;
+@group(0) @binding(3) var<storage, read> gram: array<f32>;
+@group(0) @binding(4) var<storage, read_write> grad4: array<vec4<f32>>;
+@group(0) @binding(5) var<uniform> params: BackwardParams;
+@group(0) @binding(6) var<storage, read> upstream: array<f32>;
+
+fn statsVec4(offset: u32, column: u32) -> vec4<f32> {
+  let o = offset + column;
+  return vec4<f32>(stats[o], stats[o + 1u], stats[o + 2u], stats[o + 3u]);
+}
+
+@compute @workgroup_size(LANES)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+  let n = params.n;
+  let d4 = params.d / 4u;
+  let i0 = wid.y * SHARED;
+  let j40 = wid.x * LANES * OWN4;
+
+  var sharedRow: array<u32, SHARED_PER_LANE>;
+  for (var p = 0u; p < SHARED_PER_LANE; p++) { sharedRow[p] = min(i0 + p * LANES + lane, n - 1u) * n; }
+  var own4: array<u32, OWN4>;
+  var ownShift: array<vec4<f32>, OWN4>;
+  var ownCenter: array<vec4<f32>, OWN4>;
+  for (var c = 0u; c < OWN4; c++) {
+    own4[c] = min(j40 + c * LANES + lane, d4 - 1u);
+    ownShift[c] = statsVec4(params.shiftOffset, 4u * own4[c]);
+    ownCenter[c] = statsVec4(params.centerOffset, 4u * own4[c]);
+  }
+
+  var acc: array<array<vec4<f32>, OWN4>, SHARED>;
+  for (var k = 0u; k < n; k++) {
+    var zc: array<vec4<f32>, OWN4>;
+    for (var c = 0u; c < OWN4; c++) { zc[c] = (z4[k * d4 + own4[c]] - ownShift[c]) - ownCenter[c]; }
+    for (var p = 0u; p < SHARED_PER_LANE; p++) {
+      let mine = gram[sharedRow[p] + k];
+      for (var s = 0u; s < LANES; s++) {
+        let kik = vec4<f32>(subgroupShuffle(mine, s));
+        for (var c = 0u; c < OWN4; c++) { acc[p * LANES + s][c] += kik * zc[c]; }
+      }
+    }
+  }
+
+  let scale = upstream[0];
+  let inv = 1.0 / f32(n - 1u);
+  for (var c = 0u; c < OWN4; c++) {
+    let j4 = j40 + c * LANES + lane;
+    if (j4 >= d4) { continue; }
+    let variance = statsVec4(params.varOffset, 4u * j4);
+    let stdDev = sqrt(variance + vec4<f32>(params.eps));
+    let varCoef = select(vec4<f32>(0.0), vec4<f32>(params.varWeight) / stdDev, stdDev < vec4<f32>(params.gamma));
+    for (var r = 0u; r < SHARED; r++) {
+      let i = i0 + r;
+      if (i >= n) { continue; }
+      let index = i * d4 + j4;
+      let x = z4[index];
+      let zci = (x - ownShift[c]) - ownCenter[c];
+      let covGrad = acc[r][c] * inv - variance * zci;
+      let g = params.invCoef * (x - other4[index]) + varCoef * zci + params.covCoef * covGrad;
+      if (ACCUMULATE) { grad4[index] += scale * g; } else { grad4[index] = scale * g; }
+    }
+  }
+}

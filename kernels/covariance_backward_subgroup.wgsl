@@ -1,0 +1,104 @@
+// covariance_backward_subgroup.wgsl: as covariance_backward.wgsl (the whole gradient of the loss with
+// respect to one view, primal d x d form), for adapters where every storage-buffer load is expensive per
+// lane and subgroup shuffles are cheap (lavapipe).
+//
+// Math (Z the view, O the other view, both n x d; var_j and Zc = (Z - shift) - center from column_stats;
+// Coff from gram_offdiag_squares*):
+//   grad_ij (=, or += when ACCUMULATE) upstream[0] * ( invCoef (Z_ij - O_ij) + varCoef_j Zc_ij
+//                                                     + covCoef sum_k Zc_ik Coff_kj )
+//   varCoef_j = varWeight / std_j if std_j = sqrt(var_j + eps) < gamma, else 0
+//   (coefficients: see covariance_backward.wgsl and src/ops/coefficients.ts)
+//
+// Each workgroup is one subgroup of LANES = 8 invocations and owns a SHARED x (LANES * 4 * OWN4) block of
+// the gradient: rows i0 .. i0 + SHARED - 1 shared by all lanes, 4 * OWN4 columns per lane (OWN4 vec4s,
+// interleaved across lanes). Per step k a lane loads SHARED / LANES values Zc_ik of the shared rows and
+// OWN4 vec4s of row k of Coff; the shared values reach the other lanes by subgroupShuffle.
+//
+// Bindings (group 0):
+//   0  z           storage, read        array<f32>        n*d   this view (the same buffer as binding 7)
+//   1  other4      storage, read        array<vec4<f32>>  n*d/4 the other view
+//   2  stats       storage, read        array<f32>        column_stats layout
+//   3  covOffDiag4 storage, read        array<vec4<f32>>  d*d/4 Coff of this view
+//   4  grad4       storage, read_write  array<vec4<f32>>  n*d/4
+//   5  params      uniform              BackwardParams (as covariance_backward.wgsl)
+//   6  upstream    storage, read        array<f32>        1: the upstream gradient
+//   7  z4          storage, read        array<vec4<f32>>  n*d/4 this view as vec4s
+// Dispatch: (ceil(d / (LANES*4*OWN4)), ceil(n / SHARED), 1) workgroups of LANES threads.
+// Requires: d % 4 == 0; the 'subgroups' feature with a subgroup size of exactly LANES.
+// Variant: "subgroup" (lavapipe).
+
+enable subgroups;
+
+struct BackwardParams {
+  n: u32, d: u32, shiftOffset: u32, centerOffset: u32,
+  varOffset: u32, _pad0: u32, _pad1: u32, _pad2: u32,
+  invCoef: f32, varWeight: f32, covCoef: f32, gamma: f32,
+  eps: f32, _pad3: f32, _pad4: f32, _pad5: f32,
+}
+
+override ACCUMULATE: bool = false;
+const LANES: u32 = 8u;
+const SHARED_PER_LANE: u32 = 2u;
+const SHARED: u32 = LANES * SHARED_PER_LANE;
+const OWN4: u32 = 2u;
+
+@group(0) @binding(0) var<storage, read> z: array<f32>;
+@group(0) @binding(1) var<storage, read> other4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> stats: array<f32>;
+@group(0) @binding(3) var<storage, read> covOffDiag4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> grad4: array<vec4<f32>>;
+@group(0) @binding(5) var<uniform> params: BackwardParams;
+@group(0) @binding(6) var<storage, read> upstream: array<f32>;
+@group(0) @binding(7) var<storage, read> z4: array<vec4<f32>>;
+
+fn statsVec4(offset: u32, column: u32) -> vec4<f32> {
+  let o = offset + column;
+  return vec4<f32>(stats[o], stats[o + 1u], stats[o + 2u], stats[o + 3u]);
+}
+
+@compute @workgroup_size(LANES)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+  let n = params.n;
+  let d = params.d;
+  let d4 = d / 4u;
+  let i0 = wid.y * SHARED;
+  let j40 = wid.x * LANES * OWN4;   // first vec4 column of the block
+
+  var sharedBase: array<u32, SHARED_PER_LANE>;
+  for (var p = 0u; p < SHARED_PER_LANE; p++) { sharedBase[p] = min(i0 + p * LANES + lane, n - 1u) * d; }
+  var own4: array<u32, OWN4>;
+  for (var c = 0u; c < OWN4; c++) { own4[c] = min(j40 + c * LANES + lane, d4 - 1u); }
+
+  var acc: array<array<vec4<f32>, OWN4>, SHARED>;
+  for (var k = 0u; k < d; k++) {
+    let shift = stats[params.shiftOffset + k];
+    let center = stats[params.centerOffset + k];
+    var coff: array<vec4<f32>, OWN4>;
+    for (var c = 0u; c < OWN4; c++) { coff[c] = covOffDiag4[k * d4 + own4[c]]; }
+    for (var p = 0u; p < SHARED_PER_LANE; p++) {
+      let mine = (z[sharedBase[p] + k] - shift) - center;
+      for (var s = 0u; s < LANES; s++) {
+        let zc = vec4<f32>(subgroupShuffle(mine, s));
+        for (var c = 0u; c < OWN4; c++) { acc[p * LANES + s][c] += zc * coff[c]; }
+      }
+    }
+  }
+
+  let scale = upstream[0];
+  for (var c = 0u; c < OWN4; c++) {
+    let j4 = j40 + c * LANES + lane;
+    if (j4 >= d4) { continue; }
+    let shift = statsVec4(params.shiftOffset, 4u * j4);
+    let center = statsVec4(params.centerOffset, 4u * j4);
+    let stdDev = sqrt(statsVec4(params.varOffset, 4u * j4) + vec4<f32>(params.eps));
+    let varCoef = select(vec4<f32>(0.0), vec4<f32>(params.varWeight) / stdDev, stdDev < vec4<f32>(params.gamma));
+    for (var r = 0u; r < SHARED; r++) {
+      let i = i0 + r;
+      if (i >= n) { continue; }
+      let index = i * d4 + j4;
+      let x = z4[index];
+      let g = params.invCoef * (x - other4[index]) + varCoef * ((x - shift) - center) + params.covCoef * acc[r][c];
+      if (ACCUMULATE) { grad4[index] += scale * g; } else { grad4[index] = scale * g; }
+    }
+  }
+}

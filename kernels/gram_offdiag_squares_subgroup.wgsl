@@ -1,0 +1,125 @@
+// gram_offdiag_squares_subgroup.wgsl: as gram_offdiag_squares.wgsl (the covariance C of one view with the
+// sum of its squared off-diagonal entries reduced in the epilogue, primal d x d form), for adapters where
+// every storage-buffer load is expensive per lane and subgroup shuffles are cheap (lavapipe: each lane's
+// load is a bounds-checked scalar load; a shuffle is one vector permute).
+//
+// Math (Z one view, n x d row-major; Zc = (Z - shift) - center from column_stats):
+//   C_lm = (1/(n-1)) sum_i Zc_il Zc_im
+//   partials[p] = sum over this lane's entries with l < m of 2 C_lm^2   (entries with l > m are left to
+//   the mirrored tile; l = m is the diagonal, excluded), so sum over all p = sum_{l != m} C_lm^2.
+//   If WRITE_MATRIX: covOffDiag = C with its diagonal set to 0, written at (l, m) and (m, l).
+//
+// Each workgroup is one subgroup of LANES = 8 invocations and owns a SHARED x (LANES * 4 * OWN4) tile of
+// C: rows l0 .. l0 + SHARED - 1 are shared by all lanes, columns are owned per lane, 4 * OWN4 each (OWN4
+// vec4s, interleaved across lanes so each vec4 load is 16 contiguous bytes). Per row i of Z, a lane loads
+// SHARED / LANES shared values and OWN4 vec4s of its own; the shared values reach the other lanes by
+// subgroupShuffle, not by loading them 8 times.
+//
+// Bindings (group 0):
+//   0  z           storage, read        array<f32>        n*d  (the same buffer as binding 5)
+//   1  stats       storage, read        array<f32>        column_stats layout; shift, center at shiftOffset, centerOffset
+//   2  partials    storage, read_write  array<f32>        LANES per workgroup per view: partialOffset + (wid.y*gx + wid.x)*LANES + lane
+//   3  covOffDiag  storage, read_write  array<f32>        d*d when WRITE_MATRIX (any small buffer otherwise)
+//   4  dims        uniform              GramDims { n, d, tiles (unused), partialOffset, shiftOffset, centerOffset }
+//   5  z4          storage, read        array<vec4<f32>>  n*d/4: Z as vec4s
+// Dispatch: (ceil(d / (LANES*4*OWN4)), ceil(d / SHARED), 1) workgroups of LANES threads; workgroups whose
+// tile lies wholly below the diagonal write zero partials and return.
+// Requires: d % 4 == 0; the 'subgroups' feature with a subgroup size of exactly LANES, so a workgroup is
+// one subgroup.
+// Variant: "subgroup" (lavapipe).
+
+enable subgroups;
+
+struct GramDims { n: u32, d: u32, tiles: u32, partialOffset: u32, shiftOffset: u32, centerOffset: u32, _pad0: u32, _pad1: u32 }
+
+override WRITE_MATRIX: bool = true;
+const LANES: u32 = 8u;
+const SHARED_PER_LANE: u32 = 2u;
+const SHARED: u32 = LANES * SHARED_PER_LANE;   // shared rows of C per workgroup
+const OWN4: u32 = 2u;                          // vec4s of columns of C per lane
+
+@group(0) @binding(0) var<storage, read> z: array<f32>;
+@group(0) @binding(1) var<storage, read> stats: array<f32>;
+@group(0) @binding(2) var<storage, read_write> partials: array<f32>;
+@group(0) @binding(3) var<storage, read_write> covOffDiag: array<f32>;
+@group(0) @binding(4) var<uniform> dims: GramDims;
+@group(0) @binding(5) var<storage, read> z4: array<vec4<f32>>;
+
+fn statsVec4(offset: u32, column: u32) -> vec4<f32> {
+  let o = offset + column;
+  return vec4<f32>(stats[o], stats[o + 1u], stats[o + 2u], stats[o + 3u]);
+}
+
+@compute @workgroup_size(LANES)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+        @builtin(subgroup_invocation_id) lane: u32) {
+  let n = dims.n;
+  let d = dims.d;
+  let d4 = d / 4u;
+  let l0 = wid.y * SHARED;
+  let m0 = wid.x * LANES * 4u * OWN4;
+  let partialIndex = dims.partialOffset + (wid.y * groups.x + wid.x) * LANES + lane;
+  if (l0 >= m0 + LANES * 4u * OWN4) {
+    partials[partialIndex] = 0.0;
+    return;
+  }
+
+  // This lane's shared columns (rows of C), loaded for every lane to shuffle from.
+  var sharedColumn: array<u32, SHARED_PER_LANE>;
+  var sharedShift: array<f32, SHARED_PER_LANE>;
+  var sharedCenter: array<f32, SHARED_PER_LANE>;
+  for (var p = 0u; p < SHARED_PER_LANE; p++) {
+    sharedColumn[p] = min(l0 + p * LANES + lane, d - 1u);
+    sharedShift[p] = stats[dims.shiftOffset + sharedColumn[p]];
+    sharedCenter[p] = stats[dims.centerOffset + sharedColumn[p]];
+  }
+  // This lane's own vec4 columns.
+  var own4: array<u32, OWN4>;
+  var ownShift: array<vec4<f32>, OWN4>;
+  var ownCenter: array<vec4<f32>, OWN4>;
+  for (var c = 0u; c < OWN4; c++) {
+    own4[c] = min(m0 / 4u + c * LANES + lane, d4 - 1u);
+    ownShift[c] = statsVec4(dims.shiftOffset, 4u * own4[c]);
+    ownCenter[c] = statsVec4(dims.centerOffset, 4u * own4[c]);
+  }
+
+  var acc: array<array<vec4<f32>, OWN4>, SHARED>;
+  for (var i = 0u; i < n; i++) {
+    var own: array<vec4<f32>, OWN4>;
+    for (var c = 0u; c < OWN4; c++) {
+      own[c] = (z4[i * d4 + own4[c]] - ownShift[c]) - ownCenter[c];
+    }
+    for (var p = 0u; p < SHARED_PER_LANE; p++) {
+      let mine = (z[i * d + sharedColumn[p]] - sharedShift[p]) - sharedCenter[p];
+      for (var s = 0u; s < LANES; s++) {
+        let value = vec4<f32>(subgroupShuffle(mine, s));
+        for (var c = 0u; c < OWN4; c++) {
+          acc[p * LANES + s][c] += value * own[c];
+        }
+      }
+    }
+  }
+
+  let inv = 1.0 / f32(n - 1u);
+  var sumSq = 0.0;
+  for (var r = 0u; r < SHARED; r++) {
+    // Shared row r of this tile is column (p * LANES + s) of the lane layout above: r = p * LANES + s.
+    let l = l0 + r;
+    for (var c = 0u; c < OWN4; c++) {
+      for (var e = 0u; e < 4u; e++) {
+        let m = (m0 / 4u + c * LANES + lane) * 4u + e;
+        if (l < d && m < d && l < m) {
+          let value = acc[r][c][e] * inv;
+          sumSq += 2.0 * value * value;
+          if (WRITE_MATRIX) {
+            covOffDiag[l * d + m] = value;
+            covOffDiag[m * d + l] = value;
+          }
+        } else if (WRITE_MATRIX && l == m && l < d) {
+          covOffDiag[l * d + m] = 0.0;
+        }
+      }
+    }
+  }
+  partials[partialIndex] = sumSq;
+}

@@ -1,0 +1,104 @@
+// Every kernel variant in both forms against the float64 reference, with every scratch and output buffer
+// poisoned (NaN) before each call, so an element that a kernel fails to write fails the test. Shapes are
+// not multiples of the variants' tiles (32 x 32 'tiled'; 16 x 64 and 16 x 16 'subgroup').
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createVICRegLoss, OptionError, type VICRegLoss } from '../src/index.js';
+import type { Form, Variant } from '../src/types.js';
+import { dominantFeatureViews, randomViews, referenceVICReg, relativeError, relativeNormError, scaled } from './reference/float64.js';
+
+type Shape = [number, number];
+const TERMS = ['loss', 'invariance', 'variance', 'covariance'] as const;
+const options = { lambda: 3, mu: 11, nu: 0.7, gamma: 0.9, eps: 1e-3, preset: 'official' } as const;
+// d % 4 == 0 for the subgroup variant (vec4 loads); n arbitrary.
+const SHAPES: Shape[] = [[2, 4], [3, 8], [17, 36], [33, 100], [65, 132], [100, 256], [130, 68], [47, 516]];
+
+async function check(vic: VICRegLoss, [n, d]: Shape, seed: number, scale = 1.5) {
+  const { a, b } = randomViews(n, d, seed, { scale: 0.9 });
+  const terms = await vic.forward(a, b, [n, d]);
+  const grads = await vic.backward(scale);
+  const reference = referenceVICReg(a, b, [n, d], options);
+  for (const name of TERMS) {
+    expect(relativeError(terms[name], reference[name]), `${n}x${d} ${name}`).toBeLessThan(1e-5);
+  }
+  expect(relativeNormError(grads.gradA, scaled(reference.gradA, scale)), `${n}x${d} gradA`).toBeLessThan(1e-4);
+  expect(relativeNormError(grads.gradB, scaled(reference.gradB, scale)), `${n}x${d} gradB`).toBeLessThan(1e-4);
+  return { terms, grads };
+}
+
+for (const variant of ['tiled', 'subgroup'] as Variant[]) {
+  for (const form of ['primal', 'dual'] as Form[]) {
+    describe(`variant ${variant}, form ${form} (poisoned scratch)`, () => {
+      let vic: VICRegLoss;
+      beforeAll(async () => {
+        vic = await createVICRegLoss({ ...options, variant, form, poisonScratch: true });
+      });
+      afterAll(() => vic?.destroy());
+
+      for (const [index, shape] of SHAPES.entries()) {
+        it(`${shape[0]}x${shape[1]}`, async () => {
+          await check(vic, shape, 700 + index);
+          const plan = vic.lastPlan!;
+          expect(plan.variant).toBe(variant);
+          // A forced dual form still falls back where it must (n >= d makes the diagonal share large).
+          if (form === 'primal') expect(plan.form).toBe('primal');
+        });
+      }
+
+      it('is bitwise deterministic over repeated runs', async () => {
+        const shape: Shape = [65, 132];
+        const first = await check(vic, shape, 790);
+        for (let run = 0; run < 3; run++) {
+          const again = await check(vic, shape, 790);
+          expect(again.terms).toEqual(first.terms);
+          expect(Buffer.from(again.grads.gradA.buffer).equals(Buffer.from(first.grads.gradA.buffer))).toBe(true);
+          expect(Buffer.from(again.grads.gradB.buffer).equals(Buffer.from(first.grads.gradB.buffer))).toBe(true);
+        }
+      });
+    });
+  }
+}
+
+describe('variant choice', () => {
+  it("rejects a forced 'subgroup' variant where d % 4 != 0, naming why, and stays usable", async () => {
+    const vic = await createVICRegLoss({ variant: 'subgroup' });
+    try {
+      const { a, b } = randomViews(5, 6, 1);
+      await expect(vic.forward(a, b, [5, 6])).rejects.toThrow(OptionError);
+      await expect(vic.forward(a, b, [5, 6])).rejects.toThrow(/d % 4 == 0 \(d = 6\)/);
+      const ok = randomViews(5, 8, 2);
+      const terms = await vic.forward(ok.a, ok.b, [5, 8]);
+      expect(relativeError(terms.loss, referenceVICReg(ok.a, ok.b, [5, 8]).loss)).toBeLessThan(1e-5);
+    } finally {
+      vic.destroy();
+    }
+  });
+
+  it("'auto' takes the portable variant where the subgroup one cannot run (d % 4 != 0)", async () => {
+    const vic = await createVICRegLoss();
+    try {
+      const { a, b } = randomViews(9, 30, 3);
+      await vic.forward(a, b, [9, 30]);
+      expect(vic.lastPlan!.variant).toBe('tiled');
+    } finally {
+      vic.destroy();
+    }
+  });
+
+  it("falls back from the dual form with each variant on the adversarial case (one feature x300, n = d/8)", async () => {
+    for (const variant of ['tiled', 'subgroup'] as Variant[]) {
+      const vic = await createVICRegLoss({ variant, form: 'dual', poisonScratch: true });
+      try {
+        const [n, d] = [32, 256];
+        const { a, b } = dominantFeatureViews(n, d, 9);
+        const terms = await vic.forward(a, b, [n, d]);
+        const grads = await vic.backward();
+        const reference = referenceVICReg(a, b, [n, d]);
+        expect(vic.lastPlan).toMatchObject({ form: 'primal', fellBack: true, variant });
+        expect(relativeError(terms.covariance, reference.covariance)).toBeLessThan(1e-5);
+        expect(relativeNormError(grads.gradA, reference.gradA)).toBeLessThan(1e-4);
+      } finally {
+        vic.destroy();
+      }
+    }
+  });
+});
