@@ -78,6 +78,37 @@ export interface ForwardPlan {
   offDiagonalShare: [number, number];
 }
 
+/** Arguments of encode(): one training step's forward and backward, all on the device. */
+export interface EncodeArgs {
+  /** The two views: GPUBuffers on this instance's device, usage STORAGE, n*d float32 row-major. */
+  a: GPUBuffer;
+  b: GPUBuffer;
+  shape: readonly [number, number];
+  /** Caller-owned gradient buffers (usage STORAGE, n*d float32): overwritten, or added to. */
+  gradA: GPUBuffer;
+  gradB: GPUBuffer;
+  /** Add into gradA/gradB (an autograd accumulating gradients) instead of overwriting (default false). */
+  accumulate?: boolean;
+  /** Upstream gradient: a number, or a GPUBuffer whose first float32 holds it (usage STORAGE). Default 1. */
+  scale?: number | GPUBuffer;
+  /** Encode into this encoder and leave submitting to the caller (default: the engine submits). */
+  encoder?: GPUCommandEncoder;
+}
+
+/** The loss terms of an encode(), left on the device until read. */
+export interface PendingTerms {
+  /**
+   * Maps the terms back (the only wait on the device). Rejects with the typed error a forward() would
+   * give (non-finite input, overflow) for this call. Releases the call's buffers; later calls return the
+   * same terms.
+   */
+  read(): Promise<VICRegTerms>;
+  /** The device buffer with the terms: 8 float32, [loss, invariance, variance, covariance, flags, ...]. */
+  readonly buffer: GPUBuffer;
+  /** Releases the call's buffers without reading (idempotent). */
+  release(): void;
+}
+
 export interface VICRegLoss {
   /**
    * Computes the loss of two row-major n x d float32 views: host arrays, or GPUBuffers on this instance's
@@ -86,6 +117,14 @@ export interface VICRegLoss {
   forward(a: Float32Array | GPUBuffer, b: Float32Array | GPUBuffer, shape: readonly [number, number], options?: ForwardOptions): Promise<VICRegTerms>;
   /** Gradients of the loss of the last forward, times `scale` (an upstream gradient, default 1). */
   backward<G extends Float32Array | GPUBuffer = Float32Array>(scale?: number): Promise<VICRegGradients<G>>;
+  /**
+   * Encodes the forward and backward passes of one step on GPUBuffers, writing the gradients into the
+   * caller's buffers, with no wait on the device (the dual form's accuracy fallback is decided on the
+   * device too). Resolves once encoded (and submitted unless `encoder` was given).
+   */
+  encode(args: EncodeArgs): Promise<PendingTerms>;
+  /** The device the engine runs on (create input buffers on it). */
+  readonly device: GPUDevice;
   /** The adapter in use, in words. */
   readonly adapterName: string;
   /** The resolved coefficients. */

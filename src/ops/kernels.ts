@@ -2,6 +2,7 @@
 // dispatch geometry, bindings, and which adapters each variant suits.
 import columnStatsWgsl from '../../kernels/column_stats.wgsl';
 import lossTermsWgsl from '../../kernels/loss_terms.wgsl';
+import formDecisionWgsl from '../../kernels/form_decision.wgsl';
 import gramOffDiagSquaresWgsl from '../../kernels/gram_offdiag_squares.wgsl';
 import gramOffDiagSquaresSubgroupWgsl from '../../kernels/gram_offdiag_squares_subgroup.wgsl';
 import sampleGramWgsl from '../../kernels/sample_gram.wgsl';
@@ -25,6 +26,11 @@ export const columnStats = {
 
 export const lossTerms = {
   spec: { name: 'loss_terms', code: lossTermsWgsl, constants: { WG: LOSS_TERMS_WG } } satisfies KernelSpec,
+  workgroups: () => [1] as const,
+};
+
+export const formDecision = {
+  spec: { name: 'form_decision', code: formDecisionWgsl } satisfies KernelSpec,
   workgroups: () => [1] as const,
 };
 
@@ -164,4 +170,4 @@ export const statsLayout = (d: number) => ({
 });
 
 /** Uniform struct sizes in bytes (16-byte multiples), as declared in the WGSL. */
-export const UNIFORM_BYTES = { dims: 16, gramDims: 32, termParams: 64, backwardParams: 64 } as const;
+export const UNIFORM_BYTES = { dims: 16, gramDims: 32, termParams: 64, backwardParams: 64, decisionParams: 48 } as const;

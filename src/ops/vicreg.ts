@@ -6,13 +6,15 @@ import {
 } from '../errors.js';
 import { acquireDevice, type DeviceHandle } from '../runtime/device.js';
 import {
-  destroyBuffer, encodeDispatch, pipeline, readback, readbackBuffer, storageBuffer, uniformBuffer, Usage,
+  createBuffer, destroyBuffer, encodeDispatch, pipeline, readback, readbackBuffer, storageBuffer, uniformBuffer, Usage,
   withErrorScopes, type Buffer,
 } from '../runtime/gpu.js';
-import type { ForwardOptions, ForwardPlan, VICRegGradients, VICRegLoss, VICRegOptions, VICRegTerms } from '../types.js';
+import type {
+  EncodeArgs, ForwardOptions, ForwardPlan, PendingTerms, VICRegGradients, VICRegLoss, VICRegOptions, VICRegTerms,
+} from '../types.js';
 import { gradientCoefficients, resolveCoefficients, varianceScale } from './coefficients.js';
 import {
-  columnStats, forms, lossTerms, statsLayout, UNIFORM_BYTES, VARIANTS, variantSupported, type Form, type Variant,
+  columnStats, formDecision, forms, lossTerms, statsLayout, UNIFORM_BYTES, VARIANTS, variantSupported, type Form, type Variant,
 } from './kernels.js';
 
 const RESULT_FLOATS = 8;
@@ -58,8 +60,10 @@ interface Workspace {
   /** Bound in place of a matrix by a forward that keeps none. */
   placeholder: Buffer;
   forms: Partial<Record<Form, FormBuffers>>;
-  /** Allocated on the first backward. */
-  backward?: { grads: [Buffer, Buffer]; staging: [Buffer, Buffer]; params: [Buffer, Buffer]; upstream: Buffer };
+  /** The backward kernels' parameters per view (they depend on n, d and the coefficients only). */
+  backwardParams: [Buffer, Buffer];
+  /** Allocated on the first backward(). */
+  backward?: { grads: [Buffer, Buffer]; staging: [Buffer, Buffer]; upstream: Buffer };
 }
 
 /** What a forward keeps for the backward that pairs with it. */
@@ -131,6 +135,24 @@ function firstNonFinite(flags: Uint32Array, d: number): NonFiniteError {
 
 const MiB = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 
+/** The four terms from loss_terms' result, or the overflow error when one is not finite. */
+function termsOf(r: Float32Array): VICRegTerms {
+  const terms: VICRegTerms = { loss: r[0], invariance: r[1], variance: r[2], covariance: r[3] };
+  for (const [name, value] of Object.entries(terms)) {
+    if (!Number.isFinite(value)) {
+      throw new OverflowError(`the ${name} term overflowed float32 (${value}) although every input is finite: inputs are too large (keep |values| well below 1e9; see README, "Guarantees")`);
+    }
+  }
+  return terms;
+}
+
+function validateGradBuffer(name: string, x: unknown, n: number, d: number): GPUBuffer {
+  if (!isGPUBuffer(x)) throw new BufferError(`${name} must be a GPUBuffer`);
+  if (x.size < n * d * 4) throw new BufferError(`${name} is a GPUBuffer of ${x.size} bytes; shape [${n}, ${d}] float32 needs ${n * d * 4}`);
+  if (!(x.usage & Usage.STORAGE)) throw new BufferError(`${name} is a GPUBuffer without STORAGE usage; the kernels write it as storage`);
+  return x;
+}
+
 // Variant choice: a measured trial on the first use of a shape class on a device, on at most TRIAL_ROWS
 // rows, skipped (static preference) where even that would take long. Cached per device.
 const TRIAL_ROWS = 256;
@@ -190,15 +212,25 @@ export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VIC
     }
   }
 
+  /** The backward kernels' uniform for view v; `rows` = n except in a variant trial. */
+  function backwardParams(n: number, d: number, rows: number, v: 0 | 1): ArrayBuffer {
+    const layout = statsLayout(d);
+    const k = gradientCoefficients(coefficients, n, d);
+    const params = new ArrayBuffer(UNIFORM_BYTES.backwardParams);
+    new Uint32Array(params, 0, 8).set([rows, d, layout.shift[v], layout.center[v], layout.variance[v], 0, 0, 0]);
+    new Float32Array(params, 32, 8).set([k.invCoef, k.varWeight, k.covCoef, coefficients.gamma, coefficients.eps, 0, 0, 0]);
+    return params;
+  }
+
   function freeWorkspace() {
     const ws = workspace;
     workspace = undefined;
     if (!ws) return;
-    for (const b of [...ws.inputs, ws.stats, ws.flags, ws.flagsStaging, ws.result, ws.resultStaging, ws.statsDims, ws.placeholder]) destroyBuffer(b);
+    for (const b of [...ws.inputs, ws.stats, ws.flags, ws.flagsStaging, ws.result, ws.resultStaging, ws.statsDims, ws.placeholder, ...ws.backwardParams]) destroyBuffer(b);
     for (const f of Object.values(ws.forms)) {
       for (const b of [f.partials, ...f.gramDims, ...Object.values(f.termParams), ...(f.matrices ?? [])]) destroyBuffer(b);
     }
-    if (ws.backward) for (const b of [...ws.backward.grads, ...ws.backward.staging, ...ws.backward.params, ws.backward.upstream]) destroyBuffer(b);
+    if (ws.backward) for (const b of [...ws.backward.grads, ...ws.backward.staging, ws.backward.upstream]) destroyBuffer(b);
   }
 
   function workspaceFor(device: GPUDevice, n: number, d: number, hostInputs: boolean): Workspace {
@@ -217,8 +249,10 @@ export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VIC
         statsDims: uniformBuffer(device, 'column stats dims', UNIFORM_BYTES.dims),
         placeholder: storageBuffer(device, 'no matrix', 16),
         forms: {},
+        backwardParams: [uniformBuffer(device, 'backward params A', UNIFORM_BYTES.backwardParams), uniformBuffer(device, 'backward params B', UNIFORM_BYTES.backwardParams)],
       };
       device.queue.writeBuffer(workspace.statsDims.gpu, 0, new Uint32Array([n, d]));
+      for (const v of BOTH) device.queue.writeBuffer(workspace.backwardParams[v].gpu, 0, backwardParams(n, d, n, v));
     }
     const ws = workspace;
     // Host inputs need device copies; GPUBuffer inputs do not, so these are made on first need.
@@ -343,6 +377,33 @@ export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VIC
     });
   }
 
+  function backwardDispatch(form: Form, variant: Variant, ws: Workspace, views: [GPUBuffer, GPUBuffer], grads: [GPUBuffer, GPUBuffer],
+    upstream: GPUBuffer, v: 0 | 1, pipe: GPUComputePipeline, params: GPUBuffer, rows: number, indirect?: { indirect: GPUBuffer; offset: number }) {
+    const kernel = forms[form].backward[variant];
+    return {
+      label: `${form} ${variant} backward ${VIEWS[v]}`, pipeline: pipe, workgroups: indirect ?? kernel.workgroups(rows, ws.d),
+      bindings: kernel.bindings({
+        z: views[v], other: views[1 - v], stats: ws.stats.gpu, matrix: ws.forms[form]!.matrices![v].gpu, grad: grads[v], params, upstream,
+      }),
+    };
+  }
+
+  async function backwardVariant(device: GPUDevice, ws: Workspace, form: Form, views: [GPUBuffer, GPUBuffer]): Promise<Variant> {
+    const side = forms[form].side(ws.n, ws.d);
+    return chooseVariant(`backward|${form}`, ws.n, ws.d, (rows) => rows * ws.d * side, async (candidate, rows) => {
+      const pipe = await pipeline(device, forms[form].backward[candidate].spec(false));
+      // The trial writes a scratch gradient, never the caller's (encode() may be accumulating into it).
+      const scratch = [storageBuffer(device, 'trial gradient', rows * ws.d * 4), uniformBuffer(device, 'trial backward params', UNIFORM_BYTES.backwardParams),
+        storageBuffer(device, 'trial upstream', 4)] as const;
+      device.queue.writeBuffer(scratch[1].gpu, 0, backwardParams(ws.n, ws.d, rows, 0));
+      const encoder = device.createCommandEncoder({ label: 'variant trial' });
+      encodeDispatch(device, encoder, backwardDispatch(form, candidate, ws, views, [scratch[0].gpu, scratch[0].gpu], scratch[2].gpu, 0, pipe, scratch[1].gpu, rows));
+      device.queue.submit([encoder.finish()]);
+      await device.queue.onSubmittedWorkDone();
+      scratch.forEach(destroyBuffer);
+    });
+  }
+
   /** One forward in the given form: statistics, both Gram reductions, the terms; read back. */
   async function runForward(device: GPUDevice, ws: Workspace, form: Form, keepMatrix: boolean, views: [GPUBuffer, GPUBuffer]): Promise<{ r: Float32Array; variant: Variant }> {
     const { d } = ws;
@@ -396,12 +457,7 @@ export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VIC
         form = 'primal';
         ({ r, variant } = await runForward(device, ws, form, grad, views));
       }
-      const terms: VICRegTerms = { loss: r[0], invariance: r[1], variance: r[2], covariance: r[3] };
-      for (const [name, value] of Object.entries(terms)) {
-        if (!Number.isFinite(value)) {
-          throw new OverflowError(`the ${name} term overflowed float32 (${value}) although every input is finite: inputs are too large (keep |values| well below 1e9; see README, "Guarantees")`);
-        }
-      }
+      const terms = termsOf(r);
       saved = { n, d, grad, form, views, onDevice };
       plan = { n, d, form, variant, fellBack, offDiagonalShare: share };
       return terms;
@@ -417,48 +473,21 @@ export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VIC
     if (!saved.grad) throw new StateError('the last forward() was called with { grad: false }; call forward() again to get gradients');
     const { n, d, form, views, onDevice } = saved;
     const ws = workspace!;
-    const matrices = ws.forms[form]!.matrices!;
     return withErrorScopes(device, 'backward', async () => {
       ws.backward ??= {
         grads: [storageBuffer(device, 'grad A', n * d * 4), storageBuffer(device, 'grad B', n * d * 4)],
         staging: [readbackBuffer(device, 'grad A readback', onDevice ? 0 : n * d * 4), readbackBuffer(device, 'grad B readback', onDevice ? 0 : n * d * 4)],
-        params: [uniformBuffer(device, 'backward params A', UNIFORM_BYTES.backwardParams), uniformBuffer(device, 'backward params B', UNIFORM_BYTES.backwardParams)],
         upstream: storageBuffer(device, 'upstream gradient', 4),
       };
       const bw = ws.backward;
-      const layout = statsLayout(d);
-      const k = gradientCoefficients(coefficients, n, d);
-      const paramsFor = (rows: number, v: 0 | 1) => {
-        const params = new ArrayBuffer(UNIFORM_BYTES.backwardParams);
-        new Uint32Array(params, 0, 8).set([rows, d, layout.shift[v], layout.center[v], layout.variance[v], 0, 0, 0]);
-        new Float32Array(params, 32, 8).set([k.invCoef, k.varWeight, k.covCoef, coefficients.gamma, coefficients.eps, 0, 0, 0]);
-        return params;
-      };
-      const dispatch = (variant: Variant, v: 0 | 1, pipe: GPUComputePipeline, params: GPUBuffer, rows: number) => {
-        const kernel = forms[form].backward[variant];
-        return {
-          label: `${form} ${variant} backward ${VIEWS[v]}`, pipeline: pipe, workgroups: kernel.workgroups(rows, d),
-          bindings: kernel.bindings({ z: views[v], other: views[1 - v], stats: ws.stats.gpu, matrix: matrices[v].gpu, grad: bw.grads[v].gpu, params, upstream: bw.upstream.gpu }),
-        };
-      };
-      const side = forms[form].side(n, d);
-      const variant = await chooseVariant(`backward|${form}`, n, d, (rows) => rows * d * side, async (candidate, rows) => {
-        const pipe = await pipeline(device, forms[form].backward[candidate].spec(false));
-        const params = uniformBuffer(device, 'trial backward params', UNIFORM_BYTES.backwardParams);
-        device.queue.writeBuffer(params.gpu, 0, paramsFor(rows, 0));
-        const encoder = device.createCommandEncoder({ label: 'variant trial' });
-        encodeDispatch(device, encoder, dispatch(candidate, 0, pipe, params.gpu, rows));
-        device.queue.submit([encoder.finish()]);
-        await device.queue.onSubmittedWorkDone();
-        destroyBuffer(params);
-      });
+      const grads: [GPUBuffer, GPUBuffer] = [bw.grads[0].gpu, bw.grads[1].gpu];
+      const variant = await backwardVariant(device, ws, form, views);
       const pipe = await pipeline(device, forms[form].backward[variant].spec(false));
       device.queue.writeBuffer(bw.upstream.gpu, 0, new Float32Array([scale]));
       if (options.poisonScratch) poison(device, bw.grads);
       const encoder = device.createCommandEncoder({ label: `vicreg backward (${form}, ${variant})` });
       for (const v of BOTH) {
-        device.queue.writeBuffer(bw.params[v].gpu, 0, paramsFor(n, v));
-        encodeDispatch(device, encoder, dispatch(variant, v, pipe, bw.params[v].gpu, n));
+        encodeDispatch(device, encoder, backwardDispatch(form, variant, ws, views, grads, bw.upstream.gpu, v, pipe, ws.backwardParams[v].gpu, n));
       }
       if (onDevice) {
         device.queue.submit([encoder.finish()]);
@@ -475,10 +504,143 @@ export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VIC
     });
   }
 
+
+  async function encode(args: EncodeArgs): Promise<PendingTerms> {
+    const device = await ensureDevice();
+    const [n, d] = validateShape(args?.shape);
+    const views = BOTH.map((v) => {
+      const x = validateView(VIEWS[v], v === 0 ? args.a : args.b, n, d);
+      if (!isGPUBuffer(x)) throw new ShapeError(`encode() takes GPUBuffers (${VIEWS[v]} is a Float32Array); use forward() and backward() for host arrays`);
+      return x;
+    }) as [GPUBuffer, GPUBuffer];
+    const grads: [GPUBuffer, GPUBuffer] = [validateGradBuffer('gradA', args.gradA, n, d), validateGradBuffer('gradB', args.gradB, n, d)];
+    const scale = args.scale ?? 1;
+    if (isGPUBuffer(scale)) {
+      if (scale.size < 4 || !(scale.usage & Usage.STORAGE)) throw new BufferError('scale must be a number or a GPUBuffer of at least 4 bytes with STORAGE usage');
+    } else if (typeof scale !== 'number' || !Number.isFinite(scale)) {
+      throw new OptionError(`scale must be a finite number or a GPUBuffer, got ${String(scale)}`);
+    }
+    const accumulate = args.accumulate ?? false;
+    return withErrorScopes(device, 'encode', async () => {
+      const ws = workspaceFor(device, n, d, false);
+      const cheaper: Form = coefficients.form === 'auto' ? cheaperForm(n, d) : coefficients.form;
+      // The dual form keeps the primal one on standby, decided on the device, where its matrices fit.
+      const dual = cheaper === 'dual';
+      const primalFits = d * d * 4 <= device.limits.maxStorageBufferBindingSize;
+      const withPrimal = !dual || primalFits;
+      const run: Form[] = dual ? (withPrimal ? ['dual', 'primal'] : ['dual']) : ['primal'];
+      const chosen: Partial<Record<Form, { variant: Variant; backwardVariant: Variant; f: FormBuffers }>> = {};
+      for (const form of run) {
+        const f = formBuffers(device, ws, form, true);
+        chosen[form] = { f, variant: await gramVariant(device, ws, form, true, views), backwardVariant: await backwardVariant(device, ws, form, views) };
+      }
+      const call = {
+        result: storageBuffer(device, 'encode result', RESULT_FLOATS * 4),
+        flags: createBuffer(device, 'encode flags', 4 * d * 4, Usage.COPY_DST | Usage.COPY_SRC),
+        upstream: isGPUBuffer(scale) ? undefined : storageBuffer(device, 'encode upstream', 4),
+        args: dual && withPrimal ? createBuffer(device, 'encode dispatch args', 12 * 4, Usage.STORAGE | Usage.INDIRECT) : undefined,
+        decision: dual && withPrimal ? uniformBuffer(device, 'encode decision params', UNIFORM_BYTES.decisionParams) : undefined,
+      };
+      if (call.upstream) device.queue.writeBuffer(call.upstream.gpu, 0, new Float32Array([scale as number]));
+      if (options.poisonScratch) {
+        poison(device, [ws.stats, ws.flags, call.result, ...run.flatMap((form) => [chosen[form]!.f.partials, ...chosen[form]!.f.matrices!])]);
+      }
+      const upstream = call.upstream?.gpu ?? (scale as GPUBuffer);
+      const encoder = args.encoder ?? device.createCommandEncoder({ label: 'vicreg encode' });
+      encodeDispatch(device, encoder, {
+        label: 'column_stats', pipeline: await pipeline(device, columnStats.spec), workgroups: columnStats.workgroups(d),
+        bindings: [views[0], views[1], ws.stats.gpu, ws.flags.gpu, ws.statsDims.gpu],
+      });
+      const termsPipe = await pipeline(device, lossTerms.spec);
+      const indirect = (offset: number) => (call.args ? { indirect: call.args.gpu, offset } : undefined);
+      for (const form of run) {
+        const { f, variant } = chosen[form]!;
+        const gramPipe = await pipeline(device, forms[form].gram[variant].spec(true));
+        // On standby (the primal form behind the dual one), the passes run only if the device says so.
+        const standby = form === 'primal' && dual;
+        for (const v of BOTH) {
+          const dispatch = gramDispatch(form, variant, ws, f, views, v, f.gramDims[v].gpu, gramPipe, n);
+          encodeDispatch(device, encoder, standby ? { ...dispatch, workgroups: indirect(0)! } : dispatch);
+        }
+        encodeDispatch(device, encoder, {
+          label: `loss_terms ${form}`, pipeline: termsPipe, workgroups: standby ? indirect(12)! : lossTerms.workgroups(),
+          bindings: [ws.stats.gpu, ws.flags.gpu, f.partials.gpu, call.result.gpu, termParams(device, ws, form, variant).gpu],
+        });
+        if (form === 'dual' && call.args) {
+          const p = chosen.primal!;
+          const params = new ArrayBuffer(UNIFORM_BYTES.decisionParams);
+          new Uint32Array(params, 0, 6).set([
+            ...forms.primal.gram[p.variant].workgroups(n, d), ...forms.primal.backward[p.backwardVariant].workgroups(n, d),
+            ...forms.dual.backward[chosen.dual!.backwardVariant].workgroups(n, d),
+          ]);
+          new Float32Array(params, 32, 1).set([MIN_DUAL_SHARE]);
+          device.queue.writeBuffer(call.decision!.gpu, 0, params);
+          encodeDispatch(device, encoder, {
+            label: 'form_decision', pipeline: await pipeline(device, formDecision.spec), workgroups: formDecision.workgroups(),
+            bindings: [call.result.gpu, call.args.gpu, call.decision!.gpu],
+          });
+        }
+      }
+      for (const form of run) {
+        const { backwardVariant: variant } = chosen[form]!;
+        const pipe = await pipeline(device, forms[form].backward[variant].spec(accumulate));
+        const conditional = call.args ? indirect(form === 'primal' ? 24 : 36) : undefined;
+        for (const v of BOTH) {
+          encodeDispatch(device, encoder, backwardDispatch(form, variant, ws, views, grads, upstream, v, pipe, ws.backwardParams[v].gpu, n, conditional));
+        }
+      }
+      encoder.copyBufferToBuffer(ws.flags.gpu, 0, call.flags.gpu, 0, 4 * d * 4);
+      if (!args.encoder) device.queue.submit([encoder.finish()]);
+      return pendingTerms(device, d, call, dual && !withPrimal);
+    });
+  }
+
+  function pendingTerms(device: GPUDevice, d: number, call: { result: Buffer; flags: Buffer; upstream?: Buffer; args?: Buffer; decision?: Buffer },
+    dualWithoutFallback: boolean): PendingTerms {
+    let outcome: Promise<VICRegTerms> | undefined;
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      for (const b of Object.values(call)) destroyBuffer(b);
+    };
+    const read = async (): Promise<VICRegTerms> => {
+      if (released) throw new StateError('these terms were released before being read');
+      const staging = readbackBuffer(device, 'encode result readback', RESULT_FLOATS * 4);
+      try {
+        const [bytes] = await readback(device, device.createCommandEncoder(), [{ source: call.result.gpu, staging, bytes: RESULT_FLOATS * 4 }]);
+        const r = new Float32Array(bytes);
+        if (r[4] !== 0) {
+          const flagsStaging = readbackBuffer(device, 'encode flags readback', 4 * d * 4);
+          try {
+            const [flags] = await readback(device, device.createCommandEncoder(), [{ source: call.flags.gpu, staging: flagsStaging, bytes: 4 * d * 4 }]);
+            throw firstNonFinite(new Uint32Array(flags), d);
+          } finally {
+            destroyBuffer(flagsStaging);
+          }
+        }
+        if (dualWithoutFallback && !(Math.min(r[5], r[6]) >= MIN_DUAL_SHARE)) {
+          throw new LimitError(`the dual form lost float32 accuracy on this input (off-diagonal share ${Math.min(r[5], r[6]).toPrecision(3)} < ${MIN_DUAL_SHARE}) and the d x d fallback needs ${MiB(d * d * 4)}, over the device's maxStorageBufferBindingSize of ${MiB(device.limits.maxStorageBufferBindingSize)}: this call's loss and gradients are not accurate`);
+        }
+        return termsOf(r);
+      } finally {
+        destroyBuffer(staging);
+        release();
+      }
+    };
+    return {
+      buffer: call.result.gpu,
+      read: () => (outcome ??= read()),
+      release: () => { if (!outcome) release(); },
+    };
+  }
+
   return {
     forward: (a, b, shape, opts) => serialize(() => forward(a, b, shape, opts)),
     backward: <G extends Float32Array | GPUBuffer = Float32Array>(scale?: number) =>
       serialize(() => backward(scale)) as Promise<VICRegGradients<G>>,
+    encode: (args) => serialize(() => encode(args)),
+    get device() { return handle.device; },
     get adapterName() { return handle.adapterName; },
     options: coefficients,
     get lastPlan() { return plan; },

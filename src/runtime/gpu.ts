@@ -9,6 +9,7 @@ export const Usage = {
   COPY_DST: 0x0008,
   UNIFORM: 0x0040,
   STORAGE: 0x0080,
+  INDIRECT: 0x0100,
 } as const;
 const MAP_MODE_READ = 0x0001;
 
@@ -94,7 +95,8 @@ export interface Dispatch {
   pipeline: GPUComputePipeline;
   /** Buffers in the order of the kernel's @binding numbers (group 0). */
   bindings: GPUBuffer[];
-  workgroups: readonly [number, number?, number?];
+  /** Workgroup counts, or where the device finds them (dispatchWorkgroupsIndirect: 3 u32 at offset). */
+  workgroups: readonly [number, number?, number?] | { indirect: GPUBuffer; offset: number };
   label: string;
 }
 
@@ -107,8 +109,13 @@ export function encodeDispatch(device: GPUDevice, encoder: GPUCommandEncoder, di
   const pass = encoder.beginComputePass({ label: dispatch.label });
   pass.setPipeline(dispatch.pipeline);
   pass.setBindGroup(0, bindGroup);
-  const [x, y = 1, z = 1] = dispatch.workgroups;
-  pass.dispatchWorkgroups(x, y, z);
+  const w = dispatch.workgroups;
+  if ('indirect' in w) {
+    pass.dispatchWorkgroupsIndirect(w.indirect, w.offset);
+  } else {
+    const [x, y = 1, z = 1] = w;
+    pass.dispatchWorkgroups(x, y, z);
+  }
   pass.end();
 }
 
