@@ -1,0 +1,468 @@
+// The vicreg-wgsl benchmark: forward + backward (and forward-only) time of the engine per shape, its
+// flop rate, its buffer memory and the form it chose, against the same loss in tfjs-backend-webgpu on
+// the same adapter, with every posted number checked against a reference first.
+//
+//   npm run bench                      default shapes (the official 2048x8192 included)
+//   npm run bench -- --skip-large      without 2048x8192
+//   npm run bench -- --quick           64x256 and 128x512, for CI (well under a minute)
+//   npm run bench -- --shapes 256x1024,512x2048 --runs 7 --no-tfjs
+//
+// Progress goes to stderr; the table to stdout; JSON, Markdown and SVG to --out (bench/results).
+// Exit status: 0 when every row agreed with its references, 1 when a row disagreed or failed, 2 on bad
+// arguments.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import os from 'node:os';
+import { parseArgs } from 'node:util';
+import { bufferCounts, createVICRegLoss, varianceScale, type VICRegLoss, type VICRegTerms } from '../src/index.js';
+import { float64MultiplyAdds, float64SampledRows, float64VICReg, type Coefficients } from './float64-reference.js';
+import { benchViews, type Views } from './inputs.js';
+import {
+  compare, flopCounts, FLOAT64_TOLERANCE, FLOP_CONVENTION, gflops, judge, TFJS_TOLERANCE, timed, timingStats,
+  type Comparison, type TermsAndGradients,
+} from './measure.js';
+import { markdownTable, writeReports, type BenchReport, type MachineInfo, type ShapeResult } from './report.js';
+import { createTfjsReference, installNavigatorGpu, type TfjsReference, type TfjsResult } from './tfjs-reference.js';
+
+const DEFAULT_SHAPES = '256x1024,1024x1024,128x4096,128x8192,2048x2048,2048x8192';
+const HELP = `npm run bench -- [options]
+
+  --shapes NxD,NxD,...   shapes to run (default ${DEFAULT_SHAPES})
+  --quick                a small set for CI: 64x256,128x512
+  --skip-large           leave out shapes of 2048x8192 elements or more (the official VICReg shape)
+  --runs N               timed runs of ours per shape; the median is reported (default 5)
+  --warmup N             untimed runs of ours first (default 1; compiles the pipelines)
+  --tfjs-runs N          timed runs of tfjs, after one cold run (default 3)
+  --tfjs-max-seconds S   skip tfjs for a shape when one run is estimated to take longer, and fit its
+                         timed runs in this time (at least one) (default 60)
+  --no-tfjs              do not run tfjs (checks fall back on float64 where cheap)
+  --preset paper|official, --form auto|primal|dual   engine options (default paper, auto)
+  --seed S               seed of the inputs (default 1)
+  --out DIR              where latest.json, latest.md and latest.svg go (default bench/results)
+  --resident             (planned) time GPU-resident inputs and outputs; needs an engine API not there yet
+  --help                 this text
+`;
+
+const QUICK_SHAPES = '64x256,128x512';
+/** --skip-large drops shapes this big or bigger (elements per view): the official 2048 x 8192. */
+const LARGE_ELEMENTS = 2048 * 8192;
+/** A full float64 check above this many multiply-adds takes too long in JS (~1 GMAC/s): sample instead. */
+const FLOAT64_MAX_MULTIPLY_ADDS = 5e9;
+/** Gradient rows the sampled float64 check recomputes (first, last and a few between). */
+const SAMPLED_ROWS = 4;
+
+// ---------------------------------------------------------------------------------------------------
+// Command line.
+
+class UsageError extends Error {}
+
+const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(0);
+
+interface Options {
+  shapes: [number, number][];
+  runs: number;
+  warmup: number;
+  tfjsRuns: number;
+  tfjsMaxSeconds: number;
+  tfjs: boolean;
+  preset: 'paper' | 'official';
+  form: 'auto' | 'primal' | 'dual';
+  seed: number;
+  out: string;
+}
+
+function parseShapes(text: string): [number, number][] {
+  return text.split(',').filter((s) => s.trim()).map((s) => {
+    const match = /^\s*(\d+)\s*x\s*(\d+)\s*$/i.exec(s);
+    if (!match || Number(match[1]) < 2 || Number(match[2]) < 1) throw new UsageError(`--shapes: "${s}" is not NxD with n >= 2, d >= 1`);
+    return [Number(match[1]), Number(match[2])];
+  });
+}
+
+function parseCount(name: string, text: string | undefined, fallback: number, min: number): number {
+  if (text === undefined) return fallback;
+  if (!/^\d+$/.test(text) || Number(text) < min) throw new UsageError(`--${name} must be an integer >= ${min}, got "${text}"`);
+  return Number(text);
+}
+
+function parseOptions(argv: string[]): Options | 'help' {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        shapes: { type: 'string' }, quick: { type: 'boolean' }, 'skip-large': { type: 'boolean' },
+        runs: { type: 'string' }, warmup: { type: 'string' }, 'tfjs-runs': { type: 'string' }, 'tfjs-max-seconds': { type: 'string' },
+        'no-tfjs': { type: 'boolean' }, preset: { type: 'string' }, form: { type: 'string' }, seed: { type: 'string' },
+        out: { type: 'string' }, resident: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  if (values.help) return 'help';
+  if (values.resident) {
+    throw new UsageError('--resident is not available yet: the engine has no forward on GPU buffers (host arrays in and out only)');
+  }
+  if (values.quick && values.shapes) throw new UsageError('--quick and --shapes choose shapes both; give one');
+  let shapes = parseShapes(values.shapes ?? (values.quick ? QUICK_SHAPES : DEFAULT_SHAPES));
+  if (values['skip-large']) shapes = shapes.filter(([n, d]) => n * d < LARGE_ELEMENTS);
+  if (shapes.length === 0) throw new UsageError('no shapes left to run');
+  const preset = values.preset ?? 'paper';
+  if (preset !== 'paper' && preset !== 'official') throw new UsageError(`--preset must be paper or official, got "${preset}"`);
+  const form = values.form ?? 'auto';
+  if (form !== 'auto' && form !== 'primal' && form !== 'dual') throw new UsageError(`--form must be auto, primal or dual, got "${form}"`);
+  const maxSeconds = Number(values['tfjs-max-seconds'] ?? 60);
+  if (!(maxSeconds > 0)) throw new UsageError(`--tfjs-max-seconds must be a positive number, got "${values['tfjs-max-seconds']}"`);
+  return {
+    shapes,
+    runs: parseCount('runs', values.runs, 5, 1),
+    warmup: parseCount('warmup', values.warmup, 1, 0),
+    tfjsRuns: parseCount('tfjs-runs', values['tfjs-runs'], 3, 1),
+    tfjsMaxSeconds: maxSeconds,
+    tfjs: !values['no-tfjs'],
+    preset,
+    form,
+    seed: parseCount('seed', values.seed, 1, 0),
+    out: values.out ?? 'bench/results',
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Progress (stderr) and machine information.
+
+const benchStart = performance.now();
+function progress(message: string) {
+  const seconds = ((performance.now() - benchStart) / 1000).toFixed(1).padStart(6);
+  process.stderr.write(`[${seconds} s] ${message}\n`);
+}
+
+function git(args: string[]): string | undefined {
+  try {
+    return execFileSync('git', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return undefined;
+  }
+}
+
+function machineInfo(adapter: string, tfjsAdapter: string | undefined): MachineInfo {
+  const cpus = os.cpus();
+  const status = git(['status', '--porcelain', '--untracked-files=no']);
+  return {
+    adapter,
+    tfjsAdapter,
+    cpu: cpus[0]?.model.trim() ?? 'unknown',
+    cpuCount: cpus.length,
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+    node: process.version,
+    lpNumThreads: process.env.LP_NUM_THREADS,
+    date: new Date().toISOString(),
+    gitCommit: git(['rev-parse', 'HEAD']),
+    gitDirty: status === undefined ? undefined : status.length > 0,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// tfjs time estimate: skip a shape when one tfjs run would take longer than --tfjs-max-seconds.
+
+/**
+ * tfjs's cost model in "work units": its matmuls (the standard 12 n d^2 flops) plus its many
+ * elementwise ops and reductions on d x d tensors (mask, square, sum and their gradients), which are
+ * slow on lavapipe (anchors: tfjs moments ran at ~0.07 GB/s), counted as D2_UNIT_WEIGHT units per
+ * d x d element.
+ */
+const D2_UNIT_WEIGHT = 200;
+const tfjsWorkUnits = (n: number, d: number) => 12 * n * d * d + D2_UNIT_WEIGHT * d * d;
+/** Prior from the anchors (256x1024 in 841 ms, 128x4096 in 8 s), used until a shape is measured here. */
+const PRIOR_SECONDS_PER_UNIT = 8.004 / tfjsWorkUnits(128, 4096);
+
+class TfjsTimeEstimator {
+  /** The biggest shape measured so far: small shapes are dominated by fixed costs and extrapolate badly. */
+  private biggest: { units: number; secondsPerUnit: number } | undefined;
+  record(n: number, d: number, seconds: number) {
+    const units = tfjsWorkUnits(n, d);
+    if (!this.biggest || units >= this.biggest.units) this.biggest = { units, secondsPerUnit: seconds / units };
+  }
+  /** Seconds for one warm run, at the rate of the biggest shape measured so far (else the prior). */
+  estimate(n: number, d: number): number {
+    return (this.biggest?.secondsPerUnit ?? PRIOR_SECONDS_PER_UNIT) * tfjsWorkUnits(n, d);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// One shape.
+
+interface Context {
+  options: Options;
+  coefficients: Coefficients;
+  tfjs?: TfjsReference;
+  tfjsEstimator: TfjsTimeEstimator;
+}
+
+// Ours, as a user calls it: host arrays in, terms (and gradients) back on the host. A later --resident
+// mode (inputs already on the device, outputs left there) would add a third timed series next to
+// these two once the engine has a forward on GPUBuffers; the rest of the bench would stay as it is.
+async function oursForwardBackward(vic: VICRegLoss, views: Views, shape: [number, number]): Promise<TermsAndGradients> {
+  const terms = await vic.forward(views.a, views.b, shape);
+  const { gradA, gradB } = await vic.backward();
+  return { ...terms, gradA, gradB };
+}
+
+const oursForwardOnly = (vic: VICRegLoss, views: Views, shape: [number, number]): Promise<VICRegTerms> =>
+  vic.forward(views.a, views.b, shape, { grad: false });
+
+/** Evenly spread row indices, first and last included. */
+function sampleRows(n: number, count: number): number[] {
+  const rows = Array.from({ length: Math.min(count, n) }, (_, k) => Math.round((k * (n - 1)) / Math.max(1, Math.min(count, n) - 1)));
+  return [...new Set(rows)];
+}
+
+function float64Check(ctx: Context, views: Views, n: number, d: number, ours: TermsAndGradients, forwardOnly: VICRegTerms, notes: string[]): Comparison {
+  if (float64MultiplyAdds(n, d) <= FLOAT64_MAX_MULTIPLY_ADDS) {
+    const reference = float64VICReg(views.a, views.b, n, d, ctx.coefficients);
+    return compare('float64', 'all', ours, forwardOnly, { terms: reference, gradA: reference.gradA, gradB: reference.gradB }, d, FLOAT64_TOLERANCE);
+  }
+  const rows = sampleRows(n, SAMPLED_ROWS);
+  notes.push(`full float64 check too slow here (${(float64MultiplyAdds(n, d) / 1e9).toFixed(0)} G multiply-adds): checked part of it`);
+  const sampled = float64SampledRows(views.a, views.b, n, d, ctx.coefficients, rows);
+  return compare(
+    'float64', `the invariance and variance terms and gradient rows ${rows.join(', ')} (not the covariance term nor the loss)`,
+    ours, forwardOnly, { terms: { invariance: sampled.invariance, variance: sampled.variance }, gradA: sampled.gradARows, gradB: sampled.gradBRows, rows },
+    d, FLOAT64_TOLERANCE,
+  );
+}
+
+async function benchShape(ctx: Context, n: number, d: number, label: string): Promise<ShapeResult> {
+  const { options } = ctx;
+  const shape: [number, number] = [n, d];
+  const seed = options.seed;
+  // Keys in the order the JSON should show them; the undefined ones are filled in below.
+  const result: ShapeResult = {
+    n, d, seed, status: 'unchecked', error: undefined, form: undefined, variant: undefined, fellBack: undefined, offDiagonalShare: undefined,
+    ours: undefined, tfjs: { status: 'disabled', reason: '--no-tfjs' }, speedup: undefined, checks: [], checkNotes: [],
+  };
+
+  progress(`${label}: generating inputs`);
+  const views = benchViews(n, d, seed);
+
+  const bytesBefore = bufferCounts.bytes;
+  const liveBefore = bufferCounts.live;
+  // One engine per shape, so its buffer count is this shape's alone.
+  const vic = await createVICRegLoss({ preset: options.preset, form: options.form });
+  let tfjsPrepared = false;
+  try {
+    for (let w = 0; w < options.warmup; w++) {
+      progress(`${label}: ours warm-up ${w + 1}/${options.warmup}`);
+      await oursForwardOnly(vic, views, shape);
+      await oursForwardBackward(vic, views, shape);
+    }
+
+    // tfjs: skip when one run is estimated to be too long; else one cold run (compiles its shaders).
+    let tfjsRuns = 0;
+    let tfjsResult: TfjsResult | undefined;
+    let tfjsColdMs = 0;
+    let tfjsTensorsBefore = 0;
+    if (ctx.tfjs) {
+      const estimate = ctx.tfjsEstimator.estimate(n, d);
+      const largestTensorBytes = 4 * Math.max(d * d, n * d);
+      if (largestTensorBytes > ctx.tfjs.maxBindingBytes) {
+        result.tfjs = {
+          status: 'skipped',
+          reason: `its d x d float32 tensors (${mib(largestTensorBytes)} MiB) exceed the adapter's maxStorageBufferBindingSize ` +
+            `(${mib(ctx.tfjs.maxBindingBytes)} MiB); tfjs-webgpu would not fail but compute garbage`,
+        };
+      } else if (estimate > options.tfjsMaxSeconds) {
+        result.tfjs = {
+          status: 'skipped', estimatedSeconds: Math.round(estimate),
+          reason: `one run estimated at ~${estimate.toFixed(0)} s (> --tfjs-max-seconds ${options.tfjsMaxSeconds})`,
+        };
+      } else {
+        try {
+          progress(`${label}: tfjs cold run (estimated ~${estimate.toFixed(1)} s warm)`);
+          ctx.tfjs.prepare(n, d);
+          tfjsPrepared = true;
+          tfjsTensorsBefore = ctx.tfjs.liveTensors();
+          const cold = await timed(() => ctx.tfjs!.run(views.a, views.b, n, d));
+          tfjsResult = cold.result;
+          tfjsColdMs = cold.ms;
+          // Keep tfjs's share of the bench bounded: its timed runs fit in --tfjs-max-seconds (at least one).
+          tfjsRuns = Math.max(1, Math.min(options.tfjsRuns, Math.floor((options.tfjsMaxSeconds * 1000) / cold.ms)));
+        } catch (error) {
+          result.tfjs = { status: 'failed', reason: (error as Error).message };
+        }
+      }
+    }
+
+    // Timed runs, interleaved so that drift (thermal, other load) hits both alike.
+    const forwardMs: number[] = [];
+    const forwardBackwardMs: number[] = [];
+    const tfjsMs: number[] = [];
+    let lastOurs: TermsAndGradients | undefined;
+    let lastForwardOnly: VICRegTerms | undefined;
+    let engineBytes = 0;
+    let engineBuffers = 0;
+    for (let r = 0; r < options.runs; r++) {
+      progress(`${label}: run ${r + 1}/${options.runs}${r < tfjsRuns ? ' (ours, tfjs)' : ''}`);
+      const forward = await timed(() => oursForwardOnly(vic, views, shape));
+      forwardMs.push(forward.ms);
+      lastForwardOnly = forward.result;
+      const both = await timed(() => oursForwardBackward(vic, views, shape));
+      forwardBackwardMs.push(both.ms);
+      lastOurs = both.result;
+      engineBytes = Math.max(engineBytes, bufferCounts.bytes - bytesBefore);
+      engineBuffers = Math.max(engineBuffers, bufferCounts.live - liveBefore);
+      if (r < tfjsRuns) {
+        try {
+          const run = await timed(() => ctx.tfjs!.run(views.a, views.b, n, d));
+          tfjsMs.push(run.ms);
+          tfjsResult = run.result;
+        } catch (error) {
+          result.tfjs = { status: 'failed', reason: (error as Error).message };
+          tfjsRuns = 0;
+          tfjsMs.length = 0;
+          tfjsResult = undefined;
+        }
+      }
+    }
+    const plan = vic.lastPlan!;
+    result.form = plan.form;
+    // The kernel variant, where the engine reports one (ForwardPlan.variant, in progress upstream).
+    result.variant = (plan as { variant?: string }).variant;
+    result.fellBack = plan.fellBack;
+    result.offDiagonalShare = plan.offDiagonalShare;
+    const flops = flopCounts(n, d, plan.form, plan.fellBack);
+    const oursStats = timingStats(forwardBackwardMs);
+    const forwardStats = timingStats(forwardMs);
+    result.ours = {
+      forwardBackward: oursStats,
+      forward: forwardStats,
+      flops,
+      effectiveGflops: {
+        forwardBackward: gflops(flops.standardForwardBackward, oursStats.medianMs),
+        forward: gflops(flops.standardForward, forwardStats.medianMs),
+      },
+      formGflops: {
+        forwardBackward: gflops(flops.formForwardBackward, oursStats.medianMs),
+        forward: gflops(flops.formForward, forwardStats.medianMs),
+      },
+      engineBufferBytes: engineBytes,
+      engineBufferCount: engineBuffers,
+      engineBytesLeaked: 0,
+    };
+
+    if (tfjsMs.length > 0) {
+      const tfjsStats = timingStats(tfjsMs);
+      ctx.tfjsEstimator.record(n, d, tfjsStats.medianMs / 1000);
+      result.tfjs = {
+        status: 'ran', coldMs: tfjsColdMs, forwardBackward: tfjsStats,
+        effectiveGflops: gflops(flops.standardForwardBackward, tfjsStats.medianMs),
+        tensorsLeaked: ctx.tfjs!.liveTensors() - tfjsTensorsBefore,
+      };
+      result.speedup = tfjsStats.medianMs / oursStats.medianMs;
+    }
+
+    // Checks: against tfjs where it ran; against float64 as well (whole where cheap, in part otherwise).
+    progress(`${label}: checking`);
+    if (tfjsResult) {
+      result.checks.push(compare('tfjs-webgpu', 'all', lastOurs!, lastForwardOnly!, { terms: tfjsResult, gradA: tfjsResult.gradA, gradB: tfjsResult.gradB }, d, TFJS_TOLERANCE));
+    }
+    result.checks.push(float64Check(ctx, views, n, d, lastOurs!, lastForwardOnly!, result.checkNotes));
+    result.status = judge(result.checks);
+    // No speedup over a wrong result, nor for a wrong one.
+    if (result.status === 'mismatch' || result.checks.some((c) => c.overruled)) result.speedup = undefined;
+  } catch (error) {
+    result.status = 'error';
+    result.error = `${(error as Error).name}: ${(error as Error).message}`;
+  } finally {
+    vic.destroy();
+    if (tfjsPrepared) ctx.tfjs?.release();
+    if (result.ours) result.ours.engineBytesLeaked = bufferCounts.bytes - bytesBefore;
+  }
+  return result;
+}
+
+function summaryLine(r: ShapeResult): string {
+  const label = `${r.n}x${r.d}`;
+  if (r.status === 'error') return `${label}: ERROR ${r.error}`;
+  const o = r.ours!;
+  const tfjs = r.tfjs.status === 'ran' ? `tfjs ${r.tfjs.forwardBackward.medianMs.toFixed(1)} ms` : `tfjs ${r.tfjs.status}`;
+  return `${label}: ${r.form}${r.variant ? `/${r.variant}` : ''} ${o.forwardBackward.medianMs.toFixed(1)} ms fwd+bwd, ${o.forward.medianMs.toFixed(1)} ms fwd, ` +
+    `${o.effectiveGflops.forwardBackward.toFixed(1)} effective GFLOP/s; ${tfjs}${r.speedup ? ` (${r.speedup.toFixed(1)}x)` : ''}; ${r.status}`;
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+async function main(): Promise<number> {
+  let options: Options;
+  try {
+    const parsed = parseOptions(process.argv.slice(2));
+    if (parsed === 'help') {
+      process.stdout.write(HELP);
+      return 0;
+    }
+    options = parsed;
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    process.stderr.write(`bench: ${error.message}\n(npm run bench -- --help for the options)\n`);
+    return 2;
+  }
+  mkdirSync(options.out, { recursive: true });
+
+  // With tfjs, WebGPU is installed as navigator.gpu first: tfjs needs it, and the engine then takes its
+  // device from the same Dawn instance (one adapter for both). The GPU object is held here for the
+  // life of the process (see installNavigatorGpu).
+  let keepDawnAlive: GPU | undefined;
+  if (options.tfjs) keepDawnAlive = await installNavigatorGpu();
+  const probe = await createVICRegLoss({ preset: options.preset });
+  const adapter = probe.adapterName;
+  // The engine's resolved coefficients, given to both references.
+  const coefficients: Coefficients = { ...probe.options, varianceScale: varianceScale(probe.options.preset) };
+  probe.destroy();
+  let tfjs: TfjsReference | undefined;
+  if (options.tfjs) {
+    progress('loading tfjs-backend-webgpu');
+    tfjs = await createTfjsReference(coefficients);
+  }
+  progress(`engine adapter: ${adapter}${tfjs ? `; tfjs adapter: ${tfjs.adapterName}` : ''}`);
+
+  const ctx: Context = { options, coefficients, tfjs, tfjsEstimator: new TfjsTimeEstimator() };
+  const results: ShapeResult[] = [];
+  const report: BenchReport = {
+    machine: machineInfo(adapter, tfjs?.adapterName),
+    settings: {
+      runs: options.runs, warmup: options.warmup, tfjsRuns: options.tfjsRuns, tfjsMaxSeconds: options.tfjsMaxSeconds,
+      preset: options.preset, form: options.form, seed: options.seed, argv: process.argv.slice(2),
+    },
+    flopConvention: FLOP_CONVENTION,
+    memoryNote: 'engine buffers = bytes of the buffers the engine itself holds after forward + backward (its bufferCounts; ' +
+      'the inputs, statistics, the Gram/covariance matrices kept for backward, gradients and staging), not Dawn\'s or the driver\'s own memory; ' +
+      'the engine keeps them between calls of the same shape, so this is its peak.',
+    results,
+  };
+  for (const [index, [n, d]] of options.shapes.entries()) {
+    const result = await benchShape(ctx, n, d, `[${index + 1}/${options.shapes.length}] ${n}x${d}`);
+    results.push(result);
+    progress(summaryLine(result));
+    // Results so far, so that an interrupted long run leaves something.
+    writeReports(options.out, report);
+  }
+  void keepDawnAlive;
+
+  const paths = writeReports(options.out, report);
+  process.stdout.write(`${markdownTable(report)}\n\nwrote ${paths.join(', ')}\n`);
+  const failed = results.filter((r) => r.status === 'mismatch' || r.status === 'error');
+  for (const r of failed) {
+    process.stderr.write(`FAILED ${r.n}x${r.d}: ${r.error ?? r.checks.flatMap((c) => c.failures.map((f) => `vs ${c.against}: ${f}`)).join('; ')}\n`);
+  }
+  return failed.length > 0 ? 1 : 0;
+}
+
+// A live Dawn instance keeps Node's event loop alive: exit explicitly.
+main().then(
+  (code) => process.exit(code),
+  (error) => {
+    process.stderr.write(`bench: ${(error as Error).stack ?? error}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,275 @@
+// The bench's results and their three renderings: JSON (everything), a Markdown table, and an SVG
+// chart (log-scale bars of time per shape, ours vs tfjs), written by hand.
+import { renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Comparison, FlopCounts, TimingStats } from './measure.js';
+
+export interface MachineInfo {
+  /** The adapter the engine used, in words. */
+  adapter: string;
+  /** The adapter tfjs-webgpu reported, where tfjs ran. */
+  tfjsAdapter?: string;
+  cpu: string;
+  cpuCount: number;
+  memoryGiB: number;
+  platform: string;
+  node: string;
+  /** LP_NUM_THREADS (lavapipe's rasterizer threads), when set. */
+  lpNumThreads?: string;
+  date: string;
+  gitCommit?: string;
+  /** True when the working tree had uncommitted changes (the numbers may not match the commit). */
+  gitDirty?: boolean;
+}
+
+export interface BenchSettings {
+  runs: number;
+  warmup: number;
+  tfjsRuns: number;
+  tfjsMaxSeconds: number;
+  preset: string;
+  form: string;
+  seed: number;
+  argv: string[];
+}
+
+export type TfjsOutcome =
+  | { status: 'disabled'; reason: string }
+  | { status: 'skipped'; reason: string; estimatedSeconds?: number }
+  | { status: 'failed'; reason: string }
+  | {
+      status: 'ran';
+      /** The first (cold, untimed-for-the-median) run: compiles tfjs's shaders. */
+      coldMs: number;
+      forwardBackward: TimingStats;
+      effectiveGflops: number;
+      /** tfjs tensors alive after the runs minus before (0 unless the reference leaks). */
+      tensorsLeaked: number;
+    };
+
+export interface ShapeResult {
+  n: number;
+  d: number;
+  seed: number;
+  /** 'ok': agreed with every reference run; 'mismatch': disagreed (numbers void); 'unchecked': no reference ran; 'error': threw. */
+  status: 'ok' | 'mismatch' | 'unchecked' | 'error';
+  error?: string;
+  form?: 'primal' | 'dual';
+  /** The Gram kernel variant, where the engine reports it (lastPlan.variant). */
+  variant?: string;
+  fellBack?: boolean;
+  offDiagonalShare?: [number, number];
+  ours?: {
+    forwardBackward: TimingStats;
+    forward: TimingStats;
+    flops: FlopCounts;
+    effectiveGflops: { forwardBackward: number; forward: number };
+    formGflops: { forwardBackward: number; forward: number };
+    /** bufferCounts.bytes after the forward+backward runs: the engine's own live buffers (not Dawn's or the driver's). */
+    engineBufferBytes: number;
+    engineBufferCount: number;
+    /** Engine bytes still live after destroy() (0 unless the engine leaks). */
+    engineBytesLeaked: number;
+  };
+  tfjs: TfjsOutcome;
+  /** tfjs median / ours median, forward + backward; absent when either is missing or the row failed. */
+  speedup?: number;
+  checks: Comparison[];
+  /** Why a reference did not run, in words. */
+  checkNotes: string[];
+}
+
+export interface BenchReport {
+  machine: MachineInfo;
+  settings: BenchSettings;
+  flopConvention: string;
+  memoryNote: string;
+  results: ShapeResult[];
+}
+
+const shapeLabel = (r: { n: number; d: number }) => `${r.n}x${r.d}`;
+const ms = (x: number) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
+const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
+
+/** Writes a file through a .tmp and a rename, so a reader never sees half a file. */
+function writeAtomically(path: string, text: string) {
+  writeFileSync(`${path}.tmp`, text);
+  renameSync(`${path}.tmp`, path);
+}
+
+export function writeReports(dir: string, report: BenchReport): string[] {
+  const paths = ['latest.json', 'latest.md', 'latest.svg'].map((name) => join(dir, name));
+  writeAtomically(paths[0], `${JSON.stringify(report, null, 2)}\n`);
+  writeAtomically(paths[1], markdown(report));
+  writeAtomically(paths[2], svgChart(report));
+  return paths;
+}
+
+function checkCell(r: ShapeResult): string {
+  if (r.status === 'error') return 'ERROR';
+  if (r.status === 'unchecked') return 'unchecked';
+  const part = (c: Comparison) => (c.scope === 'all' ? '' : ' (part)');
+  const cells = r.checks.map((c) =>
+    c.pass ? `ok vs ${c.against}${part(c)}` : c.overruled ? `${c.against} wrong (ours = float64)` : `MISMATCH vs ${c.against}${part(c)}`);
+  return cells.join(', ');
+}
+
+function tfjsCell(r: ShapeResult): string {
+  switch (r.tfjs.status) {
+    case 'ran': return ms(r.tfjs.forwardBackward.medianMs);
+    case 'skipped': return 'skipped';
+    case 'disabled': return 'off';
+    case 'failed': return 'failed';
+  }
+}
+
+export function markdownTable(report: BenchReport): string {
+  const header = [
+    'n x d', 'form', 'ours fwd+bwd ms', 'ours fwd ms', 'effective GFLOP/s', 'form GFLOP/s', 'engine buffers MiB',
+    'tfjs fwd+bwd ms', 'tfjs GFLOP/s', 'speedup', 'check',
+  ];
+  const lines = [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`];
+  for (const r of report.results) {
+    const o = r.ours;
+    const form = r.form ? `${r.form}${r.variant ? `/${r.variant}` : ''}${r.fellBack ? ' (fell back)' : ''}` : '';
+    const void_ = r.status === 'mismatch' ? ' (void)' : '';
+    lines.push(`| ${[
+      shapeLabel(r), form,
+      o ? ms(o.forwardBackward.medianMs) + void_ : '', o ? ms(o.forward.medianMs) + void_ : '',
+      o && r.status !== 'mismatch' ? o.effectiveGflops.forwardBackward.toFixed(1) : '',
+      o && r.status !== 'mismatch' ? o.formGflops.forwardBackward.toFixed(1) : '',
+      o ? mib(o.engineBufferBytes) : '',
+      tfjsCell(r), r.tfjs.status === 'ran' ? r.tfjs.effectiveGflops.toFixed(2) : '',
+      r.speedup ? `${r.speedup.toFixed(1)}x` : '', checkCell(r),
+    ].join(' | ')} |`);
+  }
+  return lines.join('\n');
+}
+
+function markdown(report: BenchReport): string {
+  const { machine: m, settings: s } = report;
+  const notes: string[] = [];
+  for (const r of report.results) {
+    const label = shapeLabel(r);
+    if (r.error) notes.push(`${label}: error: ${r.error}`);
+    if (r.tfjs.status === 'skipped' || r.tfjs.status === 'failed') notes.push(`${label}: tfjs ${r.tfjs.status}: ${r.tfjs.reason}`);
+    if (r.tfjs.status === 'ran' && r.tfjs.tensorsLeaked) notes.push(`${label}: tfjs leaked ${r.tfjs.tensorsLeaked} tensors`);
+    if (r.ours?.engineBytesLeaked) notes.push(`${label}: the engine left ${r.ours.engineBytesLeaked} bytes of buffers after destroy()`);
+    for (const note of r.checkNotes) notes.push(`${label}: ${note}`);
+    for (const c of r.checks) {
+      if (c.scope !== 'all') notes.push(`${label}: check vs ${c.against} covered ${c.scope}`);
+      if (c.overruled) notes.push(`${label}: ${c.against} disagreed (${c.failures[0]}${c.failures.length > 1 ? `, and ${c.failures.length - 1} more` : ''}), but ${c.overruled}`);
+      else for (const f of c.failures) notes.push(`${label}: MISMATCH vs ${c.against}: ${f}`);
+    }
+  }
+  return [
+    '# vicreg-wgsl bench',
+    '',
+    `${m.date} · engine adapter: ${m.adapter}${m.tfjsAdapter ? ` · tfjs adapter: ${m.tfjsAdapter}` : ''}`,
+    `CPU: ${m.cpu} (${m.cpuCount} logical cores, ${m.memoryGiB} GiB) · Node ${m.node} · ${m.platform}` +
+      `${m.lpNumThreads ? ` · LP_NUM_THREADS=${m.lpNumThreads}` : ''}` +
+      ` · commit ${m.gitCommit ?? 'unknown'}${m.gitDirty ? ' (uncommitted changes)' : ''}`,
+    `Preset ${s.preset}, form ${s.form}; medians of ${s.runs} runs after ${s.warmup} warm-up (ours), up to ${s.tfjsRuns} for tfjs after one cold run; ` +
+      `run order alternates ours (forward only, forward + backward) and tfjs. Times include the host arrays in and the loss terms and both gradients out.`,
+    '',
+    markdownTable(report),
+    '',
+    `Flops: ${report.flopConvention}`,
+    '',
+    `Memory: ${report.memoryNote}`,
+    '',
+    'Speedup = tfjs median / ours median (forward + backward). A row whose check fails is marked MISMATCH and posts no rate or speedup.',
+    ...(notes.length ? ['', '## Notes', '', ...notes.map((n) => `- ${n}`)] : []),
+    '',
+  ].join('\n');
+}
+
+// ---------------------------------------------------------------------------------------------------
+// SVG: one group of bars per shape (ours forward + backward, ours forward only, tfjs forward +
+// backward), heights on a log10 scale of milliseconds, a gridline per decade.
+
+const COLORS = { ours: '#1f6feb', oursForward: '#8cb8f5', tfjs: '#e8710a', grid: '#d0d7de', text: '#24292f', bad: '#cf222e' };
+
+const escapeXml = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+export function svgChart(report: BenchReport): string {
+  const bars = report.results.map((r) => ({
+    label: shapeLabel(r),
+    ours: r.ours?.forwardBackward.medianMs,
+    oursForward: r.ours?.forward.medianMs,
+    tfjs: r.tfjs.status === 'ran' ? r.tfjs.forwardBackward.medianMs : undefined,
+    tfjsNote: r.tfjs.status === 'ran' ? undefined : r.tfjs.status === 'disabled' ? 'tfjs off' : `tfjs ${r.tfjs.status}`,
+    speedup: r.speedup,
+    bad: r.status === 'mismatch' || r.status === 'error',
+  }));
+  const values = bars.flatMap((b) => [b.ours, b.oursForward, b.tfjs]).filter((v): v is number => v !== undefined && v > 0);
+  const low = Math.floor(Math.log10(Math.min(...values, 1)));
+  const high = Math.ceil(Math.log10(Math.max(...values, 10)));
+
+  const barWidth = 34;
+  const left = 70;
+  const top = 90;
+  const plotHeight = 300;
+  const width = Math.max(680, left + Math.max(1, bars.length) * 150 + 20);
+  const groupWidth = (width - left - 20) / Math.max(1, bars.length);
+  const height = top + plotHeight + 70;
+  const y = (valueMs: number) => top + plotHeight - ((Math.log10(valueMs) - low) / (high - low)) * plotHeight;
+
+  const parts: string[] = [];
+  const text = (x: number, yy: number, s: string, attrs = '') =>
+    parts.push(`<text x="${x.toFixed(1)}" y="${yy.toFixed(1)}" ${attrs}>${escapeXml(s)}</text>`);
+
+  parts.push(`<rect width="${width}" height="${height}" fill="white"/>`);
+  const m = report.machine;
+  const adapter = m.adapter.length > 90 ? `${m.adapter.slice(0, 89)}...` : m.adapter;
+  text(left, 22, 'VICReg forward + backward: median time per shape (log scale)', 'font-size="14" font-weight="bold"');
+  text(left, 40, `adapter: ${adapter}`, 'font-size="11"');
+  text(left, 55, `${m.cpu}, Node ${m.node}, ${m.date.slice(0, 10)}, commit ${(m.gitCommit ?? 'unknown').slice(0, 10)}${m.gitDirty ? ' (dirty)' : ''}`, 'font-size="11"');
+
+  // Legend.
+  const legend: [string, string][] = [[COLORS.ours, 'ours fwd+bwd'], [COLORS.oursForward, 'ours fwd only'], [COLORS.tfjs, 'tfjs-webgpu fwd+bwd']];
+  legend.forEach(([color, name], index) => {
+    const x = left + index * 150;
+    parts.push(`<rect x="${x}" y="66" width="12" height="12" fill="${color}"/>`);
+    text(x + 16, 76, name, 'font-size="11"');
+  });
+
+  // Decade gridlines.
+  for (let decade = low; decade <= high; decade++) {
+    const yy = y(10 ** decade);
+    parts.push(`<line x1="${left}" x2="${width - 20}" y1="${yy.toFixed(1)}" y2="${yy.toFixed(1)}" stroke="${COLORS.grid}"/>`);
+    const label = decade >= 3 ? `${10 ** (decade - 3)} s` : `${10 ** decade} ms`;
+    text(left - 6, yy + 4, label, 'font-size="11" text-anchor="end"');
+  }
+
+  bars.forEach((b, index) => {
+    const groupX = left + index * groupWidth + (groupWidth - 3 * barWidth) / 2;
+    const series: [number | undefined, string, string | undefined][] = [
+      [b.ours, COLORS.ours, undefined], [b.oursForward, COLORS.oursForward, undefined], [b.tfjs, COLORS.tfjs, b.tfjsNote],
+    ];
+    series.forEach(([value, color, note], k) => {
+      const x = groupX + k * barWidth;
+      if (value !== undefined && value > 0) {
+        const yy = y(value);
+        parts.push(`<rect x="${x.toFixed(1)}" y="${yy.toFixed(1)}" width="${barWidth - 4}" height="${(top + plotHeight - yy).toFixed(1)}" fill="${color}"/>`);
+        const valueLabel = value >= 1000 ? `${(value / 1000).toFixed(value >= 10000 ? 0 : 1)} s` : ms(value);
+        text(x + (barWidth - 4) / 2, yy - 4, valueLabel, 'font-size="9" text-anchor="middle"');
+      } else if (note) {
+        const cx = x + (barWidth - 4) / 2;
+        text(cx, top + plotHeight - 6, note, `font-size="10" fill="#57606a" text-anchor="start" transform="rotate(-90 ${cx.toFixed(1)} ${(top + plotHeight - 6).toFixed(1)})"`);
+      }
+    });
+    const cx = left + index * groupWidth + groupWidth / 2;
+    text(cx, top + plotHeight + 18, b.label, 'font-size="12" text-anchor="middle"');
+    if (b.bad) text(cx, top + plotHeight + 34, 'MISMATCH / ERROR', `font-size="11" fill="${COLORS.bad}" text-anchor="middle"`);
+    else if (b.speedup) text(cx, top + plotHeight + 34, `${b.speedup.toFixed(1)}x vs tfjs`, 'font-size="11" text-anchor="middle"');
+  });
+  parts.push(`<line x1="${left}" x2="${left}" y1="${top}" y2="${top + plotHeight}" stroke="${COLORS.text}"/>`);
+
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, sans-serif" fill="${COLORS.text}">`,
+    ...parts.map((p) => `  ${p}`),
+    '</svg>',
+    '',
+  ].join('\n');
+}
