@@ -20,16 +20,20 @@
 //   2  stats       storage, read        array<f32>  column_stats layout
 //   3  covOffDiag  storage, read        array<f32>  d*d   Coff of this view
 //   4  grad        storage, read_write  array<f32>  n*d
-//   5  params      uniform              BackwardParams
+//   5  params      uniform              BackwardParams; Coff_kj is read at k*matrixStride + (j - columnStart):
+//                                       the whole matrix (columnStart 0, matrixStride d), or one block of
+//                                       columns columnStart .. columnStart + matrixStride - 1 when Coff
+//                                       is past the binding size limit (then only those columns of the
+//                                       gradient are computed)
 //   6  upstream    storage, read        array<f32>  1: the upstream gradient (scale), so a training loop can
 //                                                   pass it as a device value without a host round trip
-// Dispatch: (ceil(d / (4*WG)), ceil(n / (4*WG)), 1) workgroups of (WG, WG) threads; each thread computes
-// a 4 x 4 block of the gradient (4 rows, 4 columns).
+// Dispatch: (ceil(columns / (4*WG)), ceil(n / (4*WG)), 1) workgroups of (WG, WG) threads, columns = d
+// or the block's width; each thread computes a 4 x 4 block of the gradient (4 rows, 4 columns).
 // Variant: "registers": no workgroup memory (lavapipe favours it); vec4 arithmetic.
 
 struct BackwardParams {
   n: u32, d: u32, shiftOffset: u32, centerOffset: u32,
-  varOffset: u32, _pad0: u32, _pad1: u32, _pad2: u32,
+  varOffset: u32, columnStart: u32, matrixStride: u32, _pad2: u32,
   invCoef: f32, varWeight: f32, covCoef: f32, gamma: f32,
   eps: f32, _pad3: f32, _pad4: f32, _pad5: f32,
 }
@@ -54,9 +58,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let d = params.d;
   let offs = vec4<u32>(0u, 1u, 2u, 3u);
   let rows = vec4<u32>(wid.y * WG * BLOCK + lid.y * BLOCK) + offs;
-  let cols = vec4<u32>(wid.x * WG * BLOCK + lid.x * BLOCK) + offs;
+  let columnEnd = min(d, params.columnStart + params.matrixStride);
+  let cols = vec4<u32>(params.columnStart + wid.x * WG * BLOCK + lid.x * BLOCK) + offs;
   let rc = min(rows, vec4<u32>(n - 1u));
-  let cc = min(cols, vec4<u32>(d - 1u));
+  let cc = min(cols, vec4<u32>(columnEnd - 1u));
+  let matrixColumn = cc - vec4<u32>(params.columnStart);
   let rowBase = rc * d;
 
   var acc0 = vec4<f32>(0.0);
@@ -67,8 +73,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let shift = vec4<f32>(stats[params.shiftOffset + k]);
     let center = vec4<f32>(stats[params.centerOffset + k]);
     let zc = (vec4<f32>(z[rowBase.x + k], z[rowBase.y + k], z[rowBase.z + k], z[rowBase.w + k]) - shift) - center;
-    let ck = k * d;
-    let coff = vec4<f32>(covOffDiag[ck + cc.x], covOffDiag[ck + cc.y], covOffDiag[ck + cc.z], covOffDiag[ck + cc.w]);
+    let ck = k * params.matrixStride;
+    let coff = vec4<f32>(covOffDiag[ck + matrixColumn.x], covOffDiag[ck + matrixColumn.y], covOffDiag[ck + matrixColumn.z], covOffDiag[ck + matrixColumn.w]);
     acc0 = fma(vec4<f32>(zc.x), coff, acc0);
     acc1 = fma(vec4<f32>(zc.y), coff, acc1);
     acc2 = fma(vec4<f32>(zc.z), coff, acc2);
@@ -78,7 +84,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let product = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
   for (var c = 0u; c < BLOCK; c++) {
     let j = cols[c];
-    if (j >= d) { continue; }
+    if (j >= columnEnd) { continue; }
     let shift = stats[params.shiftOffset + j];
     let center = stats[params.centerOffset + j];
     let stdDev = sqrt(stats[params.varOffset + j] + params.eps);

@@ -20,10 +20,13 @@
 //   2  stats       storage, read        array<f32>        column_stats layout
 //   3  covOffDiag4 storage, read        array<vec4<f32>>  d*d/4 Coff of this view
 //   4  grad4       storage, read_write  array<vec4<f32>>  n*d/4
-//   5  params      uniform              BackwardParams (as covariance_backward.wgsl)
+//   5  params      uniform              BackwardParams (as covariance_backward.wgsl: Coff_kj is read at
+//                                                     k*matrixStride + (j - columnStart), a whole matrix
+//                                                     or one block of columns; both multiples of 4)
 //   6  upstream    storage, read        array<f32>        1: the upstream gradient
 //   7  z4          storage, read        array<vec4<f32>>  n*d/4 this view as vec4s
-// Dispatch: (ceil(d / (LANES*4*OWN4)), ceil(n / SHARED), 1) workgroups of LANES threads.
+// Dispatch: (ceil(columns / (LANES*4*OWN4)), ceil(n / SHARED), 1) workgroups of LANES threads, columns =
+// d or the block's width.
 // Requires: d % 4 == 0; the 'subgroups' feature with a subgroup size of exactly LANES.
 // Variant: "subgroup" (lavapipe).
 
@@ -31,7 +34,7 @@ enable subgroups;
 
 struct BackwardParams {
   n: u32, d: u32, shiftOffset: u32, centerOffset: u32,
-  varOffset: u32, _pad0: u32, _pad1: u32, _pad2: u32,
+  varOffset: u32, columnStart: u32, matrixStride: u32, _pad2: u32,
   invCoef: f32, varWeight: f32, covCoef: f32, gamma: f32,
   eps: f32, _pad3: f32, _pad4: f32, _pad5: f32,
 }
@@ -62,19 +65,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   let d = params.d;
   let d4 = d / 4u;
   let i0 = wid.y * SHARED;
-  let j40 = wid.x * LANES * OWN4;   // first vec4 column of the block
+  let j40 = params.columnStart / 4u + wid.x * LANES * OWN4;   // first vec4 column of this workgroup
+  let end4 = min(d, params.columnStart + params.matrixStride) / 4u;
+  let stride4 = params.matrixStride / 4u;
+  let start4 = params.columnStart / 4u;
 
   var sharedBase: array<u32, SHARED_PER_LANE>;
   for (var p = 0u; p < SHARED_PER_LANE; p++) { sharedBase[p] = min(i0 + p * LANES + lane, n - 1u) * d; }
   var own4: array<u32, OWN4>;
-  for (var c = 0u; c < OWN4; c++) { own4[c] = min(j40 + c * LANES + lane, d4 - 1u); }
+  for (var c = 0u; c < OWN4; c++) { own4[c] = min(j40 + c * LANES + lane, end4 - 1u); }
 
   var acc: array<array<vec4<f32>, OWN4>, SHARED>;
   for (var k = 0u; k < d; k++) {
     let shift = stats[params.shiftOffset + k];
     let center = stats[params.centerOffset + k];
     var coff: array<vec4<f32>, OWN4>;
-    for (var c = 0u; c < OWN4; c++) { coff[c] = covOffDiag4[k * d4 + own4[c]]; }
+    for (var c = 0u; c < OWN4; c++) { coff[c] = covOffDiag4[k * stride4 + own4[c] - start4]; }
     for (var p = 0u; p < SHARED_PER_LANE; p++) {
       let mine = (z[sharedBase[p] + k] - shift) - center;
       for (var s = 0u; s < LANES; s++) {
@@ -87,7 +93,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   let scale = upstream[0];
   for (var c = 0u; c < OWN4; c++) {
     let j4 = j40 + c * LANES + lane;
-    if (j4 >= d4) { continue; }
+    if (j4 >= end4) { continue; }
     let shift = statsVec4(params.shiftOffset, 4u * j4);
     let center = statsVec4(params.centerOffset, 4u * j4);
     let stdDev = sqrt(statsVec4(params.varOffset, 4u * j4) + vec4<f32>(params.eps));

@@ -8,6 +8,10 @@
 //   sum over all tiles = sum_{l != m} C_lm^2                          (d * c(Z) in the math doc)
 //   If WRITE_MATRIX: covOffDiag = C with its diagonal set to 0 (Coff), written in full (each tile above
 //   the diagonal is also written mirrored), for covariance_backward.wgsl.
+//   If COLUMN_BLOCK (for d x d matrices past the device's binding size limit: backward then works one
+//   block of columns at a time): the workgroups cover columns blockStart .. blockStart + blockWidth - 1
+//   and all rows, every tile is computed (no symmetry), Coff[l, m] is written at l*blockWidth +
+//   (m - blockStart), and no partials are written.
 // Centering happens as Z is loaded, as (Z - shift) - center (see column_stats.wgsl); never as
 // Z^T Z - n mean mean^T, which cancels for large offsets.
 //
@@ -18,17 +22,20 @@
 //   2  partials    storage, read_write  array<f32>  tiles*tiles per view (entry partialOffset + tileRow*tiles + tileCol;
 //                                                   0 below the diagonal)
 //   3  covOffDiag  storage, read_write  array<f32>  d*d when WRITE_MATRIX (any small buffer otherwise)
-//   4  dims        uniform              GramDims { n, d, tiles, partialOffset, shiftOffset, centerOffset }
+//   4  dims        uniform              GramDims { n, d, tiles, partialOffset, shiftOffset, centerOffset,
+//                                                 blockStart, blockWidth }
 // Dispatch: (tiles, tiles, 1) workgroups, tiles = ceil(d / (4*WG)); workgroup (WG, WG) threads; each
 // thread accumulates a 4 x 4 register block of C, so a workgroup covers a (4*WG) x (4*WG) tile.
-// Workgroups below the diagonal write a zero partial and return.
+// Workgroups below the diagonal write a zero partial and return. With COLUMN_BLOCK:
+// (ceil(blockWidth / (4*WG)), tiles, 1).
 // Variant: "registers": no workgroup memory in the main loop (lavapipe favours it); vec4 arithmetic.
 // WG*WG must be a power of two (tree reduction).
 
-struct GramDims { n: u32, d: u32, tiles: u32, partialOffset: u32, shiftOffset: u32, centerOffset: u32, _pad0: u32, _pad1: u32 }
+struct GramDims { n: u32, d: u32, tiles: u32, partialOffset: u32, shiftOffset: u32, centerOffset: u32, blockStart: u32, blockWidth: u32 }
 
 override WG: u32 = 8;
 override WRITE_MATRIX: bool = true;
+override COLUMN_BLOCK: bool = false;
 const BLOCK: u32 = 4u;   // rows and columns of C per thread
 
 @group(0) @binding(0) var<storage, read> z: array<f32>;
@@ -46,20 +53,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
   let tileRow = wid.y;
   let tileCol = wid.x;
   let partialIndex = dims.partialOffset + tileRow * dims.tiles + tileCol;
-  if (tileRow > tileCol) {
+  if (!COLUMN_BLOCK && tileRow > tileCol) {
     if (lidx == 0u) { partials[partialIndex] = 0.0; }
     return;
   }
   let n = dims.n;
   let d = dims.d;
+  let firstColumn = select(0u, dims.blockStart, COLUMN_BLOCK);
+  let columnEnd = select(d, min(d, dims.blockStart + dims.blockWidth), COLUMN_BLOCK);
   let offs = vec4<u32>(0u, 1u, 2u, 3u);
-  let l = vec4<u32>(tileRow * WG * BLOCK + lid.y * BLOCK) + offs;   // this thread's rows of C
-  let m = vec4<u32>(tileCol * WG * BLOCK + lid.x * BLOCK) + offs;   // this thread's columns of C
+  let l = vec4<u32>(tileRow * WG * BLOCK + lid.y * BLOCK) + offs;                 // this thread's rows of C
+  let m = vec4<u32>(firstColumn + tileCol * WG * BLOCK + lid.x * BLOCK) + offs;   // this thread's columns of C
   // Out-of-range columns are clamped for the load and zeroed by the mask, so they add nothing.
   let lc = min(l, vec4<u32>(d - 1u));
-  let mc = min(m, vec4<u32>(d - 1u));
+  let mc = min(m, vec4<u32>(columnEnd - 1u));
   let maskL = select(vec4<f32>(0.0), vec4<f32>(1.0), l < vec4<u32>(d));
-  let maskM = select(vec4<f32>(0.0), vec4<f32>(1.0), m < vec4<u32>(d));
+  let maskM = select(vec4<f32>(0.0), vec4<f32>(1.0), m < vec4<u32>(columnEnd));
   let so = dims.shiftOffset;
   let co = dims.centerOffset;
   let shiftL = vec4<f32>(stats[so + lc.x], stats[so + lc.y], stats[so + lc.z], stats[so + lc.w]);
@@ -83,6 +92,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
 
   let inv = 1.0 / f32(n - 1u);
   let block = array<vec4<f32>, 4>(acc0 * inv, acc1 * inv, acc2 * inv, acc3 * inv);
+  if (COLUMN_BLOCK) {
+    for (var r = 0u; r < BLOCK; r++) {
+      for (var c = 0u; c < BLOCK; c++) {
+        if (l[r] < d && m[c] < columnEnd) {
+          covOffDiag[l[r] * dims.blockWidth + (m[c] - firstColumn)] = select(block[r][c], 0.0, l[r] == m[c]);
+        }
+      }
+    }
+    return;
+  }
   let mirror = tileRow < tileCol;
   var sumSq = 0.0;
   for (var r = 0u; r < BLOCK; r++) {

@@ -37,6 +37,12 @@ export interface VICRegOptions {
    * each call, so an element a kernel fails to write shows up as a NaN or an error. Slow; off by default.
    */
   poisonScratch?: boolean;
+  /**
+   * Caps the bytes any one buffer binding may take (default: the device's maxStorageBufferBindingSize).
+   * Past it the engine splits the work (the d x d covariance for backward is formed one block of columns
+   * at a time) or rejects the problem with a LimitError naming the size and the limit.
+   */
+  maxBindingSize?: number;
 }
 
 /** The loss and its three terms, as defined in docs (loss = lambda*invariance + mu*variance + nu*covariance). */
@@ -128,7 +134,7 @@ export interface VICRegLoss {
   /** The adapter in use, in words. */
   readonly adapterName: string;
   /** The resolved coefficients. */
-  readonly options: Readonly<Required<Omit<VICRegOptions, 'device' | 'poisonScratch'>>>;
+  readonly options: Readonly<Required<Omit<VICRegOptions, 'device' | 'poisonScratch' | 'maxBindingSize'>>>;
   /** How the last successful forward computed the covariance term, and why. */
   readonly lastPlan: ForwardPlan | undefined;
   /** Releases every buffer; destroys the device only if the engine acquired it. */

@@ -3,7 +3,7 @@
 import { OptionError } from '../errors.js';
 import type { Preset, VICRegOptions } from '../types.js';
 
-export type Coefficients = Readonly<Required<Omit<VICRegOptions, 'device' | 'poisonScratch'>>>;
+export type Coefficients = Readonly<Required<Omit<VICRegOptions, 'device' | 'poisonScratch' | 'maxBindingSize'>>>;
 
 export const DEFAULTS: Coefficients = { lambda: 25, mu: 25, nu: 1, gamma: 1, eps: 1e-4, preset: 'paper', form: 'auto', variant: 'auto' };
 

@@ -158,6 +158,20 @@ export const forms: Record<Form, FormKernels> = {
 };
 
 /**
+ * gram_offdiag_squares.wgsl in its COLUMN_BLOCK mode: one block of columns of Coff (all d rows), for a
+ * d x d matrix past the binding size limit.
+ */
+export const columnBlockGram = {
+  spec: { name: 'gram_offdiag_squares (column block)', code: gramOffDiagSquaresWgsl, constants: { WG: TILED_WG, WRITE_MATRIX: true, COLUMN_BLOCK: true } } satisfies KernelSpec,
+  workgroups: (d: number, width: number) => [ceilDiv(width, TILE), ceilDiv(d, TILE)] as const,
+};
+
+/** Columns per block of Coff that fit `limit` bytes: a multiple of 64 (so vec4 kernels can use it), or 0. */
+export function columnBlockWidth(d: number, limit: number): number {
+  return Math.min(Math.ceil(d / 64) * 64, Math.floor(limit / (4 * d) / 64) * 64);
+}
+
+/**
  * Offsets (in floats) of the column_stats output, d each: [shiftA | shiftB | centerA | centerB | varA |
  * varB | sqDiff]; mean = shift + center (column_stats.wgsl says why it is kept in two parts).
  */

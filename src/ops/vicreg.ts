@@ -2,7 +2,7 @@
 // terms) and backward (one fused gradient kernel per view), in the primal (d x d) or dual (n x n) form,
 // with the kernel variant chosen per device.
 import {
-  BufferError, DeviceError, LimitError, NonFiniteError, OptionError, OverflowError, ShapeError, StateError,
+  BufferError, DeviceError, LimitError, NonFiniteError, OptionError, OverflowError, ShapeError, StateError, VICRegError,
 } from '../errors.js';
 import { acquireDevice, type DeviceHandle } from '../runtime/device.js';
 import {
@@ -14,7 +14,7 @@ import type {
 } from '../types.js';
 import { gradientCoefficients, resolveCoefficients, varianceScale } from './coefficients.js';
 import {
-  columnStats, formDecision, forms, lossTerms, statsLayout, UNIFORM_BYTES, VARIANTS, variantSupported, type Form, type Variant,
+  columnBlockGram, columnBlockWidth, columnStats, formDecision, forms, lossTerms, statsLayout, UNIFORM_BYTES, VARIANTS, variantSupported, type Form, type Variant,
 } from './kernels.js';
 
 const RESULT_FLOATS = 8;
@@ -75,6 +75,8 @@ interface Saved {
   /** The views' buffers (the engine's copies of host arrays, or the caller's GPUBuffers). */
   views: [GPUBuffer, GPUBuffer];
   onDevice: boolean;
+  /** The primal Coff is past the binding limit: backward forms it one block of columns at a time. */
+  blocked: boolean;
 }
 
 export function validateShape(shape: unknown): [number, number] {
@@ -133,7 +135,8 @@ function firstNonFinite(flags: Uint32Array, d: number): NonFiniteError {
   return new NonFiniteError('A', -1, -1, NaN);
 }
 
-const MiB = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+/** Bytes in words: MiB from 1 MiB up, else bytes. */
+const MiB = (bytes: number) => (bytes >= 2 ** 20 ? `${(bytes / 2 ** 20).toFixed(1)} MiB` : `${bytes} bytes`);
 
 /** The four terms from loss_terms' result, or the overflow error when one is not finite. */
 function termsOf(r: Float32Array): VICRegTerms {
@@ -169,11 +172,16 @@ function poison(device: GPUDevice, buffers: (Buffer | undefined)[]): void {
 
 export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VICRegLoss> {
   const coefficients = resolveCoefficients(options);
+  if (options.maxBindingSize !== undefined && !(typeof options.maxBindingSize === 'number' && options.maxBindingSize > 0)) {
+    throw new OptionError(`option maxBindingSize must be a positive number of bytes, got ${String(options.maxBindingSize)}`);
+  }
   let handle: DeviceHandle = await acquireDevice(options.device);
   let lost: string | undefined;
   let destroyed = false;
   let workspace: Workspace | undefined;
   let saved: Saved | undefined;
+  /** The device was lost after the last forward: the backward paired with it cannot run. */
+  let lostForward = false;
   let plan: ForwardPlan | undefined;
   /** Calls run one after another in the order they were made (backward pairs with the forward before it). */
   let tail: Promise<unknown> = Promise.resolve();
@@ -185,8 +193,31 @@ export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VIC
   };
   watchLoss(handle);
 
+  /**
+   * Every error leaves as a VICRegError: WebGPU's own (an aborted mapAsync when the device is lost, say)
+   * become DeviceErrors, naming the loss when that is what happened.
+   */
+  async function typed(error: unknown, device: GPUDevice): Promise<VICRegError> {
+    if (error instanceof VICRegError) return error;
+    // device.lost resolves a moment after the failing call: give it that moment.
+    const info = await Promise.race([device.lost, new Promise<undefined>((r) => setTimeout(r, 50))]);
+    if (info) {
+      lostForward = true;
+      return new DeviceError(`the device was lost (${info.reason}${info.message ? `: ${info.message}` : ''}) while this call ran`);
+    }
+    return new DeviceError(`WebGPU failed: ${(error as Error)?.message ?? String(error)}`);
+  }
+
   function serialize<T>(call: () => Promise<T>): Promise<T> {
-    const run = tail.then(call, call);
+    const guarded = async () => {
+      const device = handle.device;
+      try {
+        return await call();
+      } catch (error) {
+        throw await typed(error, device);
+      }
+    };
+    const run = tail.then(guarded, guarded);
     tail = run.catch(() => undefined);
     return run;
   }
@@ -195,8 +226,10 @@ export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VIC
     if (destroyed) throw new StateError('this VICReg loss was destroyed');
     if (lost) {
       if (!handle.owned) throw new DeviceError(`${lost}; the device was passed in by the caller, so it cannot be replaced`);
-      // An engine that owns its device starts over on a fresh one.
+      // An engine that owns its device starts over on a fresh one; a backward still paired with a
+      // forward on the lost device says so.
       freeWorkspace();
+      if (saved) lostForward = true;
       saved = undefined;
       handle = await acquireDevice();
       lost = undefined;
@@ -205,19 +238,23 @@ export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VIC
     return handle.device;
   }
 
+  /** The most bytes one binding may take: the device's limit, or the caller's lower cap. */
+  const bindingLimit = () => Math.min(handle.device.limits.maxStorageBufferBindingSize, options.maxBindingSize ?? Infinity);
+
+  /** Names the binding limit in force: the device's, or the caller's maxBindingSize. */
+  const limitName = () => (bindingLimit() < handle.device.limits.maxStorageBufferBindingSize ? 'the maxBindingSize option' : "the device's maxStorageBufferBindingSize");
+
   function checkBinding(what: string, bytes: number) {
-    const limit = handle.device.limits.maxStorageBufferBindingSize;
-    if (bytes > limit) {
-      throw new LimitError(`${what} needs ${MiB(bytes)}, over the device's maxStorageBufferBindingSize of ${MiB(limit)}`);
-    }
+    const limit = bindingLimit();
+    if (bytes > limit) throw new LimitError(`${what} needs ${MiB(bytes)}, over ${limitName()} of ${MiB(limit)}`);
   }
 
   /** The backward kernels' uniform for view v; `rows` = n except in a variant trial. */
-  function backwardParams(n: number, d: number, rows: number, v: 0 | 1): ArrayBuffer {
+  function backwardParams(n: number, d: number, rows: number, v: 0 | 1, columnStart = 0, matrixStride = d): ArrayBuffer {
     const layout = statsLayout(d);
     const k = gradientCoefficients(coefficients, n, d);
     const params = new ArrayBuffer(UNIFORM_BYTES.backwardParams);
-    new Uint32Array(params, 0, 8).set([rows, d, layout.shift[v], layout.center[v], layout.variance[v], 0, 0, 0]);
+    new Uint32Array(params, 0, 8).set([rows, d, layout.shift[v], layout.center[v], layout.variance[v], columnStart, matrixStride, 0]);
     new Float32Array(params, 32, 8).set([k.invCoef, k.varWeight, k.covCoef, coefficients.gamma, coefficients.eps, 0, 0, 0]);
     return params;
   }
@@ -378,19 +415,54 @@ export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VIC
   }
 
   function backwardDispatch(form: Form, variant: Variant, ws: Workspace, views: [GPUBuffer, GPUBuffer], grads: [GPUBuffer, GPUBuffer],
-    upstream: GPUBuffer, v: 0 | 1, pipe: GPUComputePipeline, params: GPUBuffer, rows: number, indirect?: { indirect: GPUBuffer; offset: number }) {
+    upstream: GPUBuffer, v: 0 | 1, pipe: GPUComputePipeline, params: GPUBuffer, rows: number, indirect?: { indirect: GPUBuffer; offset: number },
+    block?: { matrix: GPUBuffer; width: number }) {
     const kernel = forms[form].backward[variant];
     return {
-      label: `${form} ${variant} backward ${VIEWS[v]}`, pipeline: pipe, workgroups: indirect ?? kernel.workgroups(rows, ws.d),
+      label: `${form} ${variant} backward ${VIEWS[v]}`, pipeline: pipe, workgroups: indirect ?? kernel.workgroups(rows, block?.width ?? ws.d),
       bindings: kernel.bindings({
-        z: views[v], other: views[1 - v], stats: ws.stats.gpu, matrix: ws.forms[form]!.matrices![v].gpu, grad: grads[v], params, upstream,
+        z: views[v], other: views[1 - v], stats: ws.stats.gpu, matrix: block?.matrix ?? ws.forms[form]!.matrices![v].gpu, grad: grads[v], params, upstream,
       }),
     };
   }
 
-  async function backwardVariant(device: GPUDevice, ws: Workspace, form: Form, views: [GPUBuffer, GPUBuffer]): Promise<Variant> {
+  /**
+   * The primal backward when Coff (d x d) is past the binding limit: for each block of columns, form
+   * Coff's block (all rows) and compute those columns of the gradient. Returns the call's temporary
+   * buffers, to destroy once the work is submitted.
+   */
+  async function encodeBlockedBackward(device: GPUDevice, ws: Workspace, encoder: GPUCommandEncoder, variant: Variant, pipe: GPUComputePipeline,
+    views: [GPUBuffer, GPUBuffer], grads: [GPUBuffer, GPUBuffer], upstream: GPUBuffer): Promise<Buffer[]> {
+    const { n, d } = ws;
+    const width = columnBlockWidth(d, bindingLimit());
+    if (width === 0) throw new LimitError(`one column block of the ${d} x ${d} covariance needs ${MiB(d * 64 * 4)}, over ${limitName()} of ${MiB(bindingLimit())}`);
+    const matrix = storageBuffer(device, 'Coff column block', d * width * 4);
+    const temporary = [matrix];
+    const gramPipe = await pipeline(device, columnBlockGram.spec);
+    const layout = statsLayout(d);
+    for (let start = 0; start < d; start += width) {
+      const blockWidth = Math.min(width, d - start);
+      for (const v of BOTH) {
+        // Each dispatch has its own uniforms: queued writes all land before the encoder's work runs.
+        const gramDims = uniformBuffer(device, 'block gram dims', UNIFORM_BYTES.gramDims);
+        const params = uniformBuffer(device, 'block backward params', UNIFORM_BYTES.backwardParams);
+        temporary.push(gramDims, params);
+        device.queue.writeBuffer(gramDims.gpu, 0, new Uint32Array([n, d, 0, 0, layout.shift[v], layout.center[v], start, blockWidth]));
+        device.queue.writeBuffer(params.gpu, 0, backwardParams(n, d, n, v, start, blockWidth));
+        encodeDispatch(device, encoder, {
+          label: `Coff block ${VIEWS[v]} ${start}`, pipeline: gramPipe, workgroups: columnBlockGram.workgroups(d, blockWidth),
+          bindings: [views[v], ws.stats.gpu, ws.placeholder.gpu, matrix.gpu, gramDims.gpu],
+        });
+        encodeDispatch(device, encoder, backwardDispatch('primal', variant, ws, views, grads, upstream, v, pipe, params.gpu, n, undefined, { matrix: matrix.gpu, width: blockWidth }));
+      }
+    }
+    return temporary;
+  }
+
+  async function backwardVariant(device: GPUDevice, ws: Workspace, form: Form, views: [GPUBuffer, GPUBuffer], blocked = false): Promise<Variant> {
     const side = forms[form].side(ws.n, ws.d);
-    return chooseVariant(`backward|${form}`, ws.n, ws.d, (rows) => rows * ws.d * side, async (candidate, rows) => {
+    // Blocked (huge d): no trial, which would need the whole matrix; the static preference decides.
+    return chooseVariant(`backward|${form}`, ws.n, ws.d, (rows) => (blocked ? Infinity : rows * ws.d * side), async (candidate, rows) => {
       const pipe = await pipeline(device, forms[form].backward[candidate].spec(false));
       // The trial writes a scratch gradient, never the caller's (encode() may be accumulating into it).
       const scratch = [storageBuffer(device, 'trial gradient', rows * ws.d * 4), uniformBuffer(device, 'trial backward params', UNIFORM_BYTES.backwardParams),
@@ -432,6 +504,7 @@ export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VIC
   async function forward(a: Float32Array | GPUBuffer, b: Float32Array | GPUBuffer, shape: readonly [number, number], opts: ForwardOptions = {}): Promise<VICRegTerms> {
     const device = await ensureDevice();
     saved = undefined;
+    lostForward = false;
     const [n, d] = validateShape(shape);
     const inputs = [validateView('A', a, n, d), validateView('B', b, n, d)] as const;
     const onDevice = isGPUBuffer(inputs[0]);
@@ -446,7 +519,9 @@ export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VIC
         return ws.inputs[v].gpu;
       }) as [GPUBuffer, GPUBuffer];
       let form: Form = coefficients.form === 'auto' ? cheaperForm(n, d) : coefficients.form;
-      let { r, variant } = await runForward(device, ws, form, grad, views);
+      // A primal Coff past the binding limit is not kept: backward then forms it block by block.
+      const keepsMatrix = (f: Form) => grad && (f === 'dual' || d * d * 4 <= bindingLimit());
+      let { r, variant } = await runForward(device, ws, form, keepsMatrix(form), views);
       const share: [number, number] = form === 'dual' ? [r[5], r[6]] : [1, 1];
       if (r[4] !== 0) {
         const [flags] = await readback(device, device.createCommandEncoder(), [{ source: ws.flags.gpu, staging: ws.flagsStaging, bytes: 4 * d * 4 }]);
@@ -455,10 +530,10 @@ export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VIC
       const fellBack = form === 'dual' && !(Math.min(...share) >= MIN_DUAL_SHARE);
       if (fellBack) {
         form = 'primal';
-        ({ r, variant } = await runForward(device, ws, form, grad, views));
+        ({ r, variant } = await runForward(device, ws, form, keepsMatrix(form), views));
       }
       const terms = termsOf(r);
-      saved = { n, d, grad, form, views, onDevice };
+      saved = { n, d, grad, form, views, onDevice, blocked: grad && !keepsMatrix(form) };
       plan = { n, d, form, variant, fellBack, offDiagonalShare: share };
       return terms;
     });
@@ -469,9 +544,10 @@ export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VIC
     if (typeof scale !== 'number' || !Number.isFinite(scale)) {
       throw new OptionError(`backward scale must be a finite number, got ${String(scale)}`);
     }
+    if (!saved && lostForward) throw new DeviceError('the device was lost after the forward that this backward pairs with; call forward() again');
     if (!saved) throw new StateError('backward() needs a successful forward() first');
     if (!saved.grad) throw new StateError('the last forward() was called with { grad: false }; call forward() again to get gradients');
-    const { n, d, form, views, onDevice } = saved;
+    const { n, d, form, views, onDevice, blocked } = saved;
     const ws = workspace!;
     return withErrorScopes(device, 'backward', async () => {
       ws.backward ??= {
@@ -481,16 +557,22 @@ export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VIC
       };
       const bw = ws.backward;
       const grads: [GPUBuffer, GPUBuffer] = [bw.grads[0].gpu, bw.grads[1].gpu];
-      const variant = await backwardVariant(device, ws, form, views);
+      const variant = await backwardVariant(device, ws, form, views, blocked);
       const pipe = await pipeline(device, forms[form].backward[variant].spec(false));
       device.queue.writeBuffer(bw.upstream.gpu, 0, new Float32Array([scale]));
       if (options.poisonScratch) poison(device, bw.grads);
       const encoder = device.createCommandEncoder({ label: `vicreg backward (${form}, ${variant})` });
-      for (const v of BOTH) {
-        encodeDispatch(device, encoder, backwardDispatch(form, variant, ws, views, grads, bw.upstream.gpu, v, pipe, ws.backwardParams[v].gpu, n));
+      const temporary: Buffer[] = [];
+      if (blocked) {
+        temporary.push(...await encodeBlockedBackward(device, ws, encoder, variant, pipe, views, grads, bw.upstream.gpu));
+      } else {
+        for (const v of BOTH) {
+          encodeDispatch(device, encoder, backwardDispatch(form, variant, ws, views, grads, bw.upstream.gpu, v, pipe, ws.backwardParams[v].gpu, n));
+        }
       }
       if (onDevice) {
         device.queue.submit([encoder.finish()]);
+        temporary.forEach(destroyBuffer);
         return { gradA: bw.grads[0].gpu, gradB: bw.grads[1].gpu };
       }
       if (bw.staging[0].bytes < n * d * 4) {
@@ -500,6 +582,7 @@ export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VIC
         }
       }
       const [ga, gb] = await readback(device, encoder, BOTH.map((v) => ({ source: bw.grads[v].gpu, staging: bw.staging[v], bytes: n * d * 4 })));
+      temporary.forEach(destroyBuffer);
       return { gradA: new Float32Array(ga), gradB: new Float32Array(gb) };
     });
   }
@@ -526,7 +609,7 @@ export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VIC
       const cheaper: Form = coefficients.form === 'auto' ? cheaperForm(n, d) : coefficients.form;
       // The dual form keeps the primal one on standby, decided on the device, where its matrices fit.
       const dual = cheaper === 'dual';
-      const primalFits = d * d * 4 <= device.limits.maxStorageBufferBindingSize;
+      const primalFits = d * d * 4 <= bindingLimit();
       const withPrimal = !dual || primalFits;
       const run: Form[] = dual ? (withPrimal ? ['dual', 'primal'] : ['dual']) : ['primal'];
       const chosen: Partial<Record<Form, { variant: Variant; backwardVariant: Variant; f: FormBuffers }>> = {};
@@ -620,7 +703,7 @@ export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VIC
           }
         }
         if (dualWithoutFallback && !(Math.min(r[5], r[6]) >= MIN_DUAL_SHARE)) {
-          throw new LimitError(`the dual form lost float32 accuracy on this input (off-diagonal share ${Math.min(r[5], r[6]).toPrecision(3)} < ${MIN_DUAL_SHARE}) and the d x d fallback needs ${MiB(d * d * 4)}, over the device's maxStorageBufferBindingSize of ${MiB(device.limits.maxStorageBufferBindingSize)}: this call's loss and gradients are not accurate`);
+          throw new LimitError(`the dual form lost float32 accuracy on this input (off-diagonal share ${Math.min(r[5], r[6]).toPrecision(3)} < ${MIN_DUAL_SHARE}) and the d x d fallback needs ${MiB(d * d * 4)}, over ${limitName()} of ${MiB(bindingLimit())}: this call's loss and gradients are not accurate`);
         }
         return termsOf(r);
       } finally {
@@ -630,7 +713,7 @@ export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VIC
     };
     return {
       buffer: call.result.gpu,
-      read: () => (outcome ??= read()),
+      read: () => (outcome ??= read().catch(async (error) => { throw await typed(error, device); })),
       release: () => { if (!outcome) release(); },
     };
   }
