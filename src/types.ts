@@ -129,6 +129,12 @@ export interface VICRegLoss {
    * device too). Resolves once encoded (and submitted unless `encoder` was given).
    */
   encode(args: EncodeArgs): Promise<PendingTerms>;
+  /**
+   * encode() for frameworks whose ops are synchronous (the tfjs op): nothing is awaited; pipelines compile
+   * synchronously on first use, and the kernel variant is the cached choice or the static preference.
+   * Must not overlap pending forward/backward/encode calls on the same instance (StateError).
+   */
+  encodeSync(args: EncodeArgs): PendingTerms;
   /** The device the engine runs on (create input buffers on it). */
   readonly device: GPUDevice;
   /** The adapter in use, in words. */

@@ -4,10 +4,10 @@
 import {
   BufferError, DeviceError, LimitError, NonFiniteError, OptionError, OverflowError, ShapeError, StateError, VICRegError,
 } from '../errors.js';
-import { acquireDevice, type DeviceHandle } from '../runtime/device.js';
+import { acquireDevice, deviceHandle, type DeviceHandle } from '../runtime/device.js';
 import {
   createBuffer, destroyBuffer, encodeDispatch, pipeline, readback, readbackBuffer, storageBuffer, uniformBuffer, Usage,
-  withErrorScopes, type Buffer,
+  pipelineSync, withErrorScopes, type Buffer, type KernelSpec,
 } from '../runtime/gpu.js';
 import type {
   EncodeArgs, ForwardOptions, ForwardPlan, PendingTerms, VICRegGradients, VICRegLoss, VICRegOptions, VICRegTerms,
@@ -164,6 +164,7 @@ const variantChoices = new WeakMap<GPUDevice, Map<string, Variant>>();
 /** Without a trial: the subgroup variant where it runs (it is built for the adapters that offer it). */
 const PREFERENCE: readonly Variant[] = ['subgroup', 'tiled'];
 const sizeClass = (x: number) => Math.ceil(Math.log2(x));
+const specKey = (spec: KernelSpec) => `${spec.name}|${JSON.stringify(spec.constants ?? {})}`;
 
 /** Fills buffers with NaN bits (all ones): for tests, so that an unwritten element cannot pass. */
 function poison(device: GPUDevice, buffers: (Buffer | undefined)[]): void {
@@ -171,11 +172,26 @@ function poison(device: GPUDevice, buffers: (Buffer | undefined)[]): void {
 }
 
 export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VICRegLoss> {
+  resolveOptions(options);   // bad options fail before a device is acquired
+  return createOnDevice(await acquireDevice(options.device), options);
+}
+
+/** The engine on a caller's device, created synchronously (for synchronous frameworks: the tfjs op). */
+export function createVICRegLossOnDevice(device: GPUDevice, options: Omit<VICRegOptions, 'device'> = {}): VICRegLoss {
+  return createOnDevice(deviceHandle(device), options);
+}
+
+function resolveOptions(options: VICRegOptions) {
   const coefficients = resolveCoefficients(options);
   if (options.maxBindingSize !== undefined && !(typeof options.maxBindingSize === 'number' && options.maxBindingSize > 0)) {
     throw new OptionError(`option maxBindingSize must be a positive number of bytes, got ${String(options.maxBindingSize)}`);
   }
-  let handle: DeviceHandle = await acquireDevice(options.device);
+  return coefficients;
+}
+
+function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegLoss {
+  const coefficients = resolveOptions(options);
+  let handle: DeviceHandle = acquired;
   let lost: string | undefined;
   let destroyed = false;
   let workspace: Workspace | undefined;
@@ -185,6 +201,7 @@ export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VIC
   let plan: ForwardPlan | undefined;
   /** Calls run one after another in the order they were made (backward pairs with the forward before it). */
   let tail: Promise<unknown> = Promise.resolve();
+  let pendingCalls = 0;
 
   const watchLoss = (h: DeviceHandle) => {
     h.device.lost.then((info) => {
@@ -217,7 +234,8 @@ export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VIC
         throw await typed(error, device);
       }
     };
-    const run = tail.then(guarded, guarded);
+    pendingCalls += 1;
+    const run = tail.then(guarded, guarded).finally(() => { pendingCalls -= 1; });
     tail = run.catch(() => undefined);
     return run;
   }
@@ -345,6 +363,16 @@ export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VIC
       f.termParams[variant] = buffer;
     }
     return buffer;
+  }
+
+  /** The variant for a role without a trial: forced, the only one, cached, or the static preference. */
+  function cachedOrPreferredVariant(role: string, n: number, d: number): Variant {
+    const supported = VARIANTS.filter((v) => variantSupported(v, handle.features, d));
+    if (coefficients.variant !== 'auto' && supported.includes(coefficients.variant)) return coefficients.variant;
+    if (coefficients.variant !== 'auto') {
+      throw new OptionError(`variant '${coefficients.variant}' cannot run here: it needs the 'subgroups' feature with subgroup size 8 and d % 4 == 0 (d = ${d})`);
+    }
+    return variantChoices.get(handle.device)?.get(`${role}|${sizeClass(n)}|${sizeClass(d)}`) ?? PREFERENCE.find((v) => supported.includes(v))!;
   }
 
   /**
@@ -588,8 +616,8 @@ export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VIC
   }
 
 
-  async function encode(args: EncodeArgs): Promise<PendingTerms> {
-    const device = await ensureDevice();
+  /** encode()'s arguments, checked. */
+  function encodeInputs(args: EncodeArgs) {
     const [n, d] = validateShape(args?.shape);
     const views = BOTH.map((v) => {
       const x = validateView(VIEWS[v], v === 0 ? args.a : args.b, n, d);
@@ -603,79 +631,135 @@ export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VIC
     } else if (typeof scale !== 'number' || !Number.isFinite(scale)) {
       throw new OptionError(`scale must be a finite number or a GPUBuffer, got ${String(scale)}`);
     }
-    const accumulate = args.accumulate ?? false;
+    return { n, d, views, grads, scale, accumulate: args.accumulate ?? false, encoder: args.encoder };
+  }
+
+  type EncodeInputs = ReturnType<typeof encodeInputs>;
+  /** The forms an encode() runs (the dual one with the primal one on standby where it fits) and their variants. */
+  interface EncodePlan {
+    run: Form[];
+    dual: boolean;
+    withPrimal: boolean;
+    chosen: Partial<Record<Form, { variant: Variant; backwardVariant: Variant; f: FormBuffers }>>;
+  }
+
+  function encodeForms(n: number, d: number) {
+    const cheaper: Form = coefficients.form === 'auto' ? cheaperForm(n, d) : coefficients.form;
+    const dual = cheaper === 'dual';
+    const withPrimal = !dual || d * d * 4 <= bindingLimit();
+    const run: Form[] = dual ? (withPrimal ? ['dual', 'primal'] : ['dual']) : ['primal'];
+    return { dual, withPrimal, run };
+  }
+
+  /** The kernels an encode() dispatches, so that they can be compiled before recording. */
+  function encodeSpecs(plan: EncodePlan, accumulate: boolean): KernelSpec[] {
+    const specs = [columnStats.spec, lossTerms.spec, formDecision.spec];
+    for (const form of plan.run) {
+      const c = plan.chosen[form]!;
+      specs.push(forms[form].gram[c.variant].spec(true), forms[form].backward[c.backwardVariant].spec(accumulate));
+    }
+    return specs;
+  }
+
+  async function encode(args: EncodeArgs): Promise<PendingTerms> {
+    const device = await ensureDevice();
+    const input = encodeInputs(args);
+    const { n, d, views } = input;
     return withErrorScopes(device, 'encode', async () => {
       const ws = workspaceFor(device, n, d, false);
-      const cheaper: Form = coefficients.form === 'auto' ? cheaperForm(n, d) : coefficients.form;
-      // The dual form keeps the primal one on standby, decided on the device, where its matrices fit.
-      const dual = cheaper === 'dual';
-      const primalFits = d * d * 4 <= bindingLimit();
-      const withPrimal = !dual || primalFits;
-      const run: Form[] = dual ? (withPrimal ? ['dual', 'primal'] : ['dual']) : ['primal'];
-      const chosen: Partial<Record<Form, { variant: Variant; backwardVariant: Variant; f: FormBuffers }>> = {};
-      for (const form of run) {
+      const plan: EncodePlan = { ...encodeForms(n, d), chosen: {} };
+      for (const form of plan.run) {
         const f = formBuffers(device, ws, form, true);
-        chosen[form] = { f, variant: await gramVariant(device, ws, form, true, views), backwardVariant: await backwardVariant(device, ws, form, views) };
+        plan.chosen[form] = { f, variant: await gramVariant(device, ws, form, true, views), backwardVariant: await backwardVariant(device, ws, form, views) };
       }
-      const call = {
-        result: storageBuffer(device, 'encode result', RESULT_FLOATS * 4),
-        flags: createBuffer(device, 'encode flags', 4 * d * 4, Usage.COPY_DST | Usage.COPY_SRC),
-        upstream: isGPUBuffer(scale) ? undefined : storageBuffer(device, 'encode upstream', 4),
-        args: dual && withPrimal ? createBuffer(device, 'encode dispatch args', 12 * 4, Usage.STORAGE | Usage.INDIRECT) : undefined,
-        decision: dual && withPrimal ? uniformBuffer(device, 'encode decision params', UNIFORM_BYTES.decisionParams) : undefined,
-      };
-      if (call.upstream) device.queue.writeBuffer(call.upstream.gpu, 0, new Float32Array([scale as number]));
-      if (options.poisonScratch) {
-        poison(device, [ws.stats, ws.flags, call.result, ...run.flatMap((form) => [chosen[form]!.f.partials, ...chosen[form]!.f.matrices!])]);
-      }
-      const upstream = call.upstream?.gpu ?? (scale as GPUBuffer);
-      const encoder = args.encoder ?? device.createCommandEncoder({ label: 'vicreg encode' });
-      encodeDispatch(device, encoder, {
-        label: 'column_stats', pipeline: await pipeline(device, columnStats.spec), workgroups: columnStats.workgroups(d),
-        bindings: [views[0], views[1], ws.stats.gpu, ws.flags.gpu, ws.statsDims.gpu],
-      });
-      const termsPipe = await pipeline(device, lossTerms.spec);
-      const indirect = (offset: number) => (call.args ? { indirect: call.args.gpu, offset } : undefined);
-      for (const form of run) {
-        const { f, variant } = chosen[form]!;
-        const gramPipe = await pipeline(device, forms[form].gram[variant].spec(true));
-        // On standby (the primal form behind the dual one), the passes run only if the device says so.
-        const standby = form === 'primal' && dual;
-        for (const v of BOTH) {
-          const dispatch = gramDispatch(form, variant, ws, f, views, v, f.gramDims[v].gpu, gramPipe, n);
-          encodeDispatch(device, encoder, standby ? { ...dispatch, workgroups: indirect(0)! } : dispatch);
-        }
-        encodeDispatch(device, encoder, {
-          label: `loss_terms ${form}`, pipeline: termsPipe, workgroups: standby ? indirect(12)! : lossTerms.workgroups(),
-          bindings: [ws.stats.gpu, ws.flags.gpu, f.partials.gpu, call.result.gpu, termParams(device, ws, form, variant).gpu],
-        });
-        if (form === 'dual' && call.args) {
-          const p = chosen.primal!;
-          const params = new ArrayBuffer(UNIFORM_BYTES.decisionParams);
-          new Uint32Array(params, 0, 6).set([
-            ...forms.primal.gram[p.variant].workgroups(n, d), ...forms.primal.backward[p.backwardVariant].workgroups(n, d),
-            ...forms.dual.backward[chosen.dual!.backwardVariant].workgroups(n, d),
-          ]);
-          new Float32Array(params, 32, 1).set([MIN_DUAL_SHARE]);
-          device.queue.writeBuffer(call.decision!.gpu, 0, params);
-          encodeDispatch(device, encoder, {
-            label: 'form_decision', pipeline: await pipeline(device, formDecision.spec), workgroups: formDecision.workgroups(),
-            bindings: [call.result.gpu, call.args.gpu, call.decision!.gpu],
-          });
-        }
-      }
-      for (const form of run) {
-        const { backwardVariant: variant } = chosen[form]!;
-        const pipe = await pipeline(device, forms[form].backward[variant].spec(accumulate));
-        const conditional = call.args ? indirect(form === 'primal' ? 24 : 36) : undefined;
-        for (const v of BOTH) {
-          encodeDispatch(device, encoder, backwardDispatch(form, variant, ws, views, grads, upstream, v, pipe, ws.backwardParams[v].gpu, n, conditional));
-        }
-      }
-      encoder.copyBufferToBuffer(ws.flags.gpu, 0, call.flags.gpu, 0, 4 * d * 4);
-      if (!args.encoder) device.queue.submit([encoder.finish()]);
-      return pendingTerms(device, d, call, dual && !withPrimal);
+      const compiled = new Map<KernelSpec['name'], GPUComputePipeline>();
+      for (const spec of encodeSpecs(plan, input.accumulate)) compiled.set(specKey(spec), await pipeline(device, spec));
+      return recordEncode(device, ws, input, plan, (spec) => compiled.get(specKey(spec))!);
     });
+  }
+
+  /**
+   * encode() without waiting for anything: pipelines compile synchronously on first use and the kernel
+   * variant is the cached choice or the static preference (no measured trial). For frameworks whose ops
+   * are synchronous (the tfjs op). Must not overlap pending forward/backward/encode calls on this instance.
+   */
+  function encodeSync(args: EncodeArgs): PendingTerms {
+    if (destroyed) throw new StateError('this VICReg loss was destroyed');
+    if (lost) throw new DeviceError(lost);
+    if (pendingCalls > 0) throw new StateError('encodeSync() was called while other calls on this instance were still pending');
+    const device = handle.device;
+    const input = encodeInputs(args);
+    const { n, d } = input;
+    const ws = workspaceFor(device, n, d, false);
+    const plan: EncodePlan = { ...encodeForms(n, d), chosen: {} };
+    for (const form of plan.run) {
+      const f = formBuffers(device, ws, form, true);
+      plan.chosen[form] = { f, variant: cachedOrPreferredVariant(`gram|${form}`, n, d), backwardVariant: cachedOrPreferredVariant(`backward|${form}`, n, d) };
+    }
+    return recordEncode(device, ws, input, plan, (spec) => pipelineSync(device, spec));
+  }
+
+  /** Records (and unless the caller passed an encoder, submits) one encode(): no waiting here. */
+  function recordEncode(device: GPUDevice, ws: Workspace, input: EncodeInputs, plan: EncodePlan, pipelineOf: (spec: KernelSpec) => GPUComputePipeline): PendingTerms {
+    const { n, d, views, grads, scale, accumulate } = input;
+    const { run, dual, withPrimal, chosen } = plan;
+    const call = {
+      result: storageBuffer(device, 'encode result', RESULT_FLOATS * 4),
+      flags: createBuffer(device, 'encode flags', 4 * d * 4, Usage.COPY_DST | Usage.COPY_SRC),
+      upstream: isGPUBuffer(scale) ? undefined : storageBuffer(device, 'encode upstream', 4),
+      args: dual && withPrimal ? createBuffer(device, 'encode dispatch args', 12 * 4, Usage.STORAGE | Usage.INDIRECT) : undefined,
+      decision: dual && withPrimal ? uniformBuffer(device, 'encode decision params', UNIFORM_BYTES.decisionParams) : undefined,
+    };
+    if (call.upstream) device.queue.writeBuffer(call.upstream.gpu, 0, new Float32Array([scale as number]));
+    if (options.poisonScratch) {
+      poison(device, [ws.stats, ws.flags, call.result, ...run.flatMap((form) => [chosen[form]!.f.partials, ...chosen[form]!.f.matrices!])]);
+    }
+    const upstream = call.upstream?.gpu ?? (scale as GPUBuffer);
+    const encoder = input.encoder ?? device.createCommandEncoder({ label: 'vicreg encode' });
+    encodeDispatch(device, encoder, {
+      label: 'column_stats', pipeline: pipelineOf(columnStats.spec), workgroups: columnStats.workgroups(d),
+      bindings: [views[0], views[1], ws.stats.gpu, ws.flags.gpu, ws.statsDims.gpu],
+    });
+    const indirect = (offset: number) => (call.args ? { indirect: call.args.gpu, offset } : undefined);
+    for (const form of run) {
+      const { f, variant } = chosen[form]!;
+      const gramPipe = pipelineOf(forms[form].gram[variant].spec(true));
+      // On standby (the primal form behind the dual one), the passes run only if the device says so.
+      const standby = form === 'primal' && dual;
+      for (const v of BOTH) {
+        const dispatch = gramDispatch(form, variant, ws, f, views, v, f.gramDims[v].gpu, gramPipe, n);
+        encodeDispatch(device, encoder, standby ? { ...dispatch, workgroups: indirect(0)! } : dispatch);
+      }
+      encodeDispatch(device, encoder, {
+        label: `loss_terms ${form}`, pipeline: pipelineOf(lossTerms.spec), workgroups: standby ? indirect(12)! : lossTerms.workgroups(),
+        bindings: [ws.stats.gpu, ws.flags.gpu, f.partials.gpu, call.result.gpu, termParams(device, ws, form, variant).gpu],
+      });
+      if (form === 'dual' && call.args) {
+        const p = chosen.primal!;
+        const params = new ArrayBuffer(UNIFORM_BYTES.decisionParams);
+        new Uint32Array(params, 0, 6).set([
+          ...forms.primal.gram[p.variant].workgroups(n, d), ...forms.primal.backward[p.backwardVariant].workgroups(n, d),
+          ...forms.dual.backward[chosen.dual!.backwardVariant].workgroups(n, d),
+        ]);
+        new Float32Array(params, 32, 1).set([MIN_DUAL_SHARE]);
+        device.queue.writeBuffer(call.decision!.gpu, 0, params);
+        encodeDispatch(device, encoder, {
+          label: 'form_decision', pipeline: pipelineOf(formDecision.spec), workgroups: formDecision.workgroups(),
+          bindings: [call.result.gpu, call.args.gpu, call.decision!.gpu],
+        });
+      }
+    }
+    for (const form of run) {
+      const { backwardVariant: variant } = chosen[form]!;
+      const pipe = pipelineOf(forms[form].backward[variant].spec(accumulate));
+      const conditional = call.args ? indirect(form === 'primal' ? 24 : 36) : undefined;
+      for (const v of BOTH) {
+        encodeDispatch(device, encoder, backwardDispatch(form, variant, ws, views, grads, upstream, v, pipe, ws.backwardParams[v].gpu, n, conditional));
+      }
+    }
+    encoder.copyBufferToBuffer(ws.flags.gpu, 0, call.flags.gpu, 0, 4 * d * 4);
+    if (!input.encoder) device.queue.submit([encoder.finish()]);
+    return pendingTerms(device, d, call, dual && !withPrimal);
   }
 
   function pendingTerms(device: GPUDevice, d: number, call: { result: Buffer; flags: Buffer; upstream?: Buffer; args?: Buffer; decision?: Buffer },
@@ -723,6 +807,7 @@ export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VIC
     backward: <G extends Float32Array | GPUBuffer = Float32Array>(scale?: number) =>
       serialize(() => backward(scale)) as Promise<VICRegGradients<G>>,
     encode: (args) => serialize(() => encode(args)),
+    encodeSync,
     get device() { return handle.device; },
     get adapterName() { return handle.adapterName; },
     options: coefficients,

@@ -51,14 +51,17 @@ function describeInfo(info: GPUAdapterInfo): string {
   return parts.length > 0 ? parts.join(' ') : 'unknown adapter';
 }
 
+/** A caller's device: never destroyed by the engine. */
+export function deviceHandle(device: GPUDevice): DeviceHandle {
+  const info = (device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
+  return {
+    device, adapterName: info ? describeInfo(info) : 'caller-provided device', owned: false,
+    features: subgroupFeatures(device.features.has('subgroups'), info),
+  };
+}
+
 export async function acquireDevice(device?: GPUDevice): Promise<DeviceHandle> {
-  if (device) {
-    const info = (device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
-    return {
-      device, adapterName: info ? describeInfo(info) : 'caller-provided device', owned: false,
-      features: subgroupFeatures(device.features.has('subgroups'), info),
-    };
-  }
+  if (device) return deviceHandle(device);
   const gpu: GPU = typeof navigator !== 'undefined' && navigator.gpu ? navigator.gpu : await nodeGPU();
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter) throw new DeviceError('no WebGPU adapter found (on a machine without a GPU, install Mesa >= 23 lavapipe: scripts/setup.sh)');

@@ -59,20 +59,48 @@ export interface KernelSpec {
 }
 
 const pipelineCache = new WeakMap<GPUDevice, Map<string, Promise<GPUComputePipeline>>>();
+/** The pipelines of pipelineCache once compiled, for pipelineSync. */
+const compiledPipelines = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>();
+
+function cacheKey(spec: KernelSpec) {
+  const constants = Object.fromEntries(Object.entries(spec.constants ?? {}).map(([k, v]) => [k, Number(v)]));
+  return { constants, key: `${spec.name}|${JSON.stringify(constants)}|${spec.code}` };
+}
+
+function compiledFor(device: GPUDevice): Map<string, GPUComputePipeline> {
+  let compiled = compiledPipelines.get(device);
+  if (!compiled) compiledPipelines.set(device, (compiled = new Map()));
+  return compiled;
+}
 
 /** The compute pipeline for a kernel, compiled once per device, shader source and constants. */
 export function pipeline(device: GPUDevice, spec: KernelSpec): Promise<GPUComputePipeline> {
   let perDevice = pipelineCache.get(device);
   if (!perDevice) pipelineCache.set(device, (perDevice = new Map()));
-  const constants = Object.fromEntries(Object.entries(spec.constants ?? {}).map(([k, v]) => [k, Number(v)]));
-  const key = `${spec.name}|${JSON.stringify(constants)}|${spec.code}`;
+  const { constants, key } = cacheKey(spec);
   let cached = perDevice.get(key);
   if (!cached) {
     cached = compile(device, spec, constants);
     perDevice.set(key, cached);
-    cached.catch(() => perDevice!.delete(key));
+    cached.then((p) => compiledFor(device).set(key, p), () => perDevice!.delete(key));
   }
   return cached;
+}
+
+/**
+ * The same pipeline, compiled synchronously on first use: for callers that cannot wait (a framework's
+ * synchronous op). Compile errors then surface as WebGPU's uncaptured errors, not as a typed error.
+ */
+export function pipelineSync(device: GPUDevice, spec: KernelSpec): GPUComputePipeline {
+  const compiled = compiledFor(device);
+  const { constants, key } = cacheKey(spec);
+  let p = compiled.get(key);
+  if (!p) {
+    const module = device.createShaderModule({ label: spec.name, code: spec.code });
+    p = device.createComputePipeline({ label: spec.name, layout: 'auto', compute: { module, entryPoint: 'main', constants } });
+    compiled.set(key, p);
+  }
+  return p;
 }
 
 async function compile(device: GPUDevice, spec: KernelSpec, constants: Record<string, number>): Promise<GPUComputePipeline> {
