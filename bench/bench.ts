@@ -6,6 +6,7 @@
 //   npm run bench -- --skip-large      without 2048x8192
 //   npm run bench -- --quick           64x256 and 128x512, for CI (well under a minute)
 //   npm run bench -- --shapes 256x1024,512x2048 --runs 7 --no-tfjs
+//   npm run bench -- --quick --resident   also time inputs and gradients left on the device
 //
 // Progress goes to stderr; the table to stdout; JSON, Markdown and SVG to --out (bench/results).
 // Exit status: 0 when every row agreed with its references, 1 when a row disagreed or failed, 2 on bad
@@ -14,12 +15,12 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
-import { bufferCounts, createVICRegLoss, varianceScale, type VICRegLoss, type VICRegTerms } from '../src/index.js';
-import { float64MultiplyAdds, float64SampledRows, float64VICReg, type Coefficients } from './float64-reference.js';
-import { benchViews, type Views } from './inputs.js';
+import { bufferCounts, createVICRegLoss, type ForwardPlan, type VICRegLoss, type VICRegTerms } from '../src/index.js';
+import { randomViews, resolveOptions, type ReferenceOptions, type ViewPair } from '../test/reference/float64.js';
+import { float64MultiplyAdds, float64SampledRows, float64VICReg } from './float64-reference.js';
 import {
-  compare, flopCounts, FLOAT64_TOLERANCE, FLOP_CONVENTION, gflops, judge, TFJS_TOLERANCE, timed, timingStats,
-  type Comparison, type TermsAndGradients,
+  compare, flopCounts, FLOAT64_TOLERANCE, FLOP_CONVENTION, gflops, judge, SAME_ENGINE_TOLERANCE, TFJS_TOLERANCE, timed,
+  timingStats, type Comparison, type TermsAndGradients,
 } from './measure.js';
 import { markdownTable, writeReports, type BenchReport, type MachineInfo, type ShapeResult } from './report.js';
 import { createTfjsReference, installNavigatorGpu, type TfjsReference, type TfjsResult } from './tfjs-reference.js';
@@ -39,7 +40,8 @@ const HELP = `npm run bench -- [options]
   --preset paper|official, --form auto|primal|dual   engine options (default paper, auto)
   --seed S               seed of the inputs (default 1)
   --out DIR              where latest.json, latest.md and latest.svg go (default bench/results)
-  --resident             (planned) time GPU-resident inputs and outputs; needs an engine API not there yet
+  --resident             also time GPU-resident use: inputs uploaded once, forward on the GPUBuffers and
+                         backward returning GPUBuffers; and encode() into caller-owned gradient buffers
   --help                 this text
 `;
 
@@ -69,6 +71,7 @@ interface Options {
   form: 'auto' | 'primal' | 'dual';
   seed: number;
   out: string;
+  resident: boolean;
 }
 
 function parseShapes(text: string): [number, number][] {
@@ -101,9 +104,6 @@ function parseOptions(argv: string[]): Options | 'help' {
     throw new UsageError((error as Error).message);
   }
   if (values.help) return 'help';
-  if (values.resident) {
-    throw new UsageError('--resident is not available yet: the engine has no forward on GPU buffers (host arrays in and out only)');
-  }
   if (values.quick && values.shapes) throw new UsageError('--quick and --shapes choose shapes both; give one');
   let shapes = parseShapes(values.shapes ?? (values.quick ? QUICK_SHAPES : DEFAULT_SHAPES));
   if (values['skip-large']) shapes = shapes.filter(([n, d]) => n * d < LARGE_ELEMENTS);
@@ -125,6 +125,7 @@ function parseOptions(argv: string[]): Options | 'help' {
     form,
     seed: parseCount('seed', values.seed, 1, 0),
     out: values.out ?? 'bench/results',
+    resident: values.resident ?? false,
   };
 }
 
@@ -195,22 +196,100 @@ class TfjsTimeEstimator {
 
 interface Context {
   options: Options;
-  coefficients: Coefficients;
+  /** The engine's resolved coefficients, in the references' terms. */
+  coefficients: Required<ReferenceOptions>;
   tfjs?: TfjsReference;
   tfjsEstimator: TfjsTimeEstimator;
 }
 
-// Ours, as a user calls it: host arrays in, terms (and gradients) back on the host. A later --resident
-// mode (inputs already on the device, outputs left there) would add a third timed series next to
-// these two once the engine has a forward on GPUBuffers; the rest of the bench would stay as it is.
-async function oursForwardBackward(vic: VICRegLoss, views: Views, shape: [number, number]): Promise<TermsAndGradients> {
+// Ours, as a user calls it: host arrays in, terms (and gradients) back on the host.
+async function oursForwardBackward(vic: VICRegLoss, views: ViewPair, shape: [number, number]): Promise<TermsAndGradients> {
   const terms = await vic.forward(views.a, views.b, shape);
   const { gradA, gradB } = await vic.backward();
   return { ...terms, gradA, gradB };
 }
 
-const oursForwardOnly = (vic: VICRegLoss, views: Views, shape: [number, number]): Promise<VICRegTerms> =>
+const oursForwardOnly = (vic: VICRegLoss, views: ViewPair, shape: [number, number]): Promise<VICRegTerms> =>
   vic.forward(views.a, views.b, shape, { grad: false });
+
+// --resident: ours as a training loop on the GPU calls it, with the batch already on the device and the
+// gradients left there. GPUBufferUsage is a global only where webgpu's globals were installed (with
+// tfjs): spell the flags out.
+const Usage = { MAP_READ: 0x01, COPY_SRC: 0x04, COPY_DST: 0x08, STORAGE: 0x80 } as const;
+const MAP_MODE_READ = 0x01;
+
+interface ResidentBuffers {
+  a: GPUBuffer;
+  b: GPUBuffer;
+  /** Caller-owned gradients for encode(). */
+  gradA: GPUBuffer;
+  gradB: GPUBuffer;
+}
+
+/** Uploads the views once, before any timing, and makes encode()'s gradient buffers. */
+function uploadResident(device: GPUDevice, views: ViewPair): ResidentBuffers {
+  const buffer = (usage: number) => device.createBuffer({ size: views.a.byteLength, usage });
+  const a = buffer(Usage.STORAGE | Usage.COPY_DST);
+  const b = buffer(Usage.STORAGE | Usage.COPY_DST);
+  device.queue.writeBuffer(a, 0, views.a as Float32Array<ArrayBuffer>);
+  device.queue.writeBuffer(b, 0, views.b as Float32Array<ArrayBuffer>);
+  return { a, b, gradA: buffer(Usage.STORAGE | Usage.COPY_SRC), gradB: buffer(Usage.STORAGE | Usage.COPY_SRC) };
+}
+
+const destroyResident = (buffers: ResidentBuffers | undefined) =>
+  buffers && [buffers.a, buffers.b, buffers.gradA, buffers.gradB].forEach((buffer) => buffer.destroy());
+
+/**
+ * Forward on the GPUBuffers, backward into the engine's GPUBuffers, then a wait for the device: the
+ * backward resolves once submitted, and the time must include its work.
+ */
+async function oursResident(vic: VICRegLoss, buffers: ResidentBuffers, shape: [number, number]): Promise<VICRegTerms & { gradA: GPUBuffer; gradB: GPUBuffer }> {
+  const terms = await vic.forward(buffers.a, buffers.b, shape);
+  const grads = await vic.backward<GPUBuffer>();
+  await vic.device.queue.onSubmittedWorkDone();
+  return { ...terms, ...grads };
+}
+
+/**
+ * encode() into the caller's gradient buffers; read() maps the terms back, the one wait on the device
+ * (the gradients were submitted with them, so they are done by then).
+ */
+async function oursEncode(vic: VICRegLoss, buffers: ResidentBuffers, shape: [number, number]): Promise<VICRegTerms> {
+  const pending = await vic.encode({ a: buffers.a, b: buffers.b, shape, gradA: buffers.gradA, gradB: buffers.gradB });
+  return pending.read();
+}
+
+/** Copies `bytes` of a device buffer (float32) to the host, for the checks (never timed). */
+async function download(device: GPUDevice, source: GPUBuffer, bytes: number): Promise<Float32Array> {
+  const staging = device.createBuffer({ size: bytes, usage: Usage.MAP_READ | Usage.COPY_DST });
+  try {
+    const encoder = device.createCommandEncoder();
+    encoder.copyBufferToBuffer(source, 0, staging, 0, bytes);
+    device.queue.submit([encoder.finish()]);
+    await staging.mapAsync(MAP_MODE_READ);
+    return new Float32Array(staging.getMappedRange().slice(0));
+  } finally {
+    staging.destroy();
+  }
+}
+
+/**
+ * The resident paths against the host path on the same inputs (the host path is the one checked against
+ * the references): the last encode()'s terms and gradients, still in the caller's buffers; and one more
+ * resident forward + backward, untimed, its gradients read back.
+ */
+async function residentChecks(vic: VICRegLoss, buffers: ResidentBuffers, shape: [number, number], host: TermsAndGradients, encoded: VICRegTerms): Promise<Comparison[]> {
+  const d = shape[1];
+  const bytes = buffers.a.size;
+  const hostValues = { terms: host, gradA: host.gradA, gradB: host.gradB };
+  const encodeGrads = { gradA: await download(vic.device, buffers.gradA, bytes), gradB: await download(vic.device, buffers.gradB, bytes) };
+  const resident = await oursResident(vic, buffers, shape);
+  const residentGrads = { gradA: await download(vic.device, resident.gradA, bytes), gradB: await download(vic.device, resident.gradB, bytes) };
+  return [
+    { ...compare('host path', 'all', { ...resident, ...residentGrads }, undefined, hostValues, d, SAME_ENGINE_TOLERANCE), subject: 'resident' },
+    { ...compare('host path', 'all', { ...encoded, ...encodeGrads }, undefined, hostValues, d, SAME_ENGINE_TOLERANCE), subject: 'encode' },
+  ];
+}
 
 /** Evenly spread row indices, first and last included. */
 function sampleRows(n: number, count: number): number[] {
@@ -218,7 +297,7 @@ function sampleRows(n: number, count: number): number[] {
   return [...new Set(rows)];
 }
 
-function float64Check(ctx: Context, views: Views, n: number, d: number, ours: TermsAndGradients, forwardOnly: VICRegTerms, notes: string[]): Comparison {
+function float64Check(ctx: Context, views: ViewPair, n: number, d: number, ours: TermsAndGradients, forwardOnly: VICRegTerms, notes: string[]): Comparison {
   if (float64MultiplyAdds(n, d) <= FLOAT64_MAX_MULTIPLY_ADDS) {
     const reference = float64VICReg(views.a, views.b, n, d, ctx.coefficients);
     return compare('float64', 'all', ours, forwardOnly, { terms: reference, gradA: reference.gradA, gradB: reference.gradB }, d, FLOAT64_TOLERANCE);
@@ -244,18 +323,24 @@ async function benchShape(ctx: Context, n: number, d: number, label: string): Pr
   };
 
   progress(`${label}: generating inputs`);
-  const views = benchViews(n, d, seed);
+  const views = randomViews(n, d, seed);
 
   const bytesBefore = bufferCounts.bytes;
   const liveBefore = bufferCounts.live;
   // One engine per shape, so its buffer count is this shape's alone.
   const vic = await createVICRegLoss({ preset: options.preset, form: options.form });
   let tfjsPrepared = false;
+  let resident: ResidentBuffers | undefined;
   try {
+    if (options.resident) resident = uploadResident(vic.device, views);
     for (let w = 0; w < options.warmup; w++) {
       progress(`${label}: ours warm-up ${w + 1}/${options.warmup}`);
       await oursForwardOnly(vic, views, shape);
       await oursForwardBackward(vic, views, shape);
+      if (resident) {
+        await oursResident(vic, resident, shape);
+        await oursEncode(vic, resident, shape);
+      }
     }
 
     // tfjs: skip when one run is estimated to be too long; else one cold run (compiles its shaders).
@@ -297,11 +382,19 @@ async function benchShape(ctx: Context, n: number, d: number, label: string): Pr
     // Timed runs, interleaved so that drift (thermal, other load) hits both alike.
     const forwardMs: number[] = [];
     const forwardBackwardMs: number[] = [];
+    const residentMs: number[] = [];
+    const encodeMs: number[] = [];
     const tfjsMs: number[] = [];
     let lastOurs: TermsAndGradients | undefined;
     let lastForwardOnly: VICRegTerms | undefined;
+    let lastEncode: VICRegTerms | undefined;
+    let plan: ForwardPlan | undefined;
     let engineBytes = 0;
     let engineBuffers = 0;
+    const noteEngineBuffers = () => {
+      engineBytes = Math.max(engineBytes, bufferCounts.bytes - bytesBefore);
+      engineBuffers = Math.max(engineBuffers, bufferCounts.live - liveBefore);
+    };
     for (let r = 0; r < options.runs; r++) {
       progress(`${label}: run ${r + 1}/${options.runs}${r < tfjsRuns ? ' (ours, tfjs)' : ''}`);
       const forward = await timed(() => oursForwardOnly(vic, views, shape));
@@ -310,8 +403,16 @@ async function benchShape(ctx: Context, n: number, d: number, label: string): Pr
       const both = await timed(() => oursForwardBackward(vic, views, shape));
       forwardBackwardMs.push(both.ms);
       lastOurs = both.result;
-      engineBytes = Math.max(engineBytes, bufferCounts.bytes - bytesBefore);
-      engineBuffers = Math.max(engineBuffers, bufferCounts.live - liveBefore);
+      plan = vic.lastPlan; // the host path's (the resident forward below runs later)
+      noteEngineBuffers();
+      if (resident) {
+        const buffers = resident;
+        residentMs.push((await timed(() => oursResident(vic, buffers, shape))).ms);
+        const encoded = await timed(() => oursEncode(vic, buffers, shape));
+        encodeMs.push(encoded.ms);
+        lastEncode = encoded.result;
+        noteEngineBuffers();
+      }
       if (r < tfjsRuns) {
         try {
           const run = await timed(() => ctx.tfjs!.run(views.a, views.b, n, d));
@@ -325,7 +426,7 @@ async function benchShape(ctx: Context, n: number, d: number, label: string): Pr
         }
       }
     }
-    const plan = vic.lastPlan!;
+    if (!plan) throw new Error('the engine reported no plan for its forward');
     result.form = plan.form;
     // The kernel variant, where the engine reports one (ForwardPlan.variant, in progress upstream).
     result.variant = (plan as { variant?: string }).variant;
@@ -334,9 +435,19 @@ async function benchShape(ctx: Context, n: number, d: number, label: string): Pr
     const flops = flopCounts(n, d, plan.form, plan.fellBack);
     const oursStats = timingStats(forwardBackwardMs);
     const forwardStats = timingStats(forwardMs);
+    const residentStats = resident && timingStats(residentMs);
+    const encodeStats = resident && timingStats(encodeMs);
     result.ours = {
       forwardBackward: oursStats,
       forward: forwardStats,
+      resident: residentStats && encodeStats && {
+        forwardBackward: residentStats,
+        encode: encodeStats,
+        effectiveGflops: {
+          forwardBackward: gflops(flops.standardForwardBackward, residentStats.medianMs),
+          encode: gflops(flops.standardForwardBackward, encodeStats.medianMs),
+        },
+      },
       flops,
       effectiveGflops: {
         forwardBackward: gflops(flops.standardForwardBackward, oursStats.medianMs),
@@ -368,6 +479,7 @@ async function benchShape(ctx: Context, n: number, d: number, label: string): Pr
       result.checks.push(compare('tfjs-webgpu', 'all', lastOurs!, lastForwardOnly!, { terms: tfjsResult, gradA: tfjsResult.gradA, gradB: tfjsResult.gradB }, d, TFJS_TOLERANCE));
     }
     result.checks.push(float64Check(ctx, views, n, d, lastOurs!, lastForwardOnly!, result.checkNotes));
+    if (resident) result.checks.push(...await residentChecks(vic, resident, shape, lastOurs!, lastEncode!));
     result.status = judge(result.checks);
     // No speedup over a wrong result, nor for a wrong one.
     if (result.status === 'mismatch' || result.checks.some((c) => c.overruled)) result.speedup = undefined;
@@ -375,6 +487,7 @@ async function benchShape(ctx: Context, n: number, d: number, label: string): Pr
     result.status = 'error';
     result.error = `${(error as Error).name}: ${(error as Error).message}`;
   } finally {
+    destroyResident(resident);
     vic.destroy();
     if (tfjsPrepared) ctx.tfjs?.release();
     if (result.ours) result.ours.engineBytesLeaked = bufferCounts.bytes - bytesBefore;
@@ -387,7 +500,8 @@ function summaryLine(r: ShapeResult): string {
   if (r.status === 'error') return `${label}: ERROR ${r.error}`;
   const o = r.ours!;
   const tfjs = r.tfjs.status === 'ran' ? `tfjs ${r.tfjs.forwardBackward.medianMs.toFixed(1)} ms` : `tfjs ${r.tfjs.status}`;
-  return `${label}: ${r.form}${r.variant ? `/${r.variant}` : ''} ${o.forwardBackward.medianMs.toFixed(1)} ms fwd+bwd, ${o.forward.medianMs.toFixed(1)} ms fwd, ` +
+  const resident = o.resident ? `${o.resident.forwardBackward.medianMs.toFixed(1)} ms resident fwd+bwd, ${o.resident.encode.medianMs.toFixed(1)} ms encode, ` : '';
+  return `${label}: ${r.form}${r.variant ? `/${r.variant}` : ''} ${o.forwardBackward.medianMs.toFixed(1)} ms fwd+bwd, ${o.forward.medianMs.toFixed(1)} ms fwd, ${resident}` +
     `${o.effectiveGflops.forwardBackward.toFixed(1)} effective GFLOP/s; ${tfjs}${r.speedup ? ` (${r.speedup.toFixed(1)}x)` : ''}; ${r.status}`;
 }
 
@@ -417,7 +531,8 @@ async function main(): Promise<number> {
   const probe = await createVICRegLoss({ preset: options.preset });
   const adapter = probe.adapterName;
   // The engine's resolved coefficients, given to both references.
-  const coefficients: Coefficients = { ...probe.options, varianceScale: varianceScale(probe.options.preset) };
+  const { lambda, mu, nu, gamma, eps, preset } = probe.options;
+  const coefficients = resolveOptions({ lambda, mu, nu, gamma, eps, preset });
   probe.destroy();
   let tfjs: TfjsReference | undefined;
   if (options.tfjs) {
@@ -432,7 +547,7 @@ async function main(): Promise<number> {
     machine: machineInfo(adapter, tfjs?.adapterName),
     settings: {
       runs: options.runs, warmup: options.warmup, tfjsRuns: options.tfjsRuns, tfjsMaxSeconds: options.tfjsMaxSeconds,
-      preset: options.preset, form: options.form, seed: options.seed, argv: process.argv.slice(2),
+      preset: options.preset, form: options.form, seed: options.seed, resident: options.resident, argv: process.argv.slice(2),
     },
     flopConvention: FLOP_CONVENTION,
     memoryNote: 'engine buffers = bytes of the buffers the engine itself holds after forward + backward (its bufferCounts; ' +
@@ -453,7 +568,7 @@ async function main(): Promise<number> {
   process.stdout.write(`${markdownTable(report)}\n\nwrote ${paths.join(', ')}\n`);
   const failed = results.filter((r) => r.status === 'mismatch' || r.status === 'error');
   for (const r of failed) {
-    process.stderr.write(`FAILED ${r.n}x${r.d}: ${r.error ?? r.checks.flatMap((c) => c.failures.map((f) => `vs ${c.against}: ${f}`)).join('; ')}\n`);
+    process.stderr.write(`FAILED ${r.n}x${r.d}: ${r.error ?? r.checks.flatMap((c) => c.failures.map((f) => `${c.subject ? `${c.subject} ` : ''}vs ${c.against}: ${f}`)).join('; ')}\n`);
   }
   return failed.length > 0 ? 1 : 0;
 }

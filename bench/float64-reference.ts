@@ -1,27 +1,15 @@
-// A float64 CPU computation of the VICReg loss, its terms and gradients, to check the engine in the
-// bench where tfjs is skipped (docs/vicreg-math.md). It picks the cheaper exact form in float64: the
-// d x d covariance when d <= n, the n x n sample Gram matrix K = Zc Zc^T when n < d. (In float64 the
-// dual form's "total - diagonal" keeps ~1e-16/share relative accuracy: no fallback needed.)
-// Independent of src/ on purpose. Cost: about 2 min(n d^2, n^2 d) multiply-adds per view.
+// The bench's float64 CPU check of the engine, for shapes where tfjs is skipped (docs/vicreg-math.md).
+// It takes the cheaper exact form: for n >= d the d x d covariance, which is test/reference/float64.ts
+// itself; for n < d the n x n sample Gram matrix K = Zc Zc^T, which that reference does not have.
+// (In float64 the dual form's "total - diagonal" keeps ~1e-16/share relative accuracy: no fallback
+// needed.) For shapes too big for either, a sampled check (a few gradient rows). Independent of src/ on
+// purpose. Cost: about 2 min(n d^2, n^2 d) multiply-adds per view.
 
-export interface Coefficients {
-  lambda: number;
-  mu: number;
-  nu: number;
-  gamma: number;
-  eps: number;
-  /** Variance scale: 1 (preset 'paper') or 1/2 ('official'). */
-  varianceScale: number;
-}
+import {
+  referenceVICReg, resolveOptions, varianceWeight, type ReferenceOptions, type ReferenceResult,
+} from '../test/reference/float64.js';
 
-export interface Float64Result {
-  loss: number;
-  invariance: number;
-  variance: number;
-  covariance: number;
-  gradA: Float64Array;
-  gradB: Float64Array;
-}
+type Options = Required<ReferenceOptions>;
 
 /** Multiply-adds of one float64 reference run, to decide whether it is cheap enough. */
 export function float64MultiplyAdds(n: number, d: number): number {
@@ -29,17 +17,15 @@ export function float64MultiplyAdds(n: number, d: number): number {
   return 2 * 1.5 * Math.min(n * d * d, n * n * d);
 }
 
-interface ViewTerms {
-  /** v(Z) = (1/d) sum_j max(0, gamma - std_j) */
-  hinge: number;
-  /** c(Z) = (1/d) sum_{l != m} C_lm^2 */
-  offDiagonal: number;
-  /** mu k dv/dZ + nu dc/dZ, n x d */
-  grad: Float64Array;
+/** mean over n*d of (A - B)^2: the invariance term (F.mse_loss). */
+function meanSquaredDifference(a: Float32Array, b: Float32Array): number {
+  let sum = 0;
+  for (let x = 0; x < a.length; x++) sum += (a[x] - b[x]) ** 2;
+  return sum / a.length;
 }
 
 /** Column statistics of one view: Zc, the unbiased variance, std = sqrt(var + eps), v(Z). */
-function columnStatistics(z: Float32Array, n: number, d: number, c: Coefficients) {
+function columnStatistics(z: Float32Array, n: number, d: number, o: Options) {
   const mean = new Float64Array(d);
   for (let i = 0; i < n; i++) for (let j = 0; j < d; j++) mean[j] += z[i * d + j];
   for (let j = 0; j < d; j++) mean[j] /= n;
@@ -51,8 +37,8 @@ function columnStatistics(z: Float32Array, n: number, d: number, c: Coefficients
   let hingeSum = 0;
   for (let j = 0; j < d; j++) {
     variance[j] /= n - 1;
-    std[j] = Math.sqrt(variance[j] + c.eps);
-    hingeSum += Math.max(0, c.gamma - std[j]);
+    std[j] = Math.sqrt(variance[j] + o.eps);
+    hingeSum += Math.max(0, o.gamma - std[j]);
   }
   return { centered, variance, std, hinge: hingeSum / d };
 }
@@ -60,59 +46,25 @@ function columnStatistics(z: Float32Array, n: number, d: number, c: Coefficients
 type ColumnStatistics = ReturnType<typeof columnStatistics>;
 
 /** Row i of mu k dv/dZ + nu dc/dZ into out[outOffset ..], given row i of Zc Coff. */
-function gradientRow(stats: ColumnStatistics, zcCoffRow: Float64Array, i: number, n: number, d: number, c: Coefficients, out: Float64Array, outOffset: number) {
-  const hingeScale = (c.mu * c.varianceScale) / (d * (n - 1));
-  const covScale = (c.nu * 4) / (d * (n - 1));
+function gradientRow(stats: ColumnStatistics, zcCoffRow: Float64Array, i: number, n: number, d: number, o: Options, out: Float64Array, outOffset: number) {
+  const hingeScale = (o.mu * varianceWeight(o.preset)) / (d * (n - 1));
+  const covScale = (o.nu * 4) / (d * (n - 1));
   for (let j = 0; j < d; j++) {
     const zc = stats.centered[i * d + j];
     // relu has derivative 0 at the kink (strict <), as in PyTorch.
-    const hingeGrad = stats.std[j] < c.gamma ? -zc / stats.std[j] : 0;
+    const hingeGrad = stats.std[j] < o.gamma ? -zc / stats.std[j] : 0;
     out[outOffset + j] = hingeScale * hingeGrad + covScale * zcCoffRow[j];
   }
 }
 
-function viewTerms(z: Float32Array, n: number, d: number, c: Coefficients): ViewTerms {
-  const stats = columnStatistics(z, n, d, c);
+/** One view in the n x n form: v(Z), c(Z) = (1/d) sum_{l != m} C_lm^2, and mu k dv/dZ + nu dc/dZ (n x d). */
+function dualViewTerms(z: Float32Array, n: number, d: number, o: Options) {
+  const stats = columnStatistics(z, n, d, o);
   // zcCoff = Zc Coff (n x d), where Coff is C = Zc^T Zc / (n-1) with its diagonal zeroed.
-  const { offDiagonalSquares, zcCoff } = n < d
-    ? dualCovariance(stats.centered, stats.variance, n, d)
-    : primalCovariance(stats.centered, n, d);
+  const { offDiagonalSquares, zcCoff } = dualCovariance(stats.centered, stats.variance, n, d);
   const grad = new Float64Array(n * d);
-  for (let i = 0; i < n; i++) gradientRow(stats, zcCoff.subarray(i * d, (i + 1) * d), i, n, d, c, grad, i * d);
+  for (let i = 0; i < n; i++) gradientRow(stats, zcCoff.subarray(i * d, (i + 1) * d), i, n, d, o, grad, i * d);
   return { hinge: stats.hinge, offDiagonal: offDiagonalSquares / d, grad };
-}
-
-/** d x d form: C = Zc^T Zc / (n-1) (upper triangle, mirrored), its off-diagonal squares, Zc Coff. */
-function primalCovariance(centered: Float64Array, n: number, d: number) {
-  const cov = new Float64Array(d * d);
-  for (let i = 0; i < n; i++) {
-    const row = i * d;
-    for (let l = 0; l < d; l++) {
-      const zl = centered[row + l];
-      const covRow = l * d;
-      for (let m = l; m < d; m++) cov[covRow + m] += zl * centered[row + m];
-    }
-  }
-  let offDiagonalSquares = 0;
-  for (let l = 0; l < d; l++) {
-    cov[l * d + l] = 0;
-    for (let m = l + 1; m < d; m++) {
-      const value = cov[l * d + m] / (n - 1);
-      cov[l * d + m] = value;
-      cov[m * d + l] = value;
-      offDiagonalSquares += 2 * value * value;
-    }
-  }
-  const zcCoff = new Float64Array(n * d);
-  for (let i = 0; i < n; i++) {
-    const row = i * d;
-    for (let m = 0; m < d; m++) {
-      const zm = centered[row + m];
-      const covRow = m * d;
-      for (let j = 0; j < d; j++) zcCoff[row + j] += zm * cov[covRow + j];
-    }
-  }
-  return { offDiagonalSquares, zcCoff };
 }
 
 /**
@@ -148,15 +100,17 @@ function dualCovariance(centered: Float64Array, variance: Float64Array, n: numbe
   return { offDiagonalSquares, zcCoff };
 }
 
-export function float64VICReg(a: Float32Array, b: Float32Array, n: number, d: number, c: Coefficients): Float64Result {
-  let squaredDiffSum = 0;
-  for (let x = 0; x < n * d; x++) squaredDiffSum += (a[x] - b[x]) ** 2;
-  const invariance = squaredDiffSum / (n * d);
-  const termsA = viewTerms(a, n, d, c);
-  const termsB = viewTerms(b, n, d, c);
-  const variance = c.varianceScale * (termsA.hinge + termsB.hinge);
+/** The loss, its terms and both gradients in float64, in the cheaper exact form for the shape. */
+export function float64VICReg(a: Float32Array, b: Float32Array, n: number, d: number, options: ReferenceOptions = {}): ReferenceResult {
+  // n >= d: the d x d form is the cheaper one, and that is the test suite's reference.
+  if (n >= d) return referenceVICReg(a, b, [n, d], options);
+  const o = resolveOptions(options);
+  const invariance = meanSquaredDifference(a, b);
+  const termsA = dualViewTerms(a, n, d, o);
+  const termsB = dualViewTerms(b, n, d, o);
+  const variance = varianceWeight(o.preset) * (termsA.hinge + termsB.hinge);
   const covariance = termsA.offDiagonal + termsB.offDiagonal;
-  const invarianceScale = (2 * c.lambda) / (n * d);
+  const invarianceScale = (2 * o.lambda) / (n * d);
   const gradA = termsA.grad;
   const gradB = termsB.grad;
   for (let x = 0; x < n * d; x++) {
@@ -164,7 +118,7 @@ export function float64VICReg(a: Float32Array, b: Float32Array, n: number, d: nu
     gradA[x] += diff;
     gradB[x] -= diff;
   }
-  return { loss: c.lambda * invariance + c.mu * variance + c.nu * covariance, invariance, variance, covariance, gradA, gradB };
+  return { loss: o.lambda * invariance + o.mu * variance + o.nu * covariance, invariance, variance, covariance, gradA, gradB };
 }
 
 export interface Float64SampledResult {
@@ -183,15 +137,16 @@ export interface Float64SampledResult {
  * with K_i = Zc_i Zc^T, so each row costs 2 n d multiply-adds whatever the form. The covariance term
  * (and so the loss) needs all of K or C and is not checked here.
  */
-export function float64SampledRows(a: Float32Array, b: Float32Array, n: number, d: number, c: Coefficients, rows: number[]): Float64SampledResult {
-  let squaredDiffSum = 0;
-  for (let x = 0; x < n * d; x++) squaredDiffSum += (a[x] - b[x]) ** 2;
-  const invariance = squaredDiffSum / (n * d);
-  const invarianceScale = (2 * c.lambda) / (n * d);
+export function float64SampledRows(
+  a: Float32Array, b: Float32Array, n: number, d: number, options: ReferenceOptions, rows: number[],
+): Float64SampledResult {
+  const o = resolveOptions(options);
+  const invariance = meanSquaredDifference(a, b);
+  const invarianceScale = (2 * o.lambda) / (n * d);
   const hinges: number[] = [];
   const gradRows: Float64Array[] = [];
   for (const [view, z] of [a, b].entries()) {
-    const stats = columnStatistics(z, n, d, c);
+    const stats = columnStatistics(z, n, d, o);
     hinges.push(stats.hinge);
     const out = new Float64Array(rows.length * d);
     const zcCoffRow = new Float64Array(d);
@@ -204,11 +159,11 @@ export function float64SampledRows(a: Float32Array, b: Float32Array, n: number, 
         for (let j = 0; j < d; j++) zcCoffRow[j] += weight * stats.centered[k * d + j];
       }
       for (let j = 0; j < d; j++) zcCoffRow[j] -= stats.centered[i * d + j] * stats.variance[j];
-      gradientRow(stats, zcCoffRow, i, n, d, c, out, r * d);
+      gradientRow(stats, zcCoffRow, i, n, d, o, out, r * d);
       const sign = view === 0 ? 1 : -1;
       for (let j = 0; j < d; j++) out[r * d + j] += sign * invarianceScale * (a[i * d + j] - b[i * d + j]);
     }
     gradRows.push(out);
   }
-  return { invariance, variance: c.varianceScale * (hinges[0] + hinges[1]), rows, gradARows: gradRows[0], gradBRows: gradRows[1] };
+  return { invariance, variance: varianceWeight(o.preset) * (hinges[0] + hinges[1]), rows, gradARows: gradRows[0], gradBRows: gradRows[1] };
 }

@@ -1,5 +1,6 @@
 // Counting and comparing: timing statistics, flop counts, and the agreement checks that keep a fast
 // but wrong kernel from posting a number.
+import { relativeError, relativeNormError } from '../test/reference/float64.js';
 
 export interface TimingStats {
   medianMs: number;
@@ -106,9 +107,16 @@ export interface Tolerance {
 export const TFJS_TOLERANCE: Tolerance = { term: 1e-3, gradient: 1e-2 };
 /** Against float64, what float32 allows with a wide margin (the tests use 1e-5 / 1e-4 on small shapes). */
 export const FLOAT64_TOLERANCE: Tolerance = { term: 1e-4, gradient: 1e-3 };
+/**
+ * GPU-resident paths against the host path: the same kernels on the same data, bitwise equal in
+ * practice; the margin only allows for a different reduction order.
+ */
+export const SAME_ENGINE_TOLERANCE: Tolerance = { term: 1e-6, gradient: 1e-5 };
 
 export interface Comparison {
   against: string;
+  /** Which result of ours was compared, where not the host-path forward + backward (e.g. 'encode()'). */
+  subject?: string;
   /** What was compared, in words (everything, or which part). */
   scope: string;
   pass: boolean;
@@ -123,23 +131,6 @@ export interface Comparison {
   overruled?: string;
 }
 
-export function relativeError(actual: number, expected: number): number {
-  if (actual === expected) return 0;
-  return Math.abs(actual - expected) / Math.abs(expected);
-}
-
-export function relativeNormError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  if (actual.length !== expected.length) return Infinity;
-  let diffSquares = 0;
-  let expectedSquares = 0;
-  for (let x = 0; x < expected.length; x++) {
-    diffSquares += (actual[x] - expected[x]) ** 2;
-    expectedSquares += expected[x] ** 2;
-  }
-  if (diffSquares === 0) return 0;
-  return Math.sqrt(diffSquares / expectedSquares);
-}
-
 /** The given rows of a row-major matrix with `d` columns, concatenated. */
 function pickRows(matrix: ArrayLike<number>, d: number, rows: number[]): Float64Array {
   const out = new Float64Array(rows.length * d);
@@ -148,21 +139,23 @@ function pickRows(matrix: ArrayLike<number>, d: number, rows: number[]): Float64
 }
 
 /**
- * Compares the engine's forward + backward result (and its forward-only terms) with a reference, on
- * whatever the reference offers. NaN errors fail (`!(error <= bound)` is true for NaN).
+ * Compares the engine's forward + backward result (and its forward-only terms, where given) with a
+ * reference, on whatever the reference offers. NaN errors fail (`!(error <= bound)` is true for NaN).
  */
 export function compare(
   against: string,
   scope: string,
   ours: TermsAndGradients,
-  oursForwardOnly: Terms,
+  oursForwardOnly: Terms | undefined,
   reference: ReferenceValues,
   d: number,
   tolerance: Tolerance,
 ): Comparison {
   const failures: string[] = [];
   const termErrors: Record<string, number> = {};
-  for (const [label, result] of [['', ours], ['forward-only ', oursForwardOnly]] as const) {
+  const results: [string, Terms][] = [['', ours]];
+  if (oursForwardOnly) results.push(['forward-only ', oursForwardOnly]);
+  for (const [label, result] of results) {
     for (const name of TERM_NAMES) {
       const expected = reference.terms[name];
       if (expected === undefined) continue;
@@ -184,15 +177,19 @@ export function compare(
   return { against, scope, pass: failures.length === 0, tolerance, termErrors, gradAError, gradBError, failures };
 }
 
+/** The float32 references of other implementations: the ones float64 can prove wrong. */
+const FLOAT32_REFERENCES = new Set(['tfjs-webgpu']);
+
 /**
  * The row's verdict from its comparisons. float64 arbitrates: where ours agrees with the whole float64
  * reference, a disagreeing float32 reference (tfjs) is marked overruled instead of failing the row.
+ * (Not the resident paths' checks against the host path: both sides of those are ours.)
  */
 export function judge(checks: Comparison[]): 'ok' | 'mismatch' | 'unchecked' {
   if (checks.length === 0) return 'unchecked';
   const float64Agrees = checks.some((c) => c.against === 'float64' && c.scope === 'all' && c.pass);
   for (const c of checks) {
-    if (!c.pass && c.against !== 'float64' && float64Agrees) {
+    if (!c.pass && FLOAT32_REFERENCES.has(c.against) && float64Agrees) {
       c.overruled = 'ours agrees with the whole float64 reference: this reference\'s result is the wrong one';
     }
   }

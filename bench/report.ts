@@ -30,6 +30,8 @@ export interface BenchSettings {
   preset: string;
   form: string;
   seed: number;
+  /** --resident: the GPU-resident series and their checks ran too. */
+  resident: boolean;
   argv: string[];
 }
 
@@ -62,6 +64,14 @@ export interface ShapeResult {
   ours?: {
     forwardBackward: TimingStats;
     forward: TimingStats;
+    /** --resident only: inputs already on the device (uploaded once, untimed), gradients left there. */
+    resident?: {
+      /** forward(bufA, bufB) + backward<GPUBuffer>() + queue.onSubmittedWorkDone(). */
+      forwardBackward: TimingStats;
+      /** encode() into caller-owned gradient buffers + read() of the terms. */
+      encode: TimingStats;
+      effectiveGflops: { forwardBackward: number; encode: number };
+    };
     flops: FlopCounts;
     effectiveGflops: { forwardBackward: number; forward: number };
     formGflops: { forwardBackward: number; forward: number };
@@ -109,8 +119,9 @@ function checkCell(r: ShapeResult): string {
   if (r.status === 'error') return 'ERROR';
   if (r.status === 'unchecked') return 'unchecked';
   const part = (c: Comparison) => (c.scope === 'all' ? '' : ' (part)');
+  const subject = (c: Comparison) => (c.subject ? `${c.subject} ` : '');
   const cells = r.checks.map((c) =>
-    c.pass ? `ok vs ${c.against}${part(c)}` : c.overruled ? `${c.against} wrong (ours = float64)` : `MISMATCH vs ${c.against}${part(c)}`);
+    c.pass ? `${subject(c)}ok vs ${c.against}${part(c)}` : c.overruled ? `${c.against} wrong (ours = float64)` : `MISMATCH ${subject(c)}vs ${c.against}${part(c)}`);
   return cells.join(', ');
 }
 
@@ -124,9 +135,11 @@ function tfjsCell(r: ShapeResult): string {
 }
 
 export function markdownTable(report: BenchReport): string {
+  // The resident columns only where --resident ran them (older reports have no such setting).
+  const resident = report.settings.resident === true;
   const header = [
-    'n x d', 'form', 'ours fwd+bwd ms', 'ours fwd ms', 'effective GFLOP/s', 'form GFLOP/s', 'engine buffers MiB',
-    'tfjs fwd+bwd ms', 'tfjs GFLOP/s', 'speedup', 'check',
+    'n x d', 'form', 'ours fwd+bwd ms', 'ours fwd ms', ...(resident ? ['ours resident fwd+bwd ms', 'ours encode ms'] : []),
+    'effective GFLOP/s', 'form GFLOP/s', 'engine buffers MiB', 'tfjs fwd+bwd ms', 'tfjs GFLOP/s', 'speedup', 'check',
   ];
   const lines = [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`];
   for (const r of report.results) {
@@ -136,6 +149,7 @@ export function markdownTable(report: BenchReport): string {
     lines.push(`| ${[
       shapeLabel(r), form,
       o ? ms(o.forwardBackward.medianMs) + void_ : '', o ? ms(o.forward.medianMs) + void_ : '',
+      ...(resident ? [o?.resident ? ms(o.resident.forwardBackward.medianMs) + void_ : '', o?.resident ? ms(o.resident.encode.medianMs) + void_ : ''] : []),
       o && r.status !== 'mismatch' ? o.effectiveGflops.forwardBackward.toFixed(1) : '',
       o && r.status !== 'mismatch' ? o.formGflops.forwardBackward.toFixed(1) : '',
       o ? mib(o.engineBufferBytes) : '',
@@ -159,7 +173,7 @@ function markdown(report: BenchReport): string {
     for (const c of r.checks) {
       if (c.scope !== 'all') notes.push(`${label}: check vs ${c.against} covered ${c.scope}`);
       if (c.overruled) notes.push(`${label}: ${c.against} disagreed (${c.failures[0]}${c.failures.length > 1 ? `, and ${c.failures.length - 1} more` : ''}), but ${c.overruled}`);
-      else for (const f of c.failures) notes.push(`${label}: MISMATCH vs ${c.against}: ${f}`);
+      else for (const f of c.failures) notes.push(`${label}: MISMATCH ${c.subject ? `${c.subject} ` : ''}vs ${c.against}: ${f}`);
     }
   }
   return [
@@ -170,7 +184,12 @@ function markdown(report: BenchReport): string {
       `${m.lpNumThreads ? ` · LP_NUM_THREADS=${m.lpNumThreads}` : ''}` +
       ` · commit ${m.gitCommit ?? 'unknown'}${m.gitDirty ? ' (uncommitted changes)' : ''}`,
     `Preset ${s.preset}, form ${s.form}; medians of ${s.runs} runs after ${s.warmup} warm-up (ours), up to ${s.tfjsRuns} for tfjs after one cold run; ` +
-      `run order alternates ours (forward only, forward + backward) and tfjs. Times include the host arrays in and the loss terms and both gradients out.`,
+      `run order alternates ours (forward only, forward + backward${s.resident ? ', resident, encode' : ''}) and tfjs. ` +
+      'Times include the host arrays in and the loss terms and both gradients out' +
+      (s.resident
+        ? '; except the resident columns: inputs uploaded once before timing, the terms read back and the gradients left on the device ' +
+          '(resident = forward + backward on GPUBuffers until the device is idle; encode = encode() into caller-owned gradients, then read() of the terms).'
+        : '.'),
     '',
     markdownTable(report),
     '',

@@ -1,28 +1,26 @@
-// The bench's own float64 check (bench/float64-reference.ts: both forms, and the sampled-rows variant
-// for big shapes) against the test suite's float64 reference, so the bench judges the engine by a
-// reference that is itself checked. CPU only.
+// The bench's own float64 check (bench/float64-reference.ts: the n x n form, and the sampled-rows
+// variant for big shapes; for n >= d it is the test suite's reference itself) against the test suite's
+// float64 reference, so the bench judges the engine by a reference that is itself checked; and the
+// bench's comparison and verdict logic. CPU only.
 
 import { describe, expect, it } from 'vitest';
-import { float64SampledRows, float64VICReg, type Coefficients } from '../bench/float64-reference.js';
-import { benchViews } from '../bench/inputs.js';
+import { float64SampledRows, float64VICReg } from '../bench/float64-reference.js';
 import { compare, flopCounts, judge, type Comparison } from '../bench/measure.js';
-import { referenceVICReg, relativeError, relativeNormError } from './reference/float64.js';
+import { randomViews, referenceVICReg, relativeError, relativeNormError, type ReferenceOptions } from './reference/float64.js';
 
-const PAPER: Coefficients = { lambda: 25, mu: 25, nu: 1, gamma: 1, eps: 1e-4, varianceScale: 1 };
-const OFFICIAL_ODD: Coefficients = { lambda: 3.5, mu: 7, nu: 0.3, gamma: 0.7, eps: 1e-3, varianceScale: 0.5 };
-const asReferenceOptions = (c: Coefficients) =>
-  ({ lambda: c.lambda, mu: c.mu, nu: c.nu, gamma: c.gamma, eps: c.eps, preset: c.varianceScale === 1 ? 'paper' : 'official' }) as const;
+const PAPER: ReferenceOptions = {};
+const OFFICIAL_ODD: ReferenceOptions = { lambda: 3.5, mu: 7, nu: 0.3, gamma: 0.7, eps: 1e-3, preset: 'official' };
 
 const TERMS = ['loss', 'invariance', 'variance', 'covariance'] as const;
 
 describe('bench float64 reference', () => {
   // n < d takes the dual (n x n) form, n >= d the primal (d x d) form.
-  const cases: [number, number, Coefficients][] = [[7, 40, PAPER], [40, 7, PAPER], [33, 33, OFFICIAL_ODD], [16, 100, OFFICIAL_ODD]];
+  const cases: [number, number, ReferenceOptions][] = [[7, 40, PAPER], [40, 7, PAPER], [33, 33, OFFICIAL_ODD], [16, 100, OFFICIAL_ODD]];
   for (const [n, d, coefficients] of cases) {
     it(`${n}x${d} agrees with test/reference/float64.ts`, () => {
-      const { a, b } = benchViews(n, d, n * 1000 + d);
+      const { a, b } = randomViews(n, d, n * 1000 + d);
       const ours = float64VICReg(a, b, n, d, coefficients);
-      const reference = referenceVICReg(a, b, [n, d], asReferenceOptions(coefficients));
+      const reference = referenceVICReg(a, b, [n, d], coefficients);
       for (const name of TERMS) expect(relativeError(ours[name], reference[name]), name).toBeLessThan(1e-12);
       expect(relativeNormError(ours.gradA, reference.gradA)).toBeLessThan(1e-12);
       expect(relativeNormError(ours.gradB, reference.gradB)).toBeLessThan(1e-12);
@@ -31,10 +29,10 @@ describe('bench float64 reference', () => {
 
   it('sampled rows agree with the whole reference', () => {
     const [n, d] = [30, 50];
-    const { a, b } = benchViews(n, d, 7);
+    const { a, b } = randomViews(n, d, 7);
     const rows = [0, 11, 29];
     const sampled = float64SampledRows(a, b, n, d, OFFICIAL_ODD, rows);
-    const reference = referenceVICReg(a, b, [n, d], asReferenceOptions(OFFICIAL_ODD));
+    const reference = referenceVICReg(a, b, [n, d], OFFICIAL_ODD);
     expect(relativeError(sampled.invariance, reference.invariance)).toBeLessThan(1e-12);
     expect(relativeError(sampled.variance, reference.variance)).toBeLessThan(1e-12);
     const pick = (g: Float64Array) => rows.flatMap((i) => Array.from(g.subarray(i * d, (i + 1) * d)));
@@ -44,7 +42,7 @@ describe('bench float64 reference', () => {
 
   it('compare() flags a wrong gradient row and a wrong term, and NaN', () => {
     const [n, d] = [8, 20];
-    const { a, b } = benchViews(n, d, 3);
+    const { a, b } = randomViews(n, d, 3);
     const reference = float64VICReg(a, b, n, d, PAPER);
     const ours = { ...reference, gradA: Float32Array.from(reference.gradA), gradB: Float32Array.from(reference.gradB) };
     const tolerance = { term: 1e-4, gradient: 1e-3 };
@@ -83,5 +81,7 @@ describe('bench float64 reference', () => {
     const overruled = [check('tfjs-webgpu', 'all', false), check('float64', 'all', true)];
     expect(judge(overruled)).toBe('ok');
     expect(overruled[0].overruled).toBeTruthy();
+    // A resident path that disagrees with the host path fails the row even where float64 agrees: both are ours.
+    expect(judge([check('float64', 'all', true), { ...check('host path', 'all', false), subject: 'encode' }])).toBe('mismatch');
   });
 });

@@ -38,6 +38,11 @@ export function resolveOptions(options: ReferenceOptions = {}): Required<Referen
   return { ...DEFAULT_OPTIONS, ...options };
 }
 
+/** k in variance = k (v(A) + v(B)): 1 for 'paper' (Eq. 1), 1/2 for 'official' (facebookresearch/vicreg). */
+export function varianceWeight(preset: ReferencePreset): number {
+  return preset === 'official' ? 0.5 : 1;
+}
+
 /** Per-view quantities: v(Z), c(Z) and their gradients with respect to Z. */
 interface ViewTerms {
   hinge: number; // v(Z) = (1/d) sum_j max(0, gamma - std_j)
@@ -132,7 +137,7 @@ export function referenceVICReg(
     throw new Error(`reference: bad shape [${n}, ${d}] for lengths ${a.length}, ${b.length}`);
   }
   const { lambda, mu, nu, gamma, eps, preset } = resolveOptions(options);
-  const k = preset === 'official' ? 0.5 : 1;
+  const k = varianceWeight(preset);
   const a64 = Float64Array.from(a);
   const b64 = Float64Array.from(b);
 
