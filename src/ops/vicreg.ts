@@ -401,10 +401,13 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
       let best = Infinity;
       for (const variant of supported) {
         await trial(variant, rows);   // compiles and warms up
-        const start = performance.now();
-        await trial(variant, rows);
-        const ms = performance.now() - start;
-        if (ms < best) [best, choice] = [ms, variant];
+        // The best of two runs: one run is easily slowed by other work on a shared machine.
+        for (let run = 0; run < 2; run++) {
+          const start = performance.now();
+          await trial(variant, rows);
+          const ms = performance.now() - start;
+          if (ms < best) [best, choice] = [ms, variant];
+        }
       }
     }
     cache.set(key, choice);
