@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Makes a fresh machine able to run the project: npm packages, and a WebGPU adapter.
+# Makes a fresh machine able to run the project: npm packages, a WebGPU adapter, and Chromium.
 # Without a GPU, WebGPU runs through Mesa's lavapipe (CPU Vulkan). Dawn rejects Mesa 22 (Debian 12's
 # default), so on Debian 12 the driver comes from bookworm-backports (Mesa 25), on the same mirror as the
 # machine's other Debian sources.
@@ -30,6 +30,14 @@ if [ "${VICREG_SKIP_DRIVER:-0}" != 1 ] && command -v apt-get >/dev/null 2>&1 && 
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
   fi
+fi
+
+# Chromium for test/browser.test.ts (the browser demo, WebGPU on Chromium's own SwiftShader). Debian's
+# package, never a downloaded browser; recommends (upower, printing, GL drivers) are not needed headless.
+if [ "${VICREG_SKIP_CHROMIUM:-0}" != 1 ] && [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then

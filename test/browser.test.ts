@@ -1,0 +1,139 @@
+// The browser demo end to end: serves the repository on 127.0.0.1, opens examples/browser/ in Debian's
+// Chromium (headless, WebGPU on SwiftShader, its CPU Vulkan), and checks what the page computed with the
+// browser bundle (dist/browser/vicreg-wgsl.js) against the float64 reference on the same seeded batch.
+// Needs `npm run build` (npm test builds first) and /usr/bin/chromium (scripts/setup.sh installs it).
+
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { batchChecksum, makeBatch, norm } from '../examples/browser/batch.js';
+import type { BenchResult, DemoResult } from '../examples/browser/demo.js';
+import { serveStatic } from '../examples/browser/serve.mjs';
+import { referenceVICReg, relativeError, relativeNormError } from './reference/float64.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+// WebGPU in headless Chromium without a GPU: Dawn on SwiftShader (Chromium's bundled CPU Vulkan, adapter
+// "google swiftshader"). Of these, --enable-unsafe-webgpu is the one that matters on Linux (without it:
+// "No available adapters"); the others: software GL (ANGLE on SwiftShader), no GPU sandbox (none works
+// in a container), no network traffic of Chromium's own, a fresh profile.
+const FLAGS = [
+  '--headless=new', '--no-sandbox', '--enable-unsafe-webgpu', '--enable-features=Vulkan',
+  '--use-angle=swiftshader', '--disable-gpu-sandbox', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--no-first-run',
+];
+
+/**
+ * Same as the engine's tests (test/loss.test.ts): float32 arithmetic with margin. SwiftShader needs no
+ * looser ones (measured: terms within 5e-7 of the reference, gradients 3e-7, tfjs's losses 2e-7).
+ */
+const TERM_TOLERANCE = 1e-5;
+const GRADIENT_TOLERANCE = 1e-4;
+
+const TERMS = ['loss', 'invariance', 'variance', 'covariance'] as const;
+const CHART_SHAPES = '32x64,64x128,128x256';
+
+describe('browser demo (Chromium, WebGPU on SwiftShader)', () => {
+  let context: BrowserContext | undefined;
+  let page: Page;
+  let server: { url: string; close(): Promise<void> } | undefined;
+  let userDataDir: string | undefined;
+  /** The page's console errors and uncaught exceptions, quoted in failure messages. */
+  const pageLog: string[] = [];
+  const withLog = (message: string) => `${message}\npage log:\n  ${pageLog.join('\n  ') || '(empty)'}`;
+
+  beforeAll(async () => {
+    // Fail, not skip: CI must not pass without having run this test.
+    if (!existsSync(CHROMIUM)) {
+      throw new Error(`Chromium is not installed (${CHROMIUM} is missing): install it with ` +
+        '`apt-get install -y chromium` (./scripts/setup.sh does this), then rerun the tests');
+    }
+    for (const file of ['dist/browser/vicreg-wgsl.js', 'dist/demo/demo.js']) {
+      if (!existsSync(join(ROOT, file))) throw new Error(`${file} is missing: run \`npm run build\` first`);
+    }
+    server = await serveStatic(ROOT);
+    userDataDir = mkdtempSync(join(tmpdir(), 'vicreg-chromium-'));
+    // A persistent context is how playwright takes a --user-data-dir (a fresh one: no state between runs).
+    // ignoreDefaultArgs drops playwright's own --headless, so FLAGS' --headless=new is the one in force.
+    context = await chromium.launchPersistentContext(userDataDir, {
+      executablePath: CHROMIUM,
+      headless: true,
+      ignoreDefaultArgs: ['--headless'],
+      args: FLAGS,
+    });
+    page = context.pages()[0] ?? (await context.newPage());
+    page.on('console', (message) => {
+      if (message.type() === 'error' || message.type() === 'warning') pageLog.push(`${message.type()}: ${message.text()}`);
+    });
+    page.on('pageerror', (error) => pageLog.push(`exception: ${error.message}`));
+    // The chart on small shapes only: tfjs-webgpu on SwiftShader takes seconds a step beyond 128 x 256.
+    await page.goto(`${server.url}/examples/browser/?shapes=${CHART_SHAPES}`);
+  });
+
+  afterAll(async () => {
+    await context?.close();
+    await server?.close();
+    if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
+  });
+
+  it('computes the four terms and the gradients of the seeded batch as the float64 reference does', async () => {
+    await page.waitForFunction(() => window.__vicregResult !== undefined, undefined, { timeout: 90_000 });
+    const published = await page.evaluate(() => window.__vicregResult!);
+    if ('error' in published) throw new Error(withLog(`the page failed: ${published.error}`));
+    const result: DemoResult = published;
+    console.log(`browser demo: adapter ${result.adapter}, ${result.n} x ${result.d} (${result.form}): ` +
+      `forward ${result.forwardMs.toFixed(1)} ms, backward ${result.backwardMs.toFixed(1)} ms, ` +
+      `first run ${result.warmupMs.toFixed(0)} ms`);
+    expect(result.adapter, 'adapter name').not.toBe('');
+
+    // The same batch, rebuilt here from the page's shape and seed.
+    const { n, d, seed } = result;
+    const batch = makeBatch(n, d, seed);
+    expect(result.checksum, 'the page generated a different batch').toEqual(batchChecksum(batch));
+    const reference = referenceVICReg(batch.a, batch.b, [n, d]);
+    for (const term of TERMS) {
+      const error = relativeError(result.terms[term], reference[term]);
+      expect(error, `${term}: page ${result.terms[term]}, reference ${reference[term]}`).toBeLessThanOrEqual(TERM_TOLERANCE);
+    }
+
+    const grads = await page.evaluate(() => ({
+      gradA: Array.from(window.__vicregGrads!.gradA),
+      gradB: Array.from(window.__vicregGrads!.gradB),
+    }));
+    const gradErrors = [relativeNormError(grads.gradA, reference.gradA), relativeNormError(grads.gradB, reference.gradB)];
+    console.log(`browser demo: largest term error ${Math.max(...TERMS.map((t) => relativeError(result.terms[t], reference[t])))
+      .toExponential(1)}, gradient errors ${gradErrors.map((e) => e.toExponential(1)).join(', ')}`);
+    expect(gradErrors[0], 'dL/dA').toBeLessThanOrEqual(GRADIENT_TOLERANCE);
+    expect(gradErrors[1], 'dL/dB').toBeLessThanOrEqual(GRADIENT_TOLERANCE);
+    expect(relativeError(result.gradNormA, norm(reference.gradA)), '|dL/dA|').toBeLessThanOrEqual(GRADIENT_TOLERANCE);
+  }, 120_000);
+
+  it('draws the timing chart, ours against tfjs-webgpu, with losses that agree', async () => {
+    await page.waitForFunction(() => window.__vicregBench !== undefined, undefined, { timeout: 100_000 });
+    const published = await page.evaluate(() => window.__vicregBench!);
+    if ('error' in published) throw new Error(withLog(`the chart failed: ${published.error}`));
+    const bench: BenchResult = published;
+    expect(bench.tfjs, withLog('tfjs should run on its WebGPU backend')).toEqual({ backend: 'webgpu' });
+    expect(bench.rows.map(({ n, d }) => `${n}x${d}`).join(','), 'chart shapes').toBe(CHART_SHAPES);
+
+    for (const { n, d, oursMs, oursLoss, tfjsMs, tfjsLoss } of bench.rows) {
+      const { a, b } = makeBatch(n, d, 1);
+      const { loss } = referenceVICReg(a, b, [n, d]);
+      const oursError = relativeError(oursLoss, loss);
+      const tfjsError = relativeError(tfjsLoss!, loss);
+      console.log(`browser chart: ${n} x ${d}: ours ${oursMs.toFixed(1)} ms (loss error ${oursError.toExponential(1)}), ` +
+        `tfjs ${tfjsMs!.toFixed(1)} ms (${tfjsError.toExponential(1)})`);
+      expect(oursError, `ours, ${n} x ${d}`).toBeLessThanOrEqual(TERM_TOLERANCE);
+      expect(tfjsError, `tfjs, ${n} x ${d}`).toBeLessThanOrEqual(TERM_TOLERANCE);
+      expect(oursMs).toBeGreaterThan(0);
+      expect(tfjsMs).toBeGreaterThan(0);
+    }
+    // One bar per shape and series, plus the two legend swatches.
+    const bars = await page.locator('#chart svg rect').count();
+    expect(bars).toBe(2 * bench.rows.length + 2);
+  }, 120_000);
+});
