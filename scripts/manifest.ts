@@ -1,0 +1,224 @@
+// Generates kernels/manifest.json (run by scripts/build.mjs): everything a native host (C++ with Dawn,
+// Rust with wgpu) needs to run the kernels without this package. It joins what the WGSL sources declare
+// (bindings, overrides, workgroup sizes, struct layouts; read by scripts/wgsl-reflect.ts) with the loss's
+// description in src/ops/plan.ts (sizes, dispatch counts, uniform values, the passes, the host's rules),
+// and fails when the two disagree. docs/native.md explains the result.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  BUFFERS, DEFAULT_COEFFICIENTS, FORMS, HOST, INPUTS, KERNELS, PRESETS, VARIANTS, backwardPasses, forwardPasses, planVariables,
+  type KernelId, type PassPlan,
+} from '../src/ops/plan.js';
+import type { Form, Variant } from '../src/types.js';
+import { FORMULA_GRAMMAR, namesIn } from './formula.js';
+import { reflect, workgroupBytes, workgroupSize, type Reflection, type StructLayout } from './wgsl-reflect.js';
+
+const ELEMENT_BYTES: Record<string, number> = { f32: 4, u32: 4, 'vec4<f32>': 16 };
+const PLAN_NAMES = ['side', 'dual', 'tiles', 'partialsPerView'];
+
+function check(condition: unknown, message: string): asserts condition {
+  if (!condition) throw new Error(`manifest: ${message}`);
+}
+
+/** A formula may name only INPUTS (and, unless `problemOnly`, the plan variables). */
+function checkNames(formula: string, where: string, extra: string[] = [], problemOnly = false) {
+  const allowed = new Set([...Object.keys(INPUTS), ...(problemOnly ? [] : PLAN_NAMES), ...extra]);
+  for (const name of namesIn(formula)) check(allowed.has(name), `${where}: formula ${JSON.stringify(formula)} names unknown ${name}`);
+}
+
+/** "4*n*d" for a product; parenthesized otherwise. */
+const times = (bytes: number, count: string) =>
+  count === '1' ? String(bytes) : /^[\w*/.]+$/.test(count) ? `${bytes}*${count}` : `${bytes}*(${count})`;
+
+const asNumber = (v: number | boolean) => (typeof v === 'boolean' ? Number(v) : v);
+
+function kernelEntry(id: KernelId, r: Reflection) {
+  const k = KERNELS[id];
+  check(r.entryPoint === 'main', `${k.file}: entry point ${r.entryPoint}, expected main`);
+  const declared = new Set(r.overrides.map((o) => o.name));
+  for (const name of Object.keys(k.overrides)) check(declared.has(name), `${k.file}: plan sets override ${name}, which the WGSL does not declare`);
+  const overrideValues = Object.fromEntries(r.overrides.map((o) => {
+    const value = (k.overrides as Record<string, number | boolean>)[o.name] ?? (o.type === 'bool' ? o.default === 'true' : Number(o.default?.replace(/u$/, '')));
+    return [o.name, value];
+  }));
+  const env = { ...r.constants, ...Object.fromEntries(Object.entries(overrideValues).map(([n, v]) => [n, asNumber(v)])) };
+  const planBindings = k.bindings as Record<string, { role: string; count: string }>;
+  const names = r.bindings.map((b) => b.name);
+  check(names.length === Object.keys(planBindings).length && names.every((n) => n in planBindings),
+    `${k.file}: WGSL bindings [${names}] vs plan [${Object.keys(planBindings)}]`);
+  const bindings = r.bindings.map((b) => {
+    check(b.group === 0, `${k.file}: binding ${b.name} is in group ${b.group}; the plans use group 0 only`);
+    const { role, count } = planBindings[b.name];
+    checkNames(count, `${k.file} binding ${b.name}`);
+    const struct = r.structs[b.element];
+    check(b.buffer === 'uniform' ? struct : ELEMENT_BYTES[b.element], `${k.file}: binding ${b.name} of unknown type ${b.type}`);
+    return {
+      group: b.group, binding: b.binding, name: b.name, role, buffer: b.buffer, access: b.access, type: b.element,
+      count, bytes: struct ? String(struct.size) : times(ELEMENT_BYTES[b.element], count),
+    };
+  });
+  k.dispatch.forEach((f) => checkNames(f, `${k.file} dispatch`));
+  const structs = Object.fromEntries(r.bindings.filter((b) => b.buffer === 'uniform').map((b) => [b.element, r.structs[b.element]]));
+  return {
+    file: k.file,
+    entryPoint: r.entryPoint,
+    purpose: k.purpose,
+    enables: r.enables,
+    overrides: r.overrides.map((o) => ({ ...o, value: overrideValues[o.name] })),
+    /** Pipeline constants as WebGPU takes them (numbers; bools as 1/0). */
+    constants: Object.fromEntries(Object.entries(k.overrides).map(([n, v]) => [n, asNumber(v)])),
+    workgroupSize: workgroupSize(r, env),
+    workgroupMemoryBytes: Object.values(r.workgroupVars).reduce((sum, t) => sum + workgroupBytes(t, env), 0),
+    dispatch: k.dispatch,
+    bindings,
+    structs,
+  };
+}
+
+type KernelEntry = ReturnType<typeof kernelEntry>;
+
+function passEntry(pass: PassPlan, kernel: KernelEntry) {
+  const bindings = kernel.bindings.map((b) => {
+    const buffer = pass.buffers[b.role as keyof PassPlan['buffers']];
+    check(buffer && BUFFERS[buffer], `pass ${pass.label}: no buffer for ${kernel.file}'s ${b.name} (role ${b.role})`);
+    const plan = BUFFERS[buffer];
+    check(plan.kind === b.buffer, `pass ${pass.label}: ${buffer} is ${plan.kind}, bound to ${b.buffer} binding ${b.name}`);
+    const compatible = b.buffer === 'uniform' ? plan.type === b.type : plan.type === b.type || (plan.type === 'f32' && b.type === 'vec4<f32>');
+    check(compatible, `pass ${pass.label}: ${buffer} (${plan.type}) bound to ${b.name} (${b.type})`);
+    return { binding: b.binding, name: b.name, buffer, access: b.access };
+  });
+  const writes = [...new Set(bindings.filter((b) => b.access === 'read_write').map((b) => b.buffer))];
+  const reads = [...new Set(bindings.filter((b) => b.access === 'read').map((b) => b.buffer))];
+  // WebGPU rejects a buffer bound writable and also bound again in the same dispatch.
+  for (const w of writes) check(bindings.filter((b) => b.buffer === w).length === 1, `pass ${pass.label}: ${w} is written and bound twice`);
+  return {
+    label: pass.label, kernel: pass.kernel,
+    constants: kernel.constants, workgroupSize: kernel.workgroupSize, dispatch: kernel.dispatch,
+    bindings: bindings.map(({ binding, name, buffer }) => ({ binding, name, buffer })), reads, writes,
+  };
+}
+
+/** A uniform's layout with each field's value formula; the kernels binding it must agree on the layout. */
+function uniformEntry(name: string, layouts: StructLayout[]) {
+  const plan = BUFFERS[name];
+  const [layout] = layouts;
+  for (const other of layouts) {
+    check(other.size === layout.size && other.fields.every((f, i) => f.offset === layout.fields[i]?.offset && f.type === layout.fields[i]?.type),
+      `uniform ${name}: kernels disagree on the layout of ${plan.type}`);
+  }
+  const values = plan.values ?? {};
+  for (const field of Object.keys(values)) check(layout.fields.some((f) => f.name === field), `uniform ${name}: ${plan.type} has no field ${field}`);
+  for (const formula of Object.values(values)) checkNames(formula, `uniform ${name}`, [], plan.scope === 'problem');
+  return {
+    struct: layout.name, bytes: layout.size,
+    fields: layout.fields.map((f) => ({ name: f.name, type: f.type, offset: f.offset, value: values[f.name] ?? '0' })),
+  };
+}
+
+export function buildManifest(root: string) {
+  const version = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version as string;
+  const reflections = Object.fromEntries((Object.keys(KERNELS) as KernelId[]).map((id) =>
+    [id, reflect(readFileSync(join(root, 'kernels', KERNELS[id].file), 'utf8'))]));
+  const kernels = Object.fromEntries((Object.keys(KERNELS) as KernelId[]).map((id) => [id, kernelEntry(id, reflections[id])])) as Record<KernelId, KernelEntry>;
+
+  // A uniform's size is its struct's, and must be the same in every plan.
+  const uniformBytes: Record<string, number> = {};
+  const plans = Object.fromEntries((Object.keys(VARIANTS) as Variant[]).map((variant) => {
+    const v = VARIANTS[variant];
+    checkNames(v.requires.when, `variant ${variant} requires`, [], true);
+    for (const kernelId of [...Object.values(v.gram), ...Object.values(v.backward)]) {
+      check(v.requires.features.every((f) => kernels[kernelId].enables.includes(f)) && kernels[kernelId].enables.every((e) => v.requires.features.includes(e)),
+        `${kernelId}: enables [${kernels[kernelId].enables}], variant ${variant} requires [${v.requires.features}]`);
+    }
+    const byForm = Object.fromEntries((Object.keys(FORMS) as Form[]).map((form) => {
+      const variables = planVariables(variant, form);
+      Object.values(variables).forEach((f) => checkNames(f, `variant ${variant} form ${form} variables`));
+      const forward = forwardPasses(variant, form).map((p) => passEntry(p, kernels[p.kernel]));
+      const backward = backwardPasses(variant, form).map((p) => passEntry(p, kernels[p.kernel]));
+      const all = [...forward, ...backward];
+      const buffers = [...new Set(all.flatMap((p) => p.bindings.map((b) => b.buffer)))];
+      const uniforms = Object.fromEntries(buffers.filter((b) => BUFFERS[b].kind === 'uniform').map((b) => {
+        const layouts = all.flatMap((p) => p.bindings.filter((x) => x.buffer === b).map(() => kernels[p.kernel].structs[BUFFERS[b].type]));
+        const entry = uniformEntry(b, layouts);
+        check((uniformBytes[b] ??= entry.bytes) === entry.bytes, `uniform ${b}: sizes differ between plans`);
+        return [b, entry];
+      }));
+      // An array: each may use the ones before it, and JSON object order is not kept by every parser.
+      return [form, { variables: Object.entries(variables).map(([name, value]) => ({ name, value })), buffers, uniforms, forward, backward }];
+    }));
+    return [variant, { note: v.note, requires: v.requires, ...byForm }];
+  }));
+
+  const buffers = Object.fromEntries(Object.entries(BUFFERS).map(([name, b]) => {
+    if (b.count) checkNames(b.count, `buffer ${name}`, [], b.scope === 'problem');
+    const usage = b.kind === 'uniform' ? ['UNIFORM', 'COPY_DST'] : ['STORAGE', ...(b.hostWrites ? ['COPY_DST'] : []), ...(b.hostReads ? ['COPY_SRC'] : [])];
+    const { values: _values, ...rest } = b;
+    return [name, { ...rest, bytes: b.kind === 'uniform' ? String(uniformBytes[name]) : times(4, b.count!), usage }];
+  }));
+
+  const result = HOST.result.fields;
+  checkNames(HOST.nonFinite.when, 'HOST.nonFinite', [...result], true);
+  checkNames(HOST.fallback.keepWhen, 'HOST.fallback', [...result, 'minDualShare'], true);
+  checkNames(HOST.formChoice.dualWhen, 'HOST.formChoice', [], true);
+  HOST.shape.require.forEach((f) => checkNames(f, 'HOST.shape', [], true));
+
+  const entries = Object.values(kernels);
+  const max = (f: (k: KernelEntry) => number) => Math.max(...entries.map(f));
+  return {
+    $comment: 'Generated by scripts/manifest.ts (npm run build) from kernels/*.wgsl and src/ops/plan.ts; do not edit. See docs/native.md.',
+    manifestVersion: 1,
+    package: { name: 'vicreg-wgsl', version },
+    formulas: {
+      grammar: FORMULA_GRAMMAR,
+      inputs: INPUTS,
+      planVariables: {
+        side: 'side of the Gram matrix: d (primal, C = Zc^T Zc/(n-1)) or n (dual, K = Zc Zc^T)',
+        dual: '1 in the dual form, 0 in the primal form',
+        tiles: '32 x 32 tiles per side of the Gram matrix (GramDims.tiles)',
+        partialsPerView: 'partial sums one Gram pass writes per view',
+      },
+    },
+    coefficients: { defaults: DEFAULT_COEFFICIENTS, presets: PRESETS },
+    kernels,
+    loss: { buffers, plans, host: HOST },
+    requirements: {
+      features: Object.fromEntries(Object.entries(VARIANTS).map(([name, v]) => [name, v.requires.features])),
+      limits: {
+        maxStorageBufferBindingSize: { bytes: 'max(4*n*d, 4*side*side)', note: 'the largest binding: a view or gradient (n*d floats) or a Gram matrix (side*side)' },
+        maxBufferSize: { bytes: 'max(4*n*d, 4*side*side)' },
+        maxStorageBuffersPerShaderStage: max((k) => k.bindings.filter((b) => b.buffer === 'storage').length),
+        maxUniformBuffersPerShaderStage: max((k) => k.bindings.filter((b) => b.buffer === 'uniform').length),
+        maxComputeInvocationsPerWorkgroup: max((k) => k.workgroupSize[0] * k.workgroupSize[1] * k.workgroupSize[2]),
+        maxComputeWorkgroupSizeX: max((k) => k.workgroupSize[0]),
+        maxComputeWorkgroupSizeY: max((k) => k.workgroupSize[1]),
+        maxComputeWorkgroupStorageSize: max((k) => k.workgroupMemoryBytes),
+        maxComputeWorkgroupsPerDimension: { note: 'at least every evaluated dispatch count' },
+      },
+      determinism: 'every reduction is a fixed tree over fixed per-thread slices; no float atomics (loss_terms ORs its non-finite flags with an integer atomic, which is order-independent): the same inputs give bitwise the same loss and gradients on the same device',
+    },
+  };
+}
+
+/** JSON with short arrays and small flat objects on one line. */
+function format(value: unknown, indent = ''): string {
+  const inner = indent + '  ';
+  if (value === null || typeof value !== 'object') return JSON.stringify(value);
+  const flat = Array.isArray(value) ? value.every((v) => v === null || typeof v !== 'object') : Object.values(value).every((v) => v === null || typeof v !== 'object' || (Array.isArray(v) && v.length === 0));
+  const oneLine = Array.isArray(value)
+    ? `[${value.map((v) => format(v)).join(', ')}]`
+    : `{ ${Object.entries(value).map(([k, v]) => `${JSON.stringify(k)}: ${format(v)}`).join(', ')} }`;
+  if (flat && oneLine.length + indent.length <= 180) return Array.isArray(value) || Object.keys(value).length ? oneLine : '{}';
+  const parts = Array.isArray(value)
+    ? value.map((v) => inner + format(v, inner))
+    : Object.entries(value).map(([k, v]) => `${inner}${JSON.stringify(k)}: ${format(v, inner)}`);
+  return parts.length ? `${Array.isArray(value) ? '[' : '{'}\n${parts.join(',\n')}\n${indent}${Array.isArray(value) ? ']' : '}'}` : Array.isArray(value) ? '[]' : '{}';
+}
+
+export const manifestText = (root: string) => `${format(buildManifest(root))}\n`;
+
+/** Writes kernels/manifest.json under `root`; returns its path. */
+export function writeManifest(root: string): string {
+  const path = join(root, 'kernels', 'manifest.json');
+  writeFileSync(path, manifestText(root));
+  return path;
+}
