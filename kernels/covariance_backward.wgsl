@@ -29,7 +29,7 @@
 //                                                   pass it as a device value without a host round trip
 // Dispatch: (ceil(columns / (4*WG)), ceil(n / (4*WG)), 1) workgroups of (WG, WG) threads, columns = d
 // or the block's width; each thread computes a 4 x 4 block of the gradient (4 rows, 4 columns).
-// Variant: "registers": no workgroup memory (lavapipe favours it); vec4 arithmetic.
+// Variant: "tiled": register blocks, no workgroup memory; portable (the one for GPUs).
 
 struct BackwardParams {
   n: u32, d: u32, shiftOffset: u32, centerOffset: u32,

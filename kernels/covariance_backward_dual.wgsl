@@ -13,16 +13,17 @@
 // subtraction above keeps float32 accuracy; otherwise they use covariance_backward.wgsl.
 //
 // Bindings (group 0):
-//   0  z       storage, read        array<f32>  n*d   this view
-//   1  other   storage, read        array<f32>  n*d   the other view
-//   2  stats   storage, read        array<f32>  column_stats layout
-//   3  gram    storage, read        array<f32>  n*n   K of this view
-//   4  grad    storage, read_write  array<f32>  n*d
-//   5  params    uniform              BackwardParams (as covariance_backward.wgsl)
+//   0  z         storage, read        array<f32>  n*d   this view
+//   1  other     storage, read        array<f32>  n*d   the other view
+//   2  stats     storage, read        array<f32>  column_stats layout
+//   3  gram      storage, read        array<f32>  n*n   K of this view
+//   4  grad      storage, read_write  array<f32>  n*d
+//   5  params    uniform              BackwardParams (as covariance_backward.wgsl; columnStart and
+//                                     matrixStride unused here)
 //   6  upstream  storage, read        array<f32>  1: the upstream gradient (scale)
 // Dispatch: (ceil(d / (4*WG)), ceil(n / (4*WG)), 1) workgroups of (WG, WG) threads; each thread computes
 // a 4 x 4 block of the gradient (4 rows, 4 columns).
-// Variant: "registers": no workgroup memory (lavapipe favours it); vec4 arithmetic.
+// Variant: "tiled": register blocks, no workgroup memory; portable (the one for GPUs).
 
 struct BackwardParams {
   n: u32, d: u32, shiftOffset: u32, centerOffset: u32,

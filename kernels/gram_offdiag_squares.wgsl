@@ -28,7 +28,7 @@
 // thread accumulates a 4 x 4 register block of C, so a workgroup covers a (4*WG) x (4*WG) tile.
 // Workgroups below the diagonal write a zero partial and return. With COLUMN_BLOCK:
 // (ceil(blockWidth / (4*WG)), tiles, 1).
-// Variant: "registers": no workgroup memory in the main loop (lavapipe favours it); vec4 arithmetic.
+// Variant: "tiled": register blocks, no workgroup memory in the main loop; portable (the one for GPUs).
 // WG*WG must be a power of two (tree reduction).
 
 struct GramDims { n: u32, d: u32, tiles: u32, partialOffset: u32, shiftOffset: u32, centerOffset: u32, blockStart: u32, blockWidth: u32 }

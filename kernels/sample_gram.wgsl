@@ -22,7 +22,7 @@
 // Dispatch: (tiles, tiles, 1) workgroups, tiles = ceil(n / (4*WG)); workgroup (WG, WG) threads; each
 // thread accumulates a 4 x 4 register block of K, so a workgroup covers a (4*WG) x (4*WG) tile.
 // Workgroups below the diagonal write a zero partial and return.
-// Variant: "registers": no workgroup memory in the main loop (lavapipe favours it); vec4 arithmetic.
+// Variant: "tiled": register blocks, no workgroup memory in the main loop; portable (the one for GPUs).
 // WG*WG must be a power of two (tree reduction).
 
 struct GramDims { n: u32, d: u32, tiles: u32, partialOffset: u32, shiftOffset: u32, centerOffset: u32, _pad0: u32, _pad1: u32 }
