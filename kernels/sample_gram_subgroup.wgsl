@@ -33,7 +33,7 @@ override WRITE_MATRIX: bool = true;
 const LANES: u32 = 8u;
 const SHARED_PER_LANE: u32 = 2u;
 const SHARED: u32 = LANES * SHARED_PER_LANE;   // shared rows of K per workgroup
-const OWN: u32 = 2u;                           // rows of K (columns of the tile) per lane
+const OWN: u32 = 4u;                           // rows of K (columns of the tile) per lane
 
 @group(0) @binding(0) var<storage, read> z4: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> stats: array<f32>;

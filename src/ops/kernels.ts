@@ -89,7 +89,7 @@ const TILE = TILED_WG * 4;
 const SUBGROUP_LANES = 8;
 const SUBGROUP_SHARED = 16;
 const SUBGROUP_OWN_COLUMNS = 8;   // primal gram and both backward kernels: 2 vec4s per lane
-const SUBGROUP_OWN_ROWS = 2;      // dual gram: rows of K per lane
+const SUBGROUP_OWN_ROWS = 4;      // dual gram: rows of K per lane
 
 const tiledGram = (name: string, code: string, side: (n: number, d: number) => number): GramKernel => ({
   spec: (writeMatrix) => ({ name, code, constants: { WG: TILED_WG, WRITE_MATRIX: writeMatrix } }),

@@ -108,7 +108,7 @@ export const KERNELS = {
     file: 'sample_gram_subgroup.wgsl',
     purpose: 'sample_gram with subgroup shuffles (subgroup size 8, d % 4 == 0)',
     overrides: { WRITE_MATRIX: true },
-    dispatch: ['ceil(n/16)', 'ceil(n/16)', '1'],
+    dispatch: ['ceil(n/32)', 'ceil(n/16)', '1'],
     bindings: { z4: view('n*d/4'), stats: common.stats, partials: common.partials, gram: { role: 'matrix', count: 'n*n' }, dims: common.dims },
   },
   covariance_backward: {
@@ -245,7 +245,7 @@ export const VARIANTS: Readonly<Record<Variant, VariantPlan>> = {
     requires: { features: ['subgroups'], subgroupSize: 8, when: 'd % 4 == 0' },
     gram: { primal: 'gram_offdiag_squares_subgroup', dual: 'sample_gram_subgroup' },
     backward: { primal: 'covariance_backward_subgroup', dual: 'covariance_backward_dual_subgroup' },
-    partialsPerView: { primal: 'ceil(d/64)*ceil(d/16)*8', dual: 'ceil(n/16)*ceil(n/16)*8' },
+    partialsPerView: { primal: 'ceil(d/64)*ceil(d/16)*8', dual: 'ceil(n/32)*ceil(n/16)*8' },
   },
 };
 
