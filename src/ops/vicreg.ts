@@ -60,6 +60,10 @@ interface Workspace {
   /** Bound in place of a matrix by a forward that keeps none. */
   placeholder: Buffer;
   forms: Partial<Record<Form, FormBuffers>>;
+  /** encode() calls recorded on this workspace and not yet read or released (their work may still be unsubmitted). */
+  encodesPending: number;
+  /** Replaced (a new shape) while encodes were pending: destroyed when the last of them is done. */
+  retired: boolean;
   /** The backward kernels' parameters per view (they depend on n, d and the coefficients only). */
   backwardParams: [Buffer, Buffer];
   /** Allocated on the first backward(). */
@@ -143,7 +147,7 @@ function termsOf(r: Float32Array): VICRegTerms {
   const terms: VICRegTerms = { loss: r[0], invariance: r[1], variance: r[2], covariance: r[3] };
   for (const [name, value] of Object.entries(terms)) {
     if (!Number.isFinite(value)) {
-      throw new OverflowError(`the ${name} term overflowed float32 (${value}) although every input is finite: inputs are too large (keep |values| well below 1e9; see README, "Guarantees")`);
+      throw new OverflowError(`the ${name} term overflowed float32 (${value}) although every input is finite: the features' spread is too large (keep their standard deviations below 1.5e9/sqrt(d); see README, "Guarantees")`);
     }
   }
   return terms;
@@ -202,6 +206,8 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
   /** Calls run one after another in the order they were made (backward pairs with the forward before it). */
   let tail: Promise<unknown> = Promise.resolve();
   let pendingCalls = 0;
+  /** release() of every encode() not yet read or released, so destroy() can free them. */
+  const openEncodes = new Set<() => void>();
 
   const watchLoss = (h: DeviceHandle) => {
     h.device.lost.then((info) => {
@@ -277,10 +283,19 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     return params;
   }
 
+  /**
+   * Drops the workspace. Its buffers are destroyed now, or, while encode() calls recorded on it are
+   * pending (a caller's encoder may not be submitted yet), when the last of them is read or released.
+   */
   function freeWorkspace() {
     const ws = workspace;
     workspace = undefined;
     if (!ws) return;
+    if (ws.encodesPending > 0) ws.retired = true;
+    else destroyWorkspace(ws);
+  }
+
+  function destroyWorkspace(ws: Workspace) {
     for (const b of [...ws.inputs, ws.stats, ws.flags, ws.flagsStaging, ws.result, ws.resultStaging, ws.statsDims, ws.placeholder, ...ws.backwardParams]) destroyBuffer(b);
     for (const f of Object.values(ws.forms)) {
       for (const b of [f.partials, ...f.gramDims, ...Object.values(f.termParams), ...(f.matrices ?? [])]) destroyBuffer(b);
@@ -304,6 +319,8 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
         statsDims: uniformBuffer(device, 'column stats dims', UNIFORM_BYTES.dims),
         placeholder: storageBuffer(device, 'no matrix', 16),
         forms: {},
+        encodesPending: 0,
+        retired: false,
         backwardParams: [uniformBuffer(device, 'backward params A', UNIFORM_BYTES.backwardParams), uniformBuffer(device, 'backward params B', UNIFORM_BYTES.backwardParams)],
       };
       device.queue.writeBuffer(workspace.statsDims.gpu, 0, new Uint32Array([n, d]));
@@ -713,6 +730,8 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
       args: dual && withPrimal ? createBuffer(device, 'encode dispatch args', 12 * 4, Usage.STORAGE | Usage.INDIRECT) : undefined,
       decision: dual && withPrimal ? uniformBuffer(device, 'encode decision params', UNIFORM_BYTES.decisionParams) : undefined,
     };
+    // The sentinel read() looks for: a flag of -1 means loss_terms has not run yet.
+    device.queue.writeBuffer(call.result.gpu, 0, new Float32Array([0, 0, 0, 0, -1, 0, 0, 0]));
     if (call.upstream) device.queue.writeBuffer(call.upstream.gpu, 0, new Float32Array([scale as number]));
     if (options.poisonScratch) {
       poison(device, [ws.stats, ws.flags, call.result, ...run.flatMap((form) => [chosen[form]!.f.partials, ...chosen[form]!.f.matrices!])]);
@@ -762,24 +781,37 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     }
     encoder.copyBufferToBuffer(ws.flags.gpu, 0, call.flags.gpu, 0, 4 * d * 4);
     if (!input.encoder) device.queue.submit([encoder.finish()]);
-    return pendingTerms(device, d, call, dual && !withPrimal);
+    return pendingTerms(device, ws, call, dual && !withPrimal);
   }
 
-  function pendingTerms(device: GPUDevice, d: number, call: { result: Buffer; flags: Buffer; upstream?: Buffer; args?: Buffer; decision?: Buffer },
+  function pendingTerms(device: GPUDevice, ws: Workspace, call: { result: Buffer; flags: Buffer; upstream?: Buffer; args?: Buffer; decision?: Buffer },
     dualWithoutFallback: boolean): PendingTerms {
+    const { d } = ws;
     let outcome: Promise<VICRegTerms> | undefined;
     let released = false;
+    ws.encodesPending += 1;
     const release = () => {
       if (released) return;
       released = true;
+      openEncodes.delete(release);
       for (const b of Object.values(call)) destroyBuffer(b);
+      ws.encodesPending -= 1;
+      if (ws.retired && ws.encodesPending === 0) destroyWorkspace(ws);
     };
+    openEncodes.add(release);
     const read = async (): Promise<VICRegTerms> => {
+      if (destroyed) throw new StateError('this VICReg loss was destroyed before these terms were read');
       if (released) throw new StateError('these terms were released before being read');
       const staging = readbackBuffer(device, 'encode result readback', RESULT_FLOATS * 4);
+      let done = true;
       try {
         const [bytes] = await readback(device, device.createCommandEncoder(), [{ source: call.result.gpu, staging, bytes: RESULT_FLOATS * 4 }]);
         const r = new Float32Array(bytes);
+        // loss_terms writes a flag >= 0; the sentinel (or poison) still there means the work has not run.
+        if (!(r[4] >= 0)) {
+          done = false;
+          throw new StateError('read() came before the work of this encode() ran: submit the encoder passed to encode() first');
+        }
         if (r[4] !== 0) {
           const flagsStaging = readbackBuffer(device, 'encode flags readback', 4 * d * 4);
           try {
@@ -795,12 +827,20 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
         return termsOf(r);
       } finally {
         destroyBuffer(staging);
-        release();
+        if (done) release();
       }
+    };
+    const readOnce = (): Promise<VICRegTerms> => {
+      outcome ??= read().catch(async (error) => {
+        // Not run yet: a later read(), after the caller submits, may succeed.
+        if (error instanceof StateError && /came before/.test(error.message)) outcome = undefined;
+        throw error instanceof VICRegError ? error : await typed(error, device);
+      });
+      return outcome;
     };
     return {
       buffer: call.result.gpu,
-      read: () => (outcome ??= read().catch(async (error) => { throw await typed(error, device); })),
+      read: readOnce,
       release: () => { if (!outcome) release(); },
     };
   }
@@ -818,6 +858,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     destroy() {
       if (destroyed) return;
       destroyed = true;
+      for (const release of [...openEncodes]) release();
       freeWorkspace();
       if (handle.owned) handle.device.destroy();
     },
