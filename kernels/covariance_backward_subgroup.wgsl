@@ -43,7 +43,7 @@ override ACCUMULATE: bool = false;
 const LANES: u32 = 8u;
 const SHARED_PER_LANE: u32 = 2u;
 const SHARED: u32 = LANES * SHARED_PER_LANE;
-const OWN4: u32 = 2u;
+const OWN4: u32 = 4u;
 
 @group(0) @binding(0) var<storage, read> z: array<f32>;
 @group(0) @binding(1) var<storage, read> other4: array<vec4<f32>>;

@@ -34,7 +34,7 @@ struct GramDims { n: u32, d: u32, tiles: u32, partialOffset: u32, shiftOffset: u
 
 override WRITE_MATRIX: bool = true;
 const LANES: u32 = 8u;
-const SHARED_PER_LANE: u32 = 2u;
+const SHARED_PER_LANE: u32 = 4u;
 const SHARED: u32 = LANES * SHARED_PER_LANE;   // shared rows of C per workgroup
 const OWN4: u32 = 2u;                          // vec4s of columns of C per lane
 

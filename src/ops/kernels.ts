@@ -87,9 +87,11 @@ const TILED_WG = 8;
 const TILE = TILED_WG * 4;
 // 'subgroup' geometry: SHARED rows x (8 lanes * OWN columns); constants as in the WGSL files.
 const SUBGROUP_LANES = 8;
-const SUBGROUP_SHARED = 16;
-const SUBGROUP_OWN_COLUMNS = 8;   // primal gram and both backward kernels: 2 vec4s per lane
-const SUBGROUP_OWN_ROWS = 4;      // dual gram: rows of K per lane
+const SUBGROUP_SHARED = 16;                // rows shared by the lanes (dual gram, both backward kernels)
+const SUBGROUP_PRIMAL_SHARED = 32;         // primal gram: rows of C shared by the lanes
+const SUBGROUP_OWN_COLUMNS = 8;            // primal gram: columns of C per lane (2 vec4s)
+const SUBGROUP_OWN_ROWS = 4;               // dual gram: rows of K per lane
+const SUBGROUP_BACKWARD_OWN_COLUMNS = 16;  // both backward kernels: gradient columns per lane (4 vec4s)
 
 const tiledGram = (name: string, code: string, side: (n: number, d: number) => number): GramKernel => ({
   spec: (writeMatrix) => ({ name, code, constants: { WG: TILED_WG, WRITE_MATRIX: writeMatrix } }),
@@ -105,7 +107,7 @@ const tiledBackward = (name: string, code: string): BackwardKernel => ({
 });
 
 const subgroupBackwardWorkgroups = (n: number, d: number) =>
-  [ceilDiv(d, SUBGROUP_LANES * SUBGROUP_OWN_COLUMNS), ceilDiv(n, SUBGROUP_SHARED)] as const;
+  [ceilDiv(d, SUBGROUP_LANES * SUBGROUP_BACKWARD_OWN_COLUMNS), ceilDiv(n, SUBGROUP_SHARED)] as const;
 
 export interface FormKernels {
   gram: Record<Variant, GramKernel>;
@@ -121,8 +123,8 @@ export const forms: Record<Form, FormKernels> = {
       tiled: tiledGram('gram_offdiag_squares', gramOffDiagSquaresWgsl, (_n, d) => d),
       subgroup: {
         spec: (writeMatrix) => ({ name: 'gram_offdiag_squares_subgroup', code: gramOffDiagSquaresSubgroupWgsl, constants: { WRITE_MATRIX: writeMatrix } }),
-        workgroups: (_n, d) => [ceilDiv(d, SUBGROUP_LANES * SUBGROUP_OWN_COLUMNS), ceilDiv(d, SUBGROUP_SHARED)],
-        partials: (_n, d) => ceilDiv(d, SUBGROUP_LANES * SUBGROUP_OWN_COLUMNS) * ceilDiv(d, SUBGROUP_SHARED) * SUBGROUP_LANES,
+        workgroups: (_n, d) => [ceilDiv(d, SUBGROUP_LANES * SUBGROUP_OWN_COLUMNS), ceilDiv(d, SUBGROUP_PRIMAL_SHARED)],
+        partials: (_n, d) => ceilDiv(d, SUBGROUP_LANES * SUBGROUP_OWN_COLUMNS) * ceilDiv(d, SUBGROUP_PRIMAL_SHARED) * SUBGROUP_LANES,
         bindings: (b) => [b.z, b.stats, b.partials, b.matrix, b.dims, b.z],
       },
     },

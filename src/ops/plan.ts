@@ -94,7 +94,7 @@ export const KERNELS = {
     file: 'gram_offdiag_squares_subgroup.wgsl',
     purpose: 'gram_offdiag_squares with subgroup shuffles (subgroup size 8, d % 4 == 0)',
     overrides: { WRITE_MATRIX: true },
-    dispatch: ['ceil(d/64)', 'ceil(d/16)', '1'],
+    dispatch: ['ceil(d/64)', 'ceil(d/32)', '1'],
     bindings: { z: view('n*d'), stats: common.stats, partials: common.partials, covOffDiag: { role: 'matrix', count: 'd*d' }, dims: common.dims, z4: view('n*d/4') },
   },
   sample_gram: {
@@ -125,7 +125,7 @@ export const KERNELS = {
     file: 'covariance_backward_subgroup.wgsl',
     purpose: 'covariance_backward with subgroup shuffles (subgroup size 8, d % 4 == 0)',
     overrides: { ACCUMULATE: false },
-    dispatch: ['ceil(d/64)', 'ceil(n/16)', '1'],
+    dispatch: ['ceil(d/128)', 'ceil(n/16)', '1'],
     bindings: {
       z: view('n*d'), other4: { role: 'other', count: 'n*d/4' }, stats: common.stats, covOffDiag4: { role: 'matrix', count: 'd*d/4' },
       grad4: { role: 'grad', count: 'n*d/4' }, params: common.params, upstream: common.upstream, z4: view('n*d/4'),
@@ -145,7 +145,7 @@ export const KERNELS = {
     file: 'covariance_backward_dual_subgroup.wgsl',
     purpose: 'covariance_backward_dual with subgroup shuffles (subgroup size 8, d % 4 == 0)',
     overrides: { ACCUMULATE: false },
-    dispatch: ['ceil(d/64)', 'ceil(n/16)', '1'],
+    dispatch: ['ceil(d/128)', 'ceil(n/16)', '1'],
     bindings: {
       z4: view('n*d/4'), other4: { role: 'other', count: 'n*d/4' }, stats: common.stats, gram: { role: 'matrix', count: 'n*n' },
       grad4: { role: 'grad', count: 'n*d/4' }, params: common.params, upstream: common.upstream,
@@ -245,7 +245,7 @@ export const VARIANTS: Readonly<Record<Variant, VariantPlan>> = {
     requires: { features: ['subgroups'], subgroupSize: 8, when: 'd % 4 == 0' },
     gram: { primal: 'gram_offdiag_squares_subgroup', dual: 'sample_gram_subgroup' },
     backward: { primal: 'covariance_backward_subgroup', dual: 'covariance_backward_dual_subgroup' },
-    partialsPerView: { primal: 'ceil(d/64)*ceil(d/16)*8', dual: 'ceil(n/32)*ceil(n/16)*8' },
+    partialsPerView: { primal: 'ceil(d/64)*ceil(d/32)*8', dual: 'ceil(n/32)*ceil(n/16)*8' },
   },
 };
 
