@@ -25,6 +25,7 @@
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createVICRegLoss, type VICRegLoss, type VICRegOptions, type VICRegTerms } from '../src/index.js';
+import { gaussianSampler } from '../src/io/random.js';
 import matmulSource from './kernels/matmul.wgsl';
 import sgdUpdateSource from './kernels/sgd_update.wgsl';
 import weightGradientSource from './kernels/weight_gradient.wgsl';
@@ -112,18 +113,8 @@ export async function createProjectorKernels(device: GPUDevice, shape: Projector
 // ---------------------------------------------------------------------------------------------------
 // Host helpers: seeded Gaussian numbers, the synthetic views, feature std, buffer transfers.
 
-/** A seeded N(0, 1) sampler (mulberry32 + Box-Muller), so a seed gives the same run everywhere. */
-export function gaussianSampler(seed: number): () => number {
-  let state = seed >>> 0;
-  const uniform = () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return () => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
-}
+/** Seeded N(0, 1) numbers (the library's demo generator), so a seed gives the same run everywhere. */
+export { gaussianSampler };
 
 /** Two views of n latent samples x ~ N(0, I_p): x_a = x + noise * e_a, x_b = x + noise * e_b. */
 export function twoViews(n: number, p: number, noise: number, gaussian: () => number): { xa: Float32Array; xb: Float32Array } {

@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import { createVICRegLoss } from '../index.js';
 import { ArgumentError, ShapeError, VICRegError } from '../errors.js';
 import { formatShape, readNpyFile, writeNpyFile } from '../io/npy.js';
+import { randomBatch } from '../io/random.js';
 import type { Preset, VICRegLoss, VICRegOptions, VICRegTerms } from '../types.js';
 
 const HELP = `vicreg-wgsl: the VICReg loss (forward and backward) in WGSL compute kernels, on WebGPU.
@@ -268,25 +269,6 @@ function norm(values: Float32Array): number {
   return Math.sqrt(sum);
 }
 
-/** A: standard Gaussian; B = A + 0.1 * Gaussian noise. mulberry32 + Box-Muller: small and reproducible. */
-function randomBatch(n: number, d: number, seed: number): { a: Float32Array; b: Float32Array } {
-  let state = seed >>> 0;
-  const uniform = () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const gaussian = () => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
-  const a = new Float32Array(n * d);
-  const b = new Float32Array(n * d);
-  for (let i = 0; i < a.length; i++) {
-    a[i] = gaussian();
-    b[i] = a[i] + 0.1 * gaussian();
-  }
-  return { a, b };
-}
 
 /** Writes `line` to stderr and exits once stdout and stderr are flushed (pipes may be asynchronous). */
 function exit(code: number, line?: string): void {
