@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createVICRegLoss, NonFiniteError, NpyError, OptionError, ShapeError, VICRegError, type VICRegLoss } from '../src/index.js';
 import { readNpy } from '../src/io/npy.js';
 import { gaussianSampler, mulberry32, randomViews, referenceVICReg, relativeError, varianceWeight } from './reference/float64.js';
+import { npyBytes } from './reference/npy-bytes.js';
 
 const FULL = process.env.VICREG_FUZZ_FULL === '1';
 const SEED = Number(process.env.VICREG_FUZZ_SEED ?? 20_250_611);
@@ -339,17 +340,8 @@ describe('malformed engine input', () => {
 function npyFile(descr: '<f4' | '<f8', shape: number[], values: number[], major: 1 | 2 | 3 = 1): Uint8Array {
   const shapeText = shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(', ')})`;
   const dict = `{'descr': '${descr}', 'fortran_order': False, 'shape': ${shapeText}, }`;
-  const preamble = major === 1 ? 10 : 12;
-  const header = dict + ' '.repeat((64 - ((preamble + dict.length + 1) % 64)) % 64) + '\n';
   const data = descr === '<f4' ? new Uint8Array(new Float32Array(values).buffer) : new Uint8Array(new Float64Array(values).buffer);
-  const bytes = new Uint8Array(preamble + header.length + data.length);
-  bytes.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, major, 0]);
-  const view = new DataView(bytes.buffer);
-  if (major === 1) view.setUint16(8, header.length, true);
-  else view.setUint32(8, header.length, true);
-  bytes.set(new TextEncoder().encode(header), preamble);
-  bytes.set(data, preamble + header.length);
-  return bytes;
+  return npyBytes(dict, data, { major });
 }
 
 const npyArbitrary = fc.record({
