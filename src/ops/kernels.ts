@@ -185,5 +185,5 @@ export const statsLayout = (d: number) => ({
   floats: 7 * d,
 });
 
-/** Uniform struct sizes in bytes (16-byte multiples), as declared in the WGSL. */
+/** Uniform buffer sizes in bytes: the WGSL structs' sizes rounded up to 16 (Dims is 8 bytes in the WGSL). */
 export const UNIFORM_BYTES = { dims: 16, gramDims: 32, termParams: 64, backwardParams: 64, decisionParams: 48 } as const;
