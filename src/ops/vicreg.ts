@@ -2,7 +2,7 @@
 // terms) and backward (one fused gradient kernel per view), in the primal (d x d) or dual (n x n) form,
 // with the kernel variant chosen per device.
 import {
-  BufferError, DeviceError, LimitError, NonFiniteError, OptionError, OverflowError, ShapeError, StateError, VICRegError,
+  BufferError, DeviceError, LimitError, OptionError, ShapeError, StateError, VICRegError,
 } from '../errors.js';
 import { acquireDevice, deviceHandle, type DeviceHandle } from '../runtime/device.js';
 import {
@@ -12,13 +12,15 @@ import {
 import type {
   EncodeArgs, ForwardOptions, ForwardPlan, PendingTerms, VICRegGradients, VICRegLoss, VICRegOptions, VICRegTerms,
 } from '../types.js';
+import {
+  firstNonFinite, isGPUBuffer, MiB, poison, termsOf, validateGradBuffer, validateShape, validateView, VIEWS,
+} from './checks.js';
 import { gradientCoefficients, resolveCoefficients, varianceScale } from './coefficients.js';
 import {
   columnBlockGram, columnBlockWidth, columnStats, formDecision, forms, lossTerms, statsLayout, UNIFORM_BYTES, VARIANTS, variantSupported, type Form, type Variant,
 } from './kernels.js';
 
 const RESULT_FLOATS = 8;
-const VIEWS = ['A', 'B'] as const;
 const BOTH = [0, 1] as const;
 
 /**
@@ -83,83 +85,6 @@ interface Saved {
   blocked: boolean;
 }
 
-export function validateShape(shape: unknown): [number, number] {
-  if (!Array.isArray(shape) || shape.length !== 2) {
-    throw new ShapeError(`shape must be [n, d] (2-D), got ${describe(shape)}`);
-  }
-  const [n, d] = shape as unknown[];
-  for (const [name, v] of [['n', n], ['d', d]] as const) {
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) {
-      throw new ShapeError(`${name} must be a positive integer, got ${describe(v)}`);
-    }
-  }
-  if ((n as number) < 2) throw new ShapeError(`n = ${n}: the unbiased variance needs at least 2 rows`);
-  return [n as number, d as number];
-}
-
-function describe(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(describe).join(', ')}]`;
-  return typeof v === 'string' ? JSON.stringify(v) : String(v);
-}
-
-const isGPUBuffer = (x: unknown): x is GPUBuffer =>
-  typeof x === 'object' && x !== null && typeof (x as GPUBuffer).usage === 'number' && typeof (x as GPUBuffer).size === 'number'
-  && typeof (x as GPUBuffer).destroy === 'function' && !ArrayBuffer.isView(x);
-
-function validateView(name: 'A' | 'B', x: unknown, n: number, d: number): Float32Array | GPUBuffer {
-  if (isGPUBuffer(x)) {
-    if (x.size < n * d * 4) {
-      throw new BufferError(`${name} is a GPUBuffer of ${x.size} bytes; shape [${n}, ${d}] float32 needs n*d*4 = ${n * d * 4}`);
-    }
-    if (!(x.usage & Usage.STORAGE)) throw new BufferError(`${name} is a GPUBuffer without STORAGE usage; the kernels bind it as storage`);
-    return x;
-  }
-  if (!(x instanceof Float32Array)) {
-    throw new ShapeError(`${name} must be a Float32Array or a GPUBuffer, got ${x === null ? 'null' : (x as object)?.constructor?.name ?? typeof x}`);
-  }
-  if (x.length !== n * d) {
-    throw new ShapeError(`${name} has ${x.length} elements; shape [${n}, ${d}] needs n*d = ${n * d}`);
-  }
-  return x;
-}
-
-/** The first non-finite element (in row-major order, view A first) from column_stats' flags. */
-function firstNonFinite(flags: Uint32Array, d: number): NonFiniteError {
-  for (const v of BOTH) {
-    let best = -1;
-    for (let j = 0; j < d; j++) {
-      const row = flags[v * d + j];
-      if (row !== 0 && (best < 0 || row < flags[v * d + best])) best = j;
-    }
-    if (best >= 0) {
-      const value = new Float32Array(new Uint32Array([flags[(2 + v) * d + best]]).buffer)[0];
-      return new NonFiniteError(VIEWS[v], flags[v * d + best] - 1, best, value);
-    }
-  }
-  return new NonFiniteError('A', -1, -1, NaN);
-}
-
-/** Bytes in words: MiB from 1 MiB up, else bytes. */
-const MiB = (bytes: number) => (bytes >= 2 ** 20 ? `${(bytes / 2 ** 20).toFixed(1)} MiB` : `${bytes} bytes`);
-
-/** The four terms from loss_terms' result, or the overflow error when one is not finite. */
-function termsOf(r: Float32Array): VICRegTerms {
-  const terms: VICRegTerms = { loss: r[0], invariance: r[1], variance: r[2], covariance: r[3] };
-  for (const [name, value] of Object.entries(terms)) {
-    if (!Number.isFinite(value)) {
-      throw new OverflowError(`the ${name} term overflowed float32 (${value}) although every input is finite: the features' spread is too large (keep their standard deviations below 1.5e9/sqrt(d); see README, "Guarantees")`);
-    }
-  }
-  return terms;
-}
-
-function validateGradBuffer(name: string, x: unknown, n: number, d: number): GPUBuffer {
-  if (!isGPUBuffer(x)) throw new BufferError(`${name} must be a GPUBuffer`);
-  if (x.size < n * d * 4) throw new BufferError(`${name} is a GPUBuffer of ${x.size} bytes; shape [${n}, ${d}] float32 needs ${n * d * 4}`);
-  if (!(x.usage & Usage.STORAGE)) throw new BufferError(`${name} is a GPUBuffer without STORAGE usage; the kernels write it as storage`);
-  return x;
-}
-
 // Variant choice: a measured trial on the first use of a shape class on a device, on at most TRIAL_ROWS
 // rows, skipped (static preference) where even that would take long. Cached per device.
 const TRIAL_ROWS = 256;
@@ -170,10 +95,6 @@ const PREFERENCE: readonly Variant[] = ['subgroup', 'tiled'];
 const sizeClass = (x: number) => Math.ceil(Math.log2(x));
 const specKey = (spec: KernelSpec) => `${spec.name}|${JSON.stringify(spec.constants ?? {})}`;
 
-/** Fills buffers with NaN bits (all ones): for tests, so that an unwritten element cannot pass. */
-function poison(device: GPUDevice, buffers: (Buffer | undefined)[]): void {
-  for (const b of buffers) if (b) device.queue.writeBuffer(b.gpu, 0, new Uint32Array(b.bytes / 4).fill(0xffffffff));
-}
 
 export async function createVICRegLoss(options: VICRegOptions = {}): Promise<VICRegLoss> {
   resolveOptions(options);   // bad options fail before a device is acquired

@@ -1,0 +1,90 @@
+// Checks of what callers pass in, and of what the device hands back: shapes, views, buffers, the
+// non-finite flags and the loss terms. Each failure is a typed error with a one-line message.
+import { BufferError, NonFiniteError, OverflowError, ShapeError } from '../errors.js';
+import { Usage, type Buffer } from '../runtime/gpu.js';
+import type { VICRegTerms } from '../types.js';
+
+export const VIEWS = ['A', 'B'] as const;
+const BOTH = [0, 1] as const;
+
+export function validateShape(shape: unknown): [number, number] {
+  if (!Array.isArray(shape) || shape.length !== 2) {
+    throw new ShapeError(`shape must be [n, d] (2-D), got ${describe(shape)}`);
+  }
+  const [n, d] = shape as unknown[];
+  for (const [name, v] of [['n', n], ['d', d]] as const) {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) {
+      throw new ShapeError(`${name} must be a positive integer, got ${describe(v)}`);
+    }
+  }
+  if ((n as number) < 2) throw new ShapeError(`n = ${n}: the unbiased variance needs at least 2 rows`);
+  return [n as number, d as number];
+}
+
+function describe(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(describe).join(', ')}]`;
+  return typeof v === 'string' ? JSON.stringify(v) : String(v);
+}
+
+export const isGPUBuffer = (x: unknown): x is GPUBuffer =>
+  typeof x === 'object' && x !== null && typeof (x as GPUBuffer).usage === 'number' && typeof (x as GPUBuffer).size === 'number'
+  && typeof (x as GPUBuffer).destroy === 'function' && !ArrayBuffer.isView(x);
+
+export function validateView(name: 'A' | 'B', x: unknown, n: number, d: number): Float32Array | GPUBuffer {
+  if (isGPUBuffer(x)) {
+    if (x.size < n * d * 4) {
+      throw new BufferError(`${name} is a GPUBuffer of ${x.size} bytes; shape [${n}, ${d}] float32 needs n*d*4 = ${n * d * 4}`);
+    }
+    if (!(x.usage & Usage.STORAGE)) throw new BufferError(`${name} is a GPUBuffer without STORAGE usage; the kernels bind it as storage`);
+    return x;
+  }
+  if (!(x instanceof Float32Array)) {
+    throw new ShapeError(`${name} must be a Float32Array or a GPUBuffer, got ${x === null ? 'null' : (x as object)?.constructor?.name ?? typeof x}`);
+  }
+  if (x.length !== n * d) {
+    throw new ShapeError(`${name} has ${x.length} elements; shape [${n}, ${d}] needs n*d = ${n * d}`);
+  }
+  return x;
+}
+
+/** The first non-finite element (in row-major order, view A first) from column_stats' flags. */
+export function firstNonFinite(flags: Uint32Array, d: number): NonFiniteError {
+  for (const v of BOTH) {
+    let best = -1;
+    for (let j = 0; j < d; j++) {
+      const row = flags[v * d + j];
+      if (row !== 0 && (best < 0 || row < flags[v * d + best])) best = j;
+    }
+    if (best >= 0) {
+      const value = new Float32Array(new Uint32Array([flags[(2 + v) * d + best]]).buffer)[0];
+      return new NonFiniteError(VIEWS[v], flags[v * d + best] - 1, best, value);
+    }
+  }
+  return new NonFiniteError('A', -1, -1, NaN);
+}
+
+/** Bytes in words: MiB from 1 MiB up, else bytes. */
+export const MiB = (bytes: number) => (bytes >= 2 ** 20 ? `${(bytes / 2 ** 20).toFixed(1)} MiB` : `${bytes} bytes`);
+
+/** The four terms from loss_terms' result, or the overflow error when one is not finite. */
+export function termsOf(r: Float32Array): VICRegTerms {
+  const terms: VICRegTerms = { loss: r[0], invariance: r[1], variance: r[2], covariance: r[3] };
+  for (const [name, value] of Object.entries(terms)) {
+    if (!Number.isFinite(value)) {
+      throw new OverflowError(`the ${name} term overflowed float32 (${value}) although every input is finite: the features' spread is too large (keep their standard deviations below 1.5e9/sqrt(d); see README, "Guarantees")`);
+    }
+  }
+  return terms;
+}
+
+export function validateGradBuffer(name: string, x: unknown, n: number, d: number): GPUBuffer {
+  if (!isGPUBuffer(x)) throw new BufferError(`${name} must be a GPUBuffer`);
+  if (x.size < n * d * 4) throw new BufferError(`${name} is a GPUBuffer of ${x.size} bytes; shape [${n}, ${d}] float32 needs ${n * d * 4}`);
+  if (!(x.usage & Usage.STORAGE)) throw new BufferError(`${name} is a GPUBuffer without STORAGE usage; the kernels write it as storage`);
+  return x;
+}
+
+/** Fills buffers with NaN bits (all ones): for tests, so that an unwritten element cannot pass. */
+export function poison(device: GPUDevice, buffers: (Buffer | undefined)[]): void {
+  for (const b of buffers) if (b) device.queue.writeBuffer(b.gpu, 0, new Uint32Array(b.bytes / 4).fill(0xffffffff));
+}
