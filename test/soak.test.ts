@@ -102,6 +102,16 @@ async function soak(vic: VICRegLoss, shape: Shape, iterations: number, warmup: n
   return { countDrift, resultDrift, growth, counts };
 }
 
+/** A 4 x 8 batch and two gradient buffers on the instance's device, for an encode() call. */
+function uploadEncodeArgs(vic: VICRegLoss): GPUBuffer[] {
+  const { a, b } = randomViews(4, 8, 6);
+  return [a, b, new Float32Array(32), new Float32Array(32)].map((data) => {
+    const buffer = vic.device.createBuffer({ size: data.byteLength, usage: 0x80 | 0x08 | 0x04 });
+    vic.device.queue.writeBuffer(buffer, 0, data as Float32Array<ArrayBuffer>);
+    return buffer;
+  });
+}
+
 describe('soak: repeated forward + backward on one instance', () => {
   for (const [name, { shape, iterations, warmup }] of [['small', SMALL], ['large', LARGE]] as const) {
     it(`${iterations} iterations at ${shape.join(' x ')} (${name}): buffer counts exactly flat, memory flat, results bitwise stable`, async () => {
@@ -224,12 +234,7 @@ describe('destroy()', () => {
   it('an unread, unreleased encode() call: release() after destroy() still frees its buffers', async () => {
     const before = snapshot();
     const vic = await createVICRegLoss();
-    const { a, b } = randomViews(4, 8, 6);
-    const own = [a, b, new Float32Array(32), new Float32Array(32)].map((data) => {
-      const buffer = vic.device.createBuffer({ size: data.byteLength, usage: 0x80 | 0x08 | 0x04 });
-      vic.device.queue.writeBuffer(buffer, 0, data as Float32Array<ArrayBuffer>);
-      return buffer;
-    });
+    const own = uploadEncodeArgs(vic);
     const unread = await vic.encode({ a: own[0], b: own[1], shape: [4, 8], gradA: own[2], gradB: own[3] });
     vic.destroy();
     unread.release();
@@ -240,12 +245,7 @@ describe('destroy()', () => {
   it('destroy() alone releases an unread encode() call', async () => {
     const before = snapshot();
     const vic = await createVICRegLoss();
-    const { a, b } = randomViews(4, 8, 6);
-    const own = [a, b, new Float32Array(32), new Float32Array(32)].map((data) => {
-      const buffer = vic.device.createBuffer({ size: data.byteLength, usage: 0x80 | 0x08 | 0x04 });
-      vic.device.queue.writeBuffer(buffer, 0, data as Float32Array<ArrayBuffer>);
-      return buffer;
-    });
+    const own = uploadEncodeArgs(vic);
     await vic.encode({ a: own[0], b: own[1], shape: [4, 8], gradA: own[2], gradB: own[3] });
     vic.destroy();
     expect(snapshot()).toEqual(before);

@@ -445,8 +445,12 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     });
   }
 
-  /** One forward in the given form: statistics, both Gram reductions, the terms; read back. */
-  async function runForward(device: GPUDevice, ws: Workspace, form: Form, keepMatrix: boolean, views: [GPUBuffer, GPUBuffer]): Promise<{ r: Float32Array; variant: Variant }> {
+  /**
+   * One forward in the given form: statistics (unless they are already on the device: the fallback's
+   * second run), both Gram reductions, the terms; read back.
+   */
+  async function runForward(device: GPUDevice, ws: Workspace, form: Form, keepMatrix: boolean, views: [GPUBuffer, GPUBuffer],
+    withStats = true): Promise<{ r: Float32Array; variant: Variant }> {
     const { d } = ws;
     const f = formBuffers(device, ws, form, keepMatrix);
     const variant = await gramVariant(device, ws, form, keepMatrix, views);
@@ -455,12 +459,14 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
       pipeline(device, forms[form].gram[variant].spec(keepMatrix)),
       pipeline(device, lossTerms.spec),
     ]);
-    if (options.poisonScratch) poison(device, [ws.stats, ws.flags, ws.result, f.partials, ...(f.matrices ?? [])]);
+    if (options.poisonScratch) poison(device, [...(withStats ? [ws.stats, ws.flags] : []), ws.result, f.partials, ...(f.matrices ?? [])]);
     const encoder = device.createCommandEncoder({ label: `vicreg forward (${form}, ${variant})` });
-    encodeDispatch(device, encoder, {
-      label: 'column_stats', pipeline: statsPipe, workgroups: columnStats.workgroups(d),
-      bindings: [views[0], views[1], ws.stats.gpu, ws.flags.gpu, ws.statsDims.gpu],
-    });
+    if (withStats) {
+      encodeDispatch(device, encoder, {
+        label: 'column_stats', pipeline: statsPipe, workgroups: columnStats.workgroups(d),
+        bindings: [views[0], views[1], ws.stats.gpu, ws.flags.gpu, ws.statsDims.gpu],
+      });
+    }
     for (const v of BOTH) encodeDispatch(device, encoder, gramDispatch(form, variant, ws, f, views, v, f.gramDims[v].gpu, gramPipe, ws.n));
     encodeDispatch(device, encoder, {
       label: 'loss_terms', pipeline: termsPipe, workgroups: lossTerms.workgroups(),
@@ -499,7 +505,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
       const fellBack = form === 'dual' && !(Math.min(...share) >= MIN_DUAL_SHARE);
       if (fellBack) {
         form = 'primal';
-        ({ r, variant } = await runForward(device, ws, form, keepsMatrix(form), views));
+        ({ r, variant } = await runForward(device, ws, form, keepsMatrix(form), views, false));
       }
       const terms = termsOf(r);
       saved = { n, d, grad, form, views, onDevice, blocked: grad && !keepsMatrix(form) };
