@@ -38,6 +38,7 @@ const HELP = `npm run bench -- [options]
                          timed runs in this time (at least one) (default 60)
   --no-tfjs              do not run tfjs (checks fall back on float64 where cheap)
   --preset paper|official, --form auto|primal|dual   engine options (default paper, auto)
+  --variant auto|tiled|subgroup                       kernel variant (default auto: chosen per device)
   --seed S               seed of the inputs (default 1)
   --out DIR              where latest.json, latest.md and latest.svg go (default bench/results)
   --resident             also time GPU-resident use: inputs uploaded once, forward on the GPUBuffers and
@@ -69,6 +70,7 @@ interface Options {
   tfjs: boolean;
   preset: 'paper' | 'official';
   form: 'auto' | 'primal' | 'dual';
+  variant: 'auto' | 'tiled' | 'subgroup';
   seed: number;
   out: string;
   resident: boolean;
@@ -96,7 +98,7 @@ function parseOptions(argv: string[]): Options | 'help' {
       options: {
         shapes: { type: 'string' }, quick: { type: 'boolean' }, 'skip-large': { type: 'boolean' },
         runs: { type: 'string' }, warmup: { type: 'string' }, 'tfjs-runs': { type: 'string' }, 'tfjs-max-seconds': { type: 'string' },
-        'no-tfjs': { type: 'boolean' }, preset: { type: 'string' }, form: { type: 'string' }, seed: { type: 'string' },
+        'no-tfjs': { type: 'boolean' }, preset: { type: 'string' }, form: { type: 'string' }, variant: { type: 'string' }, seed: { type: 'string' },
         out: { type: 'string' }, resident: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -112,6 +114,8 @@ function parseOptions(argv: string[]): Options | 'help' {
   if (preset !== 'paper' && preset !== 'official') throw new UsageError(`--preset must be paper or official, got "${preset}"`);
   const form = values.form ?? 'auto';
   if (form !== 'auto' && form !== 'primal' && form !== 'dual') throw new UsageError(`--form must be auto, primal or dual, got "${form}"`);
+  const variant = values.variant ?? 'auto';
+  if (variant !== 'auto' && variant !== 'tiled' && variant !== 'subgroup') throw new UsageError(`--variant must be auto, tiled or subgroup, got "${variant}"`);
   const maxSeconds = Number(values['tfjs-max-seconds'] ?? 60);
   if (!(maxSeconds > 0)) throw new UsageError(`--tfjs-max-seconds must be a positive number, got "${values['tfjs-max-seconds']}"`);
   return {
@@ -123,6 +127,7 @@ function parseOptions(argv: string[]): Options | 'help' {
     tfjs: !values['no-tfjs'],
     preset,
     form,
+    variant,
     seed: parseCount('seed', values.seed, 1, 0),
     out: values.out ?? 'bench/results',
     resident: values.resident ?? false,
@@ -328,7 +333,7 @@ async function benchShape(ctx: Context, n: number, d: number, label: string): Pr
   const bytesBefore = bufferCounts.bytes;
   const liveBefore = bufferCounts.live;
   // One engine per shape, so its buffer count is this shape's alone.
-  const vic = await createVICRegLoss({ preset: options.preset, form: options.form });
+  const vic = await createVICRegLoss({ preset: options.preset, form: options.form, variant: options.variant });
   let tfjsPrepared = false;
   let resident: ResidentBuffers | undefined;
   try {
@@ -547,7 +552,7 @@ async function main(): Promise<number> {
     machine: machineInfo(adapter, tfjs?.adapterName),
     settings: {
       runs: options.runs, warmup: options.warmup, tfjsRuns: options.tfjsRuns, tfjsMaxSeconds: options.tfjsMaxSeconds,
-      preset: options.preset, form: options.form, seed: options.seed, resident: options.resident, argv: process.argv.slice(2),
+      preset: options.preset, form: options.form, variant: options.variant, seed: options.seed, resident: options.resident, argv: process.argv.slice(2),
     },
     flopConvention: FLOP_CONVENTION,
     memoryNote: 'engine buffers = bytes of the buffers the engine itself holds after forward + backward (its bufferCounts; ' +

@@ -29,6 +29,7 @@ export interface BenchSettings {
   tfjsMaxSeconds: number;
   preset: string;
   form: string;
+  variant: string;
   seed: number;
   /** --resident: the GPU-resident series and their checks ran too. */
   resident: boolean;
@@ -183,7 +184,7 @@ function markdown(report: BenchReport): string {
     `CPU: ${m.cpu} (${m.cpuCount} logical cores, ${m.memoryGiB} GiB) · Node ${m.node} · ${m.platform}` +
       `${m.lpNumThreads ? ` · LP_NUM_THREADS=${m.lpNumThreads}` : ''}` +
       ` · commit ${m.gitCommit ?? 'unknown'}${m.gitDirty ? ' (uncommitted changes)' : ''}`,
-    `Preset ${s.preset}, form ${s.form}; medians of ${s.runs} runs after ${s.warmup} warm-up (ours), up to ${s.tfjsRuns} for tfjs after one cold run; ` +
+    `Preset ${s.preset}, form ${s.form}, variant ${s.variant}; medians of ${s.runs} runs after ${s.warmup} warm-up (ours), up to ${s.tfjsRuns} for tfjs after one cold run; ` +
       `run order alternates ours (forward only, forward + backward${s.resident ? ', resident, encode' : ''}) and tfjs. ` +
       'Times include the host arrays in and the loss terms and both gradients out' +
       (s.resident
