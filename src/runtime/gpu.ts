@@ -62,9 +62,17 @@ const pipelineCache = new WeakMap<GPUDevice, Map<string, Promise<GPUComputePipel
 /** The pipelines of pipelineCache once compiled, for pipelineSync. */
 const compiledPipelines = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>();
 
+/**
+ * A short id per shader source: the sources are a few module-level strings whose hash V8 keeps, so this
+ * lookup is cheap, where a key that concatenated the whole source would be hashed anew on every call.
+ */
+const sourceIds = new Map<string, number>();
+
 function cacheKey(spec: KernelSpec) {
   const constants = Object.fromEntries(Object.entries(spec.constants ?? {}).map(([k, v]) => [k, Number(v)]));
-  return { constants, key: `${spec.name}|${JSON.stringify(constants)}|${spec.code}` };
+  let id = sourceIds.get(spec.code);
+  if (id === undefined) sourceIds.set(spec.code, (id = sourceIds.size));
+  return { constants, key: `${spec.name}|${JSON.stringify(constants)}|${id}` };
 }
 
 function compiledFor(device: GPUDevice): Map<string, GPUComputePipeline> {
