@@ -18,12 +18,13 @@
 // Bindings (group 0):
 //   0  z           storage, read        array<f32>        n*d  (the same buffer as binding 5)
 //   1  stats       storage, read        array<f32>        column_stats layout; shift, center at shiftOffset, centerOffset
-//   2  partials    storage, read_write  array<f32>        LANES per workgroup per view: partialOffset + (wid.y*gx + wid.x)*LANES + lane
+//   2  partials    storage, read_write  array<f32>        LANES per tile per view: partialOffset + t*LANES + lane (t the tile's index, below)
 //   3  covOffDiag  storage, read_write  array<f32>        d*d when WRITE_MATRIX (any small buffer otherwise)
 //   4  dims        uniform              GramDims { n, d, tiles (unused), partialOffset, shiftOffset, centerOffset }
 //   5  z4          storage, read        array<vec4<f32>>  n*d/4: Z as vec4s
-// Dispatch: (ceil(d / (LANES*4*OWN4)), ceil(d / SHARED), 1) workgroups of LANES threads; workgroups whose
-// tile lies wholly below the diagonal write zero partials and return.
+// Dispatch: T = upperTileCount(d) workgroups of LANES threads, one per tile on or above the
+// diagonal (TILE_COLUMNS = 2 * SHARED wide), as (gx, gy, 1) = (min(T, 65535), ceil(T / 65535), 1); t = wid.y *
+// gx + wid.x, and workgroups with t >= T return. upperTile(t) gives the tile (see below for the order).
 // Requires: d % 4 == 0; the 'subgroups' feature with a subgroup size of exactly LANES, so a workgroup is
 // one subgroup.
 // Variant: "subgroup" (lavapipe).
@@ -37,6 +38,31 @@ const LANES: u32 = 8u;
 const SHARED_PER_LANE: u32 = 4u;
 const SHARED: u32 = LANES * SHARED_PER_LANE;   // shared rows of C per workgroup
 const OWN4: u32 = 2u;                          // vec4s of columns of C per lane
+
+const TILE_COLUMNS: u32 = LANES * 4u * OWN4;
+const_assert TILE_COLUMNS == 2u * SHARED;
+
+// Workgroups enumerate only the tiles on or above the diagonal, column block by column block, so that
+// every workgroup does the same work: an adapter that splits the dispatch into equal contiguous ranges
+// per thread (lavapipe) then keeps all its threads busy. A tile is SHARED rows by TILE_COLUMNS =
+// 2 * SHARED columns, so column block x has row tiles 0 .. 2x + 1 on or above the diagonal and the
+// blocks before x hold x (x + 1) tiles; only the last block can be cut short by the matrix's edge.
+fn upperTileCount(side: u32) -> u32 {
+  let columnTiles = (side + TILE_COLUMNS - 1u) / TILE_COLUMNS;
+  let rowTiles = (side + SHARED - 1u) / SHARED;
+  return (columnTiles - 1u) * columnTiles + min(2u * columnTiles, rowTiles);
+}
+
+// (column block, row tile) of tile t in that order.
+fn upperTile(t: u32, side: u32) -> vec2<u32> {
+  let columnTiles = (side + TILE_COLUMNS - 1u) / TILE_COLUMNS;
+  var x = u32((sqrt(4.0 * f32(t) + 1.0) - 1.0) * 0.5);
+  // Correct f32 rounding to the exact block: x (x + 1) <= t < (x + 1) (x + 2).
+  if ((x + 1u) * (x + 2u) <= t) { x += 1u; }
+  if (x * (x + 1u) > t) { x -= 1u; }
+  x = min(x, columnTiles - 1u);
+  return vec2<u32>(x, t - x * (x + 1u));
+}
 
 @group(0) @binding(0) var<storage, read> z: array<f32>;
 @group(0) @binding(1) var<storage, read> stats: array<f32>;
@@ -56,13 +82,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
   let n = dims.n;
   let d = dims.d;
   let d4 = d / 4u;
-  let l0 = wid.y * SHARED;
-  let m0 = wid.x * LANES * 4u * OWN4;
-  let partialIndex = dims.partialOffset + (wid.y * groups.x + wid.x) * LANES + lane;
-  if (l0 >= m0 + LANES * 4u * OWN4) {
-    partials[partialIndex] = 0.0;
-    return;
-  }
+  let t = wid.y * groups.x + wid.x;   // this workgroup's tile in the triangle order
+  if (t >= upperTileCount(d)) { return; }
+  let tile = upperTile(t, d);
+  let l0 = tile.y * SHARED;
+  let m0 = tile.x * TILE_COLUMNS;
+  let partialIndex = dims.partialOffset + t * LANES + lane;
 
   // This lane's shared columns (rows of C), loaded for every lane to shuffle from.
   var sharedColumn: array<u32, SHARED_PER_LANE>;

@@ -2,5 +2,6 @@
 export { createVICRegLoss } from './ops/vicreg.js';
 export { DEFAULTS, varianceScale } from './ops/coefficients.js';
 export { bufferCounts } from './runtime/gpu.js';
+export { quietly, setQuietPolling } from './runtime/polling.js';
 export * from './errors.js';
 export type * from './types.js';

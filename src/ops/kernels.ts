@@ -106,6 +106,19 @@ const tiledBackward = (name: string, code: string): BackwardKernel => ({
   bindings: (b) => [b.z, b.other, b.stats, b.matrix, b.grad, b.params, b.upstream],
 });
 
+/**
+ * The subgroup Gram kernels' workgroups: one per tile on or above the diagonal (SHARED-row by
+ * 2*SHARED-column tiles, the count the WGSL's upperTileCount gives), laid out in rows of at most
+ * maxComputeWorkgroupsPerDimension; workgroups past the count return at once.
+ */
+function upperTileCount(side: number, shared: number): number {
+  const columnTiles = ceilDiv(side, 2 * shared);
+  return (columnTiles - 1) * columnTiles + Math.min(2 * columnTiles, ceilDiv(side, shared));
+}
+const MAX_WORKGROUPS_PER_DIMENSION = 65535;
+const upperTileWorkgroups = (count: number) =>
+  [Math.min(count, MAX_WORKGROUPS_PER_DIMENSION), ceilDiv(count, MAX_WORKGROUPS_PER_DIMENSION)] as const;
+
 const subgroupBackwardWorkgroups = (n: number, d: number) =>
   [ceilDiv(d, SUBGROUP_LANES * SUBGROUP_BACKWARD_OWN_COLUMNS), ceilDiv(n, SUBGROUP_SHARED)] as const;
 
@@ -123,8 +136,8 @@ export const forms: Record<Form, FormKernels> = {
       tiled: tiledGram('gram_offdiag_squares', gramOffDiagSquaresWgsl, (_n, d) => d),
       subgroup: {
         spec: (writeMatrix) => ({ name: 'gram_offdiag_squares_subgroup', code: gramOffDiagSquaresSubgroupWgsl, constants: { WRITE_MATRIX: writeMatrix } }),
-        workgroups: (_n, d) => [ceilDiv(d, SUBGROUP_LANES * SUBGROUP_OWN_COLUMNS), ceilDiv(d, SUBGROUP_PRIMAL_SHARED)],
-        partials: (_n, d) => ceilDiv(d, SUBGROUP_LANES * SUBGROUP_OWN_COLUMNS) * ceilDiv(d, SUBGROUP_PRIMAL_SHARED) * SUBGROUP_LANES,
+        workgroups: (_n, d) => upperTileWorkgroups(upperTileCount(d, SUBGROUP_PRIMAL_SHARED)),
+        partials: (_n, d) => upperTileCount(d, SUBGROUP_PRIMAL_SHARED) * SUBGROUP_LANES,
         bindings: (b) => [b.z, b.stats, b.partials, b.matrix, b.dims, b.z],
       },
     },
@@ -143,8 +156,8 @@ export const forms: Record<Form, FormKernels> = {
       tiled: tiledGram('sample_gram', sampleGramWgsl, (n, _d) => n),
       subgroup: {
         spec: (writeMatrix) => ({ name: 'sample_gram_subgroup', code: sampleGramSubgroupWgsl, constants: { WRITE_MATRIX: writeMatrix } }),
-        workgroups: (n) => [ceilDiv(n, SUBGROUP_LANES * SUBGROUP_OWN_ROWS), ceilDiv(n, SUBGROUP_SHARED)],
-        partials: (n) => ceilDiv(n, SUBGROUP_LANES * SUBGROUP_OWN_ROWS) * ceilDiv(n, SUBGROUP_SHARED) * SUBGROUP_LANES,
+        workgroups: (n) => upperTileWorkgroups(upperTileCount(n, SUBGROUP_SHARED)),
+        partials: (n) => upperTileCount(n, SUBGROUP_SHARED) * SUBGROUP_LANES,
         bindings: (b) => [b.z, b.stats, b.partials, b.matrix, b.dims],
       },
     },

@@ -50,6 +50,15 @@ export interface KernelPlan {
 }
 
 const TILED = { WG: 8 } as const;
+/**
+ * The subgroup Gram kernels run one workgroup per tile on or above the diagonal (S-row by 2S-column
+ * tiles; S = 32 primal, 16 dual), in rows of at most 65535 workgroups (the WGSL's upperTileCount).
+ */
+const UPPER_TILES: Readonly<Record<Form, Formula>> = {
+  primal: 'ceil(d/64)*(ceil(d/64)-1) + min(2*ceil(d/64), ceil(d/32))',
+  dual: 'ceil(n/32)*(ceil(n/32)-1) + min(2*ceil(n/32), ceil(n/16))',
+};
+const UPPER_TILE_DISPATCH = ['min(upperTiles, 65535)', 'ceil(upperTiles/65535)', '1'] as const;
 const view = (count: Formula) => ({ role: 'z' as const, count });
 const common = {
   stats: { role: 'stats', count: '7*d' },
@@ -94,7 +103,7 @@ export const KERNELS = {
     file: 'gram_offdiag_squares_subgroup.wgsl',
     purpose: 'gram_offdiag_squares with subgroup shuffles (subgroup size 8, d % 4 == 0)',
     overrides: { WRITE_MATRIX: true },
-    dispatch: ['ceil(d/64)', 'ceil(d/32)', '1'],
+    dispatch: UPPER_TILE_DISPATCH,
     bindings: { z: view('n*d'), stats: common.stats, partials: common.partials, covOffDiag: { role: 'matrix', count: 'd*d' }, dims: common.dims, z4: view('n*d/4') },
   },
   sample_gram: {
@@ -108,7 +117,7 @@ export const KERNELS = {
     file: 'sample_gram_subgroup.wgsl',
     purpose: 'sample_gram with subgroup shuffles (subgroup size 8, d % 4 == 0)',
     overrides: { WRITE_MATRIX: true },
-    dispatch: ['ceil(n/32)', 'ceil(n/16)', '1'],
+    dispatch: UPPER_TILE_DISPATCH,
     bindings: { z4: view('n*d/4'), stats: common.stats, partials: common.partials, gram: { role: 'matrix', count: 'n*n' }, dims: common.dims },
   },
   covariance_backward: {
@@ -245,13 +254,13 @@ export const VARIANTS: Readonly<Record<Variant, VariantPlan>> = {
     requires: { features: ['subgroups'], subgroupSize: 8, when: 'd % 4 == 0' },
     gram: { primal: 'gram_offdiag_squares_subgroup', dual: 'sample_gram_subgroup' },
     backward: { primal: 'covariance_backward_subgroup', dual: 'covariance_backward_dual_subgroup' },
-    partialsPerView: { primal: 'ceil(d/64)*ceil(d/32)*8', dual: 'ceil(n/32)*ceil(n/16)*8' },
+    partialsPerView: { primal: 'upperTiles*8', dual: 'upperTiles*8' },
   },
 };
 
 /** The names a plan (variant, form) adds to INPUTS, in evaluation order. */
 export function planVariables(variant: Variant, form: Form): Record<string, Formula> {
-  return { ...FORMS[form], tiles: 'ceil(side/32)', partialsPerView: VARIANTS[variant].partialsPerView[form] };
+  return { ...FORMS[form], tiles: 'ceil(side/32)', upperTiles: UPPER_TILES[form], partialsPerView: VARIANTS[variant].partialsPerView[form] };
 }
 
 export interface PassPlan {

@@ -5,6 +5,7 @@ import {
   BufferError, DeviceError, LimitError, OptionError, ShapeError, StateError, VICRegError,
 } from '../errors.js';
 import { acquireDevice, deviceHandle, type DeviceHandle } from '../runtime/device.js';
+import { quietly } from '../runtime/polling.js';
 import {
   createBuffer, destroyBuffer, encodeDispatch, pipeline, readback, readbackBuffer, storageBuffer, uniformBuffer, Usage,
   pipelineSync, withErrorScopes, type Buffer, type KernelSpec,
@@ -378,7 +379,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
       const encoder = device.createCommandEncoder({ label: 'variant trial' });
       encodeDispatch(device, encoder, gramDispatch(form, variant, ws, f, views, 0, dims.gpu, pipe, rows));
       device.queue.submit([encoder.finish()]);
-      await device.queue.onSubmittedWorkDone();
+      await quietly(() => device.queue.onSubmittedWorkDone());
       destroyBuffer(dims);
     });
   }
@@ -440,7 +441,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
       const encoder = device.createCommandEncoder({ label: 'variant trial' });
       encodeDispatch(device, encoder, backwardDispatch(form, candidate, ws, views, [scratch[0].gpu, scratch[0].gpu], scratch[2].gpu, 0, pipe, scratch[1].gpu, rows));
       device.queue.submit([encoder.finish()]);
-      await device.queue.onSubmittedWorkDone();
+      await quietly(() => device.queue.onSubmittedWorkDone());
       scratch.forEach(destroyBuffer);
     });
   }

@@ -1,6 +1,7 @@
 // The thin runtime: buffers, pipelines (cached per device), dispatch, readback, and WebGPU errors turned
 // into typed errors. Plain types and free functions.
 import { DeviceError, LimitError } from '../errors.js';
+import { quietly } from './polling.js';
 
 // GPUBufferUsage / GPUMapMode values from the WebGPU spec, so no global is needed in Node.
 export const Usage = {
@@ -169,8 +170,8 @@ export async function withErrorScopes<T>(device: GPUDevice, what: string, work: 
   } catch (e) {
     thrown = e;
   }
-  const validation = await device.popErrorScope();
-  const memory = await device.popErrorScope();
+  const validation = await quietly(() => device.popErrorScope());
+  const memory = await quietly(() => device.popErrorScope());
   if (thrown) throw thrown;
   if (memory) throw new LimitError(`${what}: the device ran out of memory (${memory.message})`);
   if (validation) throw new DeviceError(`${what}: WebGPU validation failed: ${validation.message}`);
@@ -181,7 +182,7 @@ export async function withErrorScopes<T>(device: GPUDevice, what: string, work: 
 export async function readback(device: GPUDevice, encoder: GPUCommandEncoder, copies: { source: GPUBuffer; staging: Buffer; bytes: number }[]): Promise<ArrayBuffer[]> {
   for (const c of copies) encoder.copyBufferToBuffer(c.source, 0, c.staging.gpu, 0, c.bytes);
   device.queue.submit([encoder.finish()]);
-  await Promise.all(copies.map((c) => c.staging.gpu.mapAsync(MAP_MODE_READ, 0, c.bytes)));
+  await quietly(() => Promise.all(copies.map((c) => c.staging.gpu.mapAsync(MAP_MODE_READ, 0, c.bytes))));
   return copies.map((c) => {
     const bytes = c.staging.gpu.getMappedRange(0, c.bytes).slice(0);
     c.staging.gpu.unmap();

@@ -1,0 +1,98 @@
+// The subgroup Gram kernels run one workgroup per tile on or above the diagonal, numbered t = wid.y * gx
+// + wid.x over a dispatch of (gx, gy) workgroups. The engine uses gx = min(T, 65535), so gy > 1 only
+// past 65535 tiles (n >= ~8200 dual), which lavapipe's binding limit never reaches; here the kernels
+// run directly with small gx, so the workgroups past T and the 2-D numbering run too. Every result
+// buffer is poisoned first, and each dispatch must give bitwise the 1-D dispatch's matrix and partials,
+// which must match the float64 Gram matrix. Needs the 'subgroups' feature with subgroup size 8 (lavapipe,
+// where CI runs); on another adapter it fails saying so.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { acquireDevice, type DeviceHandle } from '../src/runtime/device.js';
+import { destroyBuffer, encodeDispatch, pipeline, readback, readbackBuffer, storageBuffer, uniformBuffer, type Buffer } from '../src/runtime/gpu.js';
+import { forms, UNIFORM_BYTES, variantSupported } from '../src/ops/kernels.js';
+import type { Form } from '../src/types.js';
+import { randomViews } from './reference/float64.js';
+
+let handle: DeviceHandle;
+beforeAll(async () => {
+  handle = await acquireDevice();
+});
+afterAll(() => handle?.device.destroy());
+
+/** One view's Gram dispatch with zero shift and center (so Zc = Z), laid out as (gx, ceil(T / gx)). */
+async function gram(form: Form, z: Float32Array, n: number, d: number, gx?: number) {
+  const { device } = handle;
+  const kernel = forms[form].gram.subgroup;
+  const side = forms[form].side(n, d);
+  const partialCount = kernel.partials(n, d);
+  const tiles = partialCount / 8;
+  const [x1] = kernel.workgroups(n, d);
+  const x = gx ?? x1;
+  const buffers: Buffer[] = [];
+  const make = (b: Buffer) => (buffers.push(b), b);
+  const zBuffer = make(storageBuffer(device, 'z', z.byteLength));
+  device.queue.writeBuffer(zBuffer.gpu, 0, z as Float32Array<ArrayBuffer>);
+  const stats = make(storageBuffer(device, 'stats (zeros)', 2 * d * 4));
+  const partials = make(storageBuffer(device, 'partials', partialCount * 4));
+  const matrix = make(storageBuffer(device, 'matrix', side * side * 4));
+  device.queue.writeBuffer(partials.gpu, 0, new Float32Array(partialCount).fill(NaN));
+  device.queue.writeBuffer(matrix.gpu, 0, new Float32Array(side * side).fill(NaN));
+  const dims = make(uniformBuffer(device, 'dims', UNIFORM_BYTES.gramDims));
+  device.queue.writeBuffer(dims.gpu, 0, new Uint32Array([n, d, 0, 0, 0, d, 0, 0]));
+  const encoder = device.createCommandEncoder();
+  encodeDispatch(device, encoder, {
+    label: 'gram', pipeline: await pipeline(device, kernel.spec(true)),
+    bindings: kernel.bindings({ z: zBuffer.gpu, stats: stats.gpu, partials: partials.gpu, matrix: matrix.gpu, dims: dims.gpu }),
+    workgroups: [x, Math.ceil(tiles / x)],
+  });
+  const stagings = [make(readbackBuffer(device, 'partials out', partialCount * 4)), make(readbackBuffer(device, 'matrix out', side * side * 4))];
+  const [p, m] = await readback(device, encoder, [
+    { source: partials.gpu, staging: stagings[0], bytes: partialCount * 4 },
+    { source: matrix.gpu, staging: stagings[1], bytes: side * side * 4 },
+  ]);
+  buffers.forEach(destroyBuffer);
+  return { partials: new Float32Array(p), matrix: new Float32Array(m) };
+}
+
+/** Z^T Z / (n-1) with a zero diagonal (primal), or Z Z^T (dual), in float64. */
+function reference(form: Form, z: Float32Array, n: number, d: number): Float64Array {
+  const side = form === 'primal' ? d : n;
+  const out = new Float64Array(side * side);
+  for (let i = 0; i < side; i++) {
+    for (let k = 0; k < side; k++) {
+      let s = 0;
+      if (form === 'primal') for (let r = 0; r < n; r++) s += z[r * d + i] * z[r * d + k];
+      else for (let j = 0; j < d; j++) s += z[i * d + j] * z[k * d + j];
+      out[i * side + k] = form === 'primal' ? (i === k ? 0 : s / (n - 1)) : s;
+    }
+  }
+  return out;
+}
+
+const supported = () => variantSupported('subgroup', handle.features, 4);
+
+describe('subgroup Gram kernels: triangle order over 2-D dispatches (needs subgroups of 8; lavapipe)', () => {
+  // Shapes whose last column block is cut short by the edge, and one where it is not.
+  const cases: [Form, number, number][] = [['primal', 9, 132], ['primal', 5, 100], ['dual', 33, 12], ['dual', 47, 8]];
+  for (const [form, n, d] of cases) {
+    it(`${form} ${n}x${d}`, async () => {
+      expect(supported(), 'this adapter has no fixed subgroup size of 8: run this test on lavapipe').toBe(true);
+      const { a: z } = randomViews(n, d, 4100 + n, { scale: 1 });
+      const oneRow = await gram(form, z, n, d);
+      const side = form === 'primal' ? d : n;
+      const want = reference(form, z, n, d);
+      let worst = 0;
+      let norm = 0;
+      for (let e = 0; e < side * side; e++) {
+        worst = Math.max(worst, Math.abs(oneRow.matrix[e] - want[e]));
+        norm = Math.max(norm, Math.abs(want[e]));
+      }
+      expect(worst / norm, 'matrix against float64').toBeLessThan(1e-5);
+      expect(oneRow.partials.every(Number.isFinite), 'every partial written').toBe(true);
+      for (const gx of [1, 3, 7]) {
+        const folded = await gram(form, z, n, d, gx);
+        expect(Buffer.from(folded.matrix.buffer).equals(Buffer.from(oneRow.matrix.buffer)), `gx ${gx} matrix`).toBe(true);
+        expect(Buffer.from(folded.partials.buffer).equals(Buffer.from(oneRow.partials.buffer)), `gx ${gx} partials`).toBe(true);
+      }
+    });
+  }
+});
