@@ -15,14 +15,14 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
-import { bufferCounts, createVICRegLoss, type ForwardPlan, type VICRegLoss, type VICRegTerms } from '../src/index.js';
+import { bufferCounts, createVICRegLoss, quietly, type ForwardPlan, type VICRegLoss, type VICRegTerms } from '../src/index.js';
 import { randomViews, resolveOptions, type ReferenceOptions, type ViewPair } from '../test/reference/float64.js';
 import { float64MultiplyAdds, float64SampledRows, float64VICReg } from './float64-reference.js';
 import {
   compare, flopCounts, FLOAT64_TOLERANCE, FLOP_CONVENTION, gflops, judge, SAME_ENGINE_TOLERANCE, TFJS_TOLERANCE, timed,
   timingStats, type Comparison, type TermsAndGradients,
 } from './measure.js';
-import { markdownTable, writeReports, type BenchReport, type MachineInfo, type ShapeResult } from './report.js';
+import { markdownTable, writeReports, type BenchReport, type MachineInfo, type OpenblasOutcome, type ShapeResult } from './report.js';
 import { createTfjsReference, installNavigatorGpu, type TfjsReference, type TfjsResult } from './tfjs-reference.js';
 
 const DEFAULT_SHAPES = '256x1024,1024x1024,128x4096,128x8192,2048x2048,2048x8192';
@@ -37,6 +37,10 @@ const HELP = `npm run bench -- [options]
   --tfjs-max-seconds S   skip tfjs for a shape when one run is estimated to take longer, and fit its
                          timed runs in this time (at least one) (default 60)
   --no-tfjs              do not run tfjs (checks fall back on float64 where cheap)
+  --openblas             also time bench/numpy_vicreg.py (float32 NumPy/OpenBLAS, standard d x d form,
+                         self-checked against float64) per shape, after ours; needs python3 with numpy
+  --tfjs-quiet           run tfjs's waits through quietly() too, as the engine's own waits run (by default
+                         tfjs runs as it ships: under dawn.node its waits spin a CPU core; see README)
   --preset paper|official, --form auto|primal|dual   engine options (default paper, auto)
   --variant auto|tiled|subgroup                       kernel variant (default auto: chosen per device)
   --seed S               seed of the inputs (default 1)
@@ -68,6 +72,8 @@ interface Options {
   tfjsRuns: number;
   tfjsMaxSeconds: number;
   tfjs: boolean;
+  tfjsQuiet: boolean;
+  openblas: boolean;
   preset: 'paper' | 'official';
   form: 'auto' | 'primal' | 'dual';
   variant: 'auto' | 'tiled' | 'subgroup';
@@ -98,7 +104,7 @@ function parseOptions(argv: string[]): Options | 'help' {
       options: {
         shapes: { type: 'string' }, quick: { type: 'boolean' }, 'skip-large': { type: 'boolean' },
         runs: { type: 'string' }, warmup: { type: 'string' }, 'tfjs-runs': { type: 'string' }, 'tfjs-max-seconds': { type: 'string' },
-        'no-tfjs': { type: 'boolean' }, preset: { type: 'string' }, form: { type: 'string' }, variant: { type: 'string' }, seed: { type: 'string' },
+        'no-tfjs': { type: 'boolean' }, 'tfjs-quiet': { type: 'boolean' }, openblas: { type: 'boolean' }, preset: { type: 'string' }, form: { type: 'string' }, variant: { type: 'string' }, seed: { type: 'string' },
         out: { type: 'string' }, resident: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -125,6 +131,8 @@ function parseOptions(argv: string[]): Options | 'help' {
     tfjsRuns: parseCount('tfjs-runs', values['tfjs-runs'], 3, 1),
     tfjsMaxSeconds: maxSeconds,
     tfjs: !values['no-tfjs'],
+    tfjsQuiet: values['tfjs-quiet'] ?? false,
+    openblas: values.openblas ?? false,
     preset,
     form,
     variant,
@@ -214,6 +222,10 @@ async function oursForwardBackward(vic: VICRegLoss, views: ViewPair, shape: [num
   return { ...terms, gradA, gradB };
 }
 
+/** One tfjs forward + backward; with --tfjs-quiet its waits defer Dawn's poll as the engine's do. */
+const tfjsRun = (ctx: Context, views: ViewPair, n: number, d: number): Promise<TfjsResult> =>
+  ctx.options.tfjsQuiet ? quietly(() => ctx.tfjs!.run(views.a, views.b, n, d)) : ctx.tfjs!.run(views.a, views.b, n, d);
+
 const oursForwardOnly = (vic: VICRegLoss, views: ViewPair, shape: [number, number]): Promise<VICRegTerms> =>
   vic.forward(views.a, views.b, shape, { grad: false });
 
@@ -251,7 +263,8 @@ const destroyResident = (buffers: ResidentBuffers | undefined) =>
 async function oursResident(vic: VICRegLoss, buffers: ResidentBuffers, shape: [number, number]): Promise<VICRegTerms & { gradA: GPUBuffer; gradB: GPUBuffer }> {
   const terms = await vic.forward(buffers.a, buffers.b, shape);
   const grads = await vic.backward<GPUBuffer>();
-  await vic.device.queue.onSubmittedWorkDone();
+  // As a caller on dawn.node should wait: without quietly() Dawn's event poll spins a core (README).
+  await quietly(() => vic.device.queue.onSubmittedWorkDone());
   return { ...terms, ...grads };
 }
 
@@ -373,7 +386,7 @@ async function benchShape(ctx: Context, n: number, d: number, label: string): Pr
           ctx.tfjs.prepare(n, d);
           tfjsPrepared = true;
           tfjsTensorsBefore = ctx.tfjs.liveTensors();
-          const cold = await timed(() => ctx.tfjs!.run(views.a, views.b, n, d));
+          const cold = await timed(() => tfjsRun(ctx, views, n, d));
           tfjsResult = cold.result;
           tfjsColdMs = cold.ms;
           // Keep tfjs's share of the bench bounded: its timed runs fit in --tfjs-max-seconds (at least one).
@@ -420,7 +433,7 @@ async function benchShape(ctx: Context, n: number, d: number, label: string): Pr
       }
       if (r < tfjsRuns) {
         try {
-          const run = await timed(() => ctx.tfjs!.run(views.a, views.b, n, d));
+          const run = await timed(() => tfjsRun(ctx, views, n, d));
           tfjsMs.push(run.ms);
           tfjsResult = run.result;
         } catch (error) {
@@ -478,6 +491,12 @@ async function benchShape(ctx: Context, n: number, d: number, label: string): Pr
       result.speedup = tfjsStats.medianMs / oursStats.medianMs;
     }
 
+    if (ctx.options.openblas) {
+      progress(`${label}: NumPy/OpenBLAS (standard d x d form)`);
+      result.openblas = openblasRun(n, d, options.runs);
+      if (result.openblas.status === 'ran') result.openblasRatio = result.openblas.medianMs / oursStats.medianMs;
+    }
+
     // Checks: against tfjs where it ran; against float64 as well (whole where cheap, in part otherwise).
     progress(`${label}: checking`);
     if (tfjsResult) {
@@ -487,7 +506,7 @@ async function benchShape(ctx: Context, n: number, d: number, label: string): Pr
     if (resident) result.checks.push(...await residentChecks(vic, resident, shape, lastOurs!, lastEncode!));
     result.status = judge(result.checks);
     // No speedup over a wrong result, nor for a wrong one.
-    if (result.status === 'mismatch' || result.checks.some((c) => c.overruled)) result.speedup = undefined;
+    if (result.status === 'mismatch' || result.checks.some((c) => c.overruled)) result.speedup = result.openblasRatio = undefined;
   } catch (error) {
     result.status = 'error';
     result.error = `${(error as Error).name}: ${(error as Error).message}`;
@@ -500,6 +519,18 @@ async function benchShape(ctx: Context, n: number, d: number, label: string): Pr
   return result;
 }
 
+/** bench/numpy_vicreg.py on one shape: its median over `runs` timed runs (it checks itself first). */
+function openblasRun(n: number, d: number, runs: number): OpenblasOutcome {
+  try {
+    const out = execFileSync('python3', ['bench/numpy_vicreg.py', `${n}x${d}`, '--runs', String(runs)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const row = JSON.parse(out.trim().split('\n').pop()!) as { ms_median: number; blas: string };
+    return { status: 'ran', medianMs: row.ms_median, library: row.blas };
+  } catch (error) {
+    const e = error as { stderr?: string; message: string };
+    return { status: 'failed', reason: (e.stderr?.trim() || e.message).split('\n').pop()! };
+  }
+}
+
 function summaryLine(r: ShapeResult): string {
   const label = `${r.n}x${r.d}`;
   if (r.status === 'error') return `${label}: ERROR ${r.error}`;
@@ -507,7 +538,8 @@ function summaryLine(r: ShapeResult): string {
   const tfjs = r.tfjs.status === 'ran' ? `tfjs ${r.tfjs.forwardBackward.medianMs.toFixed(1)} ms` : `tfjs ${r.tfjs.status}`;
   const resident = o.resident ? `${o.resident.forwardBackward.medianMs.toFixed(1)} ms resident fwd+bwd, ${o.resident.encode.medianMs.toFixed(1)} ms encode, ` : '';
   return `${label}: ${r.form}${r.variant ? `/${r.variant}` : ''} ${o.forwardBackward.medianMs.toFixed(1)} ms fwd+bwd, ${o.forward.medianMs.toFixed(1)} ms fwd, ${resident}` +
-    `${o.effectiveGflops.forwardBackward.toFixed(1)} effective GFLOP/s; ${tfjs}${r.speedup ? ` (${r.speedup.toFixed(1)}x)` : ''}; ${r.status}`;
+    `${o.effectiveGflops.forwardBackward.toFixed(1)} effective GFLOP/s; ${tfjs}${r.speedup ? ` (${r.speedup.toFixed(1)}x)` : ''}` +
+    `${r.openblas?.status === 'ran' ? `; OpenBLAS ${r.openblas.medianMs.toFixed(1)} ms (${r.openblasRatio!.toFixed(1)}x)` : r.openblas ? `; OpenBLAS ${r.openblas.status}` : ''}; ${r.status}`;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -552,7 +584,8 @@ async function main(): Promise<number> {
     machine: machineInfo(adapter, tfjs?.adapterName),
     settings: {
       runs: options.runs, warmup: options.warmup, tfjsRuns: options.tfjsRuns, tfjsMaxSeconds: options.tfjsMaxSeconds,
-      preset: options.preset, form: options.form, variant: options.variant, seed: options.seed, resident: options.resident, argv: process.argv.slice(2),
+      preset: options.preset, form: options.form, variant: options.variant, seed: options.seed, resident: options.resident,
+      tfjsQuiet: options.tfjsQuiet, openblas: options.openblas, argv: process.argv.slice(2),
     },
     flopConvention: FLOP_CONVENTION,
     memoryNote: 'engine buffers = bytes of the buffers the engine itself holds after forward + backward (its bufferCounts; ' +

@@ -33,6 +33,10 @@ export interface BenchSettings {
   seed: number;
   /** --resident: the GPU-resident series and their checks ran too. */
   resident: boolean;
+  /** --tfjs-quiet: tfjs's waits ran through quietly() as the engine's do (else tfjs as it ships). */
+  tfjsQuiet?: boolean;
+  /** --openblas: bench/numpy_vicreg.py timed per shape. */
+  openblas?: boolean;
   argv: string[];
 }
 
@@ -49,6 +53,8 @@ export type TfjsOutcome =
       /** tfjs tensors alive after the runs minus before (0 unless the reference leaks). */
       tensorsLeaked: number;
     };
+
+export type OpenblasOutcome = { status: 'ran'; medianMs: number; library: string } | { status: 'failed'; reason: string };
 
 export interface ShapeResult {
   n: number;
@@ -85,6 +91,10 @@ export interface ShapeResult {
   tfjs: TfjsOutcome;
   /** tfjs median / ours median, forward + backward; absent when either is missing or the row failed. */
   speedup?: number;
+  /** --openblas: float32 NumPy/OpenBLAS, standard d x d form (bench/numpy_vicreg.py), run after ours. */
+  openblas?: OpenblasOutcome;
+  /** OpenBLAS median / ours median, forward + backward. */
+  openblasRatio?: number;
   checks: Comparison[];
   /** Why a reference did not run, in words. */
   checkNotes: string[];
@@ -138,9 +148,11 @@ function tfjsCell(r: ShapeResult): string {
 export function markdownTable(report: BenchReport): string {
   // The resident columns only where --resident ran them (older reports have no such setting).
   const resident = report.settings.resident === true;
+  const openblas = report.settings.openblas === true;
   const header = [
     'n x d', 'form', 'ours fwd+bwd ms', 'ours fwd ms', ...(resident ? ['ours resident fwd+bwd ms', 'ours encode ms'] : []),
-    'effective GFLOP/s', 'form GFLOP/s', 'engine buffers MiB', 'tfjs fwd+bwd ms', 'tfjs GFLOP/s', 'speedup', 'check',
+    'effective GFLOP/s', 'form GFLOP/s', 'engine buffers MiB', 'tfjs fwd+bwd ms', 'tfjs GFLOP/s', 'speedup',
+    ...(openblas ? ['OpenBLAS ms', 'vs OpenBLAS'] : []), 'check',
   ];
   const lines = [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`];
   for (const r of report.results) {
@@ -155,7 +167,9 @@ export function markdownTable(report: BenchReport): string {
       o && r.status !== 'mismatch' ? o.formGflops.forwardBackward.toFixed(1) : '',
       o ? mib(o.engineBufferBytes) : '',
       tfjsCell(r), r.tfjs.status === 'ran' ? r.tfjs.effectiveGflops.toFixed(2) : '',
-      r.speedup ? `${r.speedup.toFixed(1)}x` : '', checkCell(r),
+      r.speedup ? `${r.speedup.toFixed(1)}x` : '',
+      ...(openblas ? [r.openblas?.status === 'ran' ? ms(r.openblas.medianMs) : r.openblas?.status ?? '', r.openblasRatio ? `${r.openblasRatio.toFixed(2)}x` : ''] : []),
+      checkCell(r),
     ].join(' | ')} |`);
   }
   return lines.join('\n');
@@ -168,6 +182,7 @@ function markdown(report: BenchReport): string {
     const label = shapeLabel(r);
     if (r.error) notes.push(`${label}: error: ${r.error}`);
     if (r.tfjs.status === 'skipped' || r.tfjs.status === 'failed') notes.push(`${label}: tfjs ${r.tfjs.status}: ${r.tfjs.reason}`);
+    if (r.openblas?.status === 'failed') notes.push(`${label}: OpenBLAS baseline failed: ${r.openblas.reason}`);
     if (r.tfjs.status === 'ran' && r.tfjs.tensorsLeaked) notes.push(`${label}: tfjs leaked ${r.tfjs.tensorsLeaked} tensors`);
     if (r.ours?.engineBytesLeaked) notes.push(`${label}: the engine left ${r.ours.engineBytesLeaked} bytes of buffers after destroy()`);
     for (const note of r.checkNotes) notes.push(`${label}: ${note}`);
@@ -177,6 +192,7 @@ function markdown(report: BenchReport): string {
       else for (const f of c.failures) notes.push(`${label}: MISMATCH ${c.subject ? `${c.subject} ` : ''}vs ${c.against}: ${f}`);
     }
   }
+  const blasLibrary = report.results.flatMap((r) => (r.openblas?.status === 'ran' ? [r.openblas.library] : []))[0];
   return [
     '# vicreg-wgsl bench',
     '',
@@ -190,7 +206,15 @@ function markdown(report: BenchReport): string {
       (s.resident
         ? '; except the resident columns: inputs uploaded once before timing, the terms read back and the gradients left on the device ' +
           '(resident = forward + backward on GPUBuffers until the device is idle; encode = encode() into caller-owned gradients, then read() of the terms).'
-        : '.'),
+        : '.') +
+      (s.tfjsQuiet
+        ? " tfjs's waits ran through quietly() as the engine's do (--tfjs-quiet)."
+        : " The engine's waits defer dawn.node's event poll (quietly()); tfjs runs as it ships, its waits spinning a CPU core.") +
+      (s.openblas
+        ? ` OpenBLAS: bench/numpy_vicreg.py (${blasLibrary ?? 'numpy'}), ` +
+          'float32, the standard d x d form with hand-written gradients, checked against float64, run after ours in its own process; ' +
+          'vs OpenBLAS = its median / ours (above 1: ours is faster).'
+        : ''),
     '',
     markdownTable(report),
     '',

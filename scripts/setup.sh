@@ -40,6 +40,16 @@ if [ "${VICREG_SKIP_CHROMIUM:-0}" != 1 ] && [ ! -x /usr/bin/chromium ] && comman
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
 
+# NumPy (OpenBLAS) for the CPU baseline, bench/numpy_vicreg.py (npm run bench -- --openblas, and its
+# check in test/bench-reference.test.ts): pip's wheel where python3 lacks it, else Debian's package.
+if [ "${VICREG_SKIP_NUMPY:-0}" != 1 ] && ! python3 -c 'import numpy' >/dev/null 2>&1; then
+  if ! python3 -m pip install -q numpy >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3-numpy >/dev/null
+  fi
+fi
+
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
 fi

@@ -3,7 +3,12 @@
 // float64 reference, so the bench judges the engine by a reference that is itself checked; and the
 // bench's comparison and verdict logic. CPU only.
 
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { writeNpyFile } from '../src/io/npy.js';
 import { float64SampledRows, float64VICReg } from '../bench/float64-reference.js';
 import { compare, flopCounts, judge, type Comparison } from '../bench/measure.js';
 import { randomViews, referenceVICReg, relativeError, relativeNormError, type ReferenceOptions } from './reference/float64.js';
@@ -83,5 +88,25 @@ describe('bench float64 reference', () => {
     expect(overruled[0].overruled).toBeTruthy();
     // A resident path that disagrees with the host path fails the row even where float64 agrees: both are ours.
     expect(judge([check('float64', 'all', true), { ...check('host path', 'all', false), subject: 'encode' }])).toBe('mismatch');
+  });
+});
+
+describe('the OpenBLAS baseline (bench/numpy_vicreg.py; needs python3 with numpy, as the bench does)', () => {
+  it('computes the loss and gradients of the float64 reference (paper preset defaults)', () => {
+    const [n, d] = [13, 37];
+    const { a, b } = randomViews(n, d, 5150);
+    const dir = mkdtempSync(join(tmpdir(), 'vicreg-numpy-'));
+    try {
+      writeNpyFile(join(dir, 'a.npy'), a, [n, d]);
+      writeNpyFile(join(dir, 'b.npy'), b, [n, d]);
+      const out = execFileSync('python3', ['bench/numpy_vicreg.py', '--inputs', join(dir, 'a.npy'), join(dir, 'b.npy')], { encoding: 'utf8' });
+      const baseline = JSON.parse(out) as { loss: number; gradA: number[]; gradB: number[] };
+      const reference = referenceVICReg(a, b, [n, d], PAPER);
+      expect(relativeError(baseline.loss, reference.loss)).toBeLessThan(1e-5);
+      expect(relativeNormError(Float64Array.from(baseline.gradA), reference.gradA)).toBeLessThan(1e-4);
+      expect(relativeNormError(Float64Array.from(baseline.gradB), reference.gradB)).toBeLessThan(1e-4);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
