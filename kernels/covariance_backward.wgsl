@@ -33,7 +33,7 @@
 
 struct BackwardParams {
   n: u32, d: u32, shiftOffset: u32, centerOffset: u32,
-  varOffset: u32, columnStart: u32, matrixStride: u32, _pad2: u32,
+  varOffset: u32, columnStart: u32, matrixStride: u32, packing: u32,
   invCoef: f32, varWeight: f32, covCoef: f32, gamma: f32,
   eps: f32, _pad3: f32, _pad4: f32, _pad5: f32,
 }
@@ -52,6 +52,21 @@ const BLOCK: u32 = 4u;
 @group(0) @binding(5) var<uniform> params: BackwardParams;
 @group(0) @binding(6) var<storage, read> upstream: array<f32>;
 
+// The packed layout of the matrix buffer, shared by both views (side s): view A's symmetric matrix on
+// and above the diagonal, entry (i, k), i <= k, at i*s + k; view B's strictly below it, at k*s + i; B's
+// diagonal after the s x s square, at s*s + i (as the Gram kernels write it).
+fn packedIndex(i: u32, k: u32, s: u32, lowerHalf: bool) -> u32 {
+  if (!lowerHalf) { return i * s + k; }
+  return select(k * s + i, s * s + i, i == k);
+}
+
+// Coff_kj of this view: packed (packing 1: view A, 2: view B), or with packing 0 from a plain matrix or
+// column block at k*matrixStride + (j - columnStart).
+fn coffAt(k: u32, j: u32) -> f32 {
+  if (params.packing == 0u) { return covOffDiag[k * params.matrixStride + (j - params.columnStart)]; }
+  return covOffDiag[packedIndex(min(k, j), max(k, j), params.d, params.packing == 2u)];
+}
+
 @compute @workgroup_size(WG, WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let n = params.n;
@@ -62,7 +77,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let cols = vec4<u32>(params.columnStart + wid.x * WG * BLOCK + lid.x * BLOCK) + offs;
   let rc = min(rows, vec4<u32>(n - 1u));
   let cc = min(cols, vec4<u32>(columnEnd - 1u));
-  let matrixColumn = cc - vec4<u32>(params.columnStart);
   let rowBase = rc * d;
 
   var acc0 = vec4<f32>(0.0);
@@ -73,8 +87,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let shift = vec4<f32>(stats[params.shiftOffset + k]);
     let center = vec4<f32>(stats[params.centerOffset + k]);
     let zc = (vec4<f32>(z[rowBase.x + k], z[rowBase.y + k], z[rowBase.z + k], z[rowBase.w + k]) - shift) - center;
-    let ck = k * params.matrixStride;
-    let coff = vec4<f32>(covOffDiag[ck + matrixColumn.x], covOffDiag[ck + matrixColumn.y], covOffDiag[ck + matrixColumn.z], covOffDiag[ck + matrixColumn.w]);
+    let coff = vec4<f32>(coffAt(k, cc.x), coffAt(k, cc.y), coffAt(k, cc.z), coffAt(k, cc.w));
     acc0 = fma(vec4<f32>(zc.x), coff, acc0);
     acc1 = fma(vec4<f32>(zc.y), coff, acc1);
     acc2 = fma(vec4<f32>(zc.z), coff, acc2);

@@ -27,7 +27,7 @@
 
 struct BackwardParams {
   n: u32, d: u32, shiftOffset: u32, centerOffset: u32,
-  varOffset: u32, columnStart: u32, matrixStride: u32, _pad2: u32,
+  varOffset: u32, columnStart: u32, matrixStride: u32, packing: u32,
   invCoef: f32, varWeight: f32, covCoef: f32, gamma: f32,
   eps: f32, _pad3: f32, _pad4: f32, _pad5: f32,
 }
@@ -45,6 +45,14 @@ const BLOCK: u32 = 4u;
 @group(0) @binding(5) var<uniform> params: BackwardParams;
 @group(0) @binding(6) var<storage, read> upstream: array<f32>;
 
+// The packed layout of the matrix buffer, shared by both views (side s): view A's symmetric matrix on
+// and above the diagonal, entry (i, k), i <= k, at i*s + k; view B's strictly below it, at k*s + i; B's
+// diagonal after the s x s square, at s*s + i (as the Gram kernels write it).
+fn packedIndex(i: u32, k: u32, s: u32, lowerHalf: bool) -> u32 {
+  if (!lowerHalf) { return i * s + k; }
+  return select(k * s + i, s * s + i, i == k);
+}
+
 @compute @workgroup_size(WG, WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let n = params.n;
@@ -52,7 +60,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let offs = vec4<u32>(0u, 1u, 2u, 3u);
   let rows = vec4<u32>(wid.y * WG * BLOCK + lid.y * BLOCK) + offs;
   let cols = vec4<u32>(wid.x * WG * BLOCK + lid.x * BLOCK) + offs;
-  let gramRow = min(rows, vec4<u32>(n - 1u)) * n;
+  let rc = min(rows, vec4<u32>(n - 1u));
+  let lower = params.packing == 2u;
   let cc = min(cols, vec4<u32>(d - 1u));
   let so = params.shiftOffset;
   let co = params.centerOffset;
@@ -64,7 +73,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   var acc2 = vec4<f32>(0.0);
   var acc3 = vec4<f32>(0.0);
   for (var k = 0u; k < n; k++) {
-    let kr = vec4<f32>(gram[gramRow.x + k], gram[gramRow.y + k], gram[gramRow.z + k], gram[gramRow.w + k]);
+    let lo = min(rc, vec4<u32>(k));
+    let hi = max(rc, vec4<u32>(k));
+    let kr = vec4<f32>(gram[packedIndex(lo.x, hi.x, n, lower)], gram[packedIndex(lo.y, hi.y, n, lower)],
+                       gram[packedIndex(lo.z, hi.z, n, lower)], gram[packedIndex(lo.w, hi.w, n, lower)]);
     let zk = k * d;
     let zc = (vec4<f32>(z[zk + cc.x], z[zk + cc.y], z[zk + cc.z], z[zk + cc.w]) - shifts) - centers;
     acc0 = fma(vec4<f32>(kr.x), zc, acc0);

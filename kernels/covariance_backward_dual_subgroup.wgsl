@@ -29,7 +29,7 @@ enable subgroups;
 
 struct BackwardParams {
   n: u32, d: u32, shiftOffset: u32, centerOffset: u32,
-  varOffset: u32, columnStart: u32, matrixStride: u32, _pad2: u32,
+  varOffset: u32, columnStart: u32, matrixStride: u32, packing: u32,
   invCoef: f32, varWeight: f32, covCoef: f32, gamma: f32,
   eps: f32, _pad3: f32, _pad4: f32, _pad5: f32,
 }
@@ -53,6 +53,14 @@ fn statsVec4(offset: u32, column: u32) -> vec4<f32> {
   return vec4<f32>(stats[o], stats[o + 1u], stats[o + 2u], stats[o + 3u]);
 }
 
+// The packed layout of the matrix buffer, shared by both views (side s): view A's symmetric matrix on
+// and above the diagonal, entry (i, k), i <= k, at i*s + k; view B's strictly below it, at k*s + i; B's
+// diagonal after the s x s square, at s*s + i (as the Gram kernels write it).
+fn packedIndex(i: u32, k: u32, s: u32, lowerHalf: bool) -> u32 {
+  if (!lowerHalf) { return i * s + k; }
+  return select(k * s + i, s * s + i, i == k);
+}
+
 @compute @workgroup_size(LANES)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
   let n = params.n;
@@ -60,8 +68,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   let i0 = wid.y * SHARED;
   let j40 = wid.x * LANES * OWN4;
 
+  let lower = params.packing == 2u;
   var sharedRow: array<u32, SHARED_PER_LANE>;
-  for (var p = 0u; p < SHARED_PER_LANE; p++) { sharedRow[p] = min(i0 + p * LANES + lane, n - 1u) * n; }
+  for (var p = 0u; p < SHARED_PER_LANE; p++) { sharedRow[p] = min(i0 + p * LANES + lane, n - 1u); }
   var own4: array<u32, OWN4>;
   var ownShift: array<vec4<f32>, OWN4>;
   var ownCenter: array<vec4<f32>, OWN4>;
@@ -76,7 +85,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
     var zc: array<vec4<f32>, OWN4>;
     for (var c = 0u; c < OWN4; c++) { zc[c] = (z4[k * d4 + own4[c]] - ownShift[c]) - ownCenter[c]; }
     for (var p = 0u; p < SHARED_PER_LANE; p++) {
-      let mine = gram[sharedRow[p] + k];
+      let row = sharedRow[p];
+      let mine = gram[packedIndex(min(row, k), max(row, k), n, lower)];
       for (var s = 0u; s < LANES; s++) {
         let kik = vec4<f32>(subgroupShuffle(mine, s));
         for (var c = 0u; c < OWN4; c++) { acc[p * LANES + s][c] += kik * zc[c]; }

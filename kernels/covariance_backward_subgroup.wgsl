@@ -8,6 +8,10 @@
 //                                                     + covCoef sum_k Zc_ik Coff_kj )
 //   varCoef_j = varWeight / std_j if std_j = sqrt(var_j + eps) < gamma, else 0
 //   (coefficients: see covariance_backward.wgsl and src/ops/coefficients.ts)
+// Packed matrix (params.packing 1: view A, 2: view B; the layout of the Gram kernels' packedIndex): this
+// pass reads Coff by rows, which hold only part of each view's Coff (view A: Coff_kj for k <= j, view B:
+// for k > j); it sums those and covariance_backward_mirrored_subgroup.wgsl adds the rest. Plain
+// (packing 0: a whole matrix or a column block): this pass sums all of it.
 //
 // Each workgroup is one subgroup of LANES = 8 invocations and owns a SHARED x (LANES * 4 * OWN4) block of
 // the gradient: rows i0 .. i0 + SHARED - 1 shared by all lanes, 4 * OWN4 columns per lane (OWN4 vec4s,
@@ -18,7 +22,8 @@
 //   0  z           storage, read        array<f32>        n*d   this view (the same buffer as binding 7)
 //   1  other4      storage, read        array<vec4<f32>>  n*d/4 the other view
 //   2  stats       storage, read        array<f32>        column_stats layout
-//   3  covOffDiag4 storage, read        array<vec4<f32>>  d*d/4 Coff of this view
+//   3  covOffDiag4 storage, read        array<vec4<f32>>  (d*d+d)/4 both views' Coff, packed (or a plain
+//                                                     matrix or column block of this view's)
 //   4  grad4       storage, read_write  array<vec4<f32>>  n*d/4
 //   5  params      uniform              BackwardParams (as covariance_backward.wgsl: Coff_kj is read at
 //                                                     k*matrixStride + (j - columnStart), a whole matrix
@@ -34,7 +39,7 @@ enable subgroups;
 
 struct BackwardParams {
   n: u32, d: u32, shiftOffset: u32, centerOffset: u32,
-  varOffset: u32, columnStart: u32, matrixStride: u32, _pad2: u32,
+  varOffset: u32, columnStart: u32, matrixStride: u32, packing: u32,
   invCoef: f32, varWeight: f32, covCoef: f32, gamma: f32,
   eps: f32, _pad3: f32, _pad4: f32, _pad5: f32,
 }
@@ -76,11 +81,25 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   for (var c = 0u; c < OWN4; c++) { own4[c] = min(j40 + c * LANES + lane, end4 - 1u); }
 
   var acc: array<array<vec4<f32>, OWN4>, SHARED>;
-  for (var k = 0u; k < d; k++) {
+  // Coff_kj from row k of the matrix, 4 columns j per vec4. Plain: every k. Packed: only the k whose row
+  // holds this view's Coff_kj (view A: j >= k; view B: j < k), the others masked to 0; the rest of
+  // Coff comes in the mirrored pass.
+  let packed = params.packing != 0u;
+  let lower = params.packing == 2u;
+  let jLo = 4u * j40;
+  let jHi = 4u * min(j40 + LANES * OWN4, end4);
+  let rowStart = select(0u, select(0u, jLo + 1u, lower), packed);
+  let rowEnd = select(d, select(jHi, d, lower), packed);
+  for (var k = rowStart; k < rowEnd; k++) {
     let shift = stats[params.shiftOffset + k];
     let center = stats[params.centerOffset + k];
     var coff: array<vec4<f32>, OWN4>;
-    for (var c = 0u; c < OWN4; c++) { coff[c] = covOffDiag4[k * stride4 + own4[c] - start4]; }
+    for (var c = 0u; c < OWN4; c++) {
+      let value = covOffDiag4[k * stride4 + own4[c] - start4];
+      let j = vec4<u32>(4u * own4[c]) + vec4<u32>(0u, 1u, 2u, 3u);
+      let kept = select(j >= vec4<u32>(k), j < vec4<u32>(k), lower);
+      coff[c] = select(value, select(vec4<f32>(0.0), value, kept), packed);
+    }
     for (var p = 0u; p < SHARED_PER_LANE; p++) {
       let mine = (z[sharedBase[p] + k] - shift) - center;
       for (var s = 0u; s < LANES; s++) {

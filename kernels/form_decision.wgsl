@@ -10,15 +10,17 @@
 //
 // Bindings (group 0):
 //   0  result  storage, read        array<f32>  8 (loss_terms layout; shares at 5 and 6)
-//   1  args    storage, read_write  array<u32>  12: [primal gram x, y, z | primal loss_terms x, y, z |
-//                                                    primal backward x, y, z | dual backward x, y, z]
+//   1  args    storage, read_write  array<u32>  15: [primal gram x, y, z | primal loss_terms x, y, z |
+//                                                    primal backward x, y, z | dual backward x, y, z |
+//                                                    primal mirrored backward x, y, z (0 workgroups
+//                                                    where the primal variant has no mirrored pass)]
 //   2  params  uniform              DecisionParams
 // Dispatch: (1, 1, 1) workgroup of 1 thread.
 // Variant: the only one.
 
 struct DecisionParams {
   primalGram: vec2<u32>, primalBackward: vec2<u32>,
-  dualBackward: vec2<u32>, _pad0: u32, _pad1: u32,
+  dualBackward: vec2<u32>, primalMirrored: vec2<u32>,
   minShare: f32, _pad2: f32, _pad3: f32, _pad4: f32,
 }
 
@@ -37,4 +39,5 @@ fn main() {
   args[3] = onPrimal; args[4] = 1u; args[5] = 1u;
   args[6] = params.primalBackward.x * onPrimal; args[7] = params.primalBackward.y; args[8] = 1u;
   args[9] = params.dualBackward.x * onDual; args[10] = params.dualBackward.y; args[11] = 1u;
+  args[12] = params.primalMirrored.x * onPrimal; args[13] = params.primalMirrored.y; args[14] = 1u;
 }

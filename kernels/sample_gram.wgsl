@@ -25,11 +25,19 @@
 // Variant: "tiled": register blocks, no workgroup memory in the main loop; portable (the one for GPUs).
 // WG*WG must be a power of two (tree reduction).
 
-struct GramDims { n: u32, d: u32, tiles: u32, partialOffset: u32, shiftOffset: u32, centerOffset: u32, _pad0: u32, _pad1: u32 }
+struct GramDims { n: u32, d: u32, tiles: u32, partialOffset: u32, shiftOffset: u32, centerOffset: u32, _pad0: u32, _pad1: u32, lowerHalf: u32, _pad2: u32, _pad3: u32, _pad4: u32 }
 
 override WG: u32 = 8;
 override WRITE_MATRIX: bool = true;
 const BLOCK: u32 = 4u;   // rows and columns of K per thread
+
+// The packed layout of the matrix buffer, shared by both views (side s): view A's symmetric matrix on
+// and above the diagonal, entry (i, k), i <= k, at i*s + k; view B's strictly below it, at k*s + i; B's
+// diagonal after the s x s square, at s*s + i. s*s + s floats hold both views' matrices.
+fn packedIndex(i: u32, k: u32, s: u32, lowerHalf: bool) -> u32 {
+  if (!lowerHalf) { return i * s + k; }
+  return select(k * s + i, s * s + i, i == k);
+}
 
 @group(0) @binding(0) var<storage, read> z: array<f32>;
 @group(0) @binding(1) var<storage, read> stats: array<f32>;
@@ -88,9 +96,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         let value = block[r][c];
         let scaled = value * inv;
         sumSq = fma(scaled, scaled, sumSq);
-        if (WRITE_MATRIX) {
-          gram[i * n + k] = value;
-          if (mirror) { gram[k * n + i] = value; }
+        if (WRITE_MATRIX && i <= k) {
+          gram[packedIndex(i, k, n, dims.lowerHalf != 0u)] = value;
         }
       }
     }

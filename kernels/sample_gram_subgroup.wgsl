@@ -28,7 +28,7 @@
 
 enable subgroups;
 
-struct GramDims { n: u32, d: u32, tiles: u32, partialOffset: u32, shiftOffset: u32, centerOffset: u32, _pad0: u32, _pad1: u32 }
+struct GramDims { n: u32, d: u32, tiles: u32, partialOffset: u32, shiftOffset: u32, centerOffset: u32, _pad0: u32, _pad1: u32, lowerHalf: u32, _pad2: u32, _pad3: u32, _pad4: u32 }
 
 override WRITE_MATRIX: bool = true;
 const LANES: u32 = 8u;
@@ -59,6 +59,14 @@ fn upperTile(t: u32, side: u32) -> vec2<u32> {
   if (x * (x + 1u) > t) { x -= 1u; }
   x = min(x, columnTiles - 1u);
   return vec2<u32>(x, t - x * (x + 1u));
+}
+
+// The packed layout of the matrix buffer, shared by both views (side s): view A's symmetric matrix on
+// and above the diagonal, entry (i, k), i <= k, at i*s + k; view B's strictly below it, at k*s + i; B's
+// diagonal after the s x s square, at s*s + i. s*s + s floats hold both views' matrices.
+fn packedIndex(i: u32, k: u32, s: u32, lowerHalf: bool) -> u32 {
+  if (!lowerHalf) { return i * s + k; }
+  return select(k * s + i, s * s + i, i == k);
 }
 
 @group(0) @binding(0) var<storage, read> z4: array<vec4<f32>>;
@@ -114,10 +122,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
         let value = acc[r][c];
         let scaled = value * inv;
         sumSq += select(2.0, 1.0, i == k) * scaled * scaled;
-        if (WRITE_MATRIX) {
-          gram[i * n + k] = value;
-          gram[k * n + i] = value;
-        }
+        if (WRITE_MATRIX) { gram[packedIndex(i, k, n, dims.lowerHalf != 0u)] = value; }
       }
     }
   }

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { DEFAULTS, gradientCoefficients, resolveCoefficients, varianceScale } from '../src/ops/coefficients.js';
 import {
-  columnStats, formDecision, forms, lossTerms, statsLayout, UNIFORM_BYTES, variantSupported, type BackwardKernel, type GramKernel,
+  columnStats, formDecision, forms, lossTerms, PACKING, statsLayout, UNIFORM_BYTES, variantSupported, type BackwardKernel, type GramKernel,
 } from '../src/ops/kernels.js';
 import {
   BUFFERS, DEFAULT_COEFFICIENTS, HOST, KERNELS, MIN_DUAL_SHARE as PLAN_MIN_DUAL_SHARE, PRESETS, VARIANTS, backwardPasses, forwardPasses,
@@ -107,6 +107,9 @@ describe('plan.ts against the engine', () => {
           expect(vars.partialsPerView, label).toBe(gram.partials(n, d));
           expect(dispatch(VARIANTS[variant].gram[form], vars), label).toEqual(three(gram.workgroups(n, d)));
           expect(dispatch(VARIANTS[variant].backward[form], vars), label).toEqual(three(backward.workgroups(n, d)));
+          const mirrored = VARIANTS[variant].mirroredBackward?.[form];
+          expect(mirrored !== undefined, label).toBe(backward.mirrored !== undefined);
+          if (mirrored) expect(dispatch(mirrored, vars), label).toEqual(three(backward.mirrored!.workgroups(n, d)));
         }
       }
     }
@@ -121,9 +124,9 @@ describe('plan.ts against the engine', () => {
         for (const v of [0, 1] as const) {
           const p = BUFFERS[`backwardParams${'AB'[v]}`].values!;
           const value = (field: string) => evaluate(p[field], env);
-          // vicreg.ts backwardParams(): [n, d, shift, center, variance, columnStart 0, matrixStride d] and coefficients.
-          expect([value('n'), value('d'), value('shiftOffset'), value('centerOffset'), value('varOffset'), value('columnStart'), value('matrixStride')])
-            .toEqual([n, d, layout.shift[v], layout.center[v], layout.variance[v], 0, d]);
+          // vicreg.ts backwardParams(): [n, d, shift, center, variance, columnStart 0, matrixStride d, PACKING[v]] and coefficients.
+          expect([value('n'), value('d'), value('shiftOffset'), value('centerOffset'), value('varOffset'), value('columnStart'), value('matrixStride'), value('packing')])
+            .toEqual([n, d, layout.shift[v], layout.center[v], layout.variance[v], 0, d, PACKING[v]]);
           expect(close(value('invCoef'), k.invCoef) && close(value('varWeight'), k.varWeight) && close(value('covCoef'), k.covCoef),
             `${n}x${d} ${JSON.stringify(c)}`).toBe(true);
           expect([value('gamma'), value('eps')]).toEqual([c.gamma, c.eps]);
@@ -135,10 +138,10 @@ describe('plan.ts against the engine', () => {
             const partials = forms[form].gram[variant].partials(n, d);
             for (const v of [0, 1] as const) {
               const g = BUFFERS[`gramDims${'AB'[v]}`].values!;
-              // vicreg.ts formBuffers(): [n, d, ceil(side/32), v * partialsPerView, shift, center]; the engine's
+              // vicreg.ts formBuffers(): [n, d, ceil(side/32), v * partialsPerView, shift, center, 0, 0, v]; the engine's
               // partialsPerView is the largest over variants, the plan's the variant's own (both valid).
-              expect(['n', 'd', 'tiles', 'partialOffset', 'shiftOffset', 'centerOffset'].map((f) => evaluate(g[f], vars)))
-                .toEqual([n, d, Math.ceil(side / 32), v * partials, layout.shift[v], layout.center[v]]);
+              expect(['n', 'd', 'tiles', 'partialOffset', 'shiftOffset', 'centerOffset', 'lowerHalf'].map((f) => evaluate(g[f], vars)))
+                .toEqual([n, d, Math.ceil(side / 32), v * partials, layout.shift[v], layout.center[v], v]);
             }
             const t = BUFFERS.termParams.values!;
             expect(['n', 'd', 'partialCount', 'dualForm', 'partialOffsetB'].map((f) => evaluate(t[f], vars)))
@@ -187,6 +190,13 @@ describe('plan.ts against the engine', () => {
         expect(constants(KERNELS[gramId].overrides)).toEqual(constants(forms[form].gram[variant].spec(true).constants));
         expect(constants(KERNELS[backwardId].overrides)).toEqual(constants(forms[form].backward[variant].spec(false).constants));
         expect(forms[form].gram[variant].spec(true).code).toBe(readFileSync(join(ROOT, 'kernels', KERNELS[gramId].file), 'utf8'));
+        const mirroredId = VARIANTS[variant].mirroredBackward?.[form];
+        const mirrored = forms[form].backward[variant].mirrored;
+        if (mirroredId && mirrored) {
+          expect(roles(mirroredId)).toEqual(mirrored.bindings(backwardLogical));
+          expect(constants(KERNELS[mirroredId].overrides)).toEqual(constants(mirrored.spec.constants));
+          expect(mirrored.spec.code).toBe(readFileSync(join(ROOT, 'kernels', KERNELS[mirroredId].file), 'utf8'));
+        }
       }
     }
     // vicreg.ts binds column_stats as [a, b, stats, flags, dims] and loss_terms as [stats, flags, partials, result, params].

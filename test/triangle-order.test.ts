@@ -3,12 +3,13 @@
 // past 65535 tiles (n >= ~8200 dual), which lavapipe's binding limit never reaches; here the kernels
 // run directly with small gx, so the workgroups past T and the 2-D numbering run too. Every result
 // buffer is poisoned first, and each dispatch must give bitwise the 1-D dispatch's matrix and partials,
-// which must match the float64 Gram matrix. Needs the 'subgroups' feature with subgroup size 8 (lavapipe,
+// which must match the float64 Gram matrix where the packed layout puts each view's entries (view A on
+// and above the diagonal; view B below it, its diagonal after the square). Needs the 'subgroups' feature with subgroup size 8 (lavapipe,
 // where CI runs); on another adapter it fails saying so.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { acquireDevice, type DeviceHandle } from '../src/runtime/device.js';
 import { destroyBuffer, encodeDispatch, pipeline, readback, readbackBuffer, storageBuffer, uniformBuffer, type Buffer } from '../src/runtime/gpu.js';
-import { forms, UNIFORM_BYTES, variantSupported } from '../src/ops/kernels.js';
+import { forms, packedMatrixFloats, UNIFORM_BYTES, variantSupported } from '../src/ops/kernels.js';
 import type { Form } from '../src/types.js';
 import { randomViews } from './reference/float64.js';
 
@@ -19,7 +20,7 @@ beforeAll(async () => {
 afterAll(() => handle?.device.destroy());
 
 /** One view's Gram dispatch with zero shift and center (so Zc = Z), laid out as (gx, ceil(T / gx)). */
-async function gram(form: Form, z: Float32Array, n: number, d: number, gx?: number) {
+async function gram(form: Form, z: Float32Array, n: number, d: number, view: 0 | 1, gx?: number) {
   const { device } = handle;
   const kernel = forms[form].gram.subgroup;
   const side = forms[form].side(n, d);
@@ -33,21 +34,22 @@ async function gram(form: Form, z: Float32Array, n: number, d: number, gx?: numb
   device.queue.writeBuffer(zBuffer.gpu, 0, z as Float32Array<ArrayBuffer>);
   const stats = make(storageBuffer(device, 'stats (zeros)', 2 * d * 4));
   const partials = make(storageBuffer(device, 'partials', partialCount * 4));
-  const matrix = make(storageBuffer(device, 'matrix', side * side * 4));
+  const floats = packedMatrixFloats(side);
+  const matrix = make(storageBuffer(device, 'matrix', floats * 4));
   device.queue.writeBuffer(partials.gpu, 0, new Float32Array(partialCount).fill(NaN));
-  device.queue.writeBuffer(matrix.gpu, 0, new Float32Array(side * side).fill(NaN));
+  device.queue.writeBuffer(matrix.gpu, 0, new Float32Array(floats).fill(NaN));
   const dims = make(uniformBuffer(device, 'dims', UNIFORM_BYTES.gramDims));
-  device.queue.writeBuffer(dims.gpu, 0, new Uint32Array([n, d, 0, 0, 0, d, 0, 0]));
+  device.queue.writeBuffer(dims.gpu, 0, new Uint32Array([n, d, 0, 0, 0, d, 0, 0, view, 0, 0, 0]));
   const encoder = device.createCommandEncoder();
   encodeDispatch(device, encoder, {
     label: 'gram', pipeline: await pipeline(device, kernel.spec(true)),
     bindings: kernel.bindings({ z: zBuffer.gpu, stats: stats.gpu, partials: partials.gpu, matrix: matrix.gpu, dims: dims.gpu }),
     workgroups: [x, Math.ceil(tiles / x)],
   });
-  const stagings = [make(readbackBuffer(device, 'partials out', partialCount * 4)), make(readbackBuffer(device, 'matrix out', side * side * 4))];
+  const stagings = [make(readbackBuffer(device, 'partials out', partialCount * 4)), make(readbackBuffer(device, 'matrix out', floats * 4))];
   const [p, m] = await readback(device, encoder, [
     { source: partials.gpu, staging: stagings[0], bytes: partialCount * 4 },
-    { source: matrix.gpu, staging: stagings[1], bytes: side * side * 4 },
+    { source: matrix.gpu, staging: stagings[1], bytes: floats * 4 },
   ]);
   buffers.forEach(destroyBuffer);
   return { partials: new Float32Array(p), matrix: new Float32Array(m) };
@@ -70,29 +72,38 @@ function reference(form: Form, z: Float32Array, n: number, d: number): Float64Ar
 
 const supported = () => variantSupported('subgroup', handle.features, 4);
 
-describe('subgroup Gram kernels: triangle order over 2-D dispatches (needs subgroups of 8; lavapipe)', () => {
+describe('subgroup Gram kernels: triangle order over 2-D dispatches, packed writes (needs subgroups of 8; lavapipe)', () => {
   // Shapes whose last column block is cut short by the edge, and one where it is not.
   const cases: [Form, number, number][] = [['primal', 9, 132], ['primal', 5, 100], ['dual', 33, 12], ['dual', 47, 8]];
   for (const [form, n, d] of cases) {
-    it(`${form} ${n}x${d}`, async () => {
-      expect(supported(), 'this adapter has no fixed subgroup size of 8: run this test on lavapipe').toBe(true);
-      const { a: z } = randomViews(n, d, 4100 + n, { scale: 1 });
-      const oneRow = await gram(form, z, n, d);
-      const side = form === 'primal' ? d : n;
-      const want = reference(form, z, n, d);
-      let worst = 0;
-      let norm = 0;
-      for (let e = 0; e < side * side; e++) {
-        worst = Math.max(worst, Math.abs(oneRow.matrix[e] - want[e]));
-        norm = Math.max(norm, Math.abs(want[e]));
-      }
-      expect(worst / norm, 'matrix against float64').toBeLessThan(1e-5);
-      expect(oneRow.partials.every(Number.isFinite), 'every partial written').toBe(true);
-      for (const gx of [1, 3, 7]) {
-        const folded = await gram(form, z, n, d, gx);
-        expect(Buffer.from(folded.matrix.buffer).equals(Buffer.from(oneRow.matrix.buffer)), `gx ${gx} matrix`).toBe(true);
-        expect(Buffer.from(folded.partials.buffer).equals(Buffer.from(oneRow.partials.buffer)), `gx ${gx} partials`).toBe(true);
-      }
-    });
+    for (const view of [0, 1] as const) {
+      it(`${form} ${n}x${d}, view ${'AB'[view]}`, async () => {
+        expect(supported(), 'this adapter has no fixed subgroup size of 8: run this test on lavapipe').toBe(true);
+        const { a: z } = randomViews(n, d, 4100 + n, { scale: 1 });
+        const oneRow = await gram(form, z, n, d, view);
+        const side = form === 'primal' ? d : n;
+        const want = reference(form, z, n, d);
+        let worst = 0;
+        let norm = 0;
+        let written = 0;
+        for (let i = 0; i < side; i++) {
+          for (let k = i; k < side; k++) {
+            const at = view === 0 ? i * side + k : i === k ? side * side + i : k * side + i;
+            worst = Math.max(worst, Math.abs(oneRow.matrix[at] - want[i * side + k]));
+            norm = Math.max(norm, Math.abs(want[i * side + k]));
+            written += 1;
+          }
+        }
+        expect(worst / norm, 'packed entries against float64').toBeLessThan(1e-5);
+        // Exactly the packed slots of this view were written; the rest keep their poison.
+        expect(oneRow.matrix.filter((x) => !Number.isNaN(x)).length).toBe(written);
+        expect(oneRow.partials.every(Number.isFinite), 'every partial written').toBe(true);
+        for (const gx of [1, 3, 7]) {
+          const folded = await gram(form, z, n, d, view, gx);
+          expect(Buffer.from(folded.matrix.buffer).equals(Buffer.from(oneRow.matrix.buffer)), `gx ${gx} matrix`).toBe(true);
+          expect(Buffer.from(folded.partials.buffer).equals(Buffer.from(oneRow.partials.buffer)), `gx ${gx} partials`).toBe(true);
+        }
+      });
+    }
   }
 });

@@ -9,6 +9,7 @@ import sampleGramWgsl from '../../kernels/sample_gram.wgsl';
 import sampleGramSubgroupWgsl from '../../kernels/sample_gram_subgroup.wgsl';
 import covarianceBackwardWgsl from '../../kernels/covariance_backward.wgsl';
 import covarianceBackwardSubgroupWgsl from '../../kernels/covariance_backward_subgroup.wgsl';
+import covarianceBackwardMirroredSubgroupWgsl from '../../kernels/covariance_backward_mirrored_subgroup.wgsl';
 import covarianceBackwardDualWgsl from '../../kernels/covariance_backward_dual.wgsl';
 import covarianceBackwardDualSubgroupWgsl from '../../kernels/covariance_backward_dual_subgroup.wgsl';
 import type { KernelSpec } from '../runtime/gpu.js';
@@ -80,6 +81,11 @@ export interface BackwardKernel {
   spec(accumulate: boolean): KernelSpec;
   workgroups(n: number, d: number): readonly [number, number];
   bindings(b: BackwardBuffers): GPUBuffer[];
+  /**
+   * A second pass, after this one, for a kernel that reads the packed matrix by rows only: it adds the
+   * rest of Zc Coff (always adding, whatever ACCUMULATE).
+   */
+  mirrored?: { spec: KernelSpec; workgroups(n: number, d: number): readonly [number, number]; bindings(b: BackwardBuffers): GPUBuffer[] };
 }
 
 // 'tiled' geometry: (8, 8) threads with 4 x 4 blocks cover a 32 x 32 tile.
@@ -92,6 +98,7 @@ const SUBGROUP_PRIMAL_SHARED = 32;         // primal gram: rows of C shared by t
 const SUBGROUP_OWN_COLUMNS = 8;            // primal gram: columns of C per lane (2 vec4s)
 const SUBGROUP_OWN_ROWS = 4;               // dual gram: rows of K per lane
 const SUBGROUP_BACKWARD_OWN_COLUMNS = 16;  // both backward kernels: gradient columns per lane (4 vec4s)
+const SUBGROUP_MIRRORED_OWN_COLUMNS = 4;   // primal mirrored backward pass: gradient columns per lane
 
 const tiledGram = (name: string, code: string, side: (n: number, d: number) => number): GramKernel => ({
   spec: (writeMatrix) => ({ name, code, constants: { WG: TILED_WG, WRITE_MATRIX: writeMatrix } }),
@@ -147,6 +154,11 @@ export const forms: Record<Form, FormKernels> = {
         spec: (accumulate) => ({ name: 'covariance_backward_subgroup', code: covarianceBackwardSubgroupWgsl, constants: { ACCUMULATE: accumulate } }),
         workgroups: subgroupBackwardWorkgroups,
         bindings: (b) => [b.z, b.other, b.stats, b.matrix, b.grad, b.params, b.upstream, b.z],
+        mirrored: {
+          spec: { name: 'covariance_backward_mirrored_subgroup', code: covarianceBackwardMirroredSubgroupWgsl },
+          workgroups: (n, d) => [ceilDiv(d, SUBGROUP_LANES * SUBGROUP_MIRRORED_OWN_COLUMNS), ceilDiv(n, SUBGROUP_SHARED)],
+          bindings: (b) => [b.z, b.stats, b.matrix, b.grad, b.params, b.upstream],
+        },
       },
     },
   },
@@ -198,5 +210,15 @@ export const statsLayout = (d: number) => ({
   floats: 7 * d,
 });
 
+/**
+ * The Gram kernels write, and the backward kernels read, both views' symmetric matrices packed into one
+ * buffer of side^2 + side floats (the kernels' packedIndex): view A on and above the diagonal, view B
+ * below it, B's diagonal after the side x side square. GramDims.lowerHalf is the view (0 A, 1 B);
+ * BackwardParams.packing is PACKING[view], or PACKING_PLAIN for a plain matrix or column block.
+ */
+export const packedMatrixFloats = (side: number) => side * side + side;
+export const PACKING = [1, 2] as const;
+export const PACKING_PLAIN = 0;
+
 /** Uniform buffer sizes in bytes: the WGSL structs' sizes rounded up to 16 (Dims is 8 bytes in the WGSL). */
-export const UNIFORM_BYTES = { dims: 16, gramDims: 32, termParams: 64, backwardParams: 64, decisionParams: 48 } as const;
+export const UNIFORM_BYTES = { dims: 16, gramDims: 48, termParams: 64, backwardParams: 64, decisionParams: 48 } as const;

@@ -90,35 +90,35 @@ export const KERNELS = {
     purpose: "device-side dual->primal decision writing indirect dispatch arguments (the engine's encode()); not used by the plans below",
     overrides: {},
     dispatch: ['1', '1', '1'],
-    bindings: { result: { role: 'result', count: '8' }, args: { role: 'args', count: '12' }, params: common.params },
+    bindings: { result: { role: 'result', count: '8' }, args: { role: 'args', count: '15' }, params: common.params },
   },
   gram_offdiag_squares: {
     file: 'gram_offdiag_squares.wgsl',
     purpose: 'primal: tiles of C = Zc^T Zc/(n-1) on and above the diagonal; partial sums of squared off-diagonal entries; writes Coff',
     overrides: { ...TILED, WRITE_MATRIX: true },
     dispatch: ['ceil(d/32)', 'ceil(d/32)', '1'],
-    bindings: { z: view('n*d'), stats: common.stats, partials: common.partials, covOffDiag: { role: 'matrix', count: 'd*d' }, dims: common.dims },
+    bindings: { z: view('n*d'), stats: common.stats, partials: common.partials, covOffDiag: { role: 'matrix', count: 'd*d+d' }, dims: common.dims },
   },
   gram_offdiag_squares_subgroup: {
     file: 'gram_offdiag_squares_subgroup.wgsl',
     purpose: 'gram_offdiag_squares with subgroup shuffles (subgroup size 8, d % 4 == 0)',
     overrides: { WRITE_MATRIX: true },
     dispatch: UPPER_TILE_DISPATCH,
-    bindings: { z: view('n*d'), stats: common.stats, partials: common.partials, covOffDiag: { role: 'matrix', count: 'd*d' }, dims: common.dims, z4: view('n*d/4') },
+    bindings: { z: view('n*d'), stats: common.stats, partials: common.partials, covOffDiag: { role: 'matrix', count: 'd*d+d' }, dims: common.dims, z4: view('n*d/4') },
   },
   sample_gram: {
     file: 'sample_gram.wgsl',
     purpose: 'dual: tiles of K = Zc Zc^T on and above the diagonal; partial sums of (K/(n-1))^2; writes K',
     overrides: { ...TILED, WRITE_MATRIX: true },
     dispatch: ['ceil(n/32)', 'ceil(n/32)', '1'],
-    bindings: { z: view('n*d'), stats: common.stats, partials: common.partials, gram: { role: 'matrix', count: 'n*n' }, dims: common.dims },
+    bindings: { z: view('n*d'), stats: common.stats, partials: common.partials, gram: { role: 'matrix', count: 'n*n+n' }, dims: common.dims },
   },
   sample_gram_subgroup: {
     file: 'sample_gram_subgroup.wgsl',
     purpose: 'sample_gram with subgroup shuffles (subgroup size 8, d % 4 == 0)',
     overrides: { WRITE_MATRIX: true },
     dispatch: UPPER_TILE_DISPATCH,
-    bindings: { z4: view('n*d/4'), stats: common.stats, partials: common.partials, gram: { role: 'matrix', count: 'n*n' }, dims: common.dims },
+    bindings: { z4: view('n*d/4'), stats: common.stats, partials: common.partials, gram: { role: 'matrix', count: 'n*n+n' }, dims: common.dims },
   },
   covariance_backward: {
     file: 'covariance_backward.wgsl',
@@ -126,7 +126,7 @@ export const KERNELS = {
     overrides: { ...TILED, ACCUMULATE: false },
     dispatch: ['ceil(d/32)', 'ceil(n/32)', '1'],
     bindings: {
-      z: view('n*d'), other: common.other, stats: common.stats, covOffDiag: { role: 'matrix', count: 'd*d' }, grad: common.grad,
+      z: view('n*d'), other: common.other, stats: common.stats, covOffDiag: { role: 'matrix', count: 'd*d+d' }, grad: common.grad,
       params: common.params, upstream: common.upstream,
     },
   },
@@ -136,8 +136,18 @@ export const KERNELS = {
     overrides: { ACCUMULATE: false },
     dispatch: ['ceil(d/128)', 'ceil(n/16)', '1'],
     bindings: {
-      z: view('n*d'), other4: { role: 'other', count: 'n*d/4' }, stats: common.stats, covOffDiag4: { role: 'matrix', count: 'd*d/4' },
+      z: view('n*d'), other4: { role: 'other', count: 'n*d/4' }, stats: common.stats, covOffDiag4: { role: 'matrix', count: '(d*d+d)/4' },
       grad4: { role: 'grad', count: 'n*d/4' }, params: common.params, upstream: common.upstream, z4: view('n*d/4'),
+    },
+  },
+  covariance_backward_mirrored_subgroup: {
+    file: 'covariance_backward_mirrored_subgroup.wgsl',
+    purpose: 'second pass of covariance_backward_subgroup on the packed matrix: adds the part of Zc Coff stored in the mirrored rows (always adds)',
+    overrides: {},
+    dispatch: ['ceil(d/32)', 'ceil(n/16)', '1'],
+    bindings: {
+      z4: view('n*d/4'), stats: common.stats, covOffDiag4: { role: 'matrix', count: '(d*d+d)/4' }, grad: common.grad,
+      params: common.params, upstream: common.upstream,
     },
   },
   covariance_backward_dual: {
@@ -146,7 +156,7 @@ export const KERNELS = {
     overrides: { ...TILED, ACCUMULATE: false },
     dispatch: ['ceil(d/32)', 'ceil(n/32)', '1'],
     bindings: {
-      z: view('n*d'), other: common.other, stats: common.stats, gram: { role: 'matrix', count: 'n*n' }, grad: common.grad,
+      z: view('n*d'), other: common.other, stats: common.stats, gram: { role: 'matrix', count: 'n*n+n' }, grad: common.grad,
       params: common.params, upstream: common.upstream,
     },
   },
@@ -156,7 +166,7 @@ export const KERNELS = {
     overrides: { ACCUMULATE: false },
     dispatch: ['ceil(d/128)', 'ceil(n/16)', '1'],
     bindings: {
-      z4: view('n*d/4'), other4: { role: 'other', count: 'n*d/4' }, stats: common.stats, gram: { role: 'matrix', count: 'n*n' },
+      z4: view('n*d/4'), other4: { role: 'other', count: 'n*d/4' }, stats: common.stats, gram: { role: 'matrix', count: 'n*n+n' },
       grad4: { role: 'grad', count: 'n*d/4' }, params: common.params, upstream: common.upstream,
     },
   },
@@ -197,8 +207,11 @@ export const BUFFERS: Readonly<Record<string, BufferPlan>> = {
     hostReads: 'only when result.nonFinite != 0: [rowA + 1 | rowB + 1 | bitsA | bitsB], d each; row + 1 = 0 means the column is finite',
   },
   partials: { kind: 'storage', type: 'f32', count: '2*partialsPerView', scope: 'form', note: "view A's partial sums from 0, view B's from partialsPerView" },
-  matrixA: { kind: 'storage', type: 'f32', count: 'side*side', scope: 'form', note: 'view A: Coff (primal) or K (dual), written by forward, read by backward' },
-  matrixB: { kind: 'storage', type: 'f32', count: 'side*side', scope: 'form', note: 'view B: as matrixA' },
+  matrix: {
+    kind: 'storage', type: 'f32', count: 'side*side+side', scope: 'form',
+    note: "both views' Coff (primal) or K (dual), written by forward, read by backward, packed: view A's entry (i, k), i <= k, at i*side + k; " +
+      "view B's at k*side + i for i < k and at side*side + i for i = k (the kernels' packedIndex)",
+  },
   result: { kind: 'storage', type: 'f32', count: '8', scope: 'problem', hostReads: 'after forward: HOST.result' },
   upstream: { kind: 'storage', type: 'f32', count: '1', scope: 'problem', hostWrites: 'before backward: the upstream gradient (1 for dLoss/dA, dLoss/dB)' },
   gradA: { kind: 'storage', type: 'f32', count: 'n*d', scope: 'problem', hostReads: 'after backward: upstream * dLoss/dA, n x d row-major' },
@@ -206,11 +219,11 @@ export const BUFFERS: Readonly<Record<string, BufferPlan>> = {
   statsDims: { kind: 'uniform', type: 'Dims', scope: 'problem', values: { n: 'n', d: 'd' } },
   gramDimsA: {
     kind: 'uniform', type: 'GramDims', scope: 'form',
-    values: { n: 'n', d: 'd', tiles: 'tiles', partialOffset: '0', ...statsOffsets(0) },
+    values: { n: 'n', d: 'd', tiles: 'tiles', partialOffset: '0', ...statsOffsets(0), lowerHalf: '0' },
   },
   gramDimsB: {
     kind: 'uniform', type: 'GramDims', scope: 'form',
-    values: { n: 'n', d: 'd', tiles: 'tiles', partialOffset: 'partialsPerView', ...statsOffsets(1) },
+    values: { n: 'n', d: 'd', tiles: 'tiles', partialOffset: 'partialsPerView', ...statsOffsets(1), lowerHalf: '1' },
   },
   termParams: {
     kind: 'uniform', type: 'TermParams', scope: 'form',
@@ -219,7 +232,7 @@ export const BUFFERS: Readonly<Record<string, BufferPlan>> = {
   ...Object.fromEntries(([0, 1] as const).map((v) => [`backwardParams${'AB'[v]}`, {
     kind: 'uniform', type: 'BackwardParams', scope: 'problem',
     values: {
-      n: 'n', d: 'd', ...statsOffsets(v), varOffset: v ? '5*d' : '4*d', columnStart: '0', matrixStride: 'd',
+      n: 'n', d: 'd', ...statsOffsets(v), varOffset: v ? '5*d' : '4*d', columnStart: '0', matrixStride: 'd', packing: v ? '2' : '1',
       invCoef: '2*lambda/(n*d)', varWeight: '-mu*k/(d*(n-1))', covCoef: '4*nu/(d*(n-1))', gamma: 'gamma', eps: 'eps',
     },
   } satisfies BufferPlan])),
@@ -237,6 +250,8 @@ export interface VariantPlan {
   requires: { features: readonly string[]; subgroupSize?: number; when: Formula };
   gram: Readonly<Record<Form, KernelId>>;
   backward: Readonly<Record<Form, KernelId>>;
+  /** Per form, a second backward pass per view, run right after the first (it adds to the gradient). */
+  mirroredBackward?: Readonly<Partial<Record<Form, KernelId>>>;
   /** Partial sums one Gram dispatch writes per view. */
   partialsPerView: Readonly<Record<Form, Formula>>;
 }
@@ -254,6 +269,7 @@ export const VARIANTS: Readonly<Record<Variant, VariantPlan>> = {
     requires: { features: ['subgroups'], subgroupSize: 8, when: 'd % 4 == 0' },
     gram: { primal: 'gram_offdiag_squares_subgroup', dual: 'sample_gram_subgroup' },
     backward: { primal: 'covariance_backward_subgroup', dual: 'covariance_backward_dual_subgroup' },
+    mirroredBackward: { primal: 'covariance_backward_mirrored_subgroup' },
     partialsPerView: { primal: 'upperTiles*8', dual: 'upperTiles*8' },
   },
 };
@@ -278,20 +294,22 @@ export function forwardPasses(variant: Variant, form: Form): PassPlan[] {
     { label: 'column_stats', kernel: 'column_stats', buffers: { a: 'A', b: 'B', stats: 'stats', flags: 'flags', dims: 'statsDims' } },
     ...VIEWS.map((v) => ({
       label: `gram ${v}`, kernel: VARIANTS[variant].gram[form],
-      buffers: { z: v, stats: 'stats', partials: 'partials', matrix: `matrix${v}`, dims: `gramDims${v}` },
+      buffers: { z: v, stats: 'stats', partials: 'partials', matrix: 'matrix', dims: `gramDims${v}` },
     })),
     { label: 'loss_terms', kernel: 'loss_terms', buffers: { stats: 'stats', flags: 'flags', partials: 'partials', result: 'result', params: 'termParams' } },
   ];
 }
 
-/** Backward (after the forward of the same form): one fused gradient pass per view. */
+/** Backward (after the forward of the same form): one fused gradient pass per view, and the variant's mirrored pass after it where it has one. */
 export function backwardPasses(variant: Variant, form: Form): PassPlan[] {
-  return VIEWS.map((v, i) => ({
-    label: `backward ${v}`, kernel: VARIANTS[variant].backward[form],
-    buffers: {
-      z: v, other: VIEWS[1 - i], stats: 'stats', matrix: `matrix${v}`, grad: `grad${v}`, params: `backwardParams${v}`, upstream: 'upstream',
-    },
-  }));
+  const mirrored = VARIANTS[variant].mirroredBackward?.[form];
+  return VIEWS.flatMap((v, i) => {
+    const buffers = {
+      z: v, other: VIEWS[1 - i], stats: 'stats', matrix: 'matrix', grad: `grad${v}`, params: `backwardParams${v}`, upstream: 'upstream',
+    };
+    const first = { label: `backward ${v}`, kernel: VARIANTS[variant].backward[form], buffers };
+    return mirrored ? [first, { label: `backward ${v} (mirrored)`, kernel: mirrored, buffers }] : [first];
+  });
 }
 
 /** The host's decisions, as data: `when`/`keepWhen` are formulas (comparisons give 1 or 0). */

@@ -7,7 +7,7 @@ import {
 import { acquireDevice, deviceHandle, type DeviceHandle } from '../runtime/device.js';
 import { quietly } from '../runtime/polling.js';
 import {
-  createBuffer, destroyBuffer, encodeDispatch, pipeline, readback, readbackBuffer, storageBuffer, uniformBuffer, Usage,
+  createBuffer, destroyBuffer, encodeDispatch, type Dispatch, pipeline, readback, readbackBuffer, storageBuffer, uniformBuffer, Usage,
   pipelineSync, withErrorScopes, type Buffer, type KernelSpec,
 } from '../runtime/gpu.js';
 import type {
@@ -18,7 +18,7 @@ import {
 } from './checks.js';
 import { gradientCoefficients, resolveCoefficients, varianceScale } from './coefficients.js';
 import {
-  columnBlockGram, columnBlockWidth, columnStats, formDecision, forms, lossTerms, statsLayout, UNIFORM_BYTES, VARIANTS, variantSupported, type Form, type Variant,
+  columnBlockGram, columnBlockWidth, columnStats, formDecision, forms, lossTerms, PACKING, PACKING_PLAIN, packedMatrixFloats, statsLayout, UNIFORM_BYTES, VARIANTS, variantSupported, type Form, type Variant,
 } from './kernels.js';
 
 const RESULT_FLOATS = 8;
@@ -35,7 +35,7 @@ export function cheaperForm(n: number, d: number): Form {
   return n < d ? 'dual' : 'primal';
 }
 
-/** Device buffers of one form: its Gram partials and dims, and for backward its matrices. */
+/** Device buffers of one form: its Gram partials and dims, and for backward its matrix buffer. */
 interface FormBuffers {
   side: number;
   /** Partials per view, sized for the variant with the most. */
@@ -44,8 +44,12 @@ interface FormBuffers {
   gramDims: [Buffer, Buffer];
   /** The loss_terms parameters, per variant (the partial count differs). */
   termParams: Partial<Record<Variant, Buffer>>;
-  /** The Gram matrix of each view (Coff or K), kept for backward; allocated on first need. */
-  matrices?: [Buffer, Buffer];
+  /**
+   * Both views' Gram matrices (Coff or K), kept for backward, packed into side^2 + side floats (view A
+   * on and above the diagonal, view B below it and its diagonal after; see packedIndex in the kernels);
+   * allocated on first need.
+   */
+  matrix?: Buffer;
 }
 
 /** Device buffers for one problem shape, reused across calls of that shape. */
@@ -196,11 +200,11 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
   }
 
   /** The backward kernels' uniform for view v; `rows` = n except in a variant trial. */
-  function backwardParams(n: number, d: number, rows: number, v: 0 | 1, columnStart = 0, matrixStride = d): ArrayBuffer {
+  function backwardParams(n: number, d: number, rows: number, v: 0 | 1, columnStart = 0, matrixStride = d, packing: number = PACKING[v]): ArrayBuffer {
     const layout = statsLayout(d);
     const k = gradientCoefficients(coefficients, n, d);
     const params = new ArrayBuffer(UNIFORM_BYTES.backwardParams);
-    new Uint32Array(params, 0, 8).set([rows, d, layout.shift[v], layout.center[v], layout.variance[v], columnStart, matrixStride, 0]);
+    new Uint32Array(params, 0, 8).set([rows, d, layout.shift[v], layout.center[v], layout.variance[v], columnStart, matrixStride, packing]);
     new Float32Array(params, 32, 8).set([k.invCoef, k.varWeight, k.covCoef, coefficients.gamma, coefficients.eps, 0, 0, 0]);
     return params;
   }
@@ -220,7 +224,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
   function destroyWorkspace(ws: Workspace) {
     for (const b of [...ws.inputs, ws.stats, ws.flags, ws.flagsStaging, ws.result, ws.resultStaging, ws.statsDims, ws.placeholder, ...ws.backwardParams]) destroyBuffer(b);
     for (const f of Object.values(ws.forms)) {
-      for (const b of [f.partials, ...f.gramDims, ...Object.values(f.termParams), ...(f.matrices ?? [])]) destroyBuffer(b);
+      for (const b of [f.partials, ...f.gramDims, ...Object.values(f.termParams), f.matrix]) destroyBuffer(b);
     }
     if (ws.backward) for (const b of [...ws.backward.grads, ...ws.backward.staging, ws.backward.upstream]) destroyBuffer(b);
   }
@@ -275,13 +279,13 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
       const layout = statsLayout(d);
       const tiles = Math.ceil(side / 32);
       for (const v of BOTH) {
-        device.queue.writeBuffer(f.gramDims[v].gpu, 0, new Uint32Array([n, d, tiles, v * partialsPerView, layout.shift[v], layout.center[v], 0, 0]));
+        device.queue.writeBuffer(f.gramDims[v].gpu, 0, new Uint32Array([n, d, tiles, v * partialsPerView, layout.shift[v], layout.center[v], 0, 0, v, 0, 0, 0]));
       }
     }
-    if (keepMatrix && !f.matrices) {
-      const bytes = f.side * f.side * 4;
-      checkBinding(`the ${f.side} x ${f.side} ${form === 'dual' ? 'Gram' : 'covariance'} matrix kept for backward`, bytes);
-      f.matrices = [storageBuffer(device, `${form} matrix A`, bytes), storageBuffer(device, `${form} matrix B`, bytes)];
+    if (keepMatrix && !f.matrix) {
+      const bytes = packedMatrixFloats(f.side) * 4;
+      checkBinding(`the two ${f.side} x ${f.side} ${form === 'dual' ? 'Gram' : 'covariance'} matrices kept for backward (packed)`, bytes);
+      f.matrix = storageBuffer(device, `${form} matrices (both views, packed)`, bytes);
     }
     return f;
   }
@@ -357,7 +361,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     const kernel = forms[form].gram[variant];
     return {
       label: `${form} ${variant} gram ${VIEWS[v]}`, pipeline: pipe, workgroups: kernel.workgroups(rows, ws.d),
-      bindings: kernel.bindings({ z: views[v], stats: ws.stats.gpu, partials: f.partials.gpu, matrix: (f.matrices?.[v] ?? ws.placeholder).gpu, dims }),
+      bindings: kernel.bindings({ z: views[v], stats: ws.stats.gpu, partials: f.partials.gpu, matrix: (f.matrix ?? ws.placeholder).gpu, dims }),
     };
   }
 
@@ -384,16 +388,36 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     });
   }
 
-  function backwardDispatch(form: Form, variant: Variant, ws: Workspace, views: [GPUBuffer, GPUBuffer], grads: [GPUBuffer, GPUBuffer],
-    upstream: GPUBuffer, v: 0 | 1, pipe: GPUComputePipeline, params: GPUBuffer, rows: number, indirect?: { indirect: GPUBuffer; offset: number },
-    block?: { matrix: GPUBuffer; width: number }) {
+  /**
+   * One view's backward: the variant's pass and, on the packed matrix, its mirrored pass where it has one
+   * (`pipes` from backwardSpecs, in that order). `indirect` gives each pass's dispatch arguments on the
+   * device (encode()'s fallback); `block` is a column block of a plain Coff (the mirrored pass then
+   * has nothing to add).
+   */
+  function backwardDispatches(form: Form, variant: Variant, ws: Workspace, views: [GPUBuffer, GPUBuffer], grads: [GPUBuffer, GPUBuffer],
+    upstream: GPUBuffer, v: 0 | 1, pipes: GPUComputePipeline[], params: GPUBuffer, rows: number,
+    indirect?: (pass: 'main' | 'mirrored') => { indirect: GPUBuffer; offset: number }, block?: { matrix: GPUBuffer; width: number }): Dispatch[] {
     const kernel = forms[form].backward[variant];
-    return {
-      label: `${form} ${variant} backward ${VIEWS[v]}`, pipeline: pipe, workgroups: indirect ?? kernel.workgroups(rows, block?.width ?? ws.d),
-      bindings: kernel.bindings({
-        z: views[v], other: views[1 - v], stats: ws.stats.gpu, matrix: block?.matrix ?? ws.forms[form]!.matrices![v].gpu, grad: grads[v], params, upstream,
-      }),
+    const buffers = {
+      z: views[v], other: views[1 - v], stats: ws.stats.gpu, matrix: block?.matrix ?? ws.forms[form]!.matrix!.gpu, grad: grads[v], params, upstream,
     };
+    const dispatches: Dispatch[] = [{
+      label: `${form} ${variant} backward ${VIEWS[v]}`, pipeline: pipes[0], workgroups: indirect?.('main') ?? kernel.workgroups(rows, block?.width ?? ws.d),
+      bindings: kernel.bindings(buffers),
+    }];
+    if (kernel.mirrored && !block) {
+      dispatches.push({
+        label: `${form} ${variant} backward ${VIEWS[v]} (mirrored)`, pipeline: pipes[1], workgroups: indirect?.('mirrored') ?? kernel.mirrored.workgroups(rows, ws.d),
+        bindings: kernel.mirrored.bindings(buffers),
+      });
+    }
+    return dispatches;
+  }
+
+  /** The backward kernels of a form and variant: its pass, then its mirrored pass where it has one. */
+  function backwardSpecs(form: Form, variant: Variant, accumulate: boolean): KernelSpec[] {
+    const kernel = forms[form].backward[variant];
+    return kernel.mirrored ? [kernel.spec(accumulate), kernel.mirrored.spec] : [kernel.spec(accumulate)];
   }
 
   /**
@@ -401,7 +425,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
    * Coff's block (all rows) and compute those columns of the gradient. Returns the call's temporary
    * buffers, to destroy once the work is submitted.
    */
-  async function encodeBlockedBackward(device: GPUDevice, ws: Workspace, encoder: GPUCommandEncoder, variant: Variant, pipe: GPUComputePipeline,
+  async function encodeBlockedBackward(device: GPUDevice, ws: Workspace, encoder: GPUCommandEncoder, variant: Variant, pipes: GPUComputePipeline[],
     views: [GPUBuffer, GPUBuffer], grads: [GPUBuffer, GPUBuffer], upstream: GPUBuffer): Promise<Buffer[]> {
     const { n, d } = ws;
     const width = columnBlockWidth(d, bindingLimit());
@@ -418,12 +442,14 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
         const params = uniformBuffer(device, 'block backward params', UNIFORM_BYTES.backwardParams);
         temporary.push(gramDims, params);
         device.queue.writeBuffer(gramDims.gpu, 0, new Uint32Array([n, d, 0, 0, layout.shift[v], layout.center[v], start, blockWidth]));
-        device.queue.writeBuffer(params.gpu, 0, backwardParams(n, d, n, v, start, blockWidth));
+        device.queue.writeBuffer(params.gpu, 0, backwardParams(n, d, n, v, start, blockWidth, PACKING_PLAIN));
         encodeDispatch(device, encoder, {
           label: `Coff block ${VIEWS[v]} ${start}`, pipeline: gramPipe, workgroups: columnBlockGram.workgroups(d, blockWidth),
           bindings: [views[v], ws.stats.gpu, ws.placeholder.gpu, matrix.gpu, gramDims.gpu],
         });
-        encodeDispatch(device, encoder, backwardDispatch('primal', variant, ws, views, grads, upstream, v, pipe, params.gpu, n, undefined, { matrix: matrix.gpu, width: blockWidth }));
+        for (const dispatch of backwardDispatches('primal', variant, ws, views, grads, upstream, v, pipes, params.gpu, n, undefined, { matrix: matrix.gpu, width: blockWidth })) {
+          encodeDispatch(device, encoder, dispatch);
+        }
       }
     }
     return temporary;
@@ -433,13 +459,15 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     const side = forms[form].side(ws.n, ws.d);
     // Blocked (huge d): no trial, which would need the whole matrix; the static preference decides.
     return chooseVariant(`backward|${form}`, ws.n, ws.d, (rows) => (blocked ? Infinity : rows * ws.d * side), async (candidate, rows) => {
-      const pipe = await pipeline(device, forms[form].backward[candidate].spec(false));
+      const pipes = await Promise.all(backwardSpecs(form, candidate, false).map((spec) => pipeline(device, spec)));
       // The trial writes a scratch gradient, never the caller's (encode() may be accumulating into it).
       const scratch = [storageBuffer(device, 'trial gradient', rows * ws.d * 4), uniformBuffer(device, 'trial backward params', UNIFORM_BYTES.backwardParams),
         storageBuffer(device, 'trial upstream', 4)] as const;
       device.queue.writeBuffer(scratch[1].gpu, 0, backwardParams(ws.n, ws.d, rows, 0));
       const encoder = device.createCommandEncoder({ label: 'variant trial' });
-      encodeDispatch(device, encoder, backwardDispatch(form, candidate, ws, views, [scratch[0].gpu, scratch[0].gpu], scratch[2].gpu, 0, pipe, scratch[1].gpu, rows));
+      for (const dispatch of backwardDispatches(form, candidate, ws, views, [scratch[0].gpu, scratch[0].gpu], scratch[2].gpu, 0, pipes, scratch[1].gpu, rows)) {
+        encodeDispatch(device, encoder, dispatch);
+      }
       device.queue.submit([encoder.finish()]);
       await quietly(() => device.queue.onSubmittedWorkDone());
       scratch.forEach(destroyBuffer);
@@ -460,7 +488,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
       pipeline(device, forms[form].gram[variant].spec(keepMatrix)),
       pipeline(device, lossTerms.spec),
     ]);
-    if (options.poisonScratch) poison(device, [...(withStats ? [ws.stats, ws.flags] : []), ws.result, f.partials, ...(f.matrices ?? [])]);
+    if (options.poisonScratch) poison(device, [...(withStats ? [ws.stats, ws.flags] : []), ws.result, f.partials, ...(f.matrix ? [f.matrix] : [])]);
     const encoder = device.createCommandEncoder({ label: `vicreg forward (${form}, ${variant})` });
     if (withStats) {
       encodeDispatch(device, encoder, {
@@ -534,16 +562,18 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
       const bw = ws.backward;
       const grads: [GPUBuffer, GPUBuffer] = [bw.grads[0].gpu, bw.grads[1].gpu];
       const variant = await backwardVariant(device, ws, form, views, blocked);
-      const pipe = await pipeline(device, forms[form].backward[variant].spec(false));
+      const pipes = await Promise.all(backwardSpecs(form, variant, false).map((spec) => pipeline(device, spec)));
       device.queue.writeBuffer(bw.upstream.gpu, 0, new Float32Array([scale]));
       if (options.poisonScratch) poison(device, bw.grads);
       const encoder = device.createCommandEncoder({ label: `vicreg backward (${form}, ${variant})` });
       const temporary: Buffer[] = [];
       if (blocked) {
-        temporary.push(...await encodeBlockedBackward(device, ws, encoder, variant, pipe, views, grads, bw.upstream.gpu));
+        temporary.push(...await encodeBlockedBackward(device, ws, encoder, variant, pipes, views, grads, bw.upstream.gpu));
       } else {
         for (const v of BOTH) {
-          encodeDispatch(device, encoder, backwardDispatch(form, variant, ws, views, grads, bw.upstream.gpu, v, pipe, ws.backwardParams[v].gpu, n));
+          for (const dispatch of backwardDispatches(form, variant, ws, views, grads, bw.upstream.gpu, v, pipes, ws.backwardParams[v].gpu, n)) {
+            encodeDispatch(device, encoder, dispatch);
+          }
         }
       }
       if (onDevice) {
@@ -604,7 +634,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     const specs = [columnStats.spec, lossTerms.spec, formDecision.spec];
     for (const form of plan.run) {
       const c = plan.chosen[form]!;
-      specs.push(forms[form].gram[c.variant].spec(true), forms[form].backward[c.backwardVariant].spec(accumulate));
+      specs.push(forms[form].gram[c.variant].spec(true), ...backwardSpecs(form, c.backwardVariant, accumulate));
     }
     return specs;
   }
@@ -655,14 +685,14 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
       result: storageBuffer(device, 'encode result', RESULT_FLOATS * 4),
       flags: createBuffer(device, 'encode flags', 4 * d * 4, Usage.COPY_DST | Usage.COPY_SRC),
       upstream: isGPUBuffer(scale) ? undefined : storageBuffer(device, 'encode upstream', 4),
-      args: dual && withPrimal ? createBuffer(device, 'encode dispatch args', 12 * 4, Usage.STORAGE | Usage.INDIRECT) : undefined,
+      args: dual && withPrimal ? createBuffer(device, 'encode dispatch args', 15 * 4, Usage.STORAGE | Usage.INDIRECT) : undefined,
       decision: dual && withPrimal ? uniformBuffer(device, 'encode decision params', UNIFORM_BYTES.decisionParams) : undefined,
     };
     // The sentinel read() looks for: a flag of -1 means loss_terms has not run yet.
     device.queue.writeBuffer(call.result.gpu, 0, new Float32Array([0, 0, 0, 0, -1, 0, 0, 0]));
     if (call.upstream) device.queue.writeBuffer(call.upstream.gpu, 0, new Float32Array([scale as number]));
     if (options.poisonScratch) {
-      poison(device, [ws.stats, ws.flags, call.result, ...run.flatMap((form) => [chosen[form]!.f.partials, ...chosen[form]!.f.matrices!])]);
+      poison(device, [ws.stats, ws.flags, call.result, ...run.flatMap((form) => [chosen[form]!.f.partials, chosen[form]!.f.matrix!])]);
     }
     const upstream = call.upstream?.gpu ?? (scale as GPUBuffer);
     const encoder = input.encoder ?? device.createCommandEncoder({ label: 'vicreg encode' });
@@ -687,9 +717,10 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
       if (form === 'dual' && call.args) {
         const p = chosen.primal!;
         const params = new ArrayBuffer(UNIFORM_BYTES.decisionParams);
-        new Uint32Array(params, 0, 6).set([
+        new Uint32Array(params, 0, 8).set([
           ...forms.primal.gram[p.variant].workgroups(n, d), ...forms.primal.backward[p.backwardVariant].workgroups(n, d),
           ...forms.dual.backward[chosen.dual!.backwardVariant].workgroups(n, d),
+          ...(forms.primal.backward[p.backwardVariant].mirrored?.workgroups(n, d) ?? [0, 0]),
         ]);
         new Float32Array(params, 32, 1).set([MIN_DUAL_SHARE]);
         device.queue.writeBuffer(call.decision!.gpu, 0, params);
@@ -701,10 +732,15 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     }
     for (const form of run) {
       const { backwardVariant: variant } = chosen[form]!;
-      const pipe = pipelineOf(forms[form].backward[variant].spec(accumulate));
-      const conditional = call.args ? indirect(form === 'primal' ? 24 : 36) : undefined;
+      const pipes = backwardSpecs(form, variant, accumulate).map(pipelineOf);
+      // form_decision.wgsl's argument offsets: primal backward 24, dual backward 36, primal mirrored 48.
+      const conditional = call.args
+        ? (pass: 'main' | 'mirrored') => indirect(pass === 'mirrored' ? 48 : form === 'primal' ? 24 : 36)!
+        : undefined;
       for (const v of BOTH) {
-        encodeDispatch(device, encoder, backwardDispatch(form, variant, ws, views, grads, upstream, v, pipe, ws.backwardParams[v].gpu, n, conditional));
+        for (const dispatch of backwardDispatches(form, variant, ws, views, grads, upstream, v, pipes, ws.backwardParams[v].gpu, n, conditional)) {
+          encodeDispatch(device, encoder, dispatch);
+        }
       }
     }
     encoder.copyBufferToBuffer(ws.flags.gpu, 0, call.flags.gpu, 0, 4 * d * 4);
