@@ -33,6 +33,14 @@ export interface VICRegOptions {
    */
   variant?: 'auto' | Variant;
   /**
+   * encode() on a problem that takes the dual form: 'standby' (default) also keeps the primal d x d
+   * matrices on the device (d^2 + d floats, where they fit the binding limit), so that the device itself
+   * can switch to the primal form when the dual one would lose float32 accuracy; 'none' keeps only the
+   * dual n x n matrices (scratch n^2 + n floats), and read() then rejects with a LimitError on such input.
+   * forward() and backward() allocate the primal matrices only when they fall back, either way.
+   */
+  encodeFallback?: 'standby' | 'none';
+  /**
    * For tests of the kernels: fill every scratch and output buffer with NaN (flags with all ones) before
    * each call, so an element a kernel fails to write shows up as a NaN or an error. Slow; off by default.
    */

@@ -3,7 +3,7 @@
 // overwrite and accumulate, the upstream scale as a number and as a device value, lazy reads, several
 // calls in flight, the device-side dual -> primal fallback, and bad buffers.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BufferError, createVICRegLoss, NonFiniteError, ShapeError, type VICRegLoss, type VICRegTerms } from '../src/index.js';
+import { BufferError, bufferCounts, createVICRegLoss, LimitError, NonFiniteError, ShapeError, type VICRegLoss, type VICRegTerms } from '../src/index.js';
 import { dominantFeatureViews, randomViews, referenceVICReg, relativeError, relativeNormError, scaled } from './reference/float64.js';
 
 const STORAGE = 0x80, COPY_SRC = 0x04, COPY_DST = 0x08, MAP_READ = 0x01;
@@ -119,6 +119,44 @@ describe('encode(): forward and backward with no wait on the device', () => {
     const reference = referenceVICReg(a, b, [n, d]);
     expectTerms(await pending.read(), reference, 'fallback');
     expect(relativeNormError(await download(gradA, n * d), reference.gradA)).toBeLessThan(1e-4);
+  });
+
+  it("with encodeFallback 'none': keeps no primal matrices, is exact on ordinary input, and rejects at read() where the dual form lost accuracy", async () => {
+    const lean = await createVICRegLoss({ encodeFallback: 'none', poisonScratch: true });
+    const standby = await createVICRegLoss({ poisonScratch: true, device: lean.device });
+    try {
+      const [n, d] = [32, 256];
+      const uploadTo = (x: Float32Array) => {
+        const buffer = lean.device.createBuffer({ size: x.byteLength, usage: STORAGE | COPY_SRC | COPY_DST });
+        lean.device.queue.writeBuffer(buffer, 0, x as Float32Array<ArrayBuffer>);
+        live.push(buffer);
+        return buffer;
+      };
+      const grads = () => [lean.device.createBuffer({ size: n * d * 4, usage: STORAGE | COPY_SRC | COPY_DST }), lean.device.createBuffer({ size: n * d * 4, usage: STORAGE | COPY_SRC | COPY_DST })];
+      // Ordinary input: the dual form is accurate; the same terms as with the primal form on standby.
+      const { a, b } = randomViews(n, d, 52);
+      const [ga, gb] = grads();
+      live.push(ga, gb);
+      const ordinary = await (await lean.encode({ a: uploadTo(a), b: uploadTo(b), shape: [n, d], gradA: ga, gradB: gb })).read();
+      expectTerms(ordinary, referenceVICReg(a, b, [n, d]), 'ordinary');
+      // With the primal form on standby, the engine holds the packed d x d matrices too (d^2 + d floats).
+      const before = bufferCounts.bytes;
+      const [sa, sb] = grads();
+      live.push(sa, sb);
+      const sameOnStandby = await (await standby.encode({ a: uploadTo(a), b: uploadTo(b), shape: [n, d], gradA: sa, gradB: sb })).read();
+      expectTerms(sameOnStandby, referenceVICReg(a, b, [n, d]), 'standby');
+      expect(bufferCounts.bytes - before, 'standby keeps the primal packed matrix').toBeGreaterThanOrEqual((d * d + d) * 4);
+      // Diagonal-dominated input: the dual form cannot be trusted, and there is no fallback.
+      const dominant = dominantFeatureViews(n, d, 53);
+      const [da, db] = grads();
+      live.push(da, db);
+      const pending = await lean.encode({ a: uploadTo(dominant.a), b: uploadTo(dominant.b), shape: [n, d], gradA: da, gradB: db });
+      await expect(pending.read()).rejects.toThrow(/encodeFallback is 'none'/);
+      await expect(pending.read()).rejects.toBeInstanceOf(LimitError);
+    } finally {
+      lean.destroy();
+      standby.destroy();
+    }
   });
 
   it('rejects at read() a non-finite input, naming view, row and column', async () => {

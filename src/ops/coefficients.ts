@@ -5,7 +5,7 @@ import type { Preset, VICRegOptions } from '../types.js';
 
 export type Coefficients = Readonly<Required<Omit<VICRegOptions, 'device' | 'poisonScratch' | 'maxBindingSize'>>>;
 
-export const DEFAULTS: Coefficients = { lambda: 25, mu: 25, nu: 1, gamma: 1, eps: 1e-4, preset: 'paper', form: 'auto', variant: 'auto' };
+export const DEFAULTS: Coefficients = { lambda: 25, mu: 25, nu: 1, gamma: 1, eps: 1e-4, preset: 'paper', form: 'auto', variant: 'auto', encodeFallback: 'standby' };
 
 /** k in the math doc: the variance term is k (v(A) + v(B)). */
 export function varianceScale(preset: Preset): number {
@@ -41,6 +41,12 @@ export function resolveCoefficients(options: VICRegOptions = {}): Coefficients {
       throw new OptionError(`option variant must be 'auto', 'tiled' or 'subgroup', got ${JSON.stringify(options.variant)}`);
     }
     resolved.variant = options.variant;
+  }
+  if (options.encodeFallback !== undefined) {
+    if (options.encodeFallback !== 'standby' && options.encodeFallback !== 'none') {
+      throw new OptionError(`option encodeFallback must be 'standby' or 'none', got ${JSON.stringify(options.encodeFallback)}`);
+    }
+    resolved.encodeFallback = options.encodeFallback;
   }
   return Object.freeze(resolved);
 }

@@ -524,7 +524,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
       }) as [GPUBuffer, GPUBuffer];
       let form: Form = coefficients.form === 'auto' ? cheaperForm(n, d) : coefficients.form;
       // A primal Coff past the binding limit is not kept: backward then forms it block by block.
-      const keepsMatrix = (f: Form) => grad && (f === 'dual' || d * d * 4 <= bindingLimit());
+      const keepsMatrix = (f: Form) => grad && (f === 'dual' || packedMatrixFloats(d) * 4 <= bindingLimit());
       let { r, variant } = await runForward(device, ws, form, keepsMatrix(form), views);
       const share: [number, number] = form === 'dual' ? [r[5], r[6]] : [1, 1];
       if (r[4] !== 0) {
@@ -624,7 +624,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
   function encodeForms(n: number, d: number) {
     const cheaper: Form = coefficients.form === 'auto' ? cheaperForm(n, d) : coefficients.form;
     const dual = cheaper === 'dual';
-    const withPrimal = !dual || d * d * 4 <= bindingLimit();
+    const withPrimal = !dual || (coefficients.encodeFallback === 'standby' && packedMatrixFloats(d) * 4 <= bindingLimit());
     const run: Form[] = dual ? (withPrimal ? ['dual', 'primal'] : ['dual']) : ['primal'];
     return { dual, withPrimal, run };
   }
@@ -786,7 +786,10 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
           }
         }
         if (dualWithoutFallback && !(Math.min(r[5], r[6]) >= MIN_DUAL_SHARE)) {
-          throw new LimitError(`the dual form lost float32 accuracy on this input (off-diagonal share ${Math.min(r[5], r[6]).toPrecision(3)} < ${MIN_DUAL_SHARE}) and the d x d fallback needs ${MiB(d * d * 4)}, over ${limitName()} of ${MiB(bindingLimit())}: this call's loss and gradients are not accurate`);
+          const share = `off-diagonal share ${Math.min(r[5], r[6]).toPrecision(3)} < ${MIN_DUAL_SHARE}`;
+          throw new LimitError(coefficients.encodeFallback === 'none'
+            ? `the dual form lost float32 accuracy on this input (${share}) and option encodeFallback is 'none' (no d x d fallback on standby): this call's loss and gradients are not accurate`
+            : `the dual form lost float32 accuracy on this input (${share}) and the d x d fallback needs ${MiB(packedMatrixFloats(d) * 4)}, over ${limitName()} of ${MiB(bindingLimit())}: this call's loss and gradients are not accurate`);
         }
         return termsOf(r);
       } finally {
