@@ -160,6 +160,8 @@ describe('bad options: OptionError from createVICRegLoss', () => {
     ['infinite mu', { mu: Number.POSITIVE_INFINITY }],
     ['negative eps', { eps: -1e-4 }],
     ['non-number nu', { nu: '1' }],
+    ['unknown encodeFallback', { encodeFallback: 'always' }],
+    ['unknown variant', { variant: 'fast' }],
   ];
   for (const [name, options] of badOptions) {
     it(name, async () => {
