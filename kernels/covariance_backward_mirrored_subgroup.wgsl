@@ -42,7 +42,7 @@ struct BackwardParams {
 const LANES: u32 = 8u;
 const SHARED_PER_LANE: u32 = 2u;
 const SHARED: u32 = LANES * SHARED_PER_LANE;   // shared rows of the gradient per workgroup
-const OWN: u32 = 4u;                           // columns of the gradient per lane
+const OWN: u32 = 8u;                           // columns of the gradient per lane
 
 @group(0) @binding(0) var<storage, read> z4: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> stats: array<f32>;

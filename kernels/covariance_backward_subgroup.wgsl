@@ -64,6 +64,32 @@ fn statsVec4(offset: u32, column: u32) -> vec4<f32> {
   return vec4<f32>(stats[o], stats[o + 1u], stats[o + 2u], stats[o + 3u]);
 }
 
+// One step k: acc[r][c] += Zc_(i0+r)k * Coff_kj over this lane's columns, Coff_kj from row k of the
+// matrix. `masked` (packed, near the diagonal) zeroes the columns whose Coff_kj this row does not hold;
+// the two call sites pass a constant, so the unmasked steps carry no select.
+fn rowStep(k: u32, masked: bool, lower: bool, lane: u32, sharedBase: ptr<function, array<u32, SHARED_PER_LANE>>,
+           own4: ptr<function, array<u32, OWN4>>, acc: ptr<function, array<array<vec4<f32>, OWN4>, SHARED>>) {
+  let stride4 = params.matrixStride / 4u;
+  let start4 = params.columnStart / 4u;
+  let shift = stats[params.shiftOffset + k];
+  let center = stats[params.centerOffset + k];
+  var coff: array<vec4<f32>, OWN4>;
+  for (var c = 0u; c < OWN4; c++) {
+    coff[c] = covOffDiag4[k * stride4 + (*own4)[c] - start4];
+    if (masked) {
+      let j = vec4<u32>(4u * (*own4)[c]) + vec4<u32>(0u, 1u, 2u, 3u);
+      coff[c] = select(vec4<f32>(0.0), coff[c], select(j >= vec4<u32>(k), j < vec4<u32>(k), lower));
+    }
+  }
+  for (var p = 0u; p < SHARED_PER_LANE; p++) {
+    let mine = (z[(*sharedBase)[p] + k] - shift) - center;
+    for (var s = 0u; s < LANES; s++) {
+      let zc = vec4<f32>(subgroupShuffle(mine, s));
+      for (var c = 0u; c < OWN4; c++) { (*acc)[p * LANES + s][c] += zc * coff[c]; }
+    }
+  }
+}
+
 @compute @workgroup_size(LANES)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
   let n = params.n;
@@ -72,42 +98,26 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   let i0 = wid.y * SHARED;
   let j40 = params.columnStart / 4u + wid.x * LANES * OWN4;   // first vec4 column of this workgroup
   let end4 = min(d, params.columnStart + params.matrixStride) / 4u;
-  let stride4 = params.matrixStride / 4u;
-  let start4 = params.columnStart / 4u;
 
   var sharedBase: array<u32, SHARED_PER_LANE>;
   for (var p = 0u; p < SHARED_PER_LANE; p++) { sharedBase[p] = min(i0 + p * LANES + lane, n - 1u) * d; }
   var own4: array<u32, OWN4>;
   for (var c = 0u; c < OWN4; c++) { own4[c] = min(j40 + c * LANES + lane, end4 - 1u); }
 
-  var acc: array<array<vec4<f32>, OWN4>, SHARED>;
-  // Coff_kj from row k of the matrix, 4 columns j per vec4. Plain: every k. Packed: only the k whose row
-  // holds this view's Coff_kj (view A: j >= k; view B: j < k), the others masked to 0; the rest of
-  // Coff comes in the mirrored pass.
+  // Plain: every row k. Packed: only the rows k that hold this view's Coff_kj for some of the columns
+  // jLo .. jHi - 1 (view A: k <= j; view B: k > j), masked in the window where that holds for some
+  // columns only; the rest of Coff comes in the mirrored pass.
   let packed = params.packing != 0u;
   let lower = params.packing == 2u;
   let jLo = 4u * j40;
   let jHi = 4u * min(j40 + LANES * OWN4, end4);
-  let rowStart = select(0u, select(0u, jLo + 1u, lower), packed);
-  let rowEnd = select(d, select(jHi, d, lower), packed);
-  for (var k = rowStart; k < rowEnd; k++) {
-    let shift = stats[params.shiftOffset + k];
-    let center = stats[params.centerOffset + k];
-    var coff: array<vec4<f32>, OWN4>;
-    for (var c = 0u; c < OWN4; c++) {
-      let value = covOffDiag4[k * stride4 + own4[c] - start4];
-      let j = vec4<u32>(4u * own4[c]) + vec4<u32>(0u, 1u, 2u, 3u);
-      let kept = select(j >= vec4<u32>(k), j < vec4<u32>(k), lower);
-      coff[c] = select(value, select(vec4<f32>(0.0), value, kept), packed);
-    }
-    for (var p = 0u; p < SHARED_PER_LANE; p++) {
-      let mine = (z[sharedBase[p] + k] - shift) - center;
-      for (var s = 0u; s < LANES; s++) {
-        let zc = vec4<f32>(subgroupShuffle(mine, s));
-        for (var c = 0u; c < OWN4; c++) { acc[p * LANES + s][c] += zc * coff[c]; }
-      }
-    }
-  }
+  let wholeStart = select(0u, select(0u, jHi, lower), packed);
+  let wholeEnd = select(d, select(jLo, d, lower), packed);
+  let windowStart = select(jLo, jLo + 1u, lower);
+  let windowEnd = select(0u, jHi, packed);
+  var acc: array<array<vec4<f32>, OWN4>, SHARED>;
+  for (var k = wholeStart; k < wholeEnd; k++) { rowStep(k, false, lower, lane, &sharedBase, &own4, &acc); }
+  for (var k = windowStart; k < windowEnd; k++) { rowStep(k, true, lower, lane, &sharedBase, &own4, &acc); }
 
   let scale = upstream[0];
   for (var c = 0u; c < OWN4; c++) {

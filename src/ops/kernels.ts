@@ -98,7 +98,7 @@ const SUBGROUP_PRIMAL_SHARED = 32;         // primal gram: rows of C shared by t
 const SUBGROUP_OWN_COLUMNS = 8;            // primal gram: columns of C per lane (2 vec4s)
 const SUBGROUP_OWN_ROWS = 4;               // dual gram: rows of K per lane
 const SUBGROUP_BACKWARD_OWN_COLUMNS = 16;  // both backward kernels: gradient columns per lane (4 vec4s)
-const SUBGROUP_MIRRORED_OWN_COLUMNS = 4;   // primal mirrored backward pass: gradient columns per lane
+const SUBGROUP_MIRRORED_OWN_COLUMNS = 8;   // primal mirrored backward pass: gradient columns per lane
 
 const tiledGram = (name: string, code: string, side: (n: number, d: number) => number): GramKernel => ({
   spec: (writeMatrix) => ({ name, code, constants: { WG: TILED_WG, WRITE_MATRIX: writeMatrix } }),

@@ -144,7 +144,7 @@ export const KERNELS = {
     file: 'covariance_backward_mirrored_subgroup.wgsl',
     purpose: 'second pass of covariance_backward_subgroup on the packed matrix: adds the part of Zc Coff stored in the mirrored rows (always adds)',
     overrides: {},
-    dispatch: ['ceil(d/32)', 'ceil(n/16)', '1'],
+    dispatch: ['ceil(d/64)', 'ceil(n/16)', '1'],
     bindings: {
       z4: view('n*d/4'), stats: common.stats, covOffDiag4: { role: 'matrix', count: '(d*d+d)/4' }, grad: common.grad,
       params: common.params, upstream: common.upstream,
