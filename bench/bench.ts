@@ -42,7 +42,7 @@ const HELP = `npm run bench -- [options]
   --tfjs-quiet           run tfjs's waits through quietly() too, as the engine's own waits run (by default
                          tfjs runs as it ships: under dawn.node its waits spin a CPU core; see README)
   --preset paper|official, --form auto|primal|dual   engine options (default paper, auto)
-  --variant auto|tiled|subgroup                       kernel variant (default auto: chosen per device)
+  --variant auto|tiled|subgroup|workgroup             kernel variant (default auto: chosen per device)
   --seed S               seed of the inputs (default 1)
   --out DIR              where latest.json, latest.md and latest.svg go (default bench/results)
   --resident             also time GPU-resident use: inputs uploaded once, forward on the GPUBuffers and
@@ -76,7 +76,7 @@ interface Options {
   openblas: boolean;
   preset: 'paper' | 'official';
   form: 'auto' | 'primal' | 'dual';
-  variant: 'auto' | 'tiled' | 'subgroup';
+  variant: 'auto' | 'tiled' | 'subgroup' | 'workgroup';
   seed: number;
   out: string;
   resident: boolean;
@@ -121,7 +121,7 @@ function parseOptions(argv: string[]): Options | 'help' {
   const form = values.form ?? 'auto';
   if (form !== 'auto' && form !== 'primal' && form !== 'dual') throw new UsageError(`--form must be auto, primal or dual, got "${form}"`);
   const variant = values.variant ?? 'auto';
-  if (variant !== 'auto' && variant !== 'tiled' && variant !== 'subgroup') throw new UsageError(`--variant must be auto, tiled or subgroup, got "${variant}"`);
+  if (variant !== 'auto' && variant !== 'tiled' && variant !== 'subgroup' && variant !== 'workgroup') throw new UsageError(`--variant must be auto, tiled, subgroup or workgroup, got "${variant}"`);
   const maxSeconds = Number(values['tfjs-max-seconds'] ?? 60);
   if (!(maxSeconds > 0)) throw new UsageError(`--tfjs-max-seconds must be a positive number, got "${values['tfjs-max-seconds']}"`);
   return {

@@ -3,7 +3,7 @@
 /** 'paper': variance = v(A) + v(B) (paper Eq. 1). 'official': (v(A) + v(B)) / 2 (facebookresearch/vicreg). */
 export type Preset = 'paper' | 'official';
 export type Form = 'primal' | 'dual';
-export type Variant = 'tiled' | 'subgroup';
+export type Variant = 'tiled' | 'subgroup' | 'workgroup';
 
 export interface VICRegOptions {
   /** Invariance weight (default 25). */
@@ -27,9 +27,10 @@ export interface VICRegOptions {
    */
   form?: 'auto' | Form;
   /**
-   * Kernel variant of the Gram and backward kernels: 'tiled' (portable; GPUs), 'subgroup' (subgroup
-   * shuffles; needs the 'subgroups' feature with subgroup size 8 and d % 4 == 0: lavapipe), or 'auto'
-   * (default: a quick measured trial on the first use of a shape class on this device, cached).
+   * Kernel variant of the Gram and backward kernels: 'tiled' (register blocks, portable), 'workgroup'
+   * (workgroup-memory tiles: the shape GPUs want), 'subgroup' (subgroup shuffles; needs the 'subgroups'
+   * feature with subgroup size 8 and d % 4 == 0: lavapipe), or 'auto' (default: a quick measured trial on
+   * the first use of a shape class on this device, cached).
    */
   variant?: 'auto' | Variant;
   /**

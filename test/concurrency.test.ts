@@ -270,7 +270,7 @@ describe('repeated runs are bitwise identical', () => {
   const shapes: Shape[] = FULL ? [[33, 64], [129, 260], [256, 1024]] : [[33, 64], [129, 260]];
   const cases: { variant: Variant; form: Form; views: 'random' | 'dominant'; shape: Shape }[] = [];
   for (const shape of shapes) {
-    for (const variant of ['tiled', 'subgroup'] as Variant[]) {
+    for (const variant of ['tiled', 'subgroup', 'workgroup'] as Variant[]) {
       for (const form of ['primal', 'dual'] as Form[]) cases.push({ variant, form, views: 'random', shape });
       // One feature x300: the dual form's off-diagonal share is tiny, so it falls back to primal.
       cases.push({ variant, form: 'dual', views: 'dominant', shape });

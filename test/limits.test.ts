@@ -9,7 +9,7 @@ import { dominantFeatureViews, randomViews, referenceVICReg, relativeError, rela
 const TERMS = ['loss', 'invariance', 'variance', 'covariance'] as const;
 
 describe('the d x d covariance past the binding limit', () => {
-  for (const variant of ['tiled', 'subgroup'] as const) {
+  for (const variant of ['tiled', 'subgroup', 'workgroup'] as const) {
     it(`backward forms Coff in column blocks (${variant}; blocks of 64 columns, d = 200 and 260; n <= 64 so the views fit)`, async () => {
       for (const [n, d] of [[23, 200], [61, 260]] as const) {
         // Cap: 64 columns of Coff per block (d*64*4 bytes), far below the d*d*4 it would need whole.

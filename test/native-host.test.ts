@@ -316,3 +316,12 @@ describe.runIf(subgroups)("native host, 'subgroup' variant (needs subgroups of s
   ];
   for (const testCase of cases) it(`${testCase.label} (${testCase.shape.join('x')})`, () => expectMatches('subgroup', testCase).then(() => undefined));
 });
+
+describe("native host, 'workgroup' variant (workgroup-memory tiles)", () => {
+  const cases: Case[] = [
+    { label: 'n < d, paper', shape: [70, 133], views: randomViews(70, 133, 921), c: PAPER, form: 'dual' },
+    { label: 'n > d, official non-default', shape: [130, 67], views: randomViews(130, 67, 922), c: OFFICIAL, scale: -0.5, form: 'primal' },
+    { label: 'dominant feature (fallback)', shape: [32, 256], views: dominantFeatureViews(32, 256, 421), c: PAPER, form: 'primal', fellBack: true },
+  ];
+  for (const testCase of cases) it(`${testCase.label} (${testCase.shape.join('x')})`, () => expectMatches('workgroup', testCase).then(() => undefined));
+});

@@ -23,7 +23,7 @@ import { reflect } from '../scripts/wgsl-reflect.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const FORM_NAMES: Form[] = ['primal', 'dual'];
-const VARIANT_NAMES: Variant[] = ['tiled', 'subgroup'];
+const VARIANT_NAMES: Variant[] = ['tiled', 'subgroup', 'workgroup'];
 
 /** Shapes: the edges (n = 2, d = 1), tile boundaries +-1, and a seeded spread up to 5000. */
 function shapes(): [number, number][] {
@@ -84,6 +84,7 @@ describe('plan.ts against the engine', () => {
       expect(evaluate(HOST.formChoice.dualWhen, { n, d }) ? 'dual' : 'primal', `${n}x${d}`).toBe(cheaperForm(n, d));
       expect(!!evaluate(VARIANTS.subgroup.requires.when, { n, d })).toBe(variantSupported('subgroup', { subgroupSize: 8 }, d));
       expect(!!evaluate(VARIANTS.tiled.requires.when, { n, d })).toBe(variantSupported('tiled', {}, d));
+      expect(!!evaluate(VARIANTS.workgroup.requires.when, { n, d })).toBe(variantSupported('workgroup', {}, d));
     }
     for (const [shares, keep] of [[[0.9, 0.6], true], [[0.5, 0.7], true], [[0.49, 0.9], false], [[NaN, 1], false], [[1, NaN], false]] as const) {
       const env = { offDiagonalShareA: shares[0], offDiagonalShareB: shares[1], minDualShare: HOST.fallback.minDualShare };

@@ -1,6 +1,6 @@
 // Every kernel variant in both forms against the float64 reference, with every scratch and output buffer
 // poisoned (NaN) before each call, so an element that a kernel fails to write fails the test. Shapes are
-// not multiples of the variants' tiles (32 x 32 'tiled'; 16 x 64 and 16 x 16 'subgroup').
+// not multiples of the variants' tiles (32 x 32 'tiled'; 16 x 64 and 16 x 16 'subgroup'; 64 x 64 'workgroup').
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createVICRegLoss, OptionError, type VICRegLoss } from '../src/index.js';
 import type { Form, Variant } from '../src/types.js';
@@ -25,7 +25,7 @@ async function check(vic: VICRegLoss, [n, d]: Shape, seed: number, scale = 1.5) 
   return { terms, grads };
 }
 
-for (const variant of ['tiled', 'subgroup'] as Variant[]) {
+for (const variant of ['tiled', 'subgroup', 'workgroup'] as Variant[]) {
   for (const form of ['primal', 'dual'] as Form[]) {
     describe(`variant ${variant}, form ${form} (poisoned scratch)`, () => {
       let vic: VICRegLoss;
@@ -73,19 +73,39 @@ describe('variant choice', () => {
     }
   });
 
-  it("'auto' takes the portable variant where the subgroup one cannot run (d % 4 != 0)", async () => {
+  it("'auto' takes a portable variant where the subgroup one cannot run (d % 4 != 0)", async () => {
     const vic = await createVICRegLoss();
     try {
       const { a, b } = randomViews(9, 30, 3);
       await vic.forward(a, b, [9, 30]);
-      expect(vic.lastPlan!.variant).toBe('tiled');
+      expect(['tiled', 'workgroup']).toContain(vic.lastPlan!.variant);
     } finally {
       vic.destroy();
     }
   });
 
+  it('a cached choice of one shape class never applies a variant that cannot run on another shape of it (d % 4)', async () => {
+    // 4 x 8192 in the primal form is past the trial's budget, so the static preference (subgroup, where the
+    // device has it) is cached for its class; 4 x 8191 is in the same class, where subgroup cannot run.
+    const first = await createVICRegLoss({ form: 'primal' });
+    const second = await createVICRegLoss({ form: 'primal', device: first.device });
+    try {
+      const wide = randomViews(4, 8192, 11);
+      await first.forward(wide.a, wide.b, [4, 8192], { grad: false });
+      const [n, d] = [4, 8191];
+      const { a, b } = randomViews(n, d, 12);
+      const terms = await second.forward(a, b, [n, d], { grad: false });
+      expect(second.lastPlan!.variant).not.toBe('subgroup');
+      const reference = referenceVICReg(a, b, [n, d]);
+      for (const name of TERMS) expect(relativeError(terms[name], reference[name]), name).toBeLessThan(1e-5);
+    } finally {
+      second.destroy();
+      first.destroy();
+    }
+  });
+
   it("falls back from the dual form with each variant on the adversarial case (one feature x300, n = d/8)", async () => {
-    for (const variant of ['tiled', 'subgroup'] as Variant[]) {
+    for (const variant of ['tiled', 'subgroup', 'workgroup'] as Variant[]) {
       const vic = await createVICRegLoss({ variant, form: 'dual', poisonScratch: true });
       try {
         const [n, d] = [32, 256];

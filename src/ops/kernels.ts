@@ -12,6 +12,10 @@ import covarianceBackwardSubgroupWgsl from '../../kernels/covariance_backward_su
 import covarianceBackwardMirroredSubgroupWgsl from '../../kernels/covariance_backward_mirrored_subgroup.wgsl';
 import covarianceBackwardDualWgsl from '../../kernels/covariance_backward_dual.wgsl';
 import covarianceBackwardDualSubgroupWgsl from '../../kernels/covariance_backward_dual_subgroup.wgsl';
+import gramOffDiagSquaresWorkgroupWgsl from '../../kernels/gram_offdiag_squares_workgroup.wgsl';
+import sampleGramWorkgroupWgsl from '../../kernels/sample_gram_workgroup.wgsl';
+import covarianceBackwardWorkgroupWgsl from '../../kernels/covariance_backward_workgroup.wgsl';
+import covarianceBackwardDualWorkgroupWgsl from '../../kernels/covariance_backward_dual_workgroup.wgsl';
 import type { KernelSpec } from '../runtime/gpu.js';
 
 const ceilDiv = (a: number, b: number) => Math.ceil(a / b);
@@ -49,8 +53,11 @@ import type { Form, Variant } from '../types.js';
  * - 'subgroup': one subgroup of 8 per workgroup; values every lane needs are loaded once and passed by
  *   subgroupShuffle. For adapters where each lane's storage load is a separate bounds-checked scalar load
  *   (lavapipe); needs the 'subgroups' feature with a fixed subgroup size of 8, and d % 4 == 0 (vec4 loads).
+ * - 'workgroup': (16, 16) workgroups, a 4 x 4 register block per thread over 64 x 64 tiles staged through
+ *   workgroup memory 16 deep, with barriers: the textbook GPU kernel (each element read from global
+ *   memory once per tile). Any shape. Slow on lavapipe, where barriers and workgroup memory cost.
  */
-export const VARIANTS: readonly Variant[] = ['tiled', 'subgroup'];
+export const VARIANTS: readonly Variant[] = ['tiled', 'subgroup', 'workgroup'];
 
 export interface DeviceTraits {
   subgroupSize?: number;
@@ -58,7 +65,7 @@ export interface DeviceTraits {
 
 /** Whether a variant can run on this device for this shape. */
 export function variantSupported(variant: Variant, traits: DeviceTraits, d: number): boolean {
-  return variant === 'tiled' || (traits.subgroupSize === SUBGROUP_LANES && d % 4 === 0);
+  return variant !== 'subgroup' || (traits.subgroupSize === SUBGROUP_LANES && d % 4 === 0);
 }
 
 /** Logical buffers of a Gram dispatch, mapped to each kernel's bindings by `bindings`. */
@@ -91,6 +98,8 @@ export interface BackwardKernel {
 // 'tiled' geometry: (8, 8) threads with 4 x 4 blocks cover a 32 x 32 tile.
 const TILED_WG = 8;
 const TILE = TILED_WG * 4;
+// 'workgroup' geometry: (16, 16) threads with 4 x 4 blocks cover a 64 x 64 tile.
+const WORKGROUP_WG = 16;
 // 'subgroup' geometry: SHARED rows x (8 lanes * OWN columns); constants as in the WGSL files.
 const SUBGROUP_LANES = 8;
 const SUBGROUP_SHARED = 16;                // rows shared by the lanes (dual gram, both backward kernels)
@@ -100,16 +109,18 @@ const SUBGROUP_OWN_ROWS = 4;               // dual gram: rows of K per lane
 const SUBGROUP_BACKWARD_OWN_COLUMNS = 16;  // both backward kernels: gradient columns per lane (4 vec4s)
 const SUBGROUP_MIRRORED_OWN_COLUMNS = 8;   // primal mirrored backward pass: gradient columns per lane
 
-const tiledGram = (name: string, code: string, side: (n: number, d: number) => number): GramKernel => ({
-  spec: (writeMatrix) => ({ name, code, constants: { WG: TILED_WG, WRITE_MATRIX: writeMatrix } }),
-  workgroups: (n, d) => [ceilDiv(side(n, d), TILE), ceilDiv(side(n, d), TILE)],
-  partials: (n, d) => ceilDiv(side(n, d), TILE) ** 2,
+/** A 'tiled' or 'workgroup' Gram kernel: (wg, wg) threads per (4 wg) x (4 wg) tile, a grid of tiles. */
+const blockGram = (name: string, code: string, side: (n: number, d: number) => number, wg: number): GramKernel => ({
+  spec: (writeMatrix) => ({ name, code, constants: { WG: wg, WRITE_MATRIX: writeMatrix } }),
+  workgroups: (n, d) => [ceilDiv(side(n, d), 4 * wg), ceilDiv(side(n, d), 4 * wg)],
+  partials: (n, d) => ceilDiv(side(n, d), 4 * wg) ** 2,
   bindings: (b) => [b.z, b.stats, b.partials, b.matrix, b.dims],
 });
 
-const tiledBackward = (name: string, code: string): BackwardKernel => ({
-  spec: (accumulate) => ({ name, code, constants: { WG: TILED_WG, ACCUMULATE: accumulate } }),
-  workgroups: (n, d) => [ceilDiv(d, TILE), ceilDiv(n, TILE)],
+/** A 'tiled' or 'workgroup' backward kernel: (wg, wg) threads per (4 wg) x (4 wg) block of the gradient. */
+const blockBackward = (name: string, code: string, wg: number): BackwardKernel => ({
+  spec: (accumulate) => ({ name, code, constants: { WG: wg, ACCUMULATE: accumulate } }),
+  workgroups: (n, d) => [ceilDiv(d, 4 * wg), ceilDiv(n, 4 * wg)],
   bindings: (b) => [b.z, b.other, b.stats, b.matrix, b.grad, b.params, b.upstream],
 });
 
@@ -140,7 +151,8 @@ export const forms: Record<Form, FormKernels> = {
   primal: {
     side: (_n, d) => d,
     gram: {
-      tiled: tiledGram('gram_offdiag_squares', gramOffDiagSquaresWgsl, (_n, d) => d),
+      tiled: blockGram('gram_offdiag_squares', gramOffDiagSquaresWgsl, (_n, d) => d, TILED_WG),
+      workgroup: blockGram('gram_offdiag_squares_workgroup', gramOffDiagSquaresWorkgroupWgsl, (_n, d) => d, WORKGROUP_WG),
       subgroup: {
         spec: (writeMatrix) => ({ name: 'gram_offdiag_squares_subgroup', code: gramOffDiagSquaresSubgroupWgsl, constants: { WRITE_MATRIX: writeMatrix } }),
         workgroups: (_n, d) => upperTileWorkgroups(upperTileCount(d, SUBGROUP_PRIMAL_SHARED)),
@@ -149,7 +161,8 @@ export const forms: Record<Form, FormKernels> = {
       },
     },
     backward: {
-      tiled: tiledBackward('covariance_backward', covarianceBackwardWgsl),
+      tiled: blockBackward('covariance_backward', covarianceBackwardWgsl, TILED_WG),
+      workgroup: blockBackward('covariance_backward_workgroup', covarianceBackwardWorkgroupWgsl, WORKGROUP_WG),
       subgroup: {
         spec: (accumulate) => ({ name: 'covariance_backward_subgroup', code: covarianceBackwardSubgroupWgsl, constants: { ACCUMULATE: accumulate } }),
         workgroups: subgroupBackwardWorkgroups,
@@ -165,7 +178,8 @@ export const forms: Record<Form, FormKernels> = {
   dual: {
     side: (n, _d) => n,
     gram: {
-      tiled: tiledGram('sample_gram', sampleGramWgsl, (n, _d) => n),
+      tiled: blockGram('sample_gram', sampleGramWgsl, (n, _d) => n, TILED_WG),
+      workgroup: blockGram('sample_gram_workgroup', sampleGramWorkgroupWgsl, (n, _d) => n, WORKGROUP_WG),
       subgroup: {
         spec: (writeMatrix) => ({ name: 'sample_gram_subgroup', code: sampleGramSubgroupWgsl, constants: { WRITE_MATRIX: writeMatrix } }),
         workgroups: (n) => upperTileWorkgroups(upperTileCount(n, SUBGROUP_SHARED)),
@@ -174,7 +188,8 @@ export const forms: Record<Form, FormKernels> = {
       },
     },
     backward: {
-      tiled: tiledBackward('covariance_backward_dual', covarianceBackwardDualWgsl),
+      tiled: blockBackward('covariance_backward_dual', covarianceBackwardDualWgsl, TILED_WG),
+      workgroup: blockBackward('covariance_backward_dual_workgroup', covarianceBackwardDualWorkgroupWgsl, WORKGROUP_WG),
       subgroup: {
         spec: (accumulate) => ({ name: 'covariance_backward_dual_subgroup', code: covarianceBackwardDualSubgroupWgsl, constants: { ACCUMULATE: accumulate } }),
         workgroups: subgroupBackwardWorkgroups,

@@ -50,6 +50,7 @@ export interface KernelPlan {
 }
 
 const TILED = { WG: 8 } as const;
+const WORKGROUP = { WG: 16 } as const;
 /**
  * The subgroup Gram kernels run one workgroup per tile on or above the diagonal (S-row by 2S-column
  * tiles; S = 32 primal, 16 dual), in rows of at most 65535 workgroups (the WGSL's upperTileCount).
@@ -119,6 +120,40 @@ export const KERNELS = {
     overrides: { WRITE_MATRIX: true },
     dispatch: UPPER_TILE_DISPATCH,
     bindings: { z4: view('n*d/4'), stats: common.stats, partials: common.partials, gram: { role: 'matrix', count: 'n*n+n' }, dims: common.dims },
+  },
+  gram_offdiag_squares_workgroup: {
+    file: 'gram_offdiag_squares_workgroup.wgsl',
+    purpose: 'gram_offdiag_squares with 64 x 64 tiles staged through workgroup memory (for GPUs)',
+    overrides: { ...WORKGROUP, WRITE_MATRIX: true },
+    dispatch: ['ceil(d/64)', 'ceil(d/64)', '1'],
+    bindings: { z: view('n*d'), stats: common.stats, partials: common.partials, covOffDiag: { role: 'matrix', count: 'd*d+d' }, dims: common.dims },
+  },
+  sample_gram_workgroup: {
+    file: 'sample_gram_workgroup.wgsl',
+    purpose: 'sample_gram with 64 x 64 tiles staged through workgroup memory (for GPUs)',
+    overrides: { ...WORKGROUP, WRITE_MATRIX: true },
+    dispatch: ['ceil(n/64)', 'ceil(n/64)', '1'],
+    bindings: { z: view('n*d'), stats: common.stats, partials: common.partials, gram: { role: 'matrix', count: 'n*n+n' }, dims: common.dims },
+  },
+  covariance_backward_workgroup: {
+    file: 'covariance_backward_workgroup.wgsl',
+    purpose: 'covariance_backward with 64 x 64 blocks staged through workgroup memory (for GPUs)',
+    overrides: { ...WORKGROUP, ACCUMULATE: false },
+    dispatch: ['ceil(d/64)', 'ceil(n/64)', '1'],
+    bindings: {
+      z: view('n*d'), other: common.other, stats: common.stats, covOffDiag: { role: 'matrix', count: 'd*d+d' }, grad: common.grad,
+      params: common.params, upstream: common.upstream,
+    },
+  },
+  covariance_backward_dual_workgroup: {
+    file: 'covariance_backward_dual_workgroup.wgsl',
+    purpose: 'covariance_backward_dual with 64 x 64 blocks staged through workgroup memory (for GPUs)',
+    overrides: { ...WORKGROUP, ACCUMULATE: false },
+    dispatch: ['ceil(d/64)', 'ceil(n/64)', '1'],
+    bindings: {
+      z: view('n*d'), other: common.other, stats: common.stats, gram: { role: 'matrix', count: 'n*n+n' }, grad: common.grad,
+      params: common.params, upstream: common.upstream,
+    },
   },
   covariance_backward: {
     file: 'covariance_backward.wgsl',
@@ -272,6 +307,13 @@ export const VARIANTS: Readonly<Record<Variant, VariantPlan>> = {
     mirroredBackward: { primal: 'covariance_backward_mirrored_subgroup' },
     partialsPerView: { primal: 'upperTiles*8', dual: 'upperTiles*8' },
   },
+  workgroup: {
+    note: '(16, 16) workgroups, 64 x 64 tiles staged through workgroup memory, 4 x 4 register blocks; any shape; the textbook GPU kernel (not yet measured on a GPU)',
+    requires: { features: [], when: '1' },
+    gram: { primal: 'gram_offdiag_squares_workgroup', dual: 'sample_gram_workgroup' },
+    backward: { primal: 'covariance_backward_workgroup', dual: 'covariance_backward_dual_workgroup' },
+    partialsPerView: { primal: 'ceil(d/64)*ceil(d/64)', dual: 'ceil(n/64)*ceil(n/64)' },
+  },
 };
 
 /** The names a plan (variant, form) adds to INPUTS, in evaluation order. */
@@ -316,7 +358,7 @@ export function backwardPasses(variant: Variant, form: Form): PassPlan[] {
 export const HOST = {
   shape: { require: ['n >= 2', 'd >= 1'], note: 'n = 1 has no unbiased variance' },
   formChoice: { dualWhen: 'n < d', note: 'the cheaper form by multiply-adds: primal ~ n d^2, dual ~ n^2 d' },
-  variantChoice: "'tiled' runs anywhere; 'subgroup' only where its requires hold (the engine times both once per device and shape class)",
+  variantChoice: "'tiled' and 'workgroup' run anywhere; 'subgroup' only where its requires hold (the engine times those that can run once per device and shape class)",
   result: {
     buffer: 'result',
     /** result[i] is fields[i] (float32). */

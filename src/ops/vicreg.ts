@@ -96,8 +96,16 @@ const TRIAL_ROWS = 256;
 const TRIAL_MAX_MACS = 1e8;
 const variantChoices = new WeakMap<GPUDevice, Map<string, Variant>>();
 /** Without a trial: the subgroup variant where it runs (it is built for the adapters that offer it). */
-const PREFERENCE: readonly Variant[] = ['subgroup', 'tiled'];
+// Where no trial runs: subgroup where supported (lavapipe), else workgroup-memory tiles (the textbook GPU
+// kernel; not yet measured on a GPU), else tiled.
+const PREFERENCE: readonly Variant[] = ['subgroup', 'workgroup', 'tiled'];
 const sizeClass = (x: number) => Math.ceil(Math.log2(x));
+/**
+ * The cache key of a variant choice: the role, the shape class, and the variants that can run (a shape of
+ * the class with d % 4 != 0 must not reuse a choice of 'subgroup' made for one with d % 4 == 0).
+ */
+const choiceKey = (role: string, n: number, d: number, supported: readonly Variant[]) =>
+  `${role}|${sizeClass(n)}|${sizeClass(d)}|${supported.join(',')}`;
 const specKey = (spec: KernelSpec) => `${spec.name}|${JSON.stringify(spec.constants ?? {})}`;
 
 
@@ -315,7 +323,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     if (coefficients.variant !== 'auto') {
       throw new OptionError(`variant '${coefficients.variant}' cannot run here: it needs the 'subgroups' feature with subgroup size 8 and d % 4 == 0 (d = ${d})`);
     }
-    return variantChoices.get(handle.device)?.get(`${role}|${sizeClass(n)}|${sizeClass(d)}`) ?? PREFERENCE.find((v) => supported.includes(v))!;
+    return variantChoices.get(handle.device)?.get(choiceKey(role, n, d, supported)) ?? PREFERENCE.find((v) => supported.includes(v))!;
   }
 
   /**
@@ -335,7 +343,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     if (supported.length === 1) return supported[0];
     let cache = variantChoices.get(handle.device);
     if (!cache) variantChoices.set(handle.device, (cache = new Map()));
-    const key = `${role}|${sizeClass(n)}|${sizeClass(d)}`;
+    const key = choiceKey(role, n, d, supported);
     const cached = cache.get(key);
     if (cached) return cached;
     const rows = Math.min(n, TRIAL_ROWS);

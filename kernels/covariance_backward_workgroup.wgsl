@@ -1,0 +1,126 @@
+// covariance_backward_workgroup.wgsl: as covariance_backward.wgsl (the whole gradient of the loss with
+// respect to one view, primal d x d form, in one pass), staged through workgroup memory: the shape GPUs
+// want.
+//
+// Math (Z the view, O the other view, both n x d; var_j of Z and Zc = (Z - shift) - center from
+// column_stats; Coff from gram_offdiag_squares*):
+//   grad_ij (=, or += when ACCUMULATE) upstream[0] * ( invCoef (Z_ij - O_ij) + varCoef_j Zc_ij
+//                                                     + covCoef sum_k Zc_ik Coff_kj )
+//   varCoef_j = varWeight / std_j if std_j = sqrt(var_j + eps) < gamma, else 0
+//   (coefficients: see covariance_backward.wgsl and src/ops/coefficients.ts)
+//
+// Each workgroup is (WG, WG) threads and computes a TILE x TILE block of the gradient, TILE = 4*WG, each
+// thread a 4 x 4 register block. The contraction runs over k in steps of DEPTH: the workgroup stages Zc's
+// DEPTH columns at its rows and Coff's DEPTH rows at its columns in workgroup memory, then every thread
+// reads its 4 + 4 values per step from there. Coff comes from the packed matrix (packing 1: view A, 2:
+// view B; an entry in the other half is read from its mirror, a strided read on the stage), or, with
+// packing 0, from a plain matrix or column block at k*matrixStride + (j - columnStart).
+//
+// Bindings (group 0):
+//   0  z           storage, read        array<f32>  n*d   this view
+//   1  other       storage, read        array<f32>  n*d   the other view
+//   2  stats       storage, read        array<f32>  column_stats layout
+//   3  covOffDiag  storage, read        array<f32>  d*d+d both views' Coff packed (or a plain matrix or block)
+//   4  grad        storage, read_write  array<f32>  n*d
+//   5  params      uniform              BackwardParams (as covariance_backward.wgsl)
+//   6  upstream    storage, read        array<f32>  1: the upstream gradient
+// Dispatch: (ceil(columns / TILE), ceil(n / TILE), 1) workgroups of (WG, WG) threads, columns = d or the
+// block's width.
+// Variant: "workgroup": workgroup-memory tiles, for GPUs.
+
+struct BackwardParams {
+  n: u32, d: u32, shiftOffset: u32, centerOffset: u32,
+  varOffset: u32, columnStart: u32, matrixStride: u32, packing: u32,
+  invCoef: f32, varWeight: f32, covCoef: f32, gamma: f32,
+  eps: f32, _pad3: f32, _pad4: f32, _pad5: f32,
+}
+
+override WG: u32 = 16;
+// Add into grad (a caller's autograd accumulating) instead of overwriting it.
+override ACCUMULATE: bool = false;
+const DEPTH: u32 = 16u;   // steps of k per staging
+
+@group(0) @binding(0) var<storage, read> z: array<f32>;
+@group(0) @binding(1) var<storage, read> other: array<f32>;
+@group(0) @binding(2) var<storage, read> stats: array<f32>;
+@group(0) @binding(3) var<storage, read> covOffDiag: array<f32>;
+@group(0) @binding(4) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(5) var<uniform> params: BackwardParams;
+@group(0) @binding(6) var<storage, read> upstream: array<f32>;
+
+// [k][r]: Zc at row i0 + r (4 rows per vec4), column k0 + k.
+var<workgroup> zcStage: array<vec4<f32>, DEPTH * WG>;
+// [k][c]: Coff at row k0 + k, column j0 + c (4 columns per vec4).
+var<workgroup> coffStage: array<vec4<f32>, DEPTH * WG>;
+
+// The packed layout of the matrix buffer, shared by both views (side s): view A's symmetric matrix on
+// and above the diagonal, entry (i, k), i <= k, at i*s + k; view B's strictly below it, at k*s + i; B's
+// diagonal after the s x s square, at s*s + i (as the Gram kernels write it).
+fn packedIndex(i: u32, k: u32, s: u32, lowerHalf: bool) -> u32 {
+  if (!lowerHalf) { return i * s + k; }
+  return select(k * s + i, s * s + i, i == k);
+}
+
+// Coff_kj of this view: packed (packing 1: view A, 2: view B), or with packing 0 from a plain matrix or
+// column block at k*matrixStride + (j - columnStart).
+fn coffAt(k: u32, j: u32) -> f32 {
+  if (params.packing == 0u) { return covOffDiag[k * params.matrixStride + (j - params.columnStart)]; }
+  return covOffDiag[packedIndex(min(k, j), max(k, j), params.d, params.packing == 2u)];
+}
+
+@compute @workgroup_size(WG, WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(local_invocation_index) lidx: u32) {
+  let tile = 4u * WG;
+  let n = params.n;
+  let d = params.d;
+  let i0 = wid.y * tile;
+  let j0 = params.columnStart + wid.x * tile;
+  let columnEnd = min(d, params.columnStart + params.matrixStride);
+
+  var acc: array<vec4<f32>, 4>;
+  for (var k0 = 0u; k0 < d; k0 += DEPTH) {
+    for (var e = lidx; e < tile * DEPTH; e += WG * WG) {
+      // Zc: consecutive threads read consecutive columns k of a row.
+      let r = e / DEPTH;
+      let k = e % DEPTH;
+      let row = i0 + r;
+      let column = min(k0 + k, d - 1u);
+      let value = (z[min(row, n - 1u) * d + column] - stats[params.shiftOffset + column]) - stats[params.centerOffset + column];
+      zcStage[k * WG + r / 4u][r % 4u] = select(0.0, value, row < n && k0 + k < d);
+      // Coff: consecutive threads read consecutive columns j of a row k.
+      let kk = e / tile;
+      let c = e % tile;
+      let j = j0 + c;
+      coffStage[kk * WG + c / 4u][c % 4u] = select(0.0, coffAt(min(k0 + kk, d - 1u), min(j, columnEnd - 1u)), k0 + kk < d && j < columnEnd);
+    }
+    workgroupBarrier();
+    for (var k = 0u; k < DEPTH; k++) {
+      let a = zcStage[k * WG + lid.y];
+      let b = coffStage[k * WG + lid.x];
+      acc[0] += a.x * b;
+      acc[1] += a.y * b;
+      acc[2] += a.z * b;
+      acc[3] += a.w * b;
+    }
+    workgroupBarrier();
+  }
+
+  let scale = upstream[0];
+  for (var c = 0u; c < 4u; c++) {
+    let j = j0 + 4u * lid.x + c;
+    if (j >= columnEnd) { continue; }
+    let shift = stats[params.shiftOffset + j];
+    let center = stats[params.centerOffset + j];
+    let stdDev = sqrt(stats[params.varOffset + j] + params.eps);
+    let varCoef = select(0.0, params.varWeight / stdDev, stdDev < params.gamma);
+    for (var r = 0u; r < 4u; r++) {
+      let i = i0 + 4u * lid.y + r;
+      if (i >= n) { continue; }
+      let index = i * d + j;
+      let x = z[index];
+      let g = params.invCoef * (x - other[index]) + varCoef * ((x - shift) - center) + params.covCoef * acc[r][c];
+      if (ACCUMULATE) { grad[index] += scale * g; } else { grad[index] = scale * g; }
+    }
+  }
+}
