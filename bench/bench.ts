@@ -22,8 +22,9 @@ import {
   compare, flopCounts, FLOAT64_TOLERANCE, FLOP_CONVENTION, gflops, judge, SAME_ENGINE_TOLERANCE, TFJS_TOLERANCE, timed,
   timingStats, type Comparison, type TermsAndGradients,
 } from './measure.js';
-import { markdownTable, writeReports, type BenchReport, type MachineInfo, type OpenblasOutcome, type ShapeResult } from './report.js';
+import { kernelTable, markdownTable, writeKernelReports, writeReports, type BenchReport, type MachineInfo, type OpenblasOutcome, type ShapeResult } from './report.js';
 import { createTfjsReference, installNavigatorGpu, type TfjsReference, type TfjsResult } from './tfjs-reference.js';
+import { benchKernels } from './kernels.js';
 
 const DEFAULT_SHAPES = '256x1024,1024x1024,128x4096,128x8192,2048x2048,2048x8192';
 const HELP = `npm run bench -- [options]
@@ -37,6 +38,9 @@ const HELP = `npm run bench -- [options]
   --tfjs-max-seconds S   skip tfjs for a shape when one run is estimated to take longer, and fit its
                          timed runs in this time (at least one) (default 60)
   --no-tfjs              do not run tfjs (checks fall back on float64 where cheap)
+  --kernels              instead of the loss: time each Gram and backward kernel alone (both forms, every
+                         variant the device runs) at --shapes, against the CPU's float32 peak (a 2048^3
+                         OpenBLAS sgemm, when python3 has numpy); writes kernels.json and kernels.md
   --openblas             also time bench/numpy_vicreg.py (float32 NumPy/OpenBLAS, standard d x d form,
                          self-checked against float64) per shape, after ours; needs python3 with numpy
   --tfjs-quiet           run tfjs's waits through quietly() too, as the engine's own waits run (by default
@@ -74,6 +78,7 @@ interface Options {
   tfjs: boolean;
   tfjsQuiet: boolean;
   openblas: boolean;
+  kernels: boolean;
   preset: 'paper' | 'official';
   form: 'auto' | 'primal' | 'dual';
   variant: 'auto' | 'tiled' | 'subgroup' | 'workgroup';
@@ -104,7 +109,7 @@ function parseOptions(argv: string[]): Options | 'help' {
       options: {
         shapes: { type: 'string' }, quick: { type: 'boolean' }, 'skip-large': { type: 'boolean' },
         runs: { type: 'string' }, warmup: { type: 'string' }, 'tfjs-runs': { type: 'string' }, 'tfjs-max-seconds': { type: 'string' },
-        'no-tfjs': { type: 'boolean' }, 'tfjs-quiet': { type: 'boolean' }, openblas: { type: 'boolean' }, preset: { type: 'string' }, form: { type: 'string' }, variant: { type: 'string' }, seed: { type: 'string' },
+        'no-tfjs': { type: 'boolean' }, 'tfjs-quiet': { type: 'boolean' }, openblas: { type: 'boolean' }, kernels: { type: 'boolean' }, preset: { type: 'string' }, form: { type: 'string' }, variant: { type: 'string' }, seed: { type: 'string' },
         out: { type: 'string' }, resident: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -133,6 +138,7 @@ function parseOptions(argv: string[]): Options | 'help' {
     tfjs: !values['no-tfjs'],
     tfjsQuiet: values['tfjs-quiet'] ?? false,
     openblas: values.openblas ?? false,
+    kernels: values.kernels ?? false,
     preset,
     form,
     variant,
@@ -559,6 +565,7 @@ async function main(): Promise<number> {
     return 2;
   }
   mkdirSync(options.out, { recursive: true });
+  if (options.kernels) return kernelsMain(options);
 
   // With tfjs, WebGPU is installed as navigator.gpu first: tfjs needs it, and the engine then takes its
   // device from the same Dawn instance (one adapter for both). The GPU object is held here for the
@@ -609,6 +616,29 @@ async function main(): Promise<number> {
     process.stderr.write(`FAILED ${r.n}x${r.d}: ${r.error ?? r.checks.flatMap((c) => c.failures.map((f) => `${c.subject ? `${c.subject} ` : ''}vs ${c.against}: ${f}`)).join('; ')}\n`);
   }
   return failed.length > 0 ? 1 : 0;
+}
+
+/** --kernels: each kernel alone, written to kernels.json and kernels.md in --out. */
+async function kernelsMain(options: Options): Promise<number> {
+  const rows = await benchKernels(options.shapes, options.variant, progress);
+  let peak: { sgemm_gflops: number; blas: string } | undefined;
+  try {
+    peak = JSON.parse(execFileSync('python3', ['bench/numpy_vicreg.py', '--peak'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }));
+  } catch (error) {
+    progress(`no CPU peak (python3 with numpy): ${(error as Error).message.split('\n')[0]}`);
+  }
+  const machine = machineInfo((await acquireAdapterName()) ?? 'unknown', undefined);
+  const paths = writeKernelReports(options.out, { machine, argv: process.argv.slice(2), peak, rows });
+  process.stdout.write(`${kernelTable(rows, peak?.sgemm_gflops)}\n\nwrote ${paths.join(', ')}\n`);
+  return 0;
+}
+
+/** The adapter's name, from a throwaway engine (as the loss bench reports it). */
+async function acquireAdapterName(): Promise<string | undefined> {
+  const probe = await createVICRegLoss();
+  const name = probe.adapterName;
+  probe.destroy();
+  return name;
 }
 
 // A live Dawn instance keeps Node's event loop alive: exit explicitly.

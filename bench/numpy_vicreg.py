@@ -14,6 +14,9 @@ Prints one JSON line per shape: {"n", "d", "ms_median", "ms_runs", "loss", "thre
 
     python3 bench/numpy_vicreg.py 256x1024 1024x1024 128x8192 [--runs 5]
     (npm run bench -- --openblas runs it for each shape in the same run as ours)
+    python3 bench/numpy_vicreg.py --peak
+    (the CPU's float32 ceiling: a 2048^3 OpenBLAS sgemm's GFLOP/s; npm run bench -- --kernels reports the
+    kernels against it)
     python3 bench/numpy_vicreg.py --inputs A.npy B.npy
     (no timing: prints {"loss", "gradA", "gradB"} for A and B, so test/bench-reference.test.ts can hold
     this baseline to the test suite's float64 reference)
@@ -69,6 +72,18 @@ def main(argv):
         at = argv.index('--runs')
         runs = int(argv[at + 1])
         argv = argv[:at] + argv[at + 2:]
+    if argv == ['--peak']:
+        # The CPU's practical float32 ceiling: a large OpenBLAS sgemm, median of 5 after a warm-up.
+        x = np.random.default_rng(0).standard_normal((2048, 2048), dtype=np.float32)
+        x @ x
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            x @ x
+            times.append(time.perf_counter() - start)
+        blas = np.show_config(mode='dicts')['Build Dependencies']['blas']
+        print(json.dumps({'sgemm_gflops': 2 * 2048 ** 3 / float(np.median(times)) / 1e9, 'blas': f"{blas.get('name')} {blas.get('version')}"}))
+        return
     if argv[:1] == ['--inputs'] and len(argv) == 3:
         a, b = (np.load(path).astype(np.float32) for path in argv[1:])
         loss, ga, gb = vicreg(a, b)

@@ -2,6 +2,7 @@
 // chart (log-scale bars of time per shape, ours vs tfjs), written by hand.
 import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { KernelTiming } from './kernels.js';
 import type { Comparison, FlopCounts, TimingStats } from './measure.js';
 
 export interface MachineInfo {
@@ -143,6 +144,53 @@ function tfjsCell(r: ShapeResult): string {
     case 'disabled': return 'off';
     case 'failed': return 'failed';
   }
+}
+
+export interface KernelReport {
+  machine: MachineInfo;
+  argv: string[];
+  /** The CPU's practical float32 ceiling: a 2048^3 OpenBLAS sgemm (bench/numpy_vicreg.py --peak). */
+  peak?: { sgemm_gflops: number; blas: string };
+  rows: KernelTiming[];
+}
+
+/** The --kernels table: one row per kernel, form and variant. */
+export function kernelTable(rows: KernelTiming[], peakGflops?: number): string {
+  const header = ['n x d', 'form', 'variant', 'kernel', 'ms', 'GFLOP/s (useful)', 'GFLOP/s (GEMM-equivalent)', ...(peakGflops ? ['of CPU peak'] : [])];
+  const lines = [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`];
+  for (const r of rows) {
+    const isStats = r.kernel === 'column_stats';
+    lines.push(`| ${[
+      `${r.n}x${r.d}`, r.form, r.variant, r.kernel, ms(r.ms), isStats ? `${r.rate.toFixed(1)} GB/s` : r.rate.toFixed(1),
+      r.gemmEquivalent ? r.gemmEquivalent.toFixed(1) : '',
+      ...(peakGflops ? [isStats ? '' : `${((100 * (r.gemmEquivalent ?? r.rate)) / peakGflops).toFixed(0)}%`] : []),
+    ].join(' | ')} |`);
+  }
+  return lines.join('\n');
+}
+
+export function writeKernelReports(dir: string, report: KernelReport): string[] {
+  const m = report.machine;
+  const paths = ['kernels.json', 'kernels.md'].map((name) => join(dir, name));
+  writeAtomically(paths[0], `${JSON.stringify(report, null, 2)}\n`);
+  writeAtomically(paths[1], [
+    '# vicreg-wgsl kernels',
+    '',
+    `${m.date} · adapter: ${m.adapter} · CPU: ${m.cpu} (${m.cpuCount} logical cores) · commit ${m.gitCommit ?? 'unknown'}${m.gitDirty ? ' (uncommitted changes)' : ''}`,
+    `Command: npm run bench -- ${report.argv.join(' ')}`,
+    '',
+    'Each kernel alone on device-resident data: 5 dispatches in one submission, the median over 5 submissions. ' +
+      'Gram kernels: useful flops = the upper triangle, side (side + 1) / 2 dot products; GEMM-equivalent = the whole ' +
+      'side x side product, as a general matrix multiply computes it. Backward: n d side multiply-adds (the subgroup ' +
+      'primal backward with its mirrored pass). ' +
+      (report.peak
+        ? `CPU peak: ${report.peak.sgemm_gflops.toFixed(0)} GFLOP/s, a 2048^3 float32 sgemm (${report.peak.blas}); "of CPU peak" divides the GEMM-equivalent rate (Gram) or the useful rate (backward) by it.`
+        : 'No CPU peak (python3 with numpy missing).'),
+    '',
+    kernelTable(report.rows, report.peak?.sgemm_gflops),
+    '',
+  ].join('\n'));
+  return paths;
 }
 
 export function markdownTable(report: BenchReport): string {

@@ -110,3 +110,23 @@ describe('the OpenBLAS baseline (bench/numpy_vicreg.py; needs python3 with numpy
     }
   });
 });
+
+describe('the kernel bench (npm run bench -- --kernels; runs on the WebGPU adapter)', () => {
+  it('times column_stats and, for both forms and every variant the device runs, the Gram and backward kernels', async () => {
+    const { benchKernels } = await import('../bench/kernels.js');
+    const rows = await benchKernels([[20, 36]], 'auto', () => undefined);
+    expect(rows.map((r) => r.kernel)).toContain('column_stats');
+    for (const form of ['primal', 'dual']) {
+      const ofForm = rows.filter((r) => r.form === form);
+      expect(ofForm.length, form).toBeGreaterThanOrEqual(4);   // tiled and workgroup run anywhere: a Gram and a backward each
+      for (const r of ofForm) {
+        expect(r.ms, `${r.kernel} ${r.variant}`).toBeGreaterThan(0);
+        expect(Number.isFinite(r.rate) && r.rate > 0, `${r.kernel} ${r.variant}`).toBe(true);
+      }
+      // A Gram kernel's GEMM-equivalent rate counts the whole side x side matrix: (2 side)/(side + 1) times its useful rate.
+      const gram = ofForm.find((r) => r.gemmEquivalent !== undefined)!;
+      const side = form === 'primal' ? 36 : 20;
+      expect(gram.gemmEquivalent! / gram.rate).toBeCloseTo((2 * side) / (side + 1), 6);
+    }
+  });
+});

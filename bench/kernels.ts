@@ -1,0 +1,131 @@
+// Kernel-level timings for `npm run bench -- --kernels`: each Gram and backward kernel of each form and
+// supported variant alone, on device-resident random data, REPS dispatches in one submission (so the
+// submission and the wait are shared), the median over ROUNDS such submissions. Only the timing is of
+// interest here: the loss bench and the tests check what these kernels compute.
+//
+// Flops: a Gram kernel's useful work is the upper triangle of the side x side matrix, side (side + 1) / 2
+// dot products of length n (primal, side d) or d (dual, side n); "GEMM-equivalent" counts the whole
+// matrix, side^2 dot products, as a general matrix product would (the issue's "GFLOP/s-equivalent").
+// A backward kernel does n d side multiply-adds (Zc Coff or K Zc), its mirrored pass included where the
+// variant has one. column_stats is reported in GB/s of the two n x d views it reads.
+import { acquireDevice } from '../src/runtime/device.js';
+import { destroyBuffer, encodeDispatch, pipeline, storageBuffer, uniformBuffer, type Buffer, type Dispatch } from '../src/runtime/gpu.js';
+import { quietly } from '../src/runtime/polling.js';
+import { columnStats, forms, PACKING, packedMatrixFloats, statsLayout, UNIFORM_BYTES, VARIANTS, variantSupported } from '../src/ops/kernels.js';
+import type { Form, Variant } from '../src/types.js';
+
+const REPS = 5;
+const ROUNDS = 5;
+
+export interface KernelTiming {
+  n: number;
+  d: number;
+  form: Form | 'both';
+  variant: Variant | 'only';
+  kernel: string;
+  ms: number;
+  /** Useful GFLOP/s (Gram: upper triangle; backward: n d side) or, for column_stats, GB/s read. */
+  rate: number;
+  /** Gram kernels: GFLOP/s counting the whole side x side matrix. */
+  gemmEquivalent?: number;
+}
+
+async function timeDispatches(device: GPUDevice, dispatches: Dispatch[]): Promise<number> {
+  const times: number[] = [];
+  for (let round = 0; round <= ROUNDS; round++) {
+    const encoder = device.createCommandEncoder({ label: 'kernel bench' });
+    for (let r = 0; r < REPS; r++) for (const dispatch of dispatches) encodeDispatch(device, encoder, dispatch);
+    const start = performance.now();
+    device.queue.submit([encoder.finish()]);
+    await quietly(() => device.queue.onSubmittedWorkDone());
+    if (round > 0) times.push((performance.now() - start) / REPS);   // round 0 warms up
+  }
+  times.sort((x, y) => x - y);
+  return times[times.length >> 1];
+}
+
+/** Times every kernel of both forms and every variant the device supports, at n x d. */
+export async function benchKernels(shapes: [number, number][], only: Variant | 'auto', progress: (line: string) => void): Promise<KernelTiming[]> {
+  const handle = await acquireDevice();
+  const { device } = handle;
+  const rows: KernelTiming[] = [];
+  try {
+    for (const [n, d] of shapes) {
+      const made: Buffer[] = [];
+      const make = (b: Buffer) => (made.push(b), b);
+      const random = (count: number, spread: number) => Float32Array.from({ length: count }, (_, i) => spread * Math.sin(i * 12.9898 + n * 78.233 + d));
+      const views = [make(storageBuffer(device, 'A', n * d * 4)), make(storageBuffer(device, 'B', n * d * 4))];
+      for (const v of views) device.queue.writeBuffer(v.gpu, 0, random(n * d, 1));
+      const layout = statsLayout(d);
+      const stats = make(storageBuffer(device, 'stats', layout.floats * 4));
+      const flags = make(storageBuffer(device, 'flags', 4 * d * 4));
+      const statsDims = make(uniformBuffer(device, 'stats dims', UNIFORM_BYTES.dims));
+      device.queue.writeBuffer(statsDims.gpu, 0, new Uint32Array([n, d, 0, 0]));
+      const statsPipe = await pipeline(device, columnStats.spec);
+      const statsDispatch: Dispatch = {
+        label: 'column_stats', pipeline: statsPipe, workgroups: columnStats.workgroups(d),
+        bindings: [views[0].gpu, views[1].gpu, stats.gpu, flags.gpu, statsDims.gpu],
+      };
+      const statsMs = await timeDispatches(device, [statsDispatch]);
+      rows.push({ n, d, form: 'both', variant: 'only', kernel: 'column_stats', ms: statsMs, rate: (2 * n * d * 4) / statsMs / 1e6 });
+      progress(`kernels ${n}x${d}: column_stats ${statsMs.toFixed(2)} ms`);
+
+      const grad = make(storageBuffer(device, 'grad', n * d * 4));
+      const upstream = make(storageBuffer(device, 'upstream', 4));
+      device.queue.writeBuffer(upstream.gpu, 0, new Float32Array([1]));
+      const params = make(uniformBuffer(device, 'backward params', UNIFORM_BYTES.backwardParams));
+      const p = new ArrayBuffer(UNIFORM_BYTES.backwardParams);
+      new Uint32Array(p, 0, 8).set([n, d, layout.shift[0], layout.center[0], layout.variance[0], 0, d, PACKING[0]]);
+      new Float32Array(p, 32, 8).set([0.1, -0.1, 0.1, 1, 1e-4, 0, 0, 0]);
+      device.queue.writeBuffer(params.gpu, 0, p);
+      for (const form of ['primal', 'dual'] as Form[]) {
+        const side = forms[form].side(n, d);
+        const contraction = form === 'primal' ? n : d;
+        const matrixBytes = packedMatrixFloats(side) * 4;
+        if (matrixBytes > device.limits.maxStorageBufferBindingSize) {
+          progress(`kernels ${n}x${d}: ${form} skipped (its matrix, ${(matrixBytes / 2 ** 20).toFixed(0)} MiB, is past the binding limit)`);
+          continue;
+        }
+        const matrix = make(storageBuffer(device, `${form} matrix`, matrixBytes));
+        const gramDims = make(uniformBuffer(device, 'gram dims', UNIFORM_BYTES.gramDims));
+        device.queue.writeBuffer(gramDims.gpu, 0, new Uint32Array([n, d, Math.ceil(side / 32), 0, layout.shift[0], layout.center[0], 0, 0, 0, 0, 0, 0]));
+        for (const variant of VARIANTS) {
+          if (!variantSupported(variant, handle.features, d) || (only !== 'auto' && only !== variant)) continue;
+          const gram = forms[form].gram[variant];
+          const partials = make(storageBuffer(device, 'partials', gram.partials(n, d) * 4));
+          const gramDispatch: Dispatch = {
+            label: 'gram', pipeline: await pipeline(device, gram.spec(true)), workgroups: gram.workgroups(n, d),
+            bindings: gram.bindings({ z: views[0].gpu, stats: stats.gpu, partials: partials.gpu, matrix: matrix.gpu, dims: gramDims.gpu }),
+          };
+          const gramMs = await timeDispatches(device, [gramDispatch]);
+          const useful = (side * (side + 1)) / 2 * contraction;
+          rows.push({
+            n, d, form, variant, kernel: gram.spec(true).name, ms: gramMs,
+            rate: (2 * useful) / gramMs / 1e6, gemmEquivalent: (2 * side * side * contraction) / gramMs / 1e6,
+          });
+          const backward = forms[form].backward[variant];
+          const buffers = { z: views[0].gpu, other: views[1].gpu, stats: stats.gpu, matrix: matrix.gpu, grad: grad.gpu, params: params.gpu, upstream: upstream.gpu };
+          const backwardDispatches: Dispatch[] = [{
+            label: 'backward', pipeline: await pipeline(device, backward.spec(false)), workgroups: backward.workgroups(n, d), bindings: backward.bindings(buffers),
+          }];
+          if (backward.mirrored) {
+            backwardDispatches.push({
+              label: 'backward (mirrored)', pipeline: await pipeline(device, backward.mirrored.spec), workgroups: backward.mirrored.workgroups(n, d),
+              bindings: backward.mirrored.bindings(buffers),
+            });
+          }
+          const backwardMs = await timeDispatches(device, backwardDispatches);
+          rows.push({
+            n, d, form, variant, kernel: `${backward.spec(false).name}${backward.mirrored ? ' + mirrored' : ''}`, ms: backwardMs,
+            rate: (2 * n * d * side) / backwardMs / 1e6,
+          });
+          progress(`kernels ${n}x${d}: ${form}/${variant} gram ${gramMs.toFixed(2)} ms, backward ${backwardMs.toFixed(2)} ms`);
+        }
+      }
+      made.forEach(destroyBuffer);
+    }
+  } finally {
+    device.destroy();
+  }
+  return rows;
+}
