@@ -21,7 +21,9 @@
 //   4  grad4   storage, read_write  array<vec4<f32>>  n*d/4
 //   5  params  uniform              BackwardParams (as covariance_backward.wgsl)
 //   6  upstream storage, read       array<f32>        1: the upstream gradient
-// Dispatch: (ceil(d / (LANES*4*OWN4)), ceil(n / SHARED), 1) workgroups of LANES threads.
+// Dispatch: (ceil(n / SHARED), ceil(d / (LANES*4*OWN4)), 1) workgroups of LANES threads: row blocks along x,
+// so that consecutive workgroups (an adapter runs x fastest) share one block of Z's columns while they
+// stream K's rows; at d = 8192 the other order re-read Z from memory for every workgroup (1.6x slower).
 // Requires: d % 4 == 0; the 'subgroups' feature with a subgroup size of exactly LANES.
 // Variant: "subgroup" (lavapipe).
 
@@ -65,8 +67,8 @@ fn packedIndex(i: u32, k: u32, s: u32, lowerHalf: bool) -> u32 {
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
   let n = params.n;
   let d4 = params.d / 4u;
-  let i0 = wid.y * SHARED;
-  let j40 = wid.x * LANES * OWN4;
+  let i0 = wid.x * SHARED;
+  let j40 = wid.y * LANES * OWN4;
 
   let lower = params.packing == 2u;
   var sharedRow: array<u32, SHARED_PER_LANE>;

@@ -139,6 +139,9 @@ const upperTileWorkgroups = (count: number) =>
 
 const subgroupBackwardWorkgroups = (n: number, d: number) =>
   [ceilDiv(d, SUBGROUP_LANES * SUBGROUP_BACKWARD_OWN_COLUMNS), ceilDiv(n, SUBGROUP_SHARED)] as const;
+/** The dual one's: row blocks along x, so that consecutive workgroups share a block of Z's columns. */
+const subgroupDualBackwardWorkgroups = (n: number, d: number) =>
+  [ceilDiv(n, SUBGROUP_SHARED), ceilDiv(d, SUBGROUP_LANES * SUBGROUP_BACKWARD_OWN_COLUMNS)] as const;
 
 export interface FormKernels {
   gram: Record<Variant, GramKernel>;
@@ -192,7 +195,7 @@ export const forms: Record<Form, FormKernels> = {
       workgroup: blockBackward('covariance_backward_dual_workgroup', covarianceBackwardDualWorkgroupWgsl, WORKGROUP_WG),
       subgroup: {
         spec: (accumulate) => ({ name: 'covariance_backward_dual_subgroup', code: covarianceBackwardDualSubgroupWgsl, constants: { ACCUMULATE: accumulate } }),
-        workgroups: subgroupBackwardWorkgroups,
+        workgroups: subgroupDualBackwardWorkgroups,
         bindings: (b) => [b.z, b.other, b.stats, b.matrix, b.grad, b.params, b.upstream],
       },
     },

@@ -199,7 +199,7 @@ export const KERNELS = {
     file: 'covariance_backward_dual_subgroup.wgsl',
     purpose: 'covariance_backward_dual with subgroup shuffles (subgroup size 8, d % 4 == 0)',
     overrides: { ACCUMULATE: false },
-    dispatch: ['ceil(d/128)', 'ceil(n/16)', '1'],
+    dispatch: ['ceil(n/16)', 'ceil(d/128)', '1'],
     bindings: {
       z4: view('n*d/4'), other4: { role: 'other', count: 'n*d/4' }, stats: common.stats, gram: { role: 'matrix', count: 'n*n+n' },
       grad4: { role: 'grad', count: 'n*d/4' }, params: common.params, upstream: common.upstream,
