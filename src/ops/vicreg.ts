@@ -95,9 +95,10 @@ interface Saved {
 const TRIAL_ROWS = 256;
 const TRIAL_MAX_MACS = 1e8;
 const variantChoices = new WeakMap<GPUDevice, Map<string, Variant>>();
-/** Without a trial: the subgroup variant where it runs (it is built for the adapters that offer it). */
-// Where no trial runs: subgroup where supported (lavapipe), else workgroup-memory tiles (the textbook GPU
-// kernel; not yet measured on a GPU), else tiled.
+/**
+ * Where no trial runs: subgroup where it can run (it is built for the adapters that offer it: lavapipe),
+ * else workgroup-memory tiles (the textbook GPU kernel; not yet measured on a GPU), else tiled.
+ */
 const PREFERENCE: readonly Variant[] = ['subgroup', 'workgroup', 'tiled'];
 const sizeClass = (x: number) => Math.ceil(Math.log2(x));
 /**
