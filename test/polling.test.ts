@@ -1,5 +1,5 @@
 // quietly(): while one of the engine's waits is pending, dawn.node's event poll (a native function it
-// passes to setImmediate again and again) is deferred to 1 ms timers after the first 2 ms; JavaScript
+// passes to setImmediate again and again) is deferred to 1 ms timers after the first 0.5 ms; JavaScript
 // callbacks pass through; setImmediate is restored afterwards. Then, with the engine: its waits defer
 // Dawn's poll, and the results are bitwise those of an engine that lets Dawn spin.
 import { afterAll, describe, expect, it } from 'vitest';
