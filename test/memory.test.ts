@@ -1,0 +1,65 @@
+// Device scratch (the performance issue: at most min(n, d)^2 floats plus O(n + d) besides inputs and
+// gradients): after forward + backward on host arrays, the engine's own buffers (bufferCounts) minus the
+// device copies of the inputs, the gradients and their readback staging must fit the packed matrix of
+// both views, side^2 + side floats (side = min(n, d) in the cheaper form), plus the Gram partials (at most
+// side^2/128 floats), 16 (n + d) floats and 8 KiB; and the packed matrix must be there. (Two unpacked
+// matrices, as before, fail every shape below.)
+// encode() with encodeFallback 'none' on a dual problem holds no primal matrix either.
+import { describe, expect, it } from 'vitest';
+import { bufferCounts, createVICRegLoss } from '../src/index.js';
+import { randomViews } from './reference/float64.js';
+
+const F = 4;   // bytes per float
+/** Everything but the packed matrix: partials, statistics, flags, uniforms, result buffers. */
+const smallBytes = (n: number, d: number, side: number) => F * (Math.ceil(side * side / 128) + 16 * (n + d)) + 8192;
+
+describe('device scratch: one packed min(n, d)^2 + min(n, d) matrix, plus O(n + d)', () => {
+  const shapes: [number, number][] = [[64, 512], [200, 130], [256, 1024], [1024, 256], [97, 97]];
+  for (const [n, d] of shapes) {
+    it(`${n} x ${d} (${n < d ? 'dual' : 'primal'} form)`, async () => {
+      const vic = await createVICRegLoss();
+      try {
+        const before = bufferCounts.bytes;
+        const { a, b } = randomViews(n, d, n + d);
+        await vic.forward(a, b, [n, d]);
+        await vic.backward();
+        expect(vic.lastPlan!.fellBack).toBe(false);
+        const side = Math.min(n, d);
+        // Inputs copied to the device, gradients, and the gradients' readback staging: 6 n d floats.
+        const scratch = bufferCounts.bytes - before - 6 * n * d * F;
+        const matrix = (side * side + side) * F;
+        expect(scratch).toBeGreaterThanOrEqual(matrix);
+        expect(scratch, `scratch ${scratch} B, packed matrix ${matrix} B`).toBeLessThanOrEqual(matrix + smallBytes(n, d, side));
+      } finally {
+        vic.destroy();
+      }
+    });
+  }
+
+  it("encode() on a dual problem: with encodeFallback 'none', no primal matrix on standby", async () => {
+    const [n, d] = [48, 640];
+    const lean = await createVICRegLoss({ encodeFallback: 'none' });
+    const usage = 0x80 | 0x08 | 0x04;   // STORAGE | COPY_DST | COPY_SRC
+    const caller: GPUBuffer[] = [];
+    const buffer = (data?: Float32Array) => {
+      const g = lean.device.createBuffer({ size: n * d * F, usage });
+      if (data) lean.device.queue.writeBuffer(g, 0, data as Float32Array<ArrayBuffer>);
+      caller.push(g);
+      return g;
+    };
+    try {
+      const { a, b } = randomViews(n, d, 7);
+      const before = bufferCounts.bytes;
+      const pending = await lean.encode({ a: buffer(a), b: buffer(b), shape: [n, d], gradA: buffer(), gradB: buffer() });
+      await pending.read();
+      // The caller's buffers are not the engine's (bufferCounts counts only its own).
+      const scratch = bufferCounts.bytes - before;
+      expect(scratch).toBeGreaterThanOrEqual((n * n + n) * F);
+      expect(scratch).toBeLessThanOrEqual((n * n + n) * F + smallBytes(n, d, n));
+      expect(scratch).toBeLessThan(d * d * F);   // what the primal matrix alone would take
+    } finally {
+      caller.forEach((g) => g.destroy());
+      lean.destroy();
+    }
+  });
+});
