@@ -13,7 +13,8 @@
 // thread a 4 x 4 register block. The contraction runs over k in steps of DEPTH: the workgroup stages K's
 // DEPTH columns at its rows and Zc's DEPTH rows at its columns in workgroup memory, then every thread reads
 // its 4 + 4 values per step from there. K comes from the packed matrix (packing 1: view A, 2: view B; an
-// entry in the other half is read from its mirror, a strided read on the stage).
+// entry in the other half is read from its mirror; stages wholly in that half are read along the
+// buffer's rows, so the reads stay contiguous).
 //
 // Bindings (group 0):
 //   0  z         storage, read        array<f32>  n*d   this view
@@ -76,10 +77,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 
   var acc: array<vec4<f32>, 4>;
   for (var k0 = 0u; k0 < n; k0 += DEPTH) {
+    let mirroredBlock = (params.packing == 1u && k0 + DEPTH - 1u < i0) || (params.packing == 2u && k0 > i0 + tile - 1u);
     for (var e = lidx; e < tile * DEPTH; e += WG * WG) {
-      // K: consecutive threads read consecutive columns k of a row.
-      let r = e / DEPTH;
-      let k = e % DEPTH;
+      // K: consecutive threads read consecutive entries of the buffer. A block wholly in the view's
+      // mirrored half (view A: k < i; view B: k > i) is stored along i (row k of the buffer), so there
+      // consecutive threads take consecutive rows i; elsewhere, consecutive columns k of row i.
+      let r = select(e / DEPTH, e % tile, mirroredBlock);
+      let k = select(e % DEPTH, e / tile, mirroredBlock);
       let row = i0 + r;
       gramStage[k * WG + r / 4u][r % 4u] = select(0.0, gramAt(min(row, n - 1u), min(k0 + k, n - 1u)), row < n && k0 + k < n);
       // Zc: consecutive threads read consecutive columns j of a row k.

@@ -13,8 +13,9 @@
 // thread a 4 x 4 register block. The contraction runs over k in steps of DEPTH: the workgroup stages Zc's
 // DEPTH columns at its rows and Coff's DEPTH rows at its columns in workgroup memory, then every thread
 // reads its 4 + 4 values per step from there. Coff comes from the packed matrix (packing 1: view A, 2:
-// view B; an entry in the other half is read from its mirror, a strided read on the stage), or, with
-// packing 0, from a plain matrix or column block at k*matrixStride + (j - columnStart).
+// view B; an entry in the other half is read from its mirror; stages wholly in that half are read along
+// the buffer's rows, so the reads stay contiguous), or, with packing 0, from a plain matrix or column
+// block at k*matrixStride + (j - columnStart).
 //
 // Bindings (group 0):
 //   0  z           storage, read        array<f32>  n*d   this view
@@ -80,6 +81,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 
   var acc: array<vec4<f32>, 4>;
   for (var k0 = 0u; k0 < d; k0 += DEPTH) {
+    let mirroredBlock = (params.packing == 1u && k0 > j0 + tile - 1u) || (params.packing == 2u && k0 + DEPTH - 1u < j0);
     for (var e = lidx; e < tile * DEPTH; e += WG * WG) {
       // Zc: consecutive threads read consecutive columns k of a row.
       let r = e / DEPTH;
@@ -88,9 +90,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       let column = min(k0 + k, d - 1u);
       let value = (z[min(row, n - 1u) * d + column] - stats[params.shiftOffset + column]) - stats[params.centerOffset + column];
       zcStage[k * WG + r / 4u][r % 4u] = select(0.0, value, row < n && k0 + k < d);
-      // Coff: consecutive threads read consecutive columns j of a row k.
-      let kk = e / tile;
-      let c = e % tile;
+      // Coff: consecutive threads read consecutive entries of the buffer. A block wholly in the view's
+      // mirrored half (view A: k > j; view B: k < j) is stored along k (row j of the buffer), so there
+      // consecutive threads take consecutive k; elsewhere, consecutive columns j of row k.
+      let kk = select(e / tile, e % DEPTH, mirroredBlock);
+      let c = select(e % tile, e / DEPTH, mirroredBlock);
       let j = j0 + c;
       coffStage[kk * WG + c / 4u][c % 4u] = select(0.0, coffAt(min(k0 + kk, d - 1u), min(j, columnEnd - 1u)), k0 + kk < d && j < columnEnd);
     }
