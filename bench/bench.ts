@@ -620,25 +620,17 @@ async function main(): Promise<number> {
 
 /** --kernels: each kernel alone, written to kernels.json and kernels.md in --out. */
 async function kernelsMain(options: Options): Promise<number> {
-  const rows = await benchKernels(options.shapes, options.variant, progress);
+  const { adapter, rows } = await benchKernels(options.shapes, options.variant, progress);
   let peak: { sgemm_gflops: number; blas: string } | undefined;
   try {
     peak = JSON.parse(execFileSync('python3', ['bench/numpy_vicreg.py', '--peak'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }));
   } catch (error) {
     progress(`no CPU peak (python3 with numpy): ${(error as Error).message.split('\n')[0]}`);
   }
-  const machine = machineInfo((await acquireAdapterName()) ?? 'unknown', undefined);
+  const machine = machineInfo(adapter, undefined);
   const paths = writeKernelReports(options.out, { machine, argv: process.argv.slice(2), peak, rows });
   process.stdout.write(`${kernelTable(rows, peak?.sgemm_gflops)}\n\nwrote ${paths.join(', ')}\n`);
   return 0;
-}
-
-/** The adapter's name, from a throwaway engine (as the loss bench reports it). */
-async function acquireAdapterName(): Promise<string | undefined> {
-  const probe = await createVICRegLoss();
-  const name = probe.adapterName;
-  probe.destroy();
-  return name;
 }
 
 // A live Dawn instance keeps Node's event loop alive: exit explicitly.

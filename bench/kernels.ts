@@ -11,7 +11,8 @@
 import { acquireDevice } from '../src/runtime/device.js';
 import { destroyBuffer, encodeDispatch, pipeline, storageBuffer, uniformBuffer, type Buffer, type Dispatch } from '../src/runtime/gpu.js';
 import { quietly } from '../src/runtime/polling.js';
-import { columnStats, forms, PACKING, packedMatrixFloats, statsLayout, UNIFORM_BYTES, VARIANTS, variantSupported } from '../src/ops/kernels.js';
+import { DEFAULTS } from '../src/ops/coefficients.js';
+import { backwardParams, columnStats, forms, gramDims, packedMatrixFloats, statsLayout, UNIFORM_BYTES, VARIANTS, variantSupported } from '../src/ops/kernels.js';
 import type { Form, Variant } from '../src/types.js';
 
 const REPS = 5;
@@ -45,7 +46,7 @@ async function timeDispatches(device: GPUDevice, dispatches: Dispatch[]): Promis
 }
 
 /** Times every kernel of both forms and every variant the device supports, at n x d. */
-export async function benchKernels(shapes: [number, number][], only: Variant | 'auto', progress: (line: string) => void): Promise<KernelTiming[]> {
+export async function benchKernels(shapes: [number, number][], only: Variant | 'auto', progress: (line: string) => void): Promise<{ adapter: string; rows: KernelTiming[] }> {
   const handle = await acquireDevice();
   const { device } = handle;
   const rows: KernelTiming[] = [];
@@ -74,10 +75,7 @@ export async function benchKernels(shapes: [number, number][], only: Variant | '
       const upstream = make(storageBuffer(device, 'upstream', 4));
       device.queue.writeBuffer(upstream.gpu, 0, new Float32Array([1]));
       const params = make(uniformBuffer(device, 'backward params', UNIFORM_BYTES.backwardParams));
-      const p = new ArrayBuffer(UNIFORM_BYTES.backwardParams);
-      new Uint32Array(p, 0, 8).set([n, d, layout.shift[0], layout.center[0], layout.variance[0], 0, d, PACKING[0]]);
-      new Float32Array(p, 32, 8).set([0.1, -0.1, 0.1, 1, 1e-4, 0, 0, 0]);
-      device.queue.writeBuffer(params.gpu, 0, p);
+      device.queue.writeBuffer(params.gpu, 0, backwardParams(DEFAULTS, n, d, n, 0));
       for (const form of ['primal', 'dual'] as Form[]) {
         const side = forms[form].side(n, d);
         const contraction = form === 'primal' ? n : d;
@@ -87,15 +85,15 @@ export async function benchKernels(shapes: [number, number][], only: Variant | '
           continue;
         }
         const matrix = make(storageBuffer(device, `${form} matrix`, matrixBytes));
-        const gramDims = make(uniformBuffer(device, 'gram dims', UNIFORM_BYTES.gramDims));
-        device.queue.writeBuffer(gramDims.gpu, 0, new Uint32Array([n, d, Math.ceil(side / 32), 0, layout.shift[0], layout.center[0], 0, 0, 0, 0, 0, 0]));
+        const dims = make(uniformBuffer(device, 'gram dims', UNIFORM_BYTES.gramDims));
+        device.queue.writeBuffer(dims.gpu, 0, gramDims(form, n, d, 0, 0));
         for (const variant of VARIANTS) {
           if (!variantSupported(variant, handle.features, d) || (only !== 'auto' && only !== variant)) continue;
           const gram = forms[form].gram[variant];
           const partials = make(storageBuffer(device, 'partials', gram.partials(n, d) * 4));
           const gramDispatch: Dispatch = {
             label: 'gram', pipeline: await pipeline(device, gram.spec(true)), workgroups: gram.workgroups(n, d),
-            bindings: gram.bindings({ z: views[0].gpu, stats: stats.gpu, partials: partials.gpu, matrix: matrix.gpu, dims: gramDims.gpu }),
+            bindings: gram.bindings({ z: views[0].gpu, stats: stats.gpu, partials: partials.gpu, matrix: matrix.gpu, dims: dims.gpu }),
           };
           const gramMs = await timeDispatches(device, [gramDispatch]);
           const useful = (side * (side + 1)) / 2 * contraction;
@@ -127,5 +125,5 @@ export async function benchKernels(shapes: [number, number][], only: Variant | '
   } finally {
     device.destroy();
   }
-  return rows;
+  return { adapter: handle.adapterName, rows };
 }

@@ -114,7 +114,7 @@ describe('the OpenBLAS baseline (bench/numpy_vicreg.py; needs python3 with numpy
 describe('the kernel bench (npm run bench -- --kernels; runs on the WebGPU adapter)', () => {
   it('times column_stats and, for both forms and every variant the device runs, the Gram and backward kernels', async () => {
     const { benchKernels } = await import('../bench/kernels.js');
-    const rows = await benchKernels([[20, 36]], 'auto', () => undefined);
+    const { rows } = await benchKernels([[20, 36]], 'auto', () => undefined);
     expect(rows.map((r) => r.kernel)).toContain('column_stats');
     for (const form of ['primal', 'dual']) {
       const ofForm = rows.filter((r) => r.form === form);

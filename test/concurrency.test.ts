@@ -8,7 +8,7 @@
 // Bitwise comparisons are made on one device: the 'auto' kernel variant is chosen per device by a timed
 // trial, and the variants sum in different orders (the last bits of the results differ between them).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createVICRegLoss, StateError, VICRegError, type VICRegLoss, type VICRegTerms } from '../src/index.js';
+import { createVICRegLoss, StateError, type VICRegLoss, type VICRegTerms } from '../src/index.js';
 import type { Form, Variant } from '../src/types.js';
 import { dominantFeatureViews, randomViews, referenceVICReg, relativeError, relativeNormError } from './reference/float64.js';
 

@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { acquireDevice, type DeviceHandle } from '../src/runtime/device.js';
 import { destroyBuffer, encodeDispatch, pipeline, readback, readbackBuffer, storageBuffer, uniformBuffer, type Buffer } from '../src/runtime/gpu.js';
-import { forms, packedMatrixFloats, UNIFORM_BYTES, variantSupported } from '../src/ops/kernels.js';
+import { forms, gramDims, packedMatrixFloats, statsLayout, UNIFORM_BYTES, variantSupported } from '../src/ops/kernels.js';
 import type { Form } from '../src/types.js';
 import { randomViews } from './reference/float64.js';
 
@@ -32,14 +32,14 @@ async function gram(form: Form, z: Float32Array, n: number, d: number, view: 0 |
   const make = (b: Buffer) => (buffers.push(b), b);
   const zBuffer = make(storageBuffer(device, 'z', z.byteLength));
   device.queue.writeBuffer(zBuffer.gpu, 0, z as Float32Array<ArrayBuffer>);
-  const stats = make(storageBuffer(device, 'stats (zeros)', 2 * d * 4));
+  const stats = make(storageBuffer(device, 'stats (zeros)', statsLayout(d).floats * 4));
   const partials = make(storageBuffer(device, 'partials', partialCount * 4));
   const floats = packedMatrixFloats(side);
   const matrix = make(storageBuffer(device, 'matrix', floats * 4));
   device.queue.writeBuffer(partials.gpu, 0, new Float32Array(partialCount).fill(NaN));
   device.queue.writeBuffer(matrix.gpu, 0, new Float32Array(floats).fill(NaN));
   const dims = make(uniformBuffer(device, 'dims', UNIFORM_BYTES.gramDims));
-  device.queue.writeBuffer(dims.gpu, 0, new Uint32Array([n, d, 0, 0, 0, d, 0, 0, view, 0, 0, 0]));
+  device.queue.writeBuffer(dims.gpu, 0, gramDims(form, n, d, view, 0));
   const encoder = device.createCommandEncoder();
   encodeDispatch(device, encoder, {
     label: 'gram', pipeline: await pipeline(device, kernel.spec(true)),

@@ -17,6 +17,7 @@ import sampleGramWorkgroupWgsl from '../../kernels/sample_gram_workgroup.wgsl';
 import covarianceBackwardWorkgroupWgsl from '../../kernels/covariance_backward_workgroup.wgsl';
 import covarianceBackwardDualWorkgroupWgsl from '../../kernels/covariance_backward_dual_workgroup.wgsl';
 import type { KernelSpec } from '../runtime/gpu.js';
+import { gradientCoefficients, type Coefficients } from './coefficients.js';
 
 const ceilDiv = (a: number, b: number) => Math.ceil(a / b);
 
@@ -104,8 +105,6 @@ const WORKGROUP_WG = 16;
 const SUBGROUP_LANES = 8;
 const SUBGROUP_SHARED = 16;                // rows shared by the lanes (dual gram, both backward kernels)
 const SUBGROUP_PRIMAL_SHARED = 32;         // primal gram: rows of C shared by the lanes
-const SUBGROUP_OWN_COLUMNS = 8;            // primal gram: columns of C per lane (2 vec4s)
-const SUBGROUP_OWN_ROWS = 4;               // dual gram: rows of K per lane
 const SUBGROUP_BACKWARD_OWN_COLUMNS = 16;  // both backward kernels: gradient columns per lane (4 vec4s)
 const SUBGROUP_MIRRORED_OWN_COLUMNS = 8;   // primal mirrored backward pass: gradient columns per lane
 
@@ -126,7 +125,8 @@ const blockBackward = (name: string, code: string, wg: number): BackwardKernel =
 
 /**
  * The subgroup Gram kernels' workgroups: one per tile on or above the diagonal (SHARED-row by
- * 2*SHARED-column tiles, the count the WGSL's upperTileCount gives), laid out in rows of at most
+ * 2*SHARED-column tiles: LANES * 4 * OWN4 = 64 columns primal, LANES * OWN = 32 dual, as the WGSL
+ * const_asserts; the count its upperTileCount gives), laid out in rows of at most
  * maxComputeWorkgroupsPerDimension; workgroups past the count return at once.
  */
 function upperTileCount(side: number, shared: number): number {
@@ -240,3 +240,29 @@ export const PACKING_PLAIN = 0;
 
 /** Uniform buffer sizes in bytes: the WGSL structs' sizes rounded up to 16 (Dims is 8 bytes in the WGSL). */
 export const UNIFORM_BYTES = { dims: 16, gramDims: 48, termParams: 64, backwardParams: 64, decisionParams: 48 } as const;
+
+/**
+ * GramDims, the Gram kernels' uniform, for one view of an n x d problem (n = the rows a variant trial
+ * uses): its partials from `partialOffset`, its statistics, `lowerHalf` = the view (packedIndex); with
+ * `block`, the column block of gram_offdiag_squares's COLUMN_BLOCK mode.
+ */
+export function gramDims(form: Form, n: number, d: number, view: 0 | 1, partialOffset: number, block?: { start: number; width: number }): Uint32Array<ArrayBuffer> {
+  const layout = statsLayout(d);
+  const tiles = ceilDiv(forms[form].side(n, d), TILE);   // the tiled kernel's tiles per side
+  return new Uint32Array([n, d, tiles, partialOffset, layout.shift[view], layout.center[view], block?.start ?? 0, block?.width ?? 0, view, 0, 0, 0]);
+}
+
+/**
+ * BackwardParams, the backward kernels' uniform, for one view: the gradient coefficients of an n x d
+ * problem, on `rows` rows (n but in a variant trial); the packed matrix (PACKING[view]), or with `block`
+ * a plain column block of Coff (PACKING_PLAIN).
+ */
+export function backwardParams(c: Coefficients, n: number, d: number, rows: number, view: 0 | 1, block?: { start: number; width: number }): ArrayBuffer {
+  const layout = statsLayout(d);
+  const k = gradientCoefficients(c, n, d);
+  const params = new ArrayBuffer(UNIFORM_BYTES.backwardParams);
+  new Uint32Array(params, 0, 8).set([rows, d, layout.shift[view], layout.center[view], layout.variance[view],
+    block?.start ?? 0, block?.width ?? d, block ? PACKING_PLAIN : PACKING[view]]);
+  new Float32Array(params, 32, 8).set([k.invCoef, k.varWeight, k.covCoef, c.gamma, c.eps, 0, 0, 0]);
+  return params;
+}

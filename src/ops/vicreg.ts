@@ -16,9 +16,9 @@ import type {
 import {
   firstNonFinite, isGPUBuffer, MiB, poison, termsOf, validateGradBuffer, validateShape, validateView, VIEWS,
 } from './checks.js';
-import { gradientCoefficients, resolveCoefficients, varianceScale } from './coefficients.js';
+import { resolveCoefficients, varianceScale } from './coefficients.js';
 import {
-  columnBlockGram, columnBlockWidth, columnStats, formDecision, forms, lossTerms, PACKING, PACKING_PLAIN, packedMatrixFloats, statsLayout, UNIFORM_BYTES, VARIANTS, variantSupported, type Form, type Variant,
+  backwardParams, columnBlockGram, columnBlockWidth, columnStats, formDecision, forms, gramDims, lossTerms, packedMatrixFloats, statsLayout, UNIFORM_BYTES, VARIANTS, variantSupported, type Form, type Variant,
 } from './kernels.js';
 
 const RESULT_FLOATS = 8;
@@ -208,16 +208,6 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     if (bytes > limit) throw new LimitError(`${what} needs ${MiB(bytes)}, over ${limitName()} of ${MiB(limit)}`);
   }
 
-  /** The backward kernels' uniform for view v; `rows` = n except in a variant trial. */
-  function backwardParams(n: number, d: number, rows: number, v: 0 | 1, columnStart = 0, matrixStride = d, packing: number = PACKING[v]): ArrayBuffer {
-    const layout = statsLayout(d);
-    const k = gradientCoefficients(coefficients, n, d);
-    const params = new ArrayBuffer(UNIFORM_BYTES.backwardParams);
-    new Uint32Array(params, 0, 8).set([rows, d, layout.shift[v], layout.center[v], layout.variance[v], columnStart, matrixStride, packing]);
-    new Float32Array(params, 32, 8).set([k.invCoef, k.varWeight, k.covCoef, coefficients.gamma, coefficients.eps, 0, 0, 0]);
-    return params;
-  }
-
   /**
    * Drops the workspace. Its buffers are destroyed now, or, while encode() calls recorded on it are
    * pending (a caller's encoder may not be submitted yet), when the last of them is read or released.
@@ -259,7 +249,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
         backwardParams: [uniformBuffer(device, 'backward params A', UNIFORM_BYTES.backwardParams), uniformBuffer(device, 'backward params B', UNIFORM_BYTES.backwardParams)],
       };
       device.queue.writeBuffer(workspace.statsDims.gpu, 0, new Uint32Array([n, d]));
-      for (const v of BOTH) device.queue.writeBuffer(workspace.backwardParams[v].gpu, 0, backwardParams(n, d, n, v));
+      for (const v of BOTH) device.queue.writeBuffer(workspace.backwardParams[v].gpu, 0, backwardParams(coefficients, n, d, n, v));
     }
     const ws = workspace;
     // Host inputs need device copies; GPUBuffer inputs do not, so these are made on first need.
@@ -285,11 +275,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
         termParams: {},
       };
       ws.forms[form] = f;
-      const layout = statsLayout(d);
-      const tiles = Math.ceil(side / 32);
-      for (const v of BOTH) {
-        device.queue.writeBuffer(f.gramDims[v].gpu, 0, new Uint32Array([n, d, tiles, v * partialsPerView, layout.shift[v], layout.center[v], 0, 0, v, 0, 0, 0]));
-      }
+      for (const v of BOTH) device.queue.writeBuffer(f.gramDims[v].gpu, 0, gramDims(form, n, d, v, v * partialsPerView));
     }
     if (keepMatrix && !f.matrix) {
       const bytes = packedMatrixFloats(f.side) * 4;
@@ -377,9 +363,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
   /** Uniform dims of a trial run on the first `rows` rows (the kernels then index only those rows). */
   function trialDims(device: GPUDevice, ws: Workspace, form: Form, rows: number): Buffer {
     const dims = uniformBuffer(device, 'trial dims', Math.max(UNIFORM_BYTES.gramDims, UNIFORM_BYTES.backwardParams));
-    const layout = statsLayout(ws.d);
-    const side = forms[form].side(rows, ws.d);
-    device.queue.writeBuffer(dims.gpu, 0, new Uint32Array([rows, ws.d, Math.ceil(side / 32), 0, layout.shift[0], layout.center[0], 0, 0]));
+    device.queue.writeBuffer(dims.gpu, 0, gramDims(form, rows, ws.d, 0, 0));
     return dims;
   }
 
@@ -442,19 +426,18 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     const matrix = storageBuffer(device, 'Coff column block', d * width * 4);
     const temporary = [matrix];
     const gramPipe = await pipeline(device, columnBlockGram.spec);
-    const layout = statsLayout(d);
     for (let start = 0; start < d; start += width) {
       const blockWidth = Math.min(width, d - start);
       for (const v of BOTH) {
         // Each dispatch has its own uniforms: queued writes all land before the encoder's work runs.
-        const gramDims = uniformBuffer(device, 'block gram dims', UNIFORM_BYTES.gramDims);
+        const dims = uniformBuffer(device, 'block gram dims', UNIFORM_BYTES.gramDims);
         const params = uniformBuffer(device, 'block backward params', UNIFORM_BYTES.backwardParams);
-        temporary.push(gramDims, params);
-        device.queue.writeBuffer(gramDims.gpu, 0, new Uint32Array([n, d, 0, 0, layout.shift[v], layout.center[v], start, blockWidth]));
-        device.queue.writeBuffer(params.gpu, 0, backwardParams(n, d, n, v, start, blockWidth, PACKING_PLAIN));
+        temporary.push(dims, params);
+        device.queue.writeBuffer(dims.gpu, 0, gramDims('primal', n, d, v, 0, { start, width: blockWidth }));
+        device.queue.writeBuffer(params.gpu, 0, backwardParams(coefficients, n, d, n, v, { start, width: blockWidth }));
         encodeDispatch(device, encoder, {
           label: `Coff block ${VIEWS[v]} ${start}`, pipeline: gramPipe, workgroups: columnBlockGram.workgroups(d, blockWidth),
-          bindings: [views[v], ws.stats.gpu, ws.placeholder.gpu, matrix.gpu, gramDims.gpu],
+          bindings: [views[v], ws.stats.gpu, ws.placeholder.gpu, matrix.gpu, dims.gpu],
         });
         for (const dispatch of backwardDispatches('primal', variant, ws, views, grads, upstream, v, pipes, params.gpu, n, undefined, { matrix: matrix.gpu, width: blockWidth })) {
           encodeDispatch(device, encoder, dispatch);
@@ -472,7 +455,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
       // The trial writes a scratch gradient, never the caller's (encode() may be accumulating into it).
       const scratch = [storageBuffer(device, 'trial gradient', rows * ws.d * 4), uniformBuffer(device, 'trial backward params', UNIFORM_BYTES.backwardParams),
         storageBuffer(device, 'trial upstream', 4)] as const;
-      device.queue.writeBuffer(scratch[1].gpu, 0, backwardParams(ws.n, ws.d, rows, 0));
+      device.queue.writeBuffer(scratch[1].gpu, 0, backwardParams(coefficients, ws.n, ws.d, rows, 0));
       const encoder = device.createCommandEncoder({ label: 'variant trial' });
       for (const dispatch of backwardDispatches(form, candidate, ws, views, [scratch[0].gpu, scratch[0].gpu], scratch[2].gpu, 0, pipes, scratch[1].gpu, rows)) {
         encodeDispatch(device, encoder, dispatch);
