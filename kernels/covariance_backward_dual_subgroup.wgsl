@@ -9,9 +9,14 @@
 //   varCoef_j = varWeight / std_j if std_j = sqrt(var_j + eps) < gamma, else 0
 //
 // Each workgroup is one subgroup of LANES = 8 invocations and owns a SHARED x (LANES * 4 * OWN4) block of
-// the gradient: rows i0 .. i0 + SHARED - 1 shared by all lanes, 4 * OWN4 columns per lane. Per step k a
-// lane loads SHARED / LANES values K_ik of the shared rows and OWN4 vec4s of row k of Z; the shared
-// values reach the other lanes by subgroupShuffle.
+// the gradient: rows i0 .. i0 + SHARED - 1 shared by all lanes, 4 * OWN4 columns per lane. Per 4 steps
+// k0 .. k0+3 a lane loads, for each of its SHARED / LANES shared rows, K_ik over those 4 k, and OWN4
+// vec4s of each of rows k0 .. k0+3 of Z; the shared values reach the other lanes by subgroupShuffle.
+// Why this shape (lavapipe, Mesa 25.0, read from its generated code with GALLIVM_DEBUG=asm): every write to
+// a variable carried across loop iterations is a blend with the execution mask plus a spill, so each
+// accumulator takes 4 multiply-adds per write (4 steps along the contraction at a time); and the
+// SHARED_PER_LANE blocks are spelled out as calls of accumulateBlock, so that every accumulator index is a
+// constant (Mesa leaves a loop that big rolled, and a dynamically indexed accumulator runs 2.5x slower).
 //
 // Bindings (group 0):
 //   0  z4      storage, read        array<vec4<f32>>  n*d/4 this view
@@ -38,9 +43,9 @@ struct BackwardParams {
 
 override ACCUMULATE: bool = false;
 const LANES: u32 = 8u;
-const SHARED_PER_LANE: u32 = 2u;
+const SHARED_PER_LANE: u32 = 4u;
 const SHARED: u32 = LANES * SHARED_PER_LANE;
-const OWN4: u32 = 4u;
+const OWN4: u32 = 2u;
 
 @group(0) @binding(0) var<storage, read> z4: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> other4: array<vec4<f32>>;
@@ -63,6 +68,27 @@ fn packedIndex(i: u32, k: u32, s: u32, lowerHalf: bool) -> u32 {
   return select(k * s + i, s * s + i, i == k);
 }
 
+// K_row,k0 .. K_row,k0+3 (0 past n).
+fn gramRow4(row: u32, k0: u32, n: u32, lower: bool) -> vec4<f32> {
+  var v: vec4<f32>;
+  for (var q = 0u; q < 4u; q++) {
+    let k = min(k0 + q, n - 1u);
+    v[q] = select(0.0, gram[packedIndex(min(row, k), max(row, k), n, lower)], k0 + q < n);
+  }
+  return v;
+}
+
+// Rows p*LANES .. p*LANES + LANES - 1 of the block += K(those rows, k0 .. k0+3) Zc(k0 .. k0+3, own columns).
+fn accumulateBlock(acc: ptr<function, array<array<vec4<f32>, OWN4>, SHARED>>, p: u32, mine: vec4<f32>,
+                   zc: ptr<function, array<array<vec4<f32>, OWN4>, 4>>) {
+  for (var s = 0u; s < LANES; s++) {
+    let kv = subgroupShuffle(mine, s);
+    for (var c = 0u; c < OWN4; c++) {
+      (*acc)[p * LANES + s][c] += kv.x * (*zc)[0][c] + kv.y * (*zc)[1][c] + kv.z * (*zc)[2][c] + kv.w * (*zc)[3][c];
+    }
+  }
+}
+
 @compute @workgroup_size(LANES)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
   let n = params.n;
@@ -83,17 +109,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   }
 
   var acc: array<array<vec4<f32>, OWN4>, SHARED>;
-  for (var k = 0u; k < n; k++) {
-    var zc: array<vec4<f32>, OWN4>;
-    for (var c = 0u; c < OWN4; c++) { zc[c] = (z4[k * d4 + own4[c]] - ownShift[c]) - ownCenter[c]; }
-    for (var p = 0u; p < SHARED_PER_LANE; p++) {
-      let row = sharedRow[p];
-      let mine = gram[packedIndex(min(row, k), max(row, k), n, lower)];
-      for (var s = 0u; s < LANES; s++) {
-        let kik = vec4<f32>(subgroupShuffle(mine, s));
-        for (var c = 0u; c < OWN4; c++) { acc[p * LANES + s][c] += kik * zc[c]; }
-      }
+  for (var k0 = 0u; k0 < n; k0 += 4u) {
+    var zc: array<array<vec4<f32>, OWN4>, 4>;
+    for (var q = 0u; q < 4u; q++) {
+      let k = min(k0 + q, n - 1u);
+      for (var c = 0u; c < OWN4; c++) { zc[q][c] = (z4[k * d4 + own4[c]] - ownShift[c]) - ownCenter[c]; }
     }
+    accumulateBlock(&acc, 0u, gramRow4(sharedRow[0], k0, n, lower), &zc);
+    accumulateBlock(&acc, 1u, gramRow4(sharedRow[1], k0, n, lower), &zc);
+    accumulateBlock(&acc, 2u, gramRow4(sharedRow[2], k0, n, lower), &zc);
+    accumulateBlock(&acc, 3u, gramRow4(sharedRow[3], k0, n, lower), &zc);
   }
 
   let scale = upstream[0];

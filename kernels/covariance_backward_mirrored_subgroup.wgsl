@@ -16,7 +16,13 @@
 // gradient: rows i0 .. i0 + SHARED - 1 shared by all lanes, OWN columns j per lane (j0 + c*LANES +
 // lane). The contraction runs along k, 4 at a time (vec4 loads). Per step a lane loads SHARED / LANES
 // vec4s of Zc's shared rows and OWN vec4s of the buffer's rows j; the shared ones reach the other lanes
-// by subgroupShuffle. Only the k range that can be kept for the workgroup's columns is visited.
+// by subgroupShuffle (shift and center too: one load per lane). Only the k range that can be kept for
+// the workgroup's columns is visited.
+// Why this shape (lavapipe, Mesa 25.0, read from its generated code with GALLIVM_DEBUG=asm): every write to
+// a variable carried across loop iterations is a blend with the execution mask plus a spill, so each
+// accumulator takes 4 multiply-adds per write (a dot product of vec4s); and the
+// SHARED_PER_LANE blocks are spelled out as calls of accumulateBlock, so that every accumulator index is a
+// constant (Mesa leaves a loop that big rolled, and a dynamically indexed accumulator runs 2.5x slower).
 //
 // Bindings (group 0):
 //   0  z4          storage, read        array<vec4<f32>>  n*d/4 this view
@@ -40,7 +46,7 @@ struct BackwardParams {
 }
 
 const LANES: u32 = 8u;
-const SHARED_PER_LANE: u32 = 2u;
+const SHARED_PER_LANE: u32 = 4u;
 const SHARED: u32 = LANES * SHARED_PER_LANE;   // shared rows of the gradient per workgroup
 const OWN: u32 = 8u;                           // columns of the gradient per lane
 
@@ -51,9 +57,14 @@ const OWN: u32 = 8u;                           // columns of the gradient per la
 @group(0) @binding(4) var<uniform> params: BackwardParams;
 @group(0) @binding(5) var<storage, read> upstream: array<f32>;
 
-fn statsVec4(offset: u32, column: u32) -> vec4<f32> {
-  let o = offset + column;
-  return vec4<f32>(stats[o], stats[o + 1u], stats[o + 2u], stats[o + 3u]);
+// Rows p*LANES .. p*LANES + LANES - 1 of the block += Zc(those rows, 4 k's) . own (Coff's 4 k's per column);
+// mine is this lane's Zc(shared row p, the 4 k's), shuffled to the others.
+fn accumulateBlock(acc: ptr<function, array<array<f32, OWN>, SHARED>>, p: u32, mine: vec4<f32>,
+                   own: ptr<function, array<vec4<f32>, OWN>>) {
+  for (var s = 0u; s < LANES; s++) {
+    let row = subgroupShuffle(mine, s);
+    for (var c = 0u; c < OWN; c++) { (*acc)[p * LANES + s][c] += dot(row, (*own)[c]); }
+  }
 }
 
 @compute @workgroup_size(LANES)
@@ -76,8 +87,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   let k4End = select(d4, (jEnd + 3u) / 4u, lower);
   var acc: array<array<f32, OWN>, SHARED>;
   for (var k4 = k4Start; k4 < k4End; k4++) {
-    let shift = statsVec4(params.shiftOffset, 4u * k4);
-    let center = statsVec4(params.centerOffset, 4u * k4);
+    // shift and center of columns 4 k4 .. 4 k4 + 3: one load per lane (lanes 0-3 shift, 4-7 center), then shuffles.
+    let statsLane = stats[select(params.centerOffset, params.shiftOffset, lane < 4u) + 4u * k4 + (lane & 3u)];
+    let shift = vec4<f32>(subgroupShuffle(statsLane, 0u), subgroupShuffle(statsLane, 1u), subgroupShuffle(statsLane, 2u), subgroupShuffle(statsLane, 3u));
+    let center = vec4<f32>(subgroupShuffle(statsLane, 4u), subgroupShuffle(statsLane, 5u), subgroupShuffle(statsLane, 6u), subgroupShuffle(statsLane, 7u));
     let k = vec4<u32>(4u * k4) + vec4<u32>(0u, 1u, 2u, 3u);
     var own: array<vec4<f32>, OWN>;
     for (var c = 0u; c < OWN; c++) {
@@ -85,13 +98,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
       let kept = select(k > j, k < j, lower);
       own[c] = select(vec4<f32>(0.0), covOffDiag4[column[c] * d4 + k4], kept);
     }
-    for (var p = 0u; p < SHARED_PER_LANE; p++) {
-      let mine = (z4[sharedBase[p] + k4] - shift) - center;
-      for (var s = 0u; s < LANES; s++) {
-        let row = subgroupShuffle(mine, s);
-        for (var c = 0u; c < OWN; c++) { acc[p * LANES + s][c] += dot(row, own[c]); }
-      }
-    }
+    const_assert SHARED_PER_LANE == 4u;
+    accumulateBlock(&acc, 0u, (z4[sharedBase[0] + k4] - shift) - center, &own);
+    accumulateBlock(&acc, 1u, (z4[sharedBase[1] + k4] - shift) - center, &own);
+    accumulateBlock(&acc, 2u, (z4[sharedBase[2] + k4] - shift) - center, &own);
+    accumulateBlock(&acc, 3u, (z4[sharedBase[3] + k4] - shift) - center, &own);
   }
 
   let scale = upstream[0] * params.covCoef;

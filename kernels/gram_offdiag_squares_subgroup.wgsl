@@ -11,9 +11,14 @@
 //
 // Each workgroup is one subgroup of LANES = 8 invocations and owns a SHARED x (LANES * 4 * OWN4) tile of
 // C: rows l0 .. l0 + SHARED - 1 are shared by all lanes, columns are owned per lane, 4 * OWN4 each (OWN4
-// vec4s, interleaved across lanes so each vec4 load is 16 contiguous bytes). Per row i of Z, a lane loads
-// SHARED / LANES shared values and OWN4 vec4s of its own; the shared values reach the other lanes by
-// subgroupShuffle, not by loading them 8 times.
+// vec4s, interleaved across lanes so each vec4 load is 16 contiguous bytes). Per 4 rows i0 .. i0+3 of Z, a
+// lane loads those rows' values of its SHARED / LANES shared columns and OWN4 vec4s of each row of its
+// own; the shared values reach the other lanes by subgroupShuffle, not by loading them 8 times.
+// Why this shape (lavapipe, Mesa 25.0, read from its generated code with GALLIVM_DEBUG=asm): every write to
+// a variable carried across loop iterations is a blend with the execution mask plus a spill, so each
+// accumulator takes 4 multiply-adds per write (4 rows of Z at a time); and the
+// SHARED_PER_LANE blocks are spelled out as calls of accumulateBlock, so that every accumulator index is a
+// constant (Mesa leaves a loop that big rolled, and a dynamically indexed accumulator runs 2.5x slower).
 //
 // Bindings (group 0):
 //   0  z           storage, read        array<f32>        n*d  (the same buffer as binding 5)
@@ -84,6 +89,28 @@ fn statsVec4(offset: u32, column: u32) -> vec4<f32> {
   return vec4<f32>(stats[o], stats[o + 1u], stats[o + 2u], stats[o + 3u]);
 }
 
+// Zc(i0 .. i0+3, column): this lane's shared column over four rows of Z, 0 past row n - 1.
+fn sharedColumn4(i0: u32, n: u32, d: u32, column: u32, shift: f32, center: f32) -> vec4<f32> {
+  var v: vec4<f32>;
+  for (var q = 0u; q < 4u; q++) {
+    let i = min(i0 + q, n - 1u);
+    v[q] = select(0.0, (z[i * d + column] - shift) - center, i0 + q < n);
+  }
+  return v;
+}
+
+// Rows p*LANES .. p*LANES + LANES - 1 of the tile += Zc(four rows of Z, those columns) . own (the same
+// rows, this lane's columns); mine is this lane's shared column over the four rows, shuffled to the others.
+fn accumulateBlock(acc: ptr<function, array<array<vec4<f32>, OWN4>, SHARED>>, p: u32, mine: vec4<f32>,
+                   own: ptr<function, array<array<vec4<f32>, OWN4>, 4>>) {
+  for (var s = 0u; s < LANES; s++) {
+    let v = subgroupShuffle(mine, s);
+    for (var c = 0u; c < OWN4; c++) {
+      (*acc)[p * LANES + s][c] += v.x * (*own)[0][c] + v.y * (*own)[1][c] + v.z * (*own)[2][c] + v.w * (*own)[3][c];
+    }
+  }
+}
+
 @compute @workgroup_size(LANES)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(subgroup_invocation_id) lane: u32) {
@@ -117,20 +144,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
   }
 
   var acc: array<array<vec4<f32>, OWN4>, SHARED>;
-  for (var i = 0u; i < n; i++) {
-    var own: array<vec4<f32>, OWN4>;
-    for (var c = 0u; c < OWN4; c++) {
-      own[c] = (z4[i * d4 + own4[c]] - ownShift[c]) - ownCenter[c];
+  for (var i0 = 0u; i0 < n; i0 += 4u) {
+    // Rows i0 .. i0+3 of Z (clamped at n - 1; the shared values of rows past n are zeroed below).
+    var own: array<array<vec4<f32>, OWN4>, 4>;
+    for (var q = 0u; q < 4u; q++) {
+      let i = min(i0 + q, n - 1u);
+      for (var c = 0u; c < OWN4; c++) { own[q][c] = (z4[i * d4 + own4[c]] - ownShift[c]) - ownCenter[c]; }
     }
-    for (var p = 0u; p < SHARED_PER_LANE; p++) {
-      let mine = (z[i * d + sharedColumn[p]] - sharedShift[p]) - sharedCenter[p];
-      for (var s = 0u; s < LANES; s++) {
-        let value = vec4<f32>(subgroupShuffle(mine, s));
-        for (var c = 0u; c < OWN4; c++) {
-          acc[p * LANES + s][c] += value * own[c];
-        }
-      }
-    }
+    const_assert SHARED_PER_LANE == 4u;
+    accumulateBlock(&acc, 0u, sharedColumn4(i0, n, d, sharedColumn[0], sharedShift[0], sharedCenter[0]), &own);
+    accumulateBlock(&acc, 1u, sharedColumn4(i0, n, d, sharedColumn[1], sharedShift[1], sharedCenter[1]), &own);
+    accumulateBlock(&acc, 2u, sharedColumn4(i0, n, d, sharedColumn[2], sharedShift[2], sharedCenter[2]), &own);
+    accumulateBlock(&acc, 3u, sharedColumn4(i0, n, d, sharedColumn[3], sharedShift[3], sharedCenter[3]), &own);
   }
 
   let inv = 1.0 / f32(n - 1u);

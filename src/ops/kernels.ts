@@ -103,10 +103,8 @@ const TILE = TILED_WG * 4;
 const WORKGROUP_WG = 16;
 // 'subgroup' geometry: SHARED rows x (8 lanes * OWN columns); constants as in the WGSL files.
 const SUBGROUP_LANES = 8;
-const SUBGROUP_SHARED = 16;                // rows shared by the lanes (dual gram, both backward kernels)
-const SUBGROUP_PRIMAL_SHARED = 32;         // primal gram: rows of C shared by the lanes
-const SUBGROUP_BACKWARD_OWN_COLUMNS = 16;  // both backward kernels: gradient columns per lane (4 vec4s)
-const SUBGROUP_MIRRORED_OWN_COLUMNS = 8;   // primal mirrored backward pass: gradient columns per lane
+const SUBGROUP_SHARED = 32;                // rows shared by the lanes, every subgroup kernel (Gram tiles: 32 x 64)
+const SUBGROUP_BACKWARD_OWN_COLUMNS = 8;   // the three backward kernels: gradient columns per lane
 
 /** A 'tiled' or 'workgroup' Gram kernel: (wg, wg) threads per (4 wg) x (4 wg) tile, a grid of tiles. */
 const blockGram = (name: string, code: string, side: (n: number, d: number) => number, wg: number): GramKernel => ({
@@ -125,7 +123,7 @@ const blockBackward = (name: string, code: string, wg: number): BackwardKernel =
 
 /**
  * The subgroup Gram kernels' workgroups: one per tile on or above the diagonal (SHARED-row by
- * 2*SHARED-column tiles: LANES * 4 * OWN4 = 64 columns primal, LANES * OWN = 32 dual, as the WGSL
+ * 2*SHARED-column tiles: LANES * 4 * OWN4 = 64 columns primal, LANES * OWN = 64 dual, as the WGSL
  * const_asserts; the count its upperTileCount gives), laid out in rows of at most
  * maxComputeWorkgroupsPerDimension; workgroups past the count return at once.
  */
@@ -158,8 +156,8 @@ export const forms: Record<Form, FormKernels> = {
       workgroup: blockGram('gram_offdiag_squares_workgroup', gramOffDiagSquaresWorkgroupWgsl, (_n, d) => d, WORKGROUP_WG),
       subgroup: {
         spec: (writeMatrix) => ({ name: 'gram_offdiag_squares_subgroup', code: gramOffDiagSquaresSubgroupWgsl, constants: { WRITE_MATRIX: writeMatrix } }),
-        workgroups: (_n, d) => upperTileWorkgroups(upperTileCount(d, SUBGROUP_PRIMAL_SHARED)),
-        partials: (_n, d) => upperTileCount(d, SUBGROUP_PRIMAL_SHARED) * SUBGROUP_LANES,
+        workgroups: (_n, d) => upperTileWorkgroups(upperTileCount(d, SUBGROUP_SHARED)),
+        partials: (_n, d) => upperTileCount(d, SUBGROUP_SHARED) * SUBGROUP_LANES,
         bindings: (b) => [b.z, b.stats, b.partials, b.matrix, b.dims, b.z],
       },
     },
@@ -169,10 +167,10 @@ export const forms: Record<Form, FormKernels> = {
       subgroup: {
         spec: (accumulate) => ({ name: 'covariance_backward_subgroup', code: covarianceBackwardSubgroupWgsl, constants: { ACCUMULATE: accumulate } }),
         workgroups: subgroupBackwardWorkgroups,
-        bindings: (b) => [b.z, b.other, b.stats, b.matrix, b.grad, b.params, b.upstream, b.z],
+        bindings: (b) => [b.z, b.other, b.stats, b.matrix, b.grad, b.params, b.upstream],
         mirrored: {
           spec: { name: 'covariance_backward_mirrored_subgroup', code: covarianceBackwardMirroredSubgroupWgsl },
-          workgroups: (n, d) => [ceilDiv(d, SUBGROUP_LANES * SUBGROUP_MIRRORED_OWN_COLUMNS), ceilDiv(n, SUBGROUP_SHARED)],
+          workgroups: (n, d) => [ceilDiv(d, SUBGROUP_LANES * SUBGROUP_BACKWARD_OWN_COLUMNS), ceilDiv(n, SUBGROUP_SHARED)],
           bindings: (b) => [b.z, b.stats, b.matrix, b.grad, b.params, b.upstream],
         },
       },

@@ -53,11 +53,11 @@ const TILED = { WG: 8 } as const;
 const WORKGROUP = { WG: 16 } as const;
 /**
  * The subgroup Gram kernels run one workgroup per tile on or above the diagonal (S-row by 2S-column
- * tiles; S = 32 primal, 16 dual), in rows of at most 65535 workgroups (the WGSL's upperTileCount).
+ * tiles; S = 32), in rows of at most 65535 workgroups (the WGSL's upperTileCount).
  */
 const UPPER_TILES: Readonly<Record<Form, Formula>> = {
   primal: 'ceil(d/64)*(ceil(d/64)-1) + min(2*ceil(d/64), ceil(d/32))',
-  dual: 'ceil(n/32)*(ceil(n/32)-1) + min(2*ceil(n/32), ceil(n/16))',
+  dual: 'ceil(n/64)*(ceil(n/64)-1) + min(2*ceil(n/64), ceil(n/32))',
 };
 const UPPER_TILE_DISPATCH = ['min(upperTiles, 65535)', 'ceil(upperTiles/65535)', '1'] as const;
 const view = (count: Formula) => ({ role: 'z' as const, count });
@@ -169,17 +169,17 @@ export const KERNELS = {
     file: 'covariance_backward_subgroup.wgsl',
     purpose: 'covariance_backward with subgroup shuffles (subgroup size 8, d % 4 == 0)',
     overrides: { ACCUMULATE: false },
-    dispatch: ['ceil(d/128)', 'ceil(n/16)', '1'],
+    dispatch: ['ceil(d/64)', 'ceil(n/32)', '1'],
     bindings: {
-      z: view('n*d'), other4: { role: 'other', count: 'n*d/4' }, stats: common.stats, covOffDiag4: { role: 'matrix', count: '(d*d+d)/4' },
-      grad4: { role: 'grad', count: 'n*d/4' }, params: common.params, upstream: common.upstream, z4: view('n*d/4'),
+      z4: view('n*d/4'), other4: { role: 'other', count: 'n*d/4' }, stats: common.stats, covOffDiag4: { role: 'matrix', count: '(d*d+d)/4' },
+      grad4: { role: 'grad', count: 'n*d/4' }, params: common.params, upstream: common.upstream,
     },
   },
   covariance_backward_mirrored_subgroup: {
     file: 'covariance_backward_mirrored_subgroup.wgsl',
     purpose: 'second pass of covariance_backward_subgroup on the packed matrix: adds the part of Zc Coff stored in the mirrored rows (always adds)',
     overrides: {},
-    dispatch: ['ceil(d/64)', 'ceil(n/16)', '1'],
+    dispatch: ['ceil(d/64)', 'ceil(n/32)', '1'],
     bindings: {
       z4: view('n*d/4'), stats: common.stats, covOffDiag4: { role: 'matrix', count: '(d*d+d)/4' }, grad: common.grad,
       params: common.params, upstream: common.upstream,
@@ -199,7 +199,7 @@ export const KERNELS = {
     file: 'covariance_backward_dual_subgroup.wgsl',
     purpose: 'covariance_backward_dual with subgroup shuffles (subgroup size 8, d % 4 == 0)',
     overrides: { ACCUMULATE: false },
-    dispatch: ['ceil(n/16)', 'ceil(d/128)', '1'],
+    dispatch: ['ceil(n/32)', 'ceil(d/64)', '1'],
     bindings: {
       z4: view('n*d/4'), other4: { role: 'other', count: 'n*d/4' }, stats: common.stats, gram: { role: 'matrix', count: 'n*n+n' },
       grad4: { role: 'grad', count: 'n*d/4' }, params: common.params, upstream: common.upstream,
