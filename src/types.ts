@@ -80,6 +80,17 @@ export interface ForwardOptions {
   grad?: boolean;
 }
 
+export interface BackwardOptions {
+  /**
+   * After a forward on Float32Arrays: copy the gradients into these caller-owned arrays (n*d float32
+   * each, not overlapping) and return them, instead of allocating two new arrays per call. A training
+   * loop that keeps its gradient arrays saves the allocation, which is fresh memory the system must
+   * fault in (about 1.5 ms for 2 x 1 MiB on the bench machine; see README, Performance).
+   * Rejected after a forward on GPUBuffers, whose gradients stay on the device.
+   */
+  out?: { gradA: Float32Array; gradB: Float32Array };
+}
+
 export interface ForwardPlan {
   n: number;
   d: number;
@@ -130,8 +141,11 @@ export interface VICRegLoss {
    * device (usage STORAGE, at least n*d*4 bytes; nothing of size n x d then crosses to the host).
    */
   forward(a: Float32Array | GPUBuffer, b: Float32Array | GPUBuffer, shape: readonly [number, number], options?: ForwardOptions): Promise<VICRegTerms>;
-  /** Gradients of the loss of the last forward, times `scale` (an upstream gradient, default 1). */
-  backward<G extends Float32Array | GPUBuffer = Float32Array>(scale?: number): Promise<VICRegGradients<G>>;
+  /**
+   * Gradients of the loss of the last forward, times `scale` (an upstream gradient, default 1); with
+   * `options.out`, written into the caller's arrays.
+   */
+  backward<G extends Float32Array | GPUBuffer = Float32Array>(scale?: number, options?: BackwardOptions): Promise<VICRegGradients<G>>;
   /**
    * Encodes the forward and backward passes of one step on GPUBuffers, writing the gradients into the
    * caller's buffers, with no wait on the device (the dual form's accuracy fallback is decided on the

@@ -150,6 +150,35 @@ describe('typed errors from a live instance', () => {
     await expectTypedError(() => vic.backward(Number.POSITIVE_INFINITY), OptionError);
     await expectStillCorrect(vic);
   });
+
+  const n = SHAPE[0] * SHAPE[1];
+  const shared = new Float32Array(2 * n);
+  const badOut: [string, unknown, ErrorClass, RegExp][] = [
+    ['not an object', 5, OptionError, /out must be/],
+    ['gradB missing', { gradA: new Float32Array(n) }, ShapeError, /out\.gradB must be a Float32Array, got undefined/],
+    ['a Float64Array', { gradA: new Float64Array(n), gradB: new Float32Array(n) }, ShapeError, /out\.gradA must be a Float32Array, got Float64Array/],
+    ['one element short', { gradA: new Float32Array(n), gradB: new Float32Array(n - 1) }, ShapeError, new RegExp(`out\\.gradB has ${n - 1} elements; .*needs n\\*d = ${n}`)],
+    ['the same array twice', { gradA: shared.subarray(0, n), gradB: shared.subarray(0, n) }, OptionError, /overlap/],
+    ['overlapping views', { gradA: shared.subarray(0, n), gradB: shared.subarray(n - 1, 2 * n - 1) }, OptionError, /overlap/],
+  ];
+  for (const [name, out, errorClass, message] of badOut) {
+    it(`backward's out, ${name}: ${errorClass.name}, and the arrays are left alone`, async () => {
+      await vic.forward(GOOD.a, GOOD.b, SHAPE);
+      shared.fill(7);
+      const error = await expectTypedError(() => vic.backward(1, { out: out as never }), errorClass);
+      expect(error.message).toMatch(message);
+      expect(shared.every((x) => x === 7)).toBe(true);
+      await expectStillCorrect(vic);
+    });
+  }
+  it("backward's out, adjacent views of one ArrayBuffer: accepted and filled", async () => {
+    await vic.forward(GOOD.a, GOOD.b, SHAPE);
+    const grads = await vic.backward(1, { out: { gradA: shared.subarray(0, n), gradB: shared.subarray(n) } });
+    const reference = referenceVICReg(GOOD.a, GOOD.b, SHAPE, {});
+    expect(relativeNormError(shared.subarray(0, n), reference.gradA)).toBeLessThan(1e-4);
+    expect(relativeNormError(shared.subarray(n), reference.gradB)).toBeLessThan(1e-4);
+    expect(grads.gradA.buffer).toBe(shared.buffer);
+  });
 });
 
 describe('bad options: OptionError from createVICRegLoss', () => {

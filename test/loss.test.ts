@@ -339,6 +339,24 @@ describe('instance behaviour', () => {
     });
   }
 
+  it("backward(scale, { out }) writes bitwise the gradients of backward(scale) into the caller's arrays, every element", async () => {
+    const shape: Shape = [37, 132];
+    const { a, b } = randomViews(...shape, 505);
+    await vic.forward(a, b, shape);
+    const fresh = await vic.backward(-1.5);
+    // Poisoned, so that an element the copy skips cannot pass; reused over two steps, as a training loop does.
+    const out = { gradA: new Float32Array(shape[0] * shape[1]).fill(Number.NaN), gradB: new Float32Array(shape[0] * shape[1]).fill(Number.NaN) };
+    for (let step = 0; step < 2; step++) {
+      await vic.forward(a, b, shape);
+      const grads = await vic.backward(-1.5, { out });
+      expect(grads.gradA).toBe(out.gradA);
+      expect(grads.gradB).toBe(out.gradB);
+      expect(sameBits(out.gradA, fresh.gradA)).toBe(true);
+      expect(sameBits(out.gradB, fresh.gradB)).toBe(true);
+      out.gradA.fill(Number.NaN);
+    }
+  });
+
   it('stays usable after a rejected call', async () => {
     const shape: Shape = [17, 33];
     const views = randomViews(...shape, 510);

@@ -64,6 +64,9 @@ describe('forward and backward on GPUBuffers', () => {
     await expect(vic.forward(upload(a, COPY_DST), upload(b), [4, 8])).rejects.toThrow(/without STORAGE usage/);
     await expect(vic.forward(upload(a), b, [4, 8])).rejects.toThrow(ShapeError);
     expectTerms(await vic.forward(upload(a), upload(b), [4, 8]), referenceVICReg(a, b, [4, 8]), 'after errors');
+    // Host arrays to copy into make no sense when the gradients stay on the device.
+    await expect(vic.backward(1, { out: { gradA: new Float32Array(32), gradB: new Float32Array(32) } })).rejects.toThrow(/after a forward on GPUBuffers the gradients stay on the device/);
+    expect((await vic.backward<GPUBuffer>()).gradA.size).toBeGreaterThanOrEqual(4 * 8 * 4);
   });
 });
 

@@ -1,8 +1,8 @@
 // Checks of what callers pass in, and of what the device hands back: shapes, views, buffers, the
 // non-finite flags and the loss terms. Each failure is a typed error with a one-line message.
-import { BufferError, NonFiniteError, OverflowError, ShapeError } from '../errors.js';
+import { BufferError, NonFiniteError, OptionError, OverflowError, ShapeError } from '../errors.js';
 import { Usage, type Buffer } from '../runtime/gpu.js';
-import type { VICRegTerms } from '../types.js';
+import type { BackwardOptions, VICRegTerms } from '../types.js';
 
 export const VIEWS = ['A', 'B'] as const;
 const BOTH = [0, 1] as const;
@@ -82,6 +82,22 @@ export function validateGradBuffer(name: string, x: unknown, n: number, d: numbe
   if (x.size < n * d * 4) throw new BufferError(`${name} is a GPUBuffer of ${x.size} bytes; shape [${n}, ${d}] float32 needs ${n * d * 4}`);
   if (!(x.usage & Usage.STORAGE)) throw new BufferError(`${name} is a GPUBuffer without STORAGE usage; the kernels write it as storage`);
   return x;
+}
+
+/** backward()'s `out` arrays, checked against the forward's shape: n*d float32 each, not overlapping. */
+export function validateOut(out: unknown, n: number, d: number): [Float32Array, Float32Array] {
+  if (typeof out !== 'object' || out === null) throw new OptionError(`out must be { gradA, gradB } (two Float32Arrays), got ${describe(out)}`);
+  const { gradA, gradB } = out as NonNullable<BackwardOptions['out']>;
+  for (const [name, x] of [['gradA', gradA], ['gradB', gradB]] as const) {
+    if (!(x instanceof Float32Array)) {
+      throw new ShapeError(`out.${name} must be a Float32Array, got ${x === null ? 'null' : (x as object)?.constructor?.name ?? typeof x}`);
+    }
+    if (x.length !== n * d) throw new ShapeError(`out.${name} has ${x.length} elements; the forward's shape [${n}, ${d}] needs n*d = ${n * d}`);
+  }
+  if (gradA.buffer === gradB.buffer && gradA.byteOffset < gradB.byteOffset + gradB.byteLength && gradB.byteOffset < gradA.byteOffset + gradA.byteLength) {
+    throw new OptionError('out.gradA and out.gradB overlap (views of one ArrayBuffer sharing bytes): each gradient needs its own n*d floats');
+  }
+  return [gradA, gradB];
 }
 
 /** Fills buffers with NaN bits (all ones): for tests, so that an unwritten element cannot pass. */

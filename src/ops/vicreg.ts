@@ -11,10 +11,10 @@ import {
   pipelineSync, withErrorScopes, type Buffer, type KernelSpec,
 } from '../runtime/gpu.js';
 import type {
-  EncodeArgs, ForwardOptions, ForwardPlan, PendingTerms, VICRegGradients, VICRegLoss, VICRegOptions, VICRegTerms,
+  BackwardOptions, EncodeArgs, ForwardOptions, ForwardPlan, PendingTerms, VICRegGradients, VICRegLoss, VICRegOptions, VICRegTerms,
 } from '../types.js';
 import {
-  firstNonFinite, isGPUBuffer, MiB, poison, termsOf, validateGradBuffer, validateShape, validateView, VIEWS,
+  firstNonFinite, isGPUBuffer, MiB, poison, termsOf, validateGradBuffer, validateOut, validateShape, validateView, VIEWS,
 } from './checks.js';
 import { resolveCoefficients, varianceScale } from './coefficients.js';
 import {
@@ -535,7 +535,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     });
   }
 
-  async function backward(scale = 1): Promise<VICRegGradients<Float32Array | GPUBuffer>> {
+  async function backward(scale = 1, backwardOptions?: BackwardOptions): Promise<VICRegGradients<Float32Array | GPUBuffer>> {
     const device = await ensureDevice();
     if (typeof scale !== 'number' || !Number.isFinite(scale)) {
       throw new OptionError(`backward scale must be a finite number, got ${String(scale)}`);
@@ -544,6 +544,11 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     if (!saved) throw new StateError('backward() needs a successful forward() first');
     if (!saved.grad) throw new StateError('the last forward() was called with { grad: false }; call forward() again to get gradients');
     const { n, d, form, views, onDevice, blocked } = saved;
+    let out: [Float32Array, Float32Array] | undefined;
+    if (backwardOptions?.out !== undefined) {
+      if (onDevice) throw new OptionError('backward(scale, { out }) is for a forward on Float32Arrays; after a forward on GPUBuffers the gradients stay on the device (use encode() to write them into your buffers)');
+      out = validateOut(backwardOptions.out, n, d);
+    }
     const ws = workspace!;
     return withErrorScopes(device, 'backward', async () => {
       ws.backward ??= {
@@ -579,9 +584,9 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
           bw.staging[v] = readbackBuffer(device, `grad ${VIEWS[v]} readback`, n * d * 4);
         }
       }
-      const [ga, gb] = await readback(device, encoder, BOTH.map((v) => ({ source: bw.grads[v].gpu, staging: bw.staging[v], bytes: n * d * 4 })));
+      const [ga, gb] = await readback(device, encoder, BOTH.map((v) => ({ source: bw.grads[v].gpu, staging: bw.staging[v], bytes: n * d * 4, into: out?.[v] })));
       temporary.forEach(destroyBuffer);
-      return { gradA: new Float32Array(ga), gradB: new Float32Array(gb) };
+      return out ? { gradA: out[0], gradB: out[1] } : { gradA: new Float32Array(ga), gradB: new Float32Array(gb) };
     });
   }
 
@@ -806,8 +811,8 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
 
   return {
     forward: (a, b, shape, opts) => serialize(() => forward(a, b, shape, opts)),
-    backward: <G extends Float32Array | GPUBuffer = Float32Array>(scale?: number) =>
-      serialize(() => backward(scale)) as Promise<VICRegGradients<G>>,
+    backward: <G extends Float32Array | GPUBuffer = Float32Array>(scale?: number, backwardOptions?: BackwardOptions) =>
+      serialize(() => backward(scale, backwardOptions)) as Promise<VICRegGradients<G>>,
     encode: (args) => serialize(() => encode(args)),
     encodeSync,
     get device() { return handle.device; },

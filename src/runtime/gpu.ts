@@ -178,13 +178,24 @@ export async function withErrorScopes<T>(device: GPUDevice, what: string, work: 
   return result as T;
 }
 
-/** Copies `source` (its first `bytes`) into `staging`, submits, and maps it back to the host. */
-export async function readback(device: GPUDevice, encoder: GPUCommandEncoder, copies: { source: GPUBuffer; staging: Buffer; bytes: number }[]): Promise<ArrayBuffer[]> {
+/**
+ * Copies `source` (its first `bytes`) into `staging`, submits, and maps it back to the host: into `into`
+ * where given (its first `bytes`; no allocation), else into a new ArrayBuffer.
+ */
+export async function readback(device: GPUDevice, encoder: GPUCommandEncoder,
+  copies: { source: GPUBuffer; staging: Buffer; bytes: number; into?: ArrayBufferView }[]): Promise<ArrayBuffer[]> {
   for (const c of copies) encoder.copyBufferToBuffer(c.source, 0, c.staging.gpu, 0, c.bytes);
   device.queue.submit([encoder.finish()]);
   await quietly(() => Promise.all(copies.map((c) => c.staging.gpu.mapAsync(MAP_MODE_READ, 0, c.bytes))));
   return copies.map((c) => {
-    const bytes = c.staging.gpu.getMappedRange(0, c.bytes).slice(0);
+    const range = c.staging.gpu.getMappedRange(0, c.bytes);
+    let bytes: ArrayBuffer;
+    if (c.into) {
+      new Uint8Array(c.into.buffer, c.into.byteOffset, c.bytes).set(new Uint8Array(range));
+      bytes = c.into.buffer as ArrayBuffer;
+    } else {
+      bytes = range.slice(0);
+    }
     c.staging.gpu.unmap();
     return bytes;
   });
