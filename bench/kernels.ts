@@ -31,15 +31,19 @@ export interface KernelTiming {
   gemmEquivalent?: number;
 }
 
+/** Median time of the dispatches; a WebGPU validation error (a bind group that no longer fits its kernel, say) throws, so no time of an invalid submission is posted. */
 async function timeDispatches(device: GPUDevice, dispatches: Dispatch[]): Promise<number> {
   const times: number[] = [];
   for (let round = 0; round <= ROUNDS; round++) {
+    device.pushErrorScope('validation');
     const encoder = device.createCommandEncoder({ label: 'kernel bench' });
     for (let r = 0; r < REPS; r++) for (const dispatch of dispatches) encodeDispatch(device, encoder, dispatch);
     const start = performance.now();
     device.queue.submit([encoder.finish()]);
     await quietly(() => device.queue.onSubmittedWorkDone());
     if (round > 0) times.push((performance.now() - start) / REPS);   // round 0 warms up
+    const error = await quietly(() => device.popErrorScope());
+    if (error) throw new Error(`kernel bench: WebGPU validation failed: ${error.message}`);
   }
   times.sort((x, y) => x - y);
   return times[times.length >> 1];
