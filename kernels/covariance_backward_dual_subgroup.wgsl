@@ -22,7 +22,8 @@
 //   0  z4      storage, read        array<vec4<f32>>  n*d/4 this view
 //   1  other4  storage, read        array<vec4<f32>>  n*d/4 the other view
 //   2  stats   storage, read        array<f32>        column_stats layout
-//   3  gram    storage, read        array<f32>        n*n   K of this view
+//   3  gram    storage, read        array<f32>        n*n+n both views' K, packed (packedIndex; params.packing
+//                                                     1: view A, 2: view B)
 //   4  grad4   storage, read_write  array<vec4<f32>>  n*d/4
 //   5  params  uniform              BackwardParams (as covariance_backward.wgsl)
 //   6  upstream storage, read       array<f32>        1: the upstream gradient
@@ -115,6 +116,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
       let k = min(k0 + q, n - 1u);
       for (var c = 0u; c < OWN4; c++) { zc[q][c] = (z4[k * d4 + own4[c]] - ownShift[c]) - ownCenter[c]; }
     }
+    const_assert SHARED_PER_LANE == 4u;
     accumulateBlock(&acc, 0u, gramRow4(sharedRow[0], k0, n, lower), &zc);
     accumulateBlock(&acc, 1u, gramRow4(sharedRow[1], k0, n, lower), &zc);
     accumulateBlock(&acc, 2u, gramRow4(sharedRow[2], k0, n, lower), &zc);

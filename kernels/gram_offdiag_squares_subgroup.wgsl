@@ -24,7 +24,8 @@
 //   0  z           storage, read        array<f32>        n*d  (the same buffer as binding 5)
 //   1  stats       storage, read        array<f32>        column_stats layout; shift, center at shiftOffset, centerOffset
 //   2  partials    storage, read_write  array<f32>        LANES per tile per view: partialOffset + t*LANES + lane (t the tile's index, below)
-//   3  covOffDiag  storage, read_write  array<f32>        d*d when WRITE_MATRIX (any small buffer otherwise)
+//   3  covOffDiag  storage, read_write  array<f32>        d*d+d, both views' Coff packed (packedIndex), when
+//                                                       WRITE_MATRIX (any small buffer otherwise)
 //   4  dims        uniform              GramDims { n, d, tiles (unused), partialOffset, shiftOffset, centerOffset }
 //   5  z4          storage, read        array<vec4<f32>>  n*d/4: Z as vec4s
 // Dispatch: T = upperTileCount(d) workgroups of LANES threads, one per tile on or above the

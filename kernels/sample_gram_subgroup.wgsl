@@ -23,7 +23,8 @@
 //   0  z4        storage, read        array<vec4<f32>>  n*d/4: Z as vec4s
 //   1  stats     storage, read        array<f32>        column_stats layout; shift, center at shiftOffset, centerOffset
 //   2  partials  storage, read_write  array<f32>        LANES per tile per view: partialOffset + t*LANES + lane (t the tile's index, below)
-//   3  gram      storage, read_write  array<f32>        n*n when WRITE_MATRIX (any small buffer otherwise)
+//   3  gram      storage, read_write  array<f32>        n*n+n, both views' K packed (packedIndex), when
+//                                                     WRITE_MATRIX (any small buffer otherwise)
 //   4  dims      uniform              GramDims { n, d, tiles (unused), partialOffset, shiftOffset, centerOffset }
 // Dispatch: T = upperTileCount(n) workgroups of LANES threads, one per tile on or above the
 // diagonal (TILE_COLUMNS = 2 * SHARED wide), as (gx, gy, 1) = (min(T, 65535), ceil(T / 65535), 1); t = wid.y *
@@ -116,6 +117,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
     let center = vec4<f32>(subgroupShuffle(statsLane, 4u), subgroupShuffle(statsLane, 5u), subgroupShuffle(statsLane, 6u), subgroupShuffle(statsLane, 7u));
     var own: array<vec4<f32>, OWN>;
     for (var c = 0u; c < OWN; c++) { own[c] = (z4[ownBase[c] + j4] - shift) - center; }
+    const_assert SHARED_PER_LANE == 4u;
     accumulateBlock(&acc, 0u, (z4[sharedBase[0] + j4] - shift) - center, &own);
     accumulateBlock(&acc, 1u, (z4[sharedBase[1] + j4] - shift) - center, &own);
     accumulateBlock(&acc, 2u, (z4[sharedBase[2] + j4] - shift) - center, &own);

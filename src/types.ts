@@ -85,7 +85,8 @@ export interface BackwardOptions {
    * After a forward on Float32Arrays: copy the gradients into these caller-owned arrays (n*d float32
    * each, not overlapping) and return them, instead of allocating two new arrays per call: a training
    * loop that keeps its gradient arrays allocates nothing per step. Rejected after a forward on
-   * GPUBuffers, whose gradients stay on the device.
+   * GPUBuffers, whose gradients stay on the device. If the call rejects after its checks (a lost
+   * device, say), the arrays' contents are unspecified.
    */
   out?: { gradA: Float32Array; gradB: Float32Array };
 }

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createVICRegLoss, type VICRegLoss } from '../src/index.js';
 import { NonFiniteError, OptionError, ShapeError, StateError, VICRegError } from '../src/errors.js';
 import { randomViews, referenceVICReg, relativeError, relativeNormError } from './reference/float64.js';
+import { destroyBuffer, readback, readbackBuffer, storageBuffer } from '../src/runtime/gpu.js';
 
 type ErrorClass = new (...args: never[]) => VICRegError;
 
@@ -171,6 +172,30 @@ describe('typed errors from a live instance', () => {
       await expectStillCorrect(vic);
     });
   }
+  it('a destination array detached while readback waits: ShapeError, and the staging buffer is unmapped for the next call', async () => {
+    const device = vic.device;
+    const data = Float32Array.from({ length: 16 }, (_, i) => i + 0.5);
+    const source = storageBuffer(device, 'detach test source', data.byteLength);
+    const staging = readbackBuffer(device, 'detach test staging', data.byteLength);
+    try {
+      device.queue.writeBuffer(source.gpu, 0, data);
+      const into = new Float32Array(16);
+      // readback() encodes, submits and starts mapping before its first await; the detach comes after.
+      const pending = readback(device, device.createCommandEncoder(), [{ source: source.gpu, staging, bytes: data.byteLength, into }]);
+      structuredClone(into.buffer, { transfer: [into.buffer] });
+      const error = await expectTypedError(() => pending, ShapeError);
+      expect(error.message).toMatch(/no longer holds 64 bytes/);
+      expect(staging.gpu.mapState).toBe('unmapped');
+      const again = new Float32Array(16);
+      await readback(device, device.createCommandEncoder(), [{ source: source.gpu, staging, bytes: data.byteLength, into: again }]);
+      expect(Array.from(again)).toEqual(Array.from(data));
+    } finally {
+      destroyBuffer(source);
+      destroyBuffer(staging);
+    }
+    await expectStillCorrect(vic);
+  });
+
   it("backward's out, adjacent views of one ArrayBuffer: accepted and filled", async () => {
     await vic.forward(GOOD.a, GOOD.b, SHAPE);
     const grads = await vic.backward(1, { out: { gradA: shared.subarray(0, n), gradB: shared.subarray(n) } });

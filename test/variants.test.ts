@@ -1,6 +1,6 @@
 // Every kernel variant in both forms against the float64 reference, with every scratch and output buffer
 // poisoned (NaN) before each call, so an element that a kernel fails to write fails the test. Shapes are
-// not multiples of the variants' tiles (32 x 32 'tiled'; 16 x 64 and 16 x 16 'subgroup'; 64 x 64 'workgroup').
+// not multiples of the variants' tiles (32 x 32 'tiled'; 32 x 64 'subgroup'; 64 x 64 'workgroup').
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createVICRegLoss, OptionError, type VICRegLoss } from '../src/index.js';
 import type { Form, Variant } from '../src/types.js';

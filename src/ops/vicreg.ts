@@ -584,8 +584,12 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
           bw.staging[v] = readbackBuffer(device, `grad ${VIEWS[v]} readback`, n * d * 4);
         }
       }
-      const [ga, gb] = await readback(device, encoder, BOTH.map((v) => ({ source: bw.grads[v].gpu, staging: bw.staging[v], bytes: n * d * 4, into: out?.[v] })));
-      temporary.forEach(destroyBuffer);
+      let ga: ArrayBuffer, gb: ArrayBuffer;
+      try {
+        [ga, gb] = await readback(device, encoder, BOTH.map((v) => ({ source: bw.grads[v].gpu, staging: bw.staging[v], bytes: n * d * 4, into: out?.[v] })));
+      } finally {
+        temporary.forEach(destroyBuffer);
+      }
       return out ? { gradA: out[0], gradB: out[1] } : { gradA: new Float32Array(ga), gradB: new Float32Array(gb) };
     });
   }

@@ -1,6 +1,6 @@
 // The thin runtime: buffers, pipelines (cached per device), dispatch, readback, and WebGPU errors turned
 // into typed errors. Plain types and free functions.
-import { DeviceError, LimitError } from '../errors.js';
+import { DeviceError, LimitError, ShapeError } from '../errors.js';
 import { quietly } from './polling.js';
 
 // GPUBufferUsage / GPUMapMode values from the WebGPU spec, so no global is needed in Node.
@@ -180,23 +180,32 @@ export async function withErrorScopes<T>(device: GPUDevice, what: string, work: 
 
 /**
  * Copies `source` (its first `bytes`) into `staging`, submits, and maps it back to the host: into `into`
- * where given (its first `bytes`; no allocation), else into a new ArrayBuffer.
+ * where given (its first `bytes`; no allocation; the result is then `into`'s whole ArrayBuffer), else
+ * into a new ArrayBuffer.
  */
 export async function readback(device: GPUDevice, encoder: GPUCommandEncoder,
   copies: { source: GPUBuffer; staging: Buffer; bytes: number; into?: ArrayBufferView }[]): Promise<ArrayBuffer[]> {
   for (const c of copies) encoder.copyBufferToBuffer(c.source, 0, c.staging.gpu, 0, c.bytes);
   device.queue.submit([encoder.finish()]);
   await quietly(() => Promise.all(copies.map((c) => c.staging.gpu.mapAsync(MAP_MODE_READ, 0, c.bytes))));
-  return copies.map((c) => {
-    const range = c.staging.gpu.getMappedRange(0, c.bytes);
-    let bytes: ArrayBuffer;
-    if (c.into) {
+  // Every staging buffer is unmapped whatever happens, so the next call can map it again.
+  let failure: unknown;
+  const taken = copies.map((c) => {
+    try {
+      const range = c.staging.gpu.getMappedRange(0, c.bytes);
+      if (!c.into) return range.slice(0);
+      if (c.into.byteLength < c.bytes) {
+        throw new ShapeError(`the destination array no longer holds ${c.bytes} bytes (detached or resized during the call)`);
+      }
       new Uint8Array(c.into.buffer, c.into.byteOffset, c.bytes).set(new Uint8Array(range));
-      bytes = c.into.buffer as ArrayBuffer;
-    } else {
-      bytes = range.slice(0);
+      return c.into.buffer as ArrayBuffer;
+    } catch (error) {
+      failure ??= error;
+      return new ArrayBuffer(0);
+    } finally {
+      c.staging.gpu.unmap();
     }
-    c.staging.gpu.unmap();
-    return bytes;
   });
+  if (failure) throw failure;
+  return taken;
 }
