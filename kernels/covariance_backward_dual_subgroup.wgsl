@@ -46,6 +46,7 @@ override ACCUMULATE: bool = false;
 const LANES: u32 = 8u;
 const SHARED_PER_LANE: u32 = 4u;
 const SHARED: u32 = LANES * SHARED_PER_LANE;
+const_assert SHARED_PER_LANE == 4u;   // the accumulateBlock calls below are spelled out for 4 blocks
 const OWN4: u32 = 2u;
 
 @group(0) @binding(0) var<storage, read> z4: array<vec4<f32>>;
@@ -116,7 +117,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
       let k = min(k0 + q, n - 1u);
       for (var c = 0u; c < OWN4; c++) { zc[q][c] = (z4[k * d4 + own4[c]] - ownShift[c]) - ownCenter[c]; }
     }
-    const_assert SHARED_PER_LANE == 4u;
     accumulateBlock(&acc, 0u, gramRow4(sharedRow[0], k0, n, lower), &zc);
     accumulateBlock(&acc, 1u, gramRow4(sharedRow[1], k0, n, lower), &zc);
     accumulateBlock(&acc, 2u, gramRow4(sharedRow[2], k0, n, lower), &zc);

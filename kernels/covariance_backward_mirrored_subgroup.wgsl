@@ -48,6 +48,7 @@ struct BackwardParams {
 const LANES: u32 = 8u;
 const SHARED_PER_LANE: u32 = 4u;
 const SHARED: u32 = LANES * SHARED_PER_LANE;   // shared rows of the gradient per workgroup
+const_assert SHARED_PER_LANE == 4u;   // the accumulateBlock calls below are spelled out for 4 blocks
 const OWN: u32 = 8u;                           // columns of the gradient per lane
 
 @group(0) @binding(0) var<storage, read> z4: array<vec4<f32>>;
@@ -98,7 +99,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
       let kept = select(k > j, k < j, lower);
       own[c] = select(vec4<f32>(0.0), covOffDiag4[column[c] * d4 + k4], kept);
     }
-    const_assert SHARED_PER_LANE == 4u;
     accumulateBlock(&acc, 0u, (z4[sharedBase[0] + k4] - shift) - center, &own);
     accumulateBlock(&acc, 1u, (z4[sharedBase[1] + k4] - shift) - center, &own);
     accumulateBlock(&acc, 2u, (z4[sharedBase[2] + k4] - shift) - center, &own);

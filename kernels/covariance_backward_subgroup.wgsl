@@ -53,6 +53,7 @@ override ACCUMULATE: bool = false;
 const LANES: u32 = 8u;
 const SHARED_PER_LANE: u32 = 4u;
 const SHARED: u32 = LANES * SHARED_PER_LANE;
+const_assert SHARED_PER_LANE == 4u;   // the accumulateBlock calls below are spelled out for 4 blocks
 const OWN4: u32 = 2u;
 
 @group(0) @binding(0) var<storage, read> z4: array<vec4<f32>>;
@@ -102,7 +103,6 @@ fn rowStep4(k0: u32, masked: bool, lower: bool, lane: u32, sharedBase: ptr<funct
       }
     }
   }
-  const_assert SHARED_PER_LANE == 4u;
   accumulateBlock(acc, 0u, (z4[((*sharedBase)[0] + k0) / 4u] - shift) - center, &coff);
   accumulateBlock(acc, 1u, (z4[((*sharedBase)[1] + k0) / 4u] - shift) - center, &coff);
   accumulateBlock(acc, 2u, (z4[((*sharedBase)[2] + k0) / 4u] - shift) - center, &coff);

@@ -43,6 +43,7 @@ override WRITE_MATRIX: bool = true;
 const LANES: u32 = 8u;
 const SHARED_PER_LANE: u32 = 4u;
 const SHARED: u32 = LANES * SHARED_PER_LANE;   // shared rows of C per workgroup
+const_assert SHARED_PER_LANE == 4u;   // the accumulateBlock calls below are spelled out for 4 blocks
 const OWN4: u32 = 2u;                          // vec4s of columns of C per lane
 
 const TILE_COLUMNS: u32 = LANES * 4u * OWN4;
@@ -152,7 +153,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
       let i = min(i0 + q, n - 1u);
       for (var c = 0u; c < OWN4; c++) { own[q][c] = (z4[i * d4 + own4[c]] - ownShift[c]) - ownCenter[c]; }
     }
-    const_assert SHARED_PER_LANE == 4u;
     accumulateBlock(&acc, 0u, sharedColumn4(i0, n, d, sharedColumn[0], sharedShift[0], sharedCenter[0]), &own);
     accumulateBlock(&acc, 1u, sharedColumn4(i0, n, d, sharedColumn[1], sharedShift[1], sharedCenter[1]), &own);
     accumulateBlock(&acc, 2u, sharedColumn4(i0, n, d, sharedColumn[2], sharedShift[2], sharedCenter[2]), &own);

@@ -40,6 +40,7 @@ override WRITE_MATRIX: bool = true;
 const LANES: u32 = 8u;
 const SHARED_PER_LANE: u32 = 4u;
 const SHARED: u32 = LANES * SHARED_PER_LANE;   // shared rows of K per workgroup
+const_assert SHARED_PER_LANE == 4u;   // the accumulateBlock calls below are spelled out for 4 blocks
 const OWN: u32 = 8u;                           // rows of K (columns of the tile) per lane
 
 const TILE_COLUMNS: u32 = LANES * OWN;
@@ -117,7 +118,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
     let center = vec4<f32>(subgroupShuffle(statsLane, 4u), subgroupShuffle(statsLane, 5u), subgroupShuffle(statsLane, 6u), subgroupShuffle(statsLane, 7u));
     var own: array<vec4<f32>, OWN>;
     for (var c = 0u; c < OWN; c++) { own[c] = (z4[ownBase[c] + j4] - shift) - center; }
-    const_assert SHARED_PER_LANE == 4u;
     accumulateBlock(&acc, 0u, (z4[sharedBase[0] + j4] - shift) - center, &own);
     accumulateBlock(&acc, 1u, (z4[sharedBase[1] + j4] - shift) - center, &own);
     accumulateBlock(&acc, 2u, (z4[sharedBase[2] + j4] - shift) - center, &own);
