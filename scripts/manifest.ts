@@ -184,8 +184,8 @@ export function buildManifest(root: string) {
     requirements: {
       features: Object.fromEntries(Object.entries(VARIANTS).map(([name, v]) => [name, v.requires.features])),
       limits: {
-        maxStorageBufferBindingSize: { bytes: 'max(4*n*d, 4*side*side)', note: 'the largest binding: a view or gradient (n*d floats) or a Gram matrix (side*side)' },
-        maxBufferSize: { bytes: 'max(4*n*d, 4*side*side)' },
+        maxStorageBufferBindingSize: { bytes: 'max(4*n*d, 4*(side*side+side))', note: 'the largest binding: a view or gradient (n*d floats) or the packed Gram matrices of both views (side*side+side floats)' },
+        maxBufferSize: { bytes: 'max(4*n*d, 4*(side*side+side))' },
         maxStorageBuffersPerShaderStage: max((k) => k.bindings.filter((b) => b.buffer === 'storage').length),
         maxUniformBuffersPerShaderStage: max((k) => k.bindings.filter((b) => b.buffer === 'uniform').length),
         maxComputeInvocationsPerWorkgroup: max((k) => k.workgroupSize[0] * k.workgroupSize[1] * k.workgroupSize[2]),
