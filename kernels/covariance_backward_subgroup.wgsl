@@ -22,7 +22,8 @@
 // a variable carried across loop iterations is a blend with the execution mask plus a spill, so each
 // accumulator takes 4 multiply-adds per write (4 steps along the contraction at a time); and the
 // SHARED_PER_LANE blocks are spelled out as calls of accumulateBlock, so that every accumulator index is a
-// constant (Mesa leaves a loop that big rolled, and a dynamically indexed accumulator runs 2.5x slower).
+// constant (Mesa leaves a loop that big rolled, and a dynamically indexed accumulator ran 2.6-2.9x slower; see
+// README, Performance).
 //
 // Bindings (group 0):
 //   0  z4          storage, read        array<vec4<f32>>  n*d/4 this view

@@ -127,9 +127,9 @@ const blockBackward = (name: string, code: string, wg: number): BackwardKernel =
  * const_asserts; the count its upperTileCount gives), laid out in rows of at most
  * maxComputeWorkgroupsPerDimension; workgroups past the count return at once.
  */
-function upperTileCount(side: number, shared: number): number {
-  const columnTiles = ceilDiv(side, 2 * shared);
-  return (columnTiles - 1) * columnTiles + Math.min(2 * columnTiles, ceilDiv(side, shared));
+function upperTileCount(side: number): number {
+  const columnTiles = ceilDiv(side, 2 * SUBGROUP_SHARED);
+  return (columnTiles - 1) * columnTiles + Math.min(2 * columnTiles, ceilDiv(side, SUBGROUP_SHARED));
 }
 const MAX_WORKGROUPS_PER_DIMENSION = 65535;
 const upperTileWorkgroups = (count: number) =>
@@ -156,8 +156,8 @@ export const forms: Record<Form, FormKernels> = {
       workgroup: blockGram('gram_offdiag_squares_workgroup', gramOffDiagSquaresWorkgroupWgsl, (_n, d) => d, WORKGROUP_WG),
       subgroup: {
         spec: (writeMatrix) => ({ name: 'gram_offdiag_squares_subgroup', code: gramOffDiagSquaresSubgroupWgsl, constants: { WRITE_MATRIX: writeMatrix } }),
-        workgroups: (_n, d) => upperTileWorkgroups(upperTileCount(d, SUBGROUP_SHARED)),
-        partials: (_n, d) => upperTileCount(d, SUBGROUP_SHARED) * SUBGROUP_LANES,
+        workgroups: (_n, d) => upperTileWorkgroups(upperTileCount(d)),
+        partials: (_n, d) => upperTileCount(d) * SUBGROUP_LANES,
         bindings: (b) => [b.z, b.stats, b.partials, b.matrix, b.dims, b.z],
       },
     },
@@ -170,7 +170,7 @@ export const forms: Record<Form, FormKernels> = {
         bindings: (b) => [b.z, b.other, b.stats, b.matrix, b.grad, b.params, b.upstream],
         mirrored: {
           spec: { name: 'covariance_backward_mirrored_subgroup', code: covarianceBackwardMirroredSubgroupWgsl },
-          workgroups: (n, d) => [ceilDiv(d, SUBGROUP_LANES * SUBGROUP_BACKWARD_OWN_COLUMNS), ceilDiv(n, SUBGROUP_SHARED)],
+          workgroups: subgroupBackwardWorkgroups,   // the first pass's blocks
           bindings: (b) => [b.z, b.stats, b.matrix, b.grad, b.params, b.upstream],
         },
       },
@@ -183,8 +183,8 @@ export const forms: Record<Form, FormKernels> = {
       workgroup: blockGram('sample_gram_workgroup', sampleGramWorkgroupWgsl, (n, _d) => n, WORKGROUP_WG),
       subgroup: {
         spec: (writeMatrix) => ({ name: 'sample_gram_subgroup', code: sampleGramSubgroupWgsl, constants: { WRITE_MATRIX: writeMatrix } }),
-        workgroups: (n) => upperTileWorkgroups(upperTileCount(n, SUBGROUP_SHARED)),
-        partials: (n) => upperTileCount(n, SUBGROUP_SHARED) * SUBGROUP_LANES,
+        workgroups: (n) => upperTileWorkgroups(upperTileCount(n)),
+        partials: (n) => upperTileCount(n) * SUBGROUP_LANES,
         bindings: (b) => [b.z, b.stats, b.partials, b.matrix, b.dims],
       },
     },

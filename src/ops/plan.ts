@@ -53,12 +53,9 @@ const TILED = { WG: 8 } as const;
 const WORKGROUP = { WG: 16 } as const;
 /**
  * The subgroup Gram kernels run one workgroup per tile on or above the diagonal (S-row by 2S-column
- * tiles; S = 32), in rows of at most 65535 workgroups (the WGSL's upperTileCount).
+ * tiles; S = 32, both forms), in rows of at most 65535 workgroups (the WGSL's upperTileCount).
  */
-const UPPER_TILES: Readonly<Record<Form, Formula>> = {
-  primal: 'ceil(d/64)*(ceil(d/64)-1) + min(2*ceil(d/64), ceil(d/32))',
-  dual: 'ceil(n/64)*(ceil(n/64)-1) + min(2*ceil(n/64), ceil(n/32))',
-};
+const UPPER_TILES: Formula = 'ceil(side/64)*(ceil(side/64)-1) + min(2*ceil(side/64), ceil(side/32))';
 const UPPER_TILE_DISPATCH = ['min(upperTiles, 65535)', 'ceil(upperTiles/65535)', '1'] as const;
 const view = (count: Formula) => ({ role: 'z' as const, count });
 const common = {
@@ -318,7 +315,7 @@ export const VARIANTS: Readonly<Record<Variant, VariantPlan>> = {
 
 /** The names a plan (variant, form) adds to INPUTS, in evaluation order. */
 export function planVariables(variant: Variant, form: Form): Record<string, Formula> {
-  return { ...FORMS[form], tiles: 'ceil(side/32)', upperTiles: UPPER_TILES[form], partialsPerView: VARIANTS[variant].partialsPerView[form] };
+  return { ...FORMS[form], tiles: 'ceil(side/32)', upperTiles: UPPER_TILES, partialsPerView: VARIANTS[variant].partialsPerView[form] };
 }
 
 export interface PassPlan {
