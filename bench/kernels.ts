@@ -79,6 +79,7 @@ export async function benchKernels(shapes: [number, number][], only: Variant | '
       const upstream = make(storageBuffer(device, 'upstream', 4));
       device.queue.writeBuffer(upstream.gpu, 0, new Float32Array([1]));
       const params = make(uniformBuffer(device, 'backward params', UNIFORM_BYTES.backwardParams));
+      const placeholder = make(storageBuffer(device, 'no panel', 16));
       device.queue.writeBuffer(params.gpu, 0, backwardParams(DEFAULTS, n, d, n, 0));
       for (const form of ['primal', 'dual'] as Form[]) {
         const side = forms[form].side(n, d);
@@ -106,10 +107,33 @@ export async function benchKernels(shapes: [number, number][], only: Variant | '
             rate: (2 * useful) / gramMs / 1e6, gemmEquivalent: (2 * side * side * contraction) / gramMs / 1e6,
           });
           const backward = forms[form].backward[variant];
-          const buffers = { z: views[0].gpu, other: views[1].gpu, stats: stats.gpu, matrix: matrix.gpu, grad: grad.gpu, params: params.gpu, upstream: upstream.gpu };
-          const backwardDispatches: Dispatch[] = [{
-            label: 'backward', pipeline: await pipeline(device, backward.spec(false)), workgroups: backward.workgroups(n, d), bindings: backward.bindings(buffers),
-          }];
+          const buffers = {
+            z: views[0].gpu, other: views[1].gpu, stats: stats.gpu, matrix: matrix.gpu, grad: grad.gpu, params: params.gpu, upstream: upstream.gpu, panel: placeholder.gpu,
+          };
+          const backwardPipe = await pipeline(device, backward.spec(false));
+          let backwardDispatches: Dispatch[] = [{ label: 'backward', pipeline: backwardPipe, workgroups: backward.workgroups(n, d), bindings: backward.bindings(buffers) }];
+          let packMs: number | undefined;
+          if (backward.grouped) {
+            // As the engine runs it: per column group, the panel copy (where the groups use panels), then the pass.
+            const groups = backward.grouped.columnGroups(n, d);
+            const panel = groups.panels ? make(storageBuffer(device, 'panel', n * groups.width * 4)).gpu : placeholder.gpu;
+            const packPipe = await pipeline(device, backward.grouped.pack.spec);
+            const packs: Dispatch[] = [];
+            backwardDispatches = [];
+            for (let g = 0; g < groups.groups; g++) {
+              const groupParams = make(uniformBuffer(device, 'group params', UNIFORM_BYTES.backwardParams));
+              device.queue.writeBuffer(groupParams.gpu, 0, backwardParams(DEFAULTS, n, d, n, 0, undefined, { index: g, of: groups }));
+              const b = { ...buffers, params: groupParams.gpu, panel };
+              const pack = { label: 'panels', pipeline: packPipe, workgroups: backward.workgroups(n, d), bindings: backward.grouped.pack.bindings(b) };
+              if (groups.panels) packs.push(pack);
+              backwardDispatches.push(...(groups.panels ? [pack] : []),
+                { label: 'backward', pipeline: backwardPipe, workgroups: backward.workgroups(n, d), bindings: backward.bindings(b) });
+            }
+            if (packs.length) packMs = await timeDispatches(device, packs);
+          }
+          if (packMs !== undefined) {
+            rows.push({ n, d, form, variant, kernel: backward.grouped!.pack.spec.name, ms: packMs, rate: (n * d * 4) / packMs / 1e6 });
+          }
           if (backward.mirrored) {
             backwardDispatches.push({
               label: 'backward (mirrored)', pipeline: await pipeline(device, backward.mirrored.spec), workgroups: backward.mirrored.workgroups(n, d),
@@ -118,7 +142,7 @@ export async function benchKernels(shapes: [number, number][], only: Variant | '
           }
           const backwardMs = await timeDispatches(device, backwardDispatches);
           rows.push({
-            n, d, form, variant, kernel: `${backward.spec(false).name}${backward.mirrored ? ' + mirrored' : ''}`, ms: backwardMs,
+            n, d, form, variant, kernel: `${backward.spec(false).name}${backward.mirrored ? ' + mirrored' : ''}${packMs !== undefined ? ' + panels' : ''}`, ms: backwardMs,
             rate: (2 * n * d * side) / backwardMs / 1e6,
           });
           progress(`kernels ${n}x${d}: ${form}/${variant} gram ${gramMs.toFixed(2)} ms, backward ${backwardMs.toFixed(2)} ms`);

@@ -159,7 +159,7 @@ export function kernelTable(rows: KernelTiming[], peakGflops?: number): string {
   const header = ['n x d', 'form', 'variant', 'kernel', 'ms', 'GFLOP/s (useful)', 'GFLOP/s (GEMM-equivalent)', ...(peakGflops ? ['of CPU peak'] : [])];
   const lines = [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`];
   for (const r of rows) {
-    const isStats = r.kernel === 'column_stats';
+    const isStats = r.kernel === 'column_stats' || r.kernel === 'centered_panels';   // copies: GB/s read
     lines.push(`| ${[
       `${r.n}x${r.d}`, r.form, r.variant, r.kernel, ms(r.ms), isStats ? `${r.rate.toFixed(1)} GB/s` : r.rate.toFixed(1),
       r.gemmEquivalent ? r.gemmEquivalent.toFixed(1) : '',

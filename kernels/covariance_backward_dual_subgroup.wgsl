@@ -11,7 +11,11 @@
 // Each workgroup is one subgroup of LANES = 8 invocations and owns a SHARED x (LANES * 4 * OWN4) block of
 // the gradient: rows i0 .. i0 + SHARED - 1 shared by all lanes, 4 * OWN4 columns per lane. Per 4 steps
 // k0 .. k0+3 a lane loads, for each of its SHARED / LANES shared rows, K_ik over those 4 k, and OWN4
-// vec4s of each of rows k0 .. k0+3 of Z; the shared values reach the other lanes by subgroupShuffle.
+// vec4s of each of rows k0 .. k0+3 of Zc; the shared values reach the other lanes by subgroupShuffle.
+// One dispatch covers one column group (params.columnStart, the dispatch's width); where params.panels,
+// Zc comes from the group's panels (centered_panels.wgsl, run just before: each workgroup's 64-column
+// strip is contiguous there, where in Z it is one 256-byte piece per row, and per page from d = 1024),
+// else from Z itself, centered here. Both give the same values, so the same gradient bit for bit.
 // Why this shape (lavapipe, Mesa 25.0, read from its generated code with GALLIVM_DEBUG=asm): every write to
 // a variable carried across loop iterations is a blend with the execution mask plus a spill, so each
 // accumulator takes 4 multiply-adds per write (4 steps along the contraction at a time); and the
@@ -28,9 +32,12 @@
 //   4  grad4   storage, read_write  array<vec4<f32>>  n*d/4
 //   5  params  uniform              BackwardParams (as covariance_backward.wgsl)
 //   6  upstream storage, read       array<f32>        1: the upstream gradient
-// Dispatch: (ceil(n / SHARED), ceil(d / (LANES*4*OWN4)), 1) workgroups of LANES threads: row blocks along x,
-// so that consecutive workgroups (an adapter runs x fastest) share one block of Z's columns while they
-// stream K's rows; at d = 8192 the other order re-read Z from memory for every workgroup (1.6x slower).
+//   7  panel4  storage, read        array<vec4<f32>>  n*width/4 where params.panels (else any small buffer):
+//                                                     Zc's strip q at (q n + k) 16 .. + 15 (centered_panels.wgsl)
+// Dispatch: (ceil(n / SHARED), width / (LANES*4*OWN4), 1) workgroups of LANES threads per column group of
+// `width` columns (kernels.ts columnGroups): row blocks along x, so that consecutive workgroups (an
+// adapter runs x fastest) share one strip of Zc while they stream K's rows; at d = 8192 the other order
+// re-read Z from memory for every workgroup (1.6x slower). Strips wholly past d return at once.
 // Requires: d % 4 == 0; the 'subgroups' feature with a subgroup size of exactly LANES.
 // Variant: "subgroup" (lavapipe).
 
@@ -40,7 +47,7 @@ struct BackwardParams {
   n: u32, d: u32, shiftOffset: u32, centerOffset: u32,
   varOffset: u32, columnStart: u32, matrixStride: u32, packing: u32,
   invCoef: f32, varWeight: f32, covCoef: f32, gamma: f32,
-  eps: f32, _pad3: f32, _pad4: f32, _pad5: f32,
+  eps: f32, panels: u32, _pad4: f32, _pad5: f32,
 }
 
 override ACCUMULATE: bool = false;
@@ -49,6 +56,7 @@ const SHARED_PER_LANE: u32 = 4u;
 const SHARED: u32 = LANES * SHARED_PER_LANE;
 const_assert SHARED_PER_LANE == 4u;   // the accumulateBlock calls below are spelled out for 4 blocks
 const OWN4: u32 = 2u;
+const STRIP4: u32 = LANES * OWN4;   // vec4s per 64-column strip (centered_panels.wgsl's STRIP4)
 
 @group(0) @binding(0) var<storage, read> z4: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> other4: array<vec4<f32>>;
@@ -57,6 +65,7 @@ const OWN4: u32 = 2u;
 @group(0) @binding(4) var<storage, read_write> grad4: array<vec4<f32>>;
 @group(0) @binding(5) var<uniform> params: BackwardParams;
 @group(0) @binding(6) var<storage, read> upstream: array<f32>;
+@group(0) @binding(7) var<storage, read> panel4: array<vec4<f32>>;
 
 fn statsVec4(offset: u32, column: u32) -> vec4<f32> {
   let o = offset + column;
@@ -97,7 +106,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   let n = params.n;
   let d4 = params.d / 4u;
   let i0 = wid.x * SHARED;
-  let j40 = wid.y * LANES * OWN4;
+  let j40 = params.columnStart / 4u + wid.y * STRIP4;   // this workgroup's first column, as a vec4 index
+  if (j40 >= d4) { return; }                             // a strip of the last group wholly past d
+  let panels = params.panels != 0u;
+  let strip = wid.y * n;                                 // its strip's first row in the panel
 
   let lower = params.packing == 2u;
   var sharedRow: array<u32, SHARED_PER_LANE>;
@@ -114,9 +126,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   var acc: array<array<vec4<f32>, OWN4>, SHARED>;
   for (var k0 = 0u; k0 < n; k0 += 4u) {
     var zc: array<array<vec4<f32>, OWN4>, 4>;
-    for (var q = 0u; q < 4u; q++) {
-      let k = min(k0 + q, n - 1u);
-      for (var c = 0u; c < OWN4; c++) { zc[q][c] = (z4[k * d4 + own4[c]] - ownShift[c]) - ownCenter[c]; }
+    if (panels) {
+      for (var q = 0u; q < 4u; q++) {
+        let k = min(k0 + q, n - 1u);
+        for (var c = 0u; c < OWN4; c++) { zc[q][c] = panel4[(strip + k) * STRIP4 + c * LANES + lane]; }
+      }
+    } else {
+      for (var q = 0u; q < 4u; q++) {
+        let k = min(k0 + q, n - 1u);
+        for (var c = 0u; c < OWN4; c++) { zc[q][c] = (z4[k * d4 + own4[c]] - ownShift[c]) - ownCenter[c]; }
+      }
     }
     accumulateBlock(&acc, 0u, gramRow4(sharedRow[0], k0, n, lower), &zc);
     accumulateBlock(&acc, 1u, gramRow4(sharedRow[1], k0, n, lower), &zc);

@@ -7,14 +7,14 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   BUFFERS, DEFAULT_COEFFICIENTS, FORMS, HOST, INPUTS, KERNELS, PRESETS, VARIANTS, backwardPasses, forwardPasses, planVariables,
-  type KernelId, type PassPlan,
+  passesOf, type GroupLoop, type KernelId, type PassPlan,
 } from '../src/ops/plan.js';
 import type { Form, Variant } from '../src/types.js';
 import { FORMULA_GRAMMAR, namesIn } from './formula.js';
 import { reflect, workgroupBytes, workgroupSize, type Reflection, type StructLayout } from './wgsl-reflect.js';
 
 const ELEMENT_BYTES: Record<string, number> = { f32: 4, u32: 4, 'vec4<f32>': 16 };
-const PLAN_NAMES = ['side', 'dual', 'tiles', 'upperTiles', 'partialsPerView'];
+const PLAN_NAMES = ['side', 'dual', 'tiles', 'upperTiles', 'partialsPerView', 'panels', 'panelGroups', 'panelWidth'];
 
 function check(condition: unknown, message: string): asserts condition {
   if (!condition) throw new Error(`manifest: ${message}`);
@@ -108,7 +108,7 @@ function uniformEntry(name: string, layouts: StructLayout[]) {
   }
   const values = plan.values ?? {};
   for (const field of Object.keys(values)) check(layout.fields.some((f) => f.name === field), `uniform ${name}: ${plan.type} has no field ${field}`);
-  for (const formula of Object.values(values)) checkNames(formula, `uniform ${name}`, [], plan.scope === 'problem');
+  for (const formula of Object.values(values)) checkNames(formula, `uniform ${name}`, plan.scope === 'group' ? ['g'] : [], plan.scope === 'problem');
   return {
     struct: layout.name, bytes: layout.size,
     fields: layout.fields.map((f) => ({ name: f.name, type: f.type, offset: f.offset, value: values[f.name] ?? '0' })),
@@ -133,9 +133,18 @@ export function buildManifest(root: string) {
     const byForm = Object.fromEntries((Object.keys(FORMS) as Form[]).map((form) => {
       const variables = planVariables(variant, form);
       Object.values(variables).forEach((f) => checkNames(f, `variant ${variant} form ${form} variables`));
-      const forward = forwardPasses(variant, form).map((p) => passEntry(p, kernels[p.kernel]));
-      const backward = backwardPasses(variant, form).map((p) => passEntry(p, kernels[p.kernel]));
-      const all = [...forward, ...backward];
+      const entry = (p: PassPlan) => passEntry(p, kernels[p.kernel]);
+      const forward = forwardPasses(variant, form).map(entry);
+      const backward = backwardPasses(variant, form).map((step: PassPlan | GroupLoop) => {
+        if (!('passes' in step)) return entry(step);
+        checkNames(step.forEachGroup, `variant ${variant} form ${form} group loop`);
+        return { forEachGroup: step.forEachGroup, passes: step.passes.map(entry) };
+      });
+      const all = passesOf([...forwardPasses(variant, form), ...backwardPasses(variant, form)]).map(entry);
+      // A 'group' buffer has one instance per group: only a loop's passes can bind it.
+      for (const p of [...forward, ...backward].filter((s) => !('passes' in s)) as ReturnType<typeof passEntry>[]) {
+        for (const b of p.bindings) check(BUFFERS[b.buffer].scope !== 'group', `pass ${p.label}: binds ${b.buffer}, one per column group, outside a group loop`);
+      }
       const buffers = [...new Set(all.flatMap((p) => p.bindings.map((b) => b.buffer)))];
       const uniforms = Object.fromEntries(buffers.filter((b) => BUFFERS[b].kind === 'uniform').map((b) => {
         const layouts = all.flatMap((p) => p.bindings.filter((x) => x.buffer === b).map(() => kernels[p.kernel].structs[BUFFERS[b].type]));
@@ -173,6 +182,9 @@ export function buildManifest(root: string) {
       inputs: INPUTS,
       planVariables: {
         side: 'side of the Gram matrix: d (primal, C = Zc^T Zc/(n-1)) or n (dual, K = Zc Zc^T)',
+        panels: '1 where the dual subgroup backward reads Zc from column panels (centered_panels), else 0',
+        panelGroups: 'iterations of a group loop (forEachGroup): column groups of the dual subgroup backward; 1 where panels = 0',
+        panelWidth: 'columns per group (a multiple of 64; the last group may run past d)',
         dual: '1 in the dual form, 0 in the primal form',
         tiles: '32 x 32 tiles per side of the Gram matrix (GramDims.tiles)',
         partialsPerView: 'partial sums one Gram pass writes per view',

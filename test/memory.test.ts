@@ -2,8 +2,9 @@
 // gradients): after forward + backward on host arrays, the engine's own buffers (bufferCounts) minus the
 // device copies of the inputs, the gradients and their readback staging must fit the packed matrix of
 // both views, side^2 + side floats (side = min(n, d) in the cheaper form), plus the Gram partials (at most
-// side^2/128 floats), 16 (n + d) floats and 8 KiB; and the packed matrix must be there. (Two unpacked
-// matrices, as before, fail every shape below.)
+// side^2/128 floats), 16 (n + d) floats and 8 KiB, and from 512 rows the dual backward's column panels
+// (n x 512 floats at most, kernels.ts PANEL_MAX_STRIPS); and the packed matrix must be there. (Two
+// unpacked matrices, as before, fail every shape below.)
 // encode() with encodeFallback 'none' on a dual problem holds no primal matrix either.
 import { describe, expect, it } from 'vitest';
 import { bufferCounts, createVICRegLoss } from '../src/index.js';
@@ -11,10 +12,10 @@ import { randomViews } from './reference/float64.js';
 
 const F = 4;   // bytes per float
 /** Everything but the packed matrix: partials, statistics, flags, uniforms, result buffers. */
-const smallBytes = (n: number, d: number, side: number) => F * (Math.ceil(side * side / 128) + 16 * (n + d)) + 8192;
+const smallBytes = (n: number, d: number, side: number) => F * (Math.ceil(side * side / 128) + 16 * (n + d) + (n >= 512 && n < d ? 512 * n : 0)) + 8192;
 
 describe('device scratch: one packed min(n, d)^2 + min(n, d) matrix, plus O(n + d)', () => {
-  const shapes: [number, number][] = [[64, 512], [200, 130], [256, 1024], [1024, 256], [97, 97]];
+  const shapes: [number, number][] = [[64, 512], [200, 130], [256, 1024], [1024, 256], [97, 97], [520, 1156]];
   for (const [n, d] of shapes) {
     it(`${n} x ${d} (${n < d ? 'dual' : 'primal'} form)`, async () => {
       const vic = await createVICRegLoss();

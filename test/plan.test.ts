@@ -9,11 +9,12 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { DEFAULTS, gradientCoefficients, resolveCoefficients, varianceScale } from '../src/ops/coefficients.js';
 import {
-  columnStats, formDecision, forms, lossTerms, PACKING, statsLayout, UNIFORM_BYTES, variantSupported, type BackwardKernel, type GramKernel,
+  backwardParams, columnGroups, columnStats, formDecision, forms, lossTerms, PACKING, statsLayout, UNIFORM_BYTES, variantSupported,
+  type BackwardKernel, type GramKernel,
 } from '../src/ops/kernels.js';
 import {
   BUFFERS, DEFAULT_COEFFICIENTS, HOST, KERNELS, MIN_DUAL_SHARE as PLAN_MIN_DUAL_SHARE, PRESETS, VARIANTS, backwardPasses, forwardPasses,
-  planVariables, type KernelId, type Role,
+  passesOf, planVariables, type KernelId, type Role,
 } from '../src/ops/plan.js';
 import { cheaperForm, MIN_DUAL_SHARE } from '../src/ops/vicreg.js';
 import type { Form, Preset, Variant } from '../src/types.js';
@@ -111,6 +112,16 @@ describe('plan.ts against the engine', () => {
           const mirrored = VARIANTS[variant].mirroredBackward?.[form];
           expect(mirrored !== undefined, label).toBe(backward.mirrored !== undefined);
           if (mirrored) expect(dispatch(mirrored, vars), label).toEqual(three(backward.mirrored!.workgroups(n, d)));
+          const pack = VARIANTS[variant].groupedBackward?.[form];
+          expect(pack !== undefined, label).toBe(backward.grouped !== undefined);
+          if (pack) {
+            const groups = backward.grouped!.columnGroups(n, d);
+            expect([vars.panels, vars.panelGroups, vars.panelWidth], label).toEqual([Number(groups.panels), groups.groups, groups.width]);
+            // The engine skips the copy where the groups read Z itself; the plan dispatches no workgroups.
+            expect(dispatch(pack, vars), label).toEqual(groups.panels ? three(backward.workgroups(n, d)) : [0, backward.workgroups(n, d)[1], 1]);
+            // Every column in exactly one group, no group wholly past d.
+            expect(groups.groups * groups.width >= d && (groups.groups - 1) * groups.width < d && groups.width % 64 === 0, label).toBe(true);
+          }
         }
       }
     }
@@ -155,6 +166,30 @@ describe('plan.ts against the engine', () => {
     }
   });
 
+  it("the grouped backward's per-group uniforms are the bytes backwardParams() writes", () => {
+    const manifest = buildManifest(ROOT);
+    const plan = manifest.loss.plans.subgroup as unknown as { dual: { uniforms: Record<string, { fields: { name: string; type: string; offset: number }[] }> } };
+    const fields = plan.dual.uniforms.groupParamsA.fields;
+    for (const [n, d] of all.filter((_, i) => i % 11 === 0).concat([[512, 516], [2048, 8192], [600, 1156]])) {
+      if (d % 4 !== 0) continue;
+      for (const c of COEFFICIENT_SETS.slice(0, 2)) {
+        const vars = bind(envFor(n, d, c), planVariables('subgroup', 'dual'));
+        const groups = columnGroups(n, d);
+        for (const v of [0, 1] as const) {
+          const values = BUFFERS[`groupParams${'AB'[v]}`].values!;
+          for (let g = 0; g < groups.groups; g++) {
+            const bytes = new DataView(backwardParams(c, n, d, n, v, undefined, { index: g, of: groups }));
+            for (const f of fields) {
+              const expected = evaluate(values[f.name] ?? '0', { ...vars, g });
+              const actual = f.type === 'f32' ? bytes.getFloat32(f.offset, true) : bytes.getUint32(f.offset, true);
+              expect(f.type === 'f32' ? Math.abs(actual - Math.fround(expected)) <= 1e-7 * Math.abs(expected) : actual === expected, `${n}x${d} group ${g} ${f.name}: ${actual} vs ${expected}`).toBe(true);
+            }
+          }
+        }
+      }
+    }
+  });
+
   it('buffer sizes cover what every binding needs', () => {
     for (const [n, d] of all.filter((_, i) => i % 5 === 0)) {
       expect(evaluate(BUFFERS.stats.count!, { d })).toBe(statsLayout(d).floats);
@@ -162,7 +197,7 @@ describe('plan.ts against the engine', () => {
         if (!variantSupported(variant, { subgroupSize: 8 }, d)) continue;
         for (const form of FORM_NAMES) {
           const vars = bind(envFor(n, d), planVariables(variant, form));
-          for (const pass of [...forwardPasses(variant, form), ...backwardPasses(variant, form)]) {
+          for (const pass of passesOf([...forwardPasses(variant, form), ...backwardPasses(variant, form)])) {
             for (const [name, b] of Object.entries(KERNELS[pass.kernel].bindings as Record<string, { role: Role; count: string }>)) {
               const buffer = BUFFERS[pass.buffers[b.role]!];
               if (buffer.kind === 'uniform') continue;
@@ -180,7 +215,7 @@ describe('plan.ts against the engine', () => {
       .map((b) => (KERNELS[id].bindings as Record<string, { role: string }>)[b.name].role);
     // kernels.ts's bindings() with each logical buffer standing for itself.
     const gramLogical = { z: 'z', stats: 'stats', partials: 'partials', matrix: 'matrix', dims: 'dims' } as unknown as Parameters<GramKernel['bindings']>[0];
-    const backwardLogical = { z: 'z', other: 'other', stats: 'stats', matrix: 'matrix', grad: 'grad', params: 'params', upstream: 'upstream' } as unknown as Parameters<BackwardKernel['bindings']>[0];
+    const backwardLogical = { z: 'z', other: 'other', stats: 'stats', matrix: 'matrix', grad: 'grad', params: 'params', upstream: 'upstream', panel: 'panel' } as unknown as Parameters<BackwardKernel['bindings']>[0];
     const constants = (c: Record<string, number | boolean> | undefined) => Object.fromEntries(Object.entries(c ?? {}).map(([k, v]) => [k, Number(v)]));
     for (const variant of VARIANT_NAMES) {
       for (const form of FORM_NAMES) {
@@ -197,6 +232,13 @@ describe('plan.ts against the engine', () => {
           expect(roles(mirroredId)).toEqual(mirrored.bindings(backwardLogical));
           expect(constants(KERNELS[mirroredId].overrides)).toEqual(constants(mirrored.spec.constants));
           expect(mirrored.spec.code).toBe(readFileSync(join(ROOT, 'kernels', KERNELS[mirroredId].file), 'utf8'));
+        }
+        const packId = VARIANTS[variant].groupedBackward?.[form];
+        const grouped = forms[form].backward[variant].grouped;
+        if (packId && grouped) {
+          expect(roles(packId)).toEqual(grouped.pack.bindings(backwardLogical));
+          expect(constants(KERNELS[packId].overrides)).toEqual(constants(grouped.pack.spec.constants));
+          expect(grouped.pack.spec.code).toBe(readFileSync(join(ROOT, 'kernels', KERNELS[packId].file), 'utf8'));
         }
       }
     }
@@ -235,7 +277,8 @@ describe('plan.ts against the engine', () => {
       for (const variant of VARIANT_NAMES) {
         for (const form of FORM_NAMES) {
           const vars = bind(envFor(n, d, COEFFICIENT_SETS[1]), planVariables(variant, form));
-          for (const [where, f] of formulas) expect(Number.isFinite(evaluate(f, vars)), `${where}: ${f} at ${n}x${d}`).toBe(true);
+          // g: the last column group (the formulas of 'group' uniforms name it).
+          for (const [where, f] of formulas) expect(Number.isFinite(evaluate(f, { ...vars, g: vars.panelGroups - 1 })), `${where}: ${f} at ${n}x${d}`).toBe(true);
         }
       }
     }

@@ -58,6 +58,29 @@ for (const variant of ['tiled', 'subgroup', 'workgroup'] as Variant[]) {
   }
 }
 
+// From PANEL_MIN_ROWS = 512 rows the subgroup dual backward copies Zc's columns into panels group by group
+// (centered_panels.wgsl) and reads them there: 520 x 1156 has 3 groups of 448 columns, the last one
+// ending past d; 512 x 1540 has 4 groups of 448, the last with 3 strips wholly past d (skipped).
+describe('variant subgroup, form dual, column panels (n >= 512, poisoned scratch)', () => {
+  let vic: VICRegLoss;
+  beforeAll(async () => {
+    vic = await createVICRegLoss({ ...options, variant: 'subgroup', form: 'dual', poisonScratch: true });
+  });
+  afterAll(() => vic?.destroy());
+
+  for (const [index, shape] of ([[520, 1156], [512, 1540]] as Shape[]).entries()) {
+    it(`${shape[0]}x${shape[1]}`, async () => {
+      const first = await check(vic, shape, 760 + index, -0.75);
+      expect(vic.lastPlan).toMatchObject({ variant: 'subgroup', form: 'dual', fellBack: false });
+      const { a, b } = randomViews(shape[0], shape[1], 760 + index, { scale: 0.9 });
+      await vic.forward(a, b, shape);
+      const again = { grads: await vic.backward(-0.75) };
+      expect(Buffer.from(again.grads.gradA.buffer).equals(Buffer.from(first.grads.gradA.buffer))).toBe(true);
+      expect(Buffer.from(again.grads.gradB.buffer).equals(Buffer.from(first.grads.gradB.buffer))).toBe(true);
+    });
+  }
+});
+
 describe('variant choice', () => {
   it("rejects a forced 'subgroup' variant where d % 4 != 0, naming why, and stays usable", async () => {
     const vic = await createVICRegLoss({ variant: 'subgroup' });

@@ -16,6 +16,7 @@ import gramOffDiagSquaresWorkgroupWgsl from '../../kernels/gram_offdiag_squares_
 import sampleGramWorkgroupWgsl from '../../kernels/sample_gram_workgroup.wgsl';
 import covarianceBackwardWorkgroupWgsl from '../../kernels/covariance_backward_workgroup.wgsl';
 import covarianceBackwardDualWorkgroupWgsl from '../../kernels/covariance_backward_dual_workgroup.wgsl';
+import centeredPanelsWgsl from '../../kernels/centered_panels.wgsl';
 import type { KernelSpec } from '../runtime/gpu.js';
 import { gradientCoefficients, type Coefficients } from './coefficients.js';
 
@@ -74,6 +75,8 @@ export interface GramBuffers { z: GPUBuffer; stats: GPUBuffer; partials: GPUBuff
 /** Logical buffers of a backward dispatch. */
 export interface BackwardBuffers {
   z: GPUBuffer; other: GPUBuffer; stats: GPUBuffer; matrix: GPUBuffer; grad: GPUBuffer; params: GPUBuffer; upstream: GPUBuffer;
+  /** The centered column panels (centered_panels.wgsl), or any small buffer where the kernel reads Z directly. */
+  panel: GPUBuffer;
 }
 
 export interface GramKernel {
@@ -94,7 +97,16 @@ export interface BackwardKernel {
    * rest of Zc Coff (always adding, whatever ACCUMULATE).
    */
   mirrored?: { spec: KernelSpec; workgroups(n: number, d: number): readonly [number, number]; bindings(b: BackwardBuffers): GPUBuffer[] };
+  /**
+   * A kernel that runs column group by column group (columnGroups), each group's pass right after
+   * `pack` copies the group's centered columns into the panel buffer (where ColumnGroups.panels);
+   * `workgroups` is then one group's dispatch, and `pack` has the same.
+   */
+  grouped?: { columnGroups(n: number, d: number): ColumnGroups; pack: { spec: KernelSpec; bindings(b: BackwardBuffers): GPUBuffer[] } };
 }
+
+/** How a grouped backward splits the columns: `groups` groups of `width` columns (a multiple of 64; the last may run past d). */
+export interface ColumnGroups { panels: boolean; groups: number; width: number }
 
 // 'tiled' geometry: (8, 8) threads with 4 x 4 blocks cover a 32 x 32 tile.
 const TILED_WG = 8;
@@ -105,6 +117,22 @@ const WORKGROUP_WG = 16;
 const SUBGROUP_LANES = 8;
 const SUBGROUP_SHARED = 32;                // rows shared by the lanes, every subgroup kernel (Gram tiles: 32 x 64)
 const SUBGROUP_BACKWARD_OWN_COLUMNS = 8;   // the three backward kernels: gradient columns per lane
+const STRIP = SUBGROUP_LANES * SUBGROUP_BACKWARD_OWN_COLUMNS;   // columns per backward workgroup (centered_panels.wgsl's strip)
+/**
+ * The dual subgroup backward streams each 64-column strip of Zc over all n rows; from n rows on, it
+ * reads the strips from panels (centered_panels.wgsl) that hold at most PANEL_MAX_STRIPS strips at a
+ * time (scratch: n x 512 floats at most). Below, the copy costs more than it saves (README, Performance).
+ */
+export const PANEL_MIN_ROWS = 512;
+export const PANEL_MAX_STRIPS = 8;
+
+/** The dual subgroup backward's column groups: equal widths, as few groups as the panel size allows. */
+export function columnGroups(n: number, d: number): ColumnGroups {
+  const strips = ceilDiv(d, STRIP);
+  if (n < PANEL_MIN_ROWS) return { panels: false, groups: 1, width: strips * STRIP };
+  const groups = ceilDiv(strips, PANEL_MAX_STRIPS);
+  return { panels: true, groups, width: ceilDiv(strips, groups) * STRIP };
+}
 
 /** A 'tiled' or 'workgroup' Gram kernel: (wg, wg) threads per (4 wg) x (4 wg) tile, a grid of tiles. */
 const blockGram = (name: string, code: string, side: (n: number, d: number) => number, wg: number): GramKernel => ({
@@ -139,7 +167,7 @@ const subgroupBackwardWorkgroups = (n: number, d: number) =>
   [ceilDiv(d, SUBGROUP_LANES * SUBGROUP_BACKWARD_OWN_COLUMNS), ceilDiv(n, SUBGROUP_SHARED)] as const;
 /** The dual one's: row blocks along x, so that consecutive workgroups share a block of Z's columns. */
 const subgroupDualBackwardWorkgroups = (n: number, d: number) =>
-  [ceilDiv(n, SUBGROUP_SHARED), ceilDiv(d, SUBGROUP_LANES * SUBGROUP_BACKWARD_OWN_COLUMNS)] as const;
+  [ceilDiv(n, SUBGROUP_SHARED), columnGroups(n, d).width / STRIP] as const;
 
 export interface FormKernels {
   gram: Record<Variant, GramKernel>;
@@ -194,7 +222,11 @@ export const forms: Record<Form, FormKernels> = {
       subgroup: {
         spec: (accumulate) => ({ name: 'covariance_backward_dual_subgroup', code: covarianceBackwardDualSubgroupWgsl, constants: { ACCUMULATE: accumulate } }),
         workgroups: subgroupDualBackwardWorkgroups,
-        bindings: (b) => [b.z, b.other, b.stats, b.matrix, b.grad, b.params, b.upstream],
+        bindings: (b) => [b.z, b.other, b.stats, b.matrix, b.grad, b.params, b.upstream, b.panel],
+        grouped: {
+          columnGroups,
+          pack: { spec: { name: 'centered_panels', code: centeredPanelsWgsl }, bindings: (b) => [b.z, b.stats, b.panel, b.params] },
+        },
       },
     },
   },
@@ -253,14 +285,17 @@ export function gramDims(form: Form, n: number, d: number, view: 0 | 1, partialO
 /**
  * BackwardParams, the backward kernels' uniform, for one view: the gradient coefficients of an n x d
  * problem, on `rows` rows (n but in a variant trial); the packed matrix (PACKING[view]), or with `block`
- * a plain column block of Coff (PACKING_PLAIN).
+ * a plain column block of Coff (PACKING_PLAIN); with `group`, column group `index` of a grouped kernel.
  */
-export function backwardParams(c: Coefficients, n: number, d: number, rows: number, view: 0 | 1, block?: { start: number; width: number }): ArrayBuffer {
+export function backwardParams(c: Coefficients, n: number, d: number, rows: number, view: 0 | 1,
+  block?: { start: number; width: number }, group?: { index: number; of: ColumnGroups }): ArrayBuffer {
   const layout = statsLayout(d);
   const k = gradientCoefficients(c, n, d);
   const params = new ArrayBuffer(UNIFORM_BYTES.backwardParams);
+  const columnStart = block?.start ?? (group ? group.index * group.of.width : 0);
   new Uint32Array(params, 0, 8).set([rows, d, layout.shift[view], layout.center[view], layout.variance[view],
-    block?.start ?? 0, block?.width ?? d, block ? PACKING_PLAIN : PACKING[view]]);
+    columnStart, block?.width ?? d, block ? PACKING_PLAIN : PACKING[view]]);
   new Float32Array(params, 32, 8).set([k.invCoef, k.varWeight, k.covCoef, c.gamma, c.eps, 0, 0, 0]);
+  new Uint32Array(params, 52, 1).set([group?.of.panels ? 1 : 0]);
   return params;
 }

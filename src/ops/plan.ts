@@ -36,7 +36,7 @@ export const DEFAULT_COEFFICIENTS = {
 export const MIN_DUAL_SHARE = 0.5;
 
 /** What a binding is for; a pass maps each role to a named buffer. */
-export type Role = 'a' | 'b' | 'z' | 'other' | 'stats' | 'flags' | 'partials' | 'matrix' | 'result' | 'grad' | 'params' | 'upstream' | 'dims' | 'args';
+export type Role = 'a' | 'b' | 'z' | 'other' | 'stats' | 'flags' | 'partials' | 'matrix' | 'result' | 'grad' | 'params' | 'upstream' | 'dims' | 'args' | 'panel';
 
 export interface KernelPlan {
   file: string;
@@ -194,13 +194,20 @@ export const KERNELS = {
   },
   covariance_backward_dual_subgroup: {
     file: 'covariance_backward_dual_subgroup.wgsl',
-    purpose: 'covariance_backward_dual with subgroup shuffles (subgroup size 8, d % 4 == 0)',
+    purpose: 'covariance_backward_dual with subgroup shuffles (subgroup size 8, d % 4 == 0); one column group (panelWidth columns from params.columnStart) per dispatch, Zc read from the panels where params.panels',
     overrides: { ACCUMULATE: false },
-    dispatch: ['ceil(n/32)', 'ceil(d/64)', '1'],
+    dispatch: ['ceil(n/32)', 'panelWidth/64', '1'],
     bindings: {
       z4: view('n*d/4'), other4: { role: 'other', count: 'n*d/4' }, stats: common.stats, gram: { role: 'matrix', count: 'n*n+n' },
-      grad4: { role: 'grad', count: 'n*d/4' }, params: common.params, upstream: common.upstream,
+      grad4: { role: 'grad', count: 'n*d/4' }, params: common.params, upstream: common.upstream, panel4: { role: 'panel', count: 'panels*n*panelWidth/4' },
     },
+  },
+  centered_panels: {
+    file: 'centered_panels.wgsl',
+    purpose: "copies one column group of Zc into 64-column panels for covariance_backward_dual_subgroup (no workgroups where panels = 0)",
+    overrides: {},
+    dispatch: ['panels*ceil(n/32)', 'panelWidth/64', '1'],
+    bindings: { z4: view('n*d/4'), stats: common.stats, panel4: { role: 'panel', count: 'panels*n*panelWidth/4' }, params: common.params },
   },
 } as const satisfies Record<string, KernelPlan>;
 
@@ -212,8 +219,12 @@ export interface BufferPlan {
   type: string;
   /** Storage: elements. */
   count?: Formula;
-  /** 'problem': one per (n, d). 'form': one per form (after the dual->primal fallback both sets are live). */
-  scope: 'problem' | 'form';
+  /**
+   * 'problem': one per (n, d). 'form': one per form (after the dual->primal fallback both sets are live).
+   * 'group': one per column group g = 0 .. panelGroups-1, bound by the passes of a group loop; its value
+   * formulas may name g.
+   */
+  scope: 'problem' | 'form' | 'group';
   /** What the host writes into it before the passes that read it. */
   hostWrites?: string;
   /** What the host reads back from it. */
@@ -224,6 +235,10 @@ export interface BufferPlan {
 }
 
 const coefficientsOf = { lambda: 'lambda', mu: 'mu', nu: 'nu', gamma: 'gamma', eps: 'eps' };
+const backwardParamsValues = (v: 0 | 1): Record<string, Formula> => ({
+  n: 'n', d: 'd', ...statsOffsets(v), varOffset: v ? '5*d' : '4*d', columnStart: '0', matrixStride: 'd', packing: v ? '2' : '1',
+  invCoef: '2*lambda/(n*d)', varWeight: '-mu*k/(d*(n-1))', covCoef: '4*nu/(d*(n-1))', gamma: 'gamma', eps: 'eps',
+});
 /** The stats buffer holds [shiftA | shiftB | centerA | centerB | varA | varB | sqDiff], d floats each. */
 const statsOffsets = (v: 0 | 1) => ({ shiftOffset: v ? 'd' : '0', centerOffset: v ? '3*d' : '2*d' });
 
@@ -263,10 +278,15 @@ export const BUFFERS: Readonly<Record<string, BufferPlan>> = {
   },
   ...Object.fromEntries(([0, 1] as const).map((v) => [`backwardParams${'AB'[v]}`, {
     kind: 'uniform', type: 'BackwardParams', scope: 'problem',
-    values: {
-      n: 'n', d: 'd', ...statsOffsets(v), varOffset: v ? '5*d' : '4*d', columnStart: '0', matrixStride: 'd', packing: v ? '2' : '1',
-      invCoef: '2*lambda/(n*d)', varWeight: '-mu*k/(d*(n-1))', covCoef: '4*nu/(d*(n-1))', gamma: 'gamma', eps: 'eps',
-    },
+    values: backwardParamsValues(v),
+  } satisfies BufferPlan])),
+  panel: {
+    kind: 'storage', type: 'f32', count: 'max(4, panels*n*panelWidth)', scope: 'form',
+    note: 'one column group of Zc in 64-column panels (centered_panels), rewritten for every group; 4 floats where panels = 0 (bound, not read)',
+  },
+  ...Object.fromEntries(([0, 1] as const).map((v) => [`groupParams${'AB'[v]}`, {
+    kind: 'uniform', type: 'BackwardParams', scope: 'group',
+    values: { ...backwardParamsValues(v), columnStart: 'g*panelWidth', panels: 'panels' },
   } satisfies BufferPlan])),
 };
 
@@ -284,6 +304,8 @@ export interface VariantPlan {
   backward: Readonly<Record<Form, KernelId>>;
   /** Per form, a second backward pass per view, run right after the first (it adds to the gradient). */
   mirroredBackward?: Readonly<Partial<Record<Form, KernelId>>>;
+  /** Per form, a backward kernel that runs per column group, each group after this panel copy. */
+  groupedBackward?: Readonly<Partial<Record<Form, KernelId>>>;
   /** Partial sums one Gram dispatch writes per view. */
   partialsPerView: Readonly<Record<Form, Formula>>;
 }
@@ -302,6 +324,7 @@ export const VARIANTS: Readonly<Record<Variant, VariantPlan>> = {
     gram: { primal: 'gram_offdiag_squares_subgroup', dual: 'sample_gram_subgroup' },
     backward: { primal: 'covariance_backward_subgroup', dual: 'covariance_backward_dual_subgroup' },
     mirroredBackward: { primal: 'covariance_backward_mirrored_subgroup' },
+    groupedBackward: { dual: 'centered_panels' },
     partialsPerView: { primal: 'upperTiles*8', dual: 'upperTiles*8' },
   },
   workgroup: {
@@ -313,9 +336,20 @@ export const VARIANTS: Readonly<Record<Variant, VariantPlan>> = {
   },
 };
 
+/**
+ * The dual subgroup backward's column groups (kernels.ts columnGroups): from 512 rows on, groups of at
+ * most 8 strips of 64 columns, equal widths, read from panels; below, one group of all columns, read
+ * from Z itself.
+ */
+const COLUMN_GROUPS: Record<string, Formula> = {
+  panels: 'n >= 512',
+  panelGroups: 'panels*ceil(ceil(d/64)/8) + 1 - panels',
+  panelWidth: '64*ceil(ceil(d/64)/panelGroups)',
+};
+
 /** The names a plan (variant, form) adds to INPUTS, in evaluation order. */
 export function planVariables(variant: Variant, form: Form): Record<string, Formula> {
-  return { ...FORMS[form], tiles: 'ceil(side/32)', upperTiles: UPPER_TILES, partialsPerView: VARIANTS[variant].partialsPerView[form] };
+  return { ...FORMS[form], tiles: 'ceil(side/32)', upperTiles: UPPER_TILES, partialsPerView: VARIANTS[variant].partialsPerView[form], ...COLUMN_GROUPS };
 }
 
 export interface PassPlan {
@@ -323,6 +357,12 @@ export interface PassPlan {
   kernel: KernelId;
   /** Role -> named buffer (BUFFERS). */
   buffers: Partial<Record<Role, string>>;
+}
+
+/** Passes run in order once per column group g = 0 .. count-1, binding each 'group' buffer's instance g. */
+export interface GroupLoop {
+  forEachGroup: Formula;
+  passes: PassPlan[];
 }
 
 const VIEWS = ['A', 'B'] as const;
@@ -339,17 +379,32 @@ export function forwardPasses(variant: Variant, form: Form): PassPlan[] {
   ];
 }
 
-/** Backward (after the forward of the same form): one fused gradient pass per view, and the variant's mirrored pass after it where it has one. */
-export function backwardPasses(variant: Variant, form: Form): PassPlan[] {
+/**
+ * Backward (after the forward of the same form): one fused gradient pass per view, and the variant's
+ * mirrored pass after it where it has one; or, for a grouped kernel, per view a loop over the column
+ * groups of the panel copy and the pass.
+ */
+export function backwardPasses(variant: Variant, form: Form): (PassPlan | GroupLoop)[] {
   const mirrored = VARIANTS[variant].mirroredBackward?.[form];
-  return VIEWS.flatMap((v, i) => {
+  const panels = VARIANTS[variant].groupedBackward?.[form];
+  return VIEWS.flatMap((v, i): (PassPlan | GroupLoop)[] => {
     const buffers = {
       z: v, other: VIEWS[1 - i], stats: 'stats', matrix: 'matrix', grad: `grad${v}`, params: `backwardParams${v}`, upstream: 'upstream',
     };
     const first = { label: `backward ${v}`, kernel: VARIANTS[variant].backward[form], buffers };
+    if (panels) {
+      const grouped = { ...buffers, params: `groupParams${v}`, panel: 'panel' };
+      return [{
+        forEachGroup: 'panelGroups',
+        passes: [{ label: `panels ${v}`, kernel: panels, buffers: grouped }, { ...first, buffers: grouped }],
+      }];
+    }
     return mirrored ? [first, { label: `backward ${v} (mirrored)`, kernel: mirrored, buffers }] : [first];
   });
 }
+
+/** The passes of a pass list, loops flattened (each once). */
+export const passesOf = (steps: readonly (PassPlan | GroupLoop)[]): PassPlan[] => steps.flatMap((s) => ('passes' in s ? s.passes : [s]));
 
 /** The host's decisions, as data: `when`/`keepWhen` are formulas (comparisons give 1 or 0). */
 export const HOST = {

@@ -73,6 +73,8 @@ interface Workspace {
   retired: boolean;
   /** The backward kernels' parameters per view (they depend on n, d and the coefficients only). */
   backwardParams: [Buffer, Buffer];
+  /** A grouped backward kernel's (kernels.ts columnGroups): its parameters per view and group, and the panel buffer. */
+  grouped?: { params: [Buffer[], Buffer[]]; panel: Buffer };
   /** Allocated on the first backward(). */
   backward?: { grads: [Buffer, Buffer]; staging: [Buffer, Buffer]; upstream: Buffer };
 }
@@ -226,6 +228,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
       for (const b of [f.partials, ...f.gramDims, ...Object.values(f.termParams), f.matrix]) destroyBuffer(b);
     }
     if (ws.backward) for (const b of [...ws.backward.grads, ...ws.backward.staging, ws.backward.upstream]) destroyBuffer(b);
+    if (ws.grouped) for (const b of [...ws.grouped.params.flat(), ws.grouped.panel]) destroyBuffer(b);
   }
 
   function workspaceFor(device: GPUDevice, n: number, d: number, hostInputs: boolean): Workspace {
@@ -382,35 +385,70 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
   }
 
   /**
-   * One view's backward: the variant's pass and, on the packed matrix, its mirrored pass where it has one
-   * (`pipes` from backwardSpecs, in that order). `indirect` gives each pass's dispatch arguments on the
-   * device (encode()'s fallback); `block` is a column block of a plain Coff (the mirrored pass then
-   * has nothing to add).
+   * One view's backward: the variant's pass and, on the packed matrix, its mirrored pass where it has one;
+   * or, for a grouped kernel, per column group the panel copy (where the groups use panels) and the pass
+   * (`pipes` from backwardSpecs, in that order). `params` holds the view's parameters, one per column
+   * group (groupedBuffers). `indirect` gives each pass's dispatch arguments on the device (encode()'s
+   * fallback); `block` is a column block of a plain Coff (the mirrored pass then has nothing to add).
    */
   function backwardDispatches(form: Form, variant: Variant, ws: Workspace, views: [GPUBuffer, GPUBuffer], grads: [GPUBuffer, GPUBuffer],
-    upstream: GPUBuffer, v: 0 | 1, pipes: GPUComputePipeline[], params: GPUBuffer, rows: number,
+    upstream: GPUBuffer, v: 0 | 1, pipes: GPUComputePipeline[], params: readonly GPUBuffer[], rows: number,
     indirect?: (pass: 'main' | 'mirrored') => { indirect: GPUBuffer; offset: number }, block?: { matrix: GPUBuffer; width: number }): Dispatch[] {
     const kernel = forms[form].backward[variant];
-    const buffers = {
-      z: views[v], other: views[1 - v], stats: ws.stats.gpu, matrix: block?.matrix ?? ws.forms[form]!.matrix!.gpu, grad: grads[v], params, upstream,
-    };
+    const buffers = (group: number) => ({
+      z: views[v], other: views[1 - v], stats: ws.stats.gpu, matrix: block?.matrix ?? ws.forms[form]!.matrix!.gpu, grad: grads[v],
+      params: params[group], upstream, panel: (ws.grouped?.panel ?? ws.placeholder).gpu,
+    });
+    const label = `${form} ${variant} backward ${VIEWS[v]}`;
+    if (kernel.grouped) {
+      const groups = kernel.grouped.columnGroups(rows, ws.d);
+      const workgroups = indirect?.('main') ?? kernel.workgroups(rows, ws.d);
+      return Array.from({ length: groups.groups }, (_, g) => [
+        ...(groups.panels ? [{ label: `${label}: panels ${g}`, pipeline: pipes[1], workgroups, bindings: kernel.grouped!.pack.bindings(buffers(g)) }] : []),
+        { label: `${label}: columns ${g}`, pipeline: pipes[0], workgroups, bindings: kernel.bindings(buffers(g)) },
+      ]).flat();
+    }
     const dispatches: Dispatch[] = [{
-      label: `${form} ${variant} backward ${VIEWS[v]}`, pipeline: pipes[0], workgroups: indirect?.('main') ?? kernel.workgroups(rows, block?.width ?? ws.d),
-      bindings: kernel.bindings(buffers),
+      label, pipeline: pipes[0], workgroups: indirect?.('main') ?? kernel.workgroups(rows, block?.width ?? ws.d),
+      bindings: kernel.bindings(buffers(0)),
     }];
     if (kernel.mirrored && !block) {
       dispatches.push({
-        label: `${form} ${variant} backward ${VIEWS[v]} (mirrored)`, pipeline: pipes[1], workgroups: indirect?.('mirrored') ?? kernel.mirrored.workgroups(rows, ws.d),
-        bindings: kernel.mirrored.bindings(buffers),
+        label: `${label} (mirrored)`, pipeline: pipes[1], workgroups: indirect?.('mirrored') ?? kernel.mirrored.workgroups(rows, ws.d),
+        bindings: kernel.mirrored.bindings(buffers(0)),
       });
     }
     return dispatches;
   }
 
-  /** The backward kernels of a form and variant: its pass, then its mirrored pass where it has one. */
+  /** The backward kernels of a form and variant: its pass, then its mirrored pass or its panel copy where it has one. */
   function backwardSpecs(form: Form, variant: Variant, accumulate: boolean): KernelSpec[] {
     const kernel = forms[form].backward[variant];
-    return kernel.mirrored ? [kernel.spec(accumulate), kernel.mirrored.spec] : [kernel.spec(accumulate)];
+    return [kernel.spec(accumulate), ...(kernel.mirrored ? [kernel.mirrored.spec] : []), ...(kernel.grouped ? [kernel.grouped.pack.spec] : [])];
+  }
+
+  /**
+   * One view's backward parameters: per column group for a grouped kernel (made on first need, with the
+   * panel buffer), else the workspace's one.
+   */
+  function backwardParamsOf(device: GPUDevice, ws: Workspace, form: Form, variant: Variant, v: 0 | 1): GPUBuffer[] {
+    const grouped = forms[form].backward[variant].grouped;
+    if (!grouped) return [ws.backwardParams[v].gpu];
+    if (!ws.grouped) {
+      const { n, d } = ws;
+      const groups = grouped.columnGroups(n, d);
+      const panelBytes = groups.panels ? n * groups.width * 4 : 16;
+      checkBinding(`the backward's column panels (${n} x ${groups.width})`, panelBytes);
+      ws.grouped = {
+        params: BOTH.map((view) => Array.from({ length: groups.groups }, (_, g) => {
+          const buffer = uniformBuffer(device, `backward params ${VIEWS[view]} group ${g}`, UNIFORM_BYTES.backwardParams);
+          device.queue.writeBuffer(buffer.gpu, 0, backwardParams(coefficients, n, d, n, view, undefined, { index: g, of: groups }));
+          return buffer;
+        })) as [Buffer[], Buffer[]],
+        panel: storageBuffer(device, 'backward column panels', panelBytes),
+      };
+    }
+    return ws.grouped.params[v].map((b) => b.gpu);
   }
 
   /**
@@ -439,7 +477,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
           label: `Coff block ${VIEWS[v]} ${start}`, pipeline: gramPipe, workgroups: columnBlockGram.workgroups(d, blockWidth),
           bindings: [views[v], ws.stats.gpu, ws.placeholder.gpu, matrix.gpu, dims.gpu],
         });
-        for (const dispatch of backwardDispatches('primal', variant, ws, views, grads, upstream, v, pipes, params.gpu, n, undefined, { matrix: matrix.gpu, width: blockWidth })) {
+        for (const dispatch of backwardDispatches('primal', variant, ws, views, grads, upstream, v, pipes, [params.gpu], n, undefined, { matrix: matrix.gpu, width: blockWidth })) {
           encodeDispatch(device, encoder, dispatch);
         }
       }
@@ -455,9 +493,12 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
       // The trial writes a scratch gradient, never the caller's (encode() may be accumulating into it).
       const scratch = [storageBuffer(device, 'trial gradient', rows * ws.d * 4), uniformBuffer(device, 'trial backward params', UNIFORM_BYTES.backwardParams),
         storageBuffer(device, 'trial upstream', 4)] as const;
-      device.queue.writeBuffer(scratch[1].gpu, 0, backwardParams(coefficients, ws.n, ws.d, rows, 0));
+      const grouped = forms[form].backward[candidate].grouped;
+      device.queue.writeBuffer(scratch[1].gpu, 0, backwardParams(coefficients, ws.n, ws.d, rows, 0, undefined,
+        grouped && { index: 0, of: grouped.columnGroups(rows, ws.d) }));
       const encoder = device.createCommandEncoder({ label: 'variant trial' });
-      for (const dispatch of backwardDispatches(form, candidate, ws, views, [scratch[0].gpu, scratch[0].gpu], scratch[2].gpu, 0, pipes, scratch[1].gpu, rows)) {
+      // Trials run on at most TRIAL_ROWS rows: one column group, no panels (kernels.ts PANEL_MIN_ROWS).
+      for (const dispatch of backwardDispatches(form, candidate, ws, views, [scratch[0].gpu, scratch[0].gpu], scratch[2].gpu, 0, pipes, [scratch[1].gpu], rows)) {
         encodeDispatch(device, encoder, dispatch);
       }
       device.queue.submit([encoder.finish()]);
@@ -561,14 +602,14 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
       const variant = await backwardVariant(device, ws, form, views, blocked);
       const pipes = await Promise.all(backwardSpecs(form, variant, false).map((spec) => pipeline(device, spec)));
       device.queue.writeBuffer(bw.upstream.gpu, 0, new Float32Array([scale]));
-      if (options.poisonScratch) poison(device, bw.grads);
+      if (options.poisonScratch) poison(device, [...bw.grads, ...(ws.grouped ? [ws.grouped.panel] : [])]);
       const encoder = device.createCommandEncoder({ label: `vicreg backward (${form}, ${variant})` });
       const temporary: Buffer[] = [];
       if (blocked) {
         temporary.push(...await encodeBlockedBackward(device, ws, encoder, variant, pipes, views, grads, bw.upstream.gpu));
       } else {
         for (const v of BOTH) {
-          for (const dispatch of backwardDispatches(form, variant, ws, views, grads, bw.upstream.gpu, v, pipes, ws.backwardParams[v].gpu, n)) {
+          for (const dispatch of backwardDispatches(form, variant, ws, views, grads, bw.upstream.gpu, v, pipes, backwardParamsOf(device, ws, form, variant, v), n)) {
             encodeDispatch(device, encoder, dispatch);
           }
         }
@@ -739,7 +780,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
         ? (pass: 'main' | 'mirrored') => indirect(pass === 'mirrored' ? 48 : form === 'primal' ? 24 : 36)!
         : undefined;
       for (const v of BOTH) {
-        for (const dispatch of backwardDispatches(form, variant, ws, views, grads, upstream, v, pipes, ws.backwardParams[v].gpu, n, conditional)) {
+        for (const dispatch of backwardDispatches(form, variant, ws, views, grads, upstream, v, pipes, backwardParamsOf(device, ws, form, variant, v), n, conditional)) {
           encodeDispatch(device, encoder, dispatch);
         }
       }
