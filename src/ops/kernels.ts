@@ -222,7 +222,7 @@ export const forms: Record<Form, FormKernels> = {
       subgroup: {
         spec: (accumulate) => ({ name: 'covariance_backward_dual_subgroup', code: covarianceBackwardDualSubgroupWgsl, constants: { ACCUMULATE: accumulate } }),
         workgroups: subgroupDualBackwardWorkgroups,
-        bindings: (b) => [b.z, b.other, b.stats, b.matrix, b.grad, b.params, b.upstream, b.panel],
+        bindings: (b) => [b.z, b.other, b.stats, b.matrix, b.grad, b.params, b.upstream, b.panel, b.matrix],
         grouped: {
           columnGroups,
           pack: { spec: { name: 'centered_panels', code: centeredPanelsWgsl }, bindings: (b) => [b.z, b.stats, b.panel, b.params] },

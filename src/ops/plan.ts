@@ -200,6 +200,7 @@ export const KERNELS = {
     bindings: {
       z4: view('n*d/4'), other4: { role: 'other', count: 'n*d/4' }, stats: common.stats, gram: { role: 'matrix', count: 'n*n+n' },
       grad4: { role: 'grad', count: 'n*d/4' }, params: common.params, upstream: common.upstream, panel4: { role: 'panel', count: 'panels*n*panelWidth/4' },
+      gram4: { role: 'matrix', count: 'floor((n*n+n)/4)' },
     },
   },
   centered_panels: {
