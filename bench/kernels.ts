@@ -7,7 +7,8 @@
 // dot products of length n (primal, side d) or d (dual, side n); "GEMM-equivalent" counts the whole
 // matrix, side^2 dot products, as a general matrix product would (the "GFLOP/s-equivalent").
 // A backward kernel does n d side multiply-adds (Zc Coff or K Zc), its mirrored pass included where the
-// variant has one. column_stats is reported in GB/s of the two n x d views it reads.
+// variant has one; the dual subgroup backward includes its panel copies (centered_panels, also timed alone).
+// column_stats is reported in GB/s of the two n x d views it reads, centered_panels in GB/s of the one it copies.
 import { acquireDevice } from '../src/runtime/device.js';
 import { destroyBuffer, encodeDispatch, pipeline, storageBuffer, uniformBuffer, type Buffer, type Dispatch } from '../src/runtime/gpu.js';
 import { quietly } from '../src/runtime/polling.js';

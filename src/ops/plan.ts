@@ -436,6 +436,6 @@ export const HOST = {
     'run forward passes in order; read result',
     'nonFinite.when -> error; fallback: form dual and not keepWhen -> run the primal forward, read result again',
     'a non-finite term -> overflow error; else the terms are result[0..3]',
-    'backward: write upstream; run the backward passes of the form that produced the result; read gradA, gradB',
+    'backward: write upstream; run the backward passes of the form that produced the result (a forEachGroup loop: its passes once per column group g, with group g\'s instance of each group-scope buffer); read gradA, gradB',
   ],
 } as const;
