@@ -24,7 +24,10 @@
 //                                       the whole matrix (columnStart 0, matrixStride d), or one block of
 //                                       columns columnStart .. columnStart + matrixStride - 1 when Coff
 //                                       is past the binding size limit (then only those columns of the
-//                                       gradient are computed)
+//                                       gradient are computed). The subgroup dual backward reads
+//                                       columnStart as its column group's first column and `panels` (1:
+//                                       Zc from centered_panels.wgsl's panels); the other kernels ignore
+//                                       `panels`
 //   6  upstream    storage, read        array<f32>  1: the upstream gradient (scale), so a training loop can
 //                                                   pass it as a device value without a host round trip
 // Dispatch: (ceil(columns / (4*WG)), ceil(n / (4*WG)), 1) workgroups of (WG, WG) threads, columns = d

@@ -1,7 +1,7 @@
 // form_decision.wgsl: on the device, after the dual form's loss_terms, decides whether the dual form kept
 // float32 accuracy, and writes the indirect dispatch arguments of the passes that follow: the primal
 // form's Gram, loss_terms and backward passes run (non-zero workgroup counts) only when it did not, and
-// the dual backward only when it did. This lets a training loop encode forward and backward with no
+// the dual backward (with its column-panel copies, which share its arguments) only when it did. This lets a training loop encode forward and backward with no
 // host round trip and still get the accuracy fallback (the host-driven forward() does the same by reading
 // the shares back).
 //

@@ -165,7 +165,10 @@ const upperTileWorkgroups = (count: number) =>
 
 const subgroupBackwardWorkgroups = (n: number, d: number) =>
   [ceilDiv(d, SUBGROUP_LANES * SUBGROUP_BACKWARD_OWN_COLUMNS), ceilDiv(n, SUBGROUP_SHARED)] as const;
-/** The dual one's: row blocks along x, so that consecutive workgroups share a block of Z's columns. */
+/**
+ * The dual one's, for one column group (columnGroups; the whole width below PANEL_MIN_ROWS): row blocks
+ * along x, so that consecutive workgroups share one strip of Zc's columns.
+ */
 const subgroupDualBackwardWorkgroups = (n: number, d: number) =>
   [ceilDiv(n, SUBGROUP_SHARED), columnGroups(n, d).width / STRIP] as const;
 

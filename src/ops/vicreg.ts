@@ -18,7 +18,7 @@ import {
 } from './checks.js';
 import { resolveCoefficients, varianceScale } from './coefficients.js';
 import {
-  backwardParams, columnBlockGram, columnBlockWidth, columnStats, formDecision, forms, gramDims, lossTerms, packedMatrixFloats, statsLayout, UNIFORM_BYTES, VARIANTS, variantSupported, type Form, type Variant,
+  backwardParams, columnBlockGram, columnBlockWidth, columnStats, formDecision, forms, gramDims, lossTerms, packedMatrixFloats, PANEL_MIN_ROWS, statsLayout, UNIFORM_BYTES, VARIANTS, variantSupported, type Form, type Variant,
 } from './kernels.js';
 
 const RESULT_FLOATS = 8;
@@ -96,6 +96,8 @@ interface Saved {
 // rows, skipped (static preference) where even that would take long. Cached per device.
 const TRIAL_ROWS = 256;
 const TRIAL_MAX_MACS = 1e8;
+// A trial of a grouped backward binds one params buffer and no panel: it must stay one group, unpanelled.
+if (TRIAL_ROWS >= PANEL_MIN_ROWS) throw new Error('TRIAL_ROWS must stay below PANEL_MIN_ROWS (kernels.ts)');
 const variantChoices = new WeakMap<GPUDevice, Map<string, Variant>>();
 /**
  * Where no trial runs: subgroup where it can run (it is built for the adapters that offer it: lavapipe),
@@ -401,10 +403,11 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     });
     const label = `${form} ${variant} backward ${VIEWS[v]}`;
     if (kernel.grouped) {
+      const packPipe = kernel.mirrored ? 2 : 1;   // backwardSpecs' order
       const groups = kernel.grouped.columnGroups(rows, ws.d);
       const workgroups = indirect?.('main') ?? kernel.workgroups(rows, ws.d);
       return Array.from({ length: groups.groups }, (_, g) => [
-        ...(groups.panels ? [{ label: `${label}: panels ${g}`, pipeline: pipes[1], workgroups, bindings: kernel.grouped!.pack.bindings(buffers(g)) }] : []),
+        ...(groups.panels ? [{ label: `${label}: panels ${g}`, pipeline: pipes[packPipe], workgroups, bindings: kernel.grouped!.pack.bindings(buffers(g)) }] : []),
         { label: `${label}: columns ${g}`, pipeline: pipes[0], workgroups, bindings: kernel.bindings(buffers(g)) },
       ]).flat();
     }
@@ -602,6 +605,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
       const variant = await backwardVariant(device, ws, form, views, blocked);
       const pipes = await Promise.all(backwardSpecs(form, variant, false).map((spec) => pipeline(device, spec)));
       device.queue.writeBuffer(bw.upstream.gpu, 0, new Float32Array([scale]));
+      const params = blocked ? undefined : BOTH.map((v) => backwardParamsOf(device, ws, form, variant, v));
       if (options.poisonScratch) poison(device, [...bw.grads, ...(ws.grouped ? [ws.grouped.panel] : [])]);
       const encoder = device.createCommandEncoder({ label: `vicreg backward (${form}, ${variant})` });
       const temporary: Buffer[] = [];
@@ -609,7 +613,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
         temporary.push(...await encodeBlockedBackward(device, ws, encoder, variant, pipes, views, grads, bw.upstream.gpu));
       } else {
         for (const v of BOTH) {
-          for (const dispatch of backwardDispatches(form, variant, ws, views, grads, bw.upstream.gpu, v, pipes, backwardParamsOf(device, ws, form, variant, v), n)) {
+          for (const dispatch of backwardDispatches(form, variant, ws, views, grads, bw.upstream.gpu, v, pipes, params![v], n)) {
             encodeDispatch(device, encoder, dispatch);
           }
         }
@@ -733,8 +737,10 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     // The sentinel read() looks for: a flag of -1 means loss_terms has not run yet.
     device.queue.writeBuffer(call.result.gpu, 0, new Float32Array([0, 0, 0, 0, -1, 0, 0, 0]));
     if (call.upstream) device.queue.writeBuffer(call.upstream.gpu, 0, new Float32Array([scale as number]));
+    // Each form's backward parameters (and, for a grouped kernel, the panel) before anything is recorded.
+    const params = Object.fromEntries(run.map((form) => [form, BOTH.map((v) => backwardParamsOf(device, ws, form, chosen[form]!.backwardVariant, v))]));
     if (options.poisonScratch) {
-      poison(device, [ws.stats, ws.flags, call.result, ...run.flatMap((form) => [chosen[form]!.f.partials, chosen[form]!.f.matrix!])]);
+      poison(device, [ws.stats, ws.flags, call.result, ...run.flatMap((form) => [chosen[form]!.f.partials, chosen[form]!.f.matrix!]), ...(ws.grouped ? [ws.grouped.panel] : [])]);
     }
     const upstream = call.upstream?.gpu ?? (scale as GPUBuffer);
     const encoder = input.encoder ?? device.createCommandEncoder({ label: 'vicreg encode' });
@@ -780,7 +786,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
         ? (pass: 'main' | 'mirrored') => indirect(pass === 'mirrored' ? 48 : form === 'primal' ? 24 : 36)!
         : undefined;
       for (const v of BOTH) {
-        for (const dispatch of backwardDispatches(form, variant, ws, views, grads, upstream, v, pipes, backwardParamsOf(device, ws, form, variant, v), n, conditional)) {
+        for (const dispatch of backwardDispatches(form, variant, ws, views, grads, upstream, v, pipes, params[form][v], n, conditional)) {
           encodeDispatch(device, encoder, dispatch);
         }
       }
