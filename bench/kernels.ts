@@ -13,7 +13,9 @@ import { acquireDevice } from '../src/runtime/device.js';
 import { destroyBuffer, encodeDispatch, pipeline, storageBuffer, uniformBuffer, type Buffer, type Dispatch } from '../src/runtime/gpu.js';
 import { quietly } from '../src/runtime/polling.js';
 import { DEFAULTS } from '../src/ops/coefficients.js';
-import { backwardParams, columnStats, forms, gramDims, packedMatrixFloats, statsLayout, UNIFORM_BYTES, VARIANTS, variantSupported } from '../src/ops/kernels.js';
+import {
+  backwardParamsPerGroup, backwardPassList, backwardSpecs, columnStats, forms, gramDims, packedMatrixFloats, statsLayout, UNIFORM_BYTES, VARIANTS, variantSupported,
+} from '../src/ops/kernels.js';
 import type { Form, Variant } from '../src/types.js';
 
 const REPS = 5;
@@ -26,8 +28,9 @@ export interface KernelTiming {
   variant: Variant | 'only';
   kernel: string;
   ms: number;
-  /** Useful GFLOP/s (Gram: upper triangle; backward: n d side) or, for column_stats, GB/s read. */
+  /** Useful GFLOP/s (Gram: upper triangle; backward: n d side), or for the copies (column_stats, centered_panels) GB/s read. */
   rate: number;
+  unit: 'GFLOP/s' | 'GB/s';
   /** Gram kernels: GFLOP/s counting the whole side x side matrix. */
   gemmEquivalent?: number;
 }
@@ -73,15 +76,13 @@ export async function benchKernels(shapes: [number, number][], only: Variant | '
         bindings: [views[0].gpu, views[1].gpu, stats.gpu, flags.gpu, statsDims.gpu],
       };
       const statsMs = await timeDispatches(device, [statsDispatch]);
-      rows.push({ n, d, form: 'both', variant: 'only', kernel: 'column_stats', ms: statsMs, rate: (2 * n * d * 4) / statsMs / 1e6 });
+      rows.push({ n, d, form: 'both', variant: 'only', kernel: 'column_stats', ms: statsMs, rate: (2 * n * d * 4) / statsMs / 1e6, unit: 'GB/s' });
       progress(`kernels ${n}x${d}: column_stats ${statsMs.toFixed(2)} ms`);
 
       const grad = make(storageBuffer(device, 'grad', n * d * 4));
       const upstream = make(storageBuffer(device, 'upstream', 4));
       device.queue.writeBuffer(upstream.gpu, 0, new Float32Array([1]));
-      const params = make(uniformBuffer(device, 'backward params', UNIFORM_BYTES.backwardParams));
       const placeholder = make(storageBuffer(device, 'no panel', 16));
-      device.queue.writeBuffer(params.gpu, 0, backwardParams(DEFAULTS, n, d, n, 0));
       for (const form of ['primal', 'dual'] as Form[]) {
         const side = forms[form].side(n, d);
         const contraction = form === 'primal' ? n : d;
@@ -105,46 +106,30 @@ export async function benchKernels(shapes: [number, number][], only: Variant | '
           const useful = (side * (side + 1)) / 2 * contraction;
           rows.push({
             n, d, form, variant, kernel: gram.spec(true).name, ms: gramMs,
-            rate: (2 * useful) / gramMs / 1e6, gemmEquivalent: (2 * side * side * contraction) / gramMs / 1e6,
+            rate: (2 * useful) / gramMs / 1e6, gemmEquivalent: (2 * side * side * contraction) / gramMs / 1e6, unit: 'GFLOP/s',
           });
+          // The backward as the engine runs it (kernels.ts backwardPassList): with its mirrored pass, or per
+          // column group with its panel copies, which are also timed alone.
           const backward = forms[form].backward[variant];
-          const buffers = {
-            z: views[0].gpu, other: views[1].gpu, stats: stats.gpu, matrix: matrix.gpu, grad: grad.gpu, params: params.gpu, upstream: upstream.gpu, panel: placeholder.gpu,
-          };
-          const backwardPipe = await pipeline(device, backward.spec(false));
-          let backwardDispatches: Dispatch[] = [{ label: 'backward', pipeline: backwardPipe, workgroups: backward.workgroups(n, d), bindings: backward.bindings(buffers) }];
-          let packMs: number | undefined;
-          if (backward.grouped) {
-            // As the engine runs it: per column group, the panel copy (where the groups use panels), then the pass.
-            const groups = backward.grouped.columnGroups(n, d);
-            const panel = groups.panels ? make(storageBuffer(device, 'panel', n * groups.width * 4)).gpu : placeholder.gpu;
-            const packPipe = await pipeline(device, backward.grouped.pack.spec);
-            const packs: Dispatch[] = [];
-            backwardDispatches = [];
-            for (let g = 0; g < groups.groups; g++) {
-              const groupParams = make(uniformBuffer(device, 'group params', UNIFORM_BYTES.backwardParams));
-              device.queue.writeBuffer(groupParams.gpu, 0, backwardParams(DEFAULTS, n, d, n, 0, undefined, { index: g, of: groups }));
-              const b = { ...buffers, params: groupParams.gpu, panel };
-              const pack = { label: 'panels', pipeline: packPipe, workgroups: backward.workgroups(n, d), bindings: backward.grouped.pack.bindings(b) };
-              if (groups.panels) packs.push(pack);
-              backwardDispatches.push(...(groups.panels ? [pack] : []),
-                { label: 'backward', pipeline: backwardPipe, workgroups: backward.workgroups(n, d), bindings: backward.bindings(b) });
-            }
-            if (packs.length) packMs = await timeDispatches(device, packs);
-          }
-          if (packMs !== undefined) {
-            rows.push({ n, d, form, variant, kernel: backward.grouped!.pack.spec.name, ms: packMs, rate: (n * d * 4) / packMs / 1e6 });
-          }
-          if (backward.mirrored) {
-            backwardDispatches.push({
-              label: 'backward (mirrored)', pipeline: await pipeline(device, backward.mirrored.spec), workgroups: backward.mirrored.workgroups(n, d),
-              bindings: backward.mirrored.bindings(buffers),
-            });
+          const groups = backward.grouped?.columnGroups(n, d);
+          const panel = groups?.panels ? make(storageBuffer(device, 'panel', n * groups.width * 4)).gpu : placeholder.gpu;
+          const params = backwardParamsPerGroup(backward, DEFAULTS, n, d, n, 0).map((bytes) => {
+            const buffer = make(uniformBuffer(device, 'backward params', UNIFORM_BYTES.backwardParams));
+            device.queue.writeBuffer(buffer.gpu, 0, bytes);
+            return buffer.gpu;
+          });
+          const pipes = await Promise.all(backwardSpecs(backward, false).map((spec) => pipeline(device, spec)));
+          const buffers = { z: views[0].gpu, other: views[1].gpu, stats: stats.gpu, matrix: matrix.gpu, grad: grad.gpu, upstream: upstream.gpu, panel };
+          const backwardDispatches = backwardPassList(backward, 'backward', pipes, buffers, params, n, d);
+          const packs = backward.grouped ? backwardDispatches.filter((x) => x.pipeline !== pipes[0]) : [];
+          if (packs.length) {
+            const packMs = await timeDispatches(device, packs);
+            rows.push({ n, d, form, variant, kernel: backward.grouped!.pack.spec.name, ms: packMs, rate: (n * d * 4) / packMs / 1e6, unit: 'GB/s' });
           }
           const backwardMs = await timeDispatches(device, backwardDispatches);
           rows.push({
-            n, d, form, variant, kernel: `${backward.spec(false).name}${backward.mirrored ? ' + mirrored' : ''}${packMs !== undefined ? ' + panels' : ''}`, ms: backwardMs,
-            rate: (2 * n * d * side) / backwardMs / 1e6,
+            n, d, form, variant, kernel: `${backward.spec(false).name}${backward.mirrored ? ' + mirrored' : ''}${packs.length ? ' + panels' : ''}`, ms: backwardMs,
+            rate: (2 * n * d * side) / backwardMs / 1e6, unit: 'GFLOP/s',
           });
           progress(`kernels ${n}x${d}: ${form}/${variant} gram ${gramMs.toFixed(2)} ms, backward ${backwardMs.toFixed(2)} ms`);
         }

@@ -159,11 +159,11 @@ export function kernelTable(rows: KernelTiming[], peakGflops?: number): string {
   const header = ['n x d', 'form', 'variant', 'kernel', 'ms', 'GFLOP/s (useful)', 'GFLOP/s (GEMM-equivalent)', ...(peakGflops ? ['of CPU peak'] : [])];
   const lines = [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`];
   for (const r of rows) {
-    const isStats = r.kernel === 'column_stats' || r.kernel === 'centered_panels';   // copies: GB/s read
+    const copy = r.unit === 'GB/s';
     lines.push(`| ${[
-      `${r.n}x${r.d}`, r.form, r.variant, r.kernel, ms(r.ms), isStats ? `${r.rate.toFixed(1)} GB/s` : r.rate.toFixed(1),
+      `${r.n}x${r.d}`, r.form, r.variant, r.kernel, ms(r.ms), copy ? `${r.rate.toFixed(1)} GB/s` : r.rate.toFixed(1),
       r.gemmEquivalent ? r.gemmEquivalent.toFixed(1) : '',
-      ...(peakGflops ? [isStats ? '' : `${((100 * (r.gemmEquivalent ?? r.rate)) / peakGflops).toFixed(0)}%`] : []),
+      ...(peakGflops ? [copy ? '' : `${((100 * (r.gemmEquivalent ?? r.rate)) / peakGflops).toFixed(0)}%`] : []),
     ].join(' | ')} |`);
   }
   return lines.join('\n');
@@ -182,7 +182,8 @@ export function writeKernelReports(dir: string, report: KernelReport): string[] 
     'Each kernel alone on device-resident data: 5 dispatches in one submission, the median over 5 submissions. ' +
       'Gram kernels: useful flops = the upper triangle, side (side + 1) / 2 dot products; GEMM-equivalent = the whole ' +
       'side x side product, as a general matrix multiply computes it. Backward: n d side multiply-adds (the subgroup ' +
-      'primal backward with its mirrored pass). ' +
+      'primal backward with its mirrored pass, the subgroup dual backward with its column-panel copies from 512 rows, ' +
+      'which are also timed alone as centered_panels, in GB/s of the view they copy; column_stats in GB/s of both views). ' +
       (report.peak
         ? `CPU peak: ${report.peak.sgemm_gflops.toFixed(0)} GFLOP/s, a 2048^3 float32 sgemm (${report.peak.blas}); "of CPU peak" divides the GEMM-equivalent rate (Gram) or the useful rate (backward) by it.`
         : 'No CPU peak (python3 with numpy missing).'),

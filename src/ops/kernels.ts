@@ -17,7 +17,7 @@ import sampleGramWorkgroupWgsl from '../../kernels/sample_gram_workgroup.wgsl';
 import covarianceBackwardWorkgroupWgsl from '../../kernels/covariance_backward_workgroup.wgsl';
 import covarianceBackwardDualWorkgroupWgsl from '../../kernels/covariance_backward_dual_workgroup.wgsl';
 import centeredPanelsWgsl from '../../kernels/centered_panels.wgsl';
-import type { KernelSpec } from '../runtime/gpu.js';
+import type { Dispatch, KernelSpec } from '../runtime/gpu.js';
 import { gradientCoefficients, type Coefficients } from './coefficients.js';
 
 const ceilDiv = (a: number, b: number) => Math.ceil(a / b);
@@ -275,6 +275,48 @@ export const PACKING_PLAIN = 0;
 export const UNIFORM_BYTES = { dims: 16, gramDims: 48, termParams: 64, backwardParams: 64, decisionParams: 48 } as const;
 
 /**
+ * A backward kernel's pipelines, in the order backwardPassList takes them: its pass, then its mirrored
+ * pass or its panel copy where it has one.
+ */
+export function backwardSpecs(kernel: BackwardKernel, accumulate: boolean): KernelSpec[] {
+  return [kernel.spec(accumulate), ...(kernel.mirrored ? [kernel.mirrored.spec] : []), ...(kernel.grouped ? [kernel.grouped.pack.spec] : [])];
+}
+
+/**
+ * One view's backward as dispatches, in order: the kernel's pass and, on the packed matrix, its mirrored
+ * pass where it has one; or, for a grouped kernel, per column group its panel copy (where the groups use
+ * panels) and its pass. `pipes` as backwardSpecs lists them; `params[g]` is column group g's
+ * BackwardParams (one buffer for an ungrouped kernel; backwardParamsPerGroup); `rows` = n but in a
+ * variant trial. `indirect` gives each pass's dispatch arguments on the device; `blockWidth` is the
+ * width of a plain column block of Coff (no mirrored pass then).
+ */
+export function backwardPassList(kernel: BackwardKernel, label: string, pipes: readonly GPUComputePipeline[], buffers: Omit<BackwardBuffers, 'params'>,
+  params: readonly GPUBuffer[], rows: number, d: number,
+  options: { indirect?: (pass: 'main' | 'mirrored') => { indirect: GPUBuffer; offset: number }; blockWidth?: number } = {}): Dispatch[] {
+  const { indirect, blockWidth } = options;
+  if (kernel.grouped) {
+    const pack = kernel.grouped.pack;
+    const packPipe = pipes[kernel.mirrored ? 2 : 1];   // backwardSpecs' order
+    const groups = kernel.grouped.columnGroups(rows, d);
+    if (params.length !== groups.groups) throw new Error(`${label}: ${params.length} BackwardParams for ${groups.groups} column groups`);
+    const workgroups = indirect?.('main') ?? kernel.workgroups(rows, d);
+    return params.flatMap((groupParams, g) => [
+      ...(groups.panels ? [{ label: `${label}: panels ${g}`, pipeline: packPipe, workgroups, bindings: pack.bindings({ ...buffers, params: groupParams }) }] : []),
+      { label: `${label}: columns ${g}`, pipeline: pipes[0], workgroups, bindings: kernel.bindings({ ...buffers, params: groupParams }) },
+    ]);
+  }
+  const all = { ...buffers, params: params[0] };
+  const dispatches: Dispatch[] = [{ label, pipeline: pipes[0], workgroups: indirect?.('main') ?? kernel.workgroups(rows, blockWidth ?? d), bindings: kernel.bindings(all) }];
+  if (kernel.mirrored && blockWidth === undefined) {
+    dispatches.push({
+      label: `${label} (mirrored)`, pipeline: pipes[1], workgroups: indirect?.('mirrored') ?? kernel.mirrored.workgroups(rows, d),
+      bindings: kernel.mirrored.bindings(all),
+    });
+  }
+  return dispatches;
+}
+
+/**
  * GramDims, the Gram kernels' uniform, for one view of an n x d problem (n = the rows a variant trial
  * uses): its partials from `partialOffset`, its statistics, `lowerHalf` = the view (packedIndex); with
  * `block`, the column block of gram_offdiag_squares's COLUMN_BLOCK mode.
@@ -301,4 +343,11 @@ export function backwardParams(c: Coefficients, n: number, d: number, rows: numb
   new Float32Array(params, 32, 8).set([k.invCoef, k.varWeight, k.covCoef, c.gamma, c.eps, 0, 0, 0]);
   new Uint32Array(params, 52, 1).set([group?.of.panels ? 1 : 0]);
   return params;
+}
+
+/** One view's BackwardParams for a backward kernel: one per column group of a grouped kernel, else one. */
+export function backwardParamsPerGroup(kernel: BackwardKernel, c: Coefficients, n: number, d: number, rows: number, view: 0 | 1): ArrayBuffer[] {
+  if (!kernel.grouped) return [backwardParams(c, n, d, rows, view)];
+  const groups = kernel.grouped.columnGroups(rows, d);
+  return Array.from({ length: groups.groups }, (_, index) => backwardParams(c, n, d, rows, view, undefined, { index, of: groups }));
 }

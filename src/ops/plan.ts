@@ -66,7 +66,14 @@ const common = {
   grad: { role: 'grad', count: 'n*d' },
   params: { role: 'params', count: '1' },
   upstream: { role: 'upstream', count: '1' },
+  /** The packed matrices of both views (BUFFERS.matrix in that form). */
+  covOffDiag: { role: 'matrix', count: 'd*d+d' },
+  gram: { role: 'matrix', count: 'n*n+n' },
 } as const;
+/** A 'tiled' or 'workgroup' backward kernel's bindings, its matrix binding named as in its WGSL. */
+const blockBackwardBindings = (matrix: 'covOffDiag' | 'gram') => ({
+  z: view('n*d'), other: common.other, stats: common.stats, [matrix]: common[matrix], grad: common.grad, params: common.params, upstream: common.upstream,
+});
 
 export const KERNELS = {
   column_stats: {
@@ -95,72 +102,63 @@ export const KERNELS = {
     purpose: 'primal: tiles of C = Zc^T Zc/(n-1) on and above the diagonal; partial sums of squared off-diagonal entries; writes Coff',
     overrides: { ...TILED, WRITE_MATRIX: true },
     dispatch: ['ceil(d/32)', 'ceil(d/32)', '1'],
-    bindings: { z: view('n*d'), stats: common.stats, partials: common.partials, covOffDiag: { role: 'matrix', count: 'd*d+d' }, dims: common.dims },
+    bindings: { z: view('n*d'), stats: common.stats, partials: common.partials, covOffDiag: common.covOffDiag, dims: common.dims },
   },
   gram_offdiag_squares_subgroup: {
     file: 'gram_offdiag_squares_subgroup.wgsl',
     purpose: 'gram_offdiag_squares with subgroup shuffles (subgroup size 8, d % 4 == 0)',
     overrides: { WRITE_MATRIX: true },
     dispatch: UPPER_TILE_DISPATCH,
-    bindings: { z: view('n*d'), stats: common.stats, partials: common.partials, covOffDiag: { role: 'matrix', count: 'd*d+d' }, dims: common.dims, z4: view('n*d/4') },
+    bindings: { z: view('n*d'), stats: common.stats, partials: common.partials, covOffDiag: common.covOffDiag, dims: common.dims, z4: view('n*d/4') },
   },
   sample_gram: {
     file: 'sample_gram.wgsl',
     purpose: 'dual: tiles of K = Zc Zc^T on and above the diagonal; partial sums of (K/(n-1))^2; writes K',
     overrides: { ...TILED, WRITE_MATRIX: true },
     dispatch: ['ceil(n/32)', 'ceil(n/32)', '1'],
-    bindings: { z: view('n*d'), stats: common.stats, partials: common.partials, gram: { role: 'matrix', count: 'n*n+n' }, dims: common.dims },
+    bindings: { z: view('n*d'), stats: common.stats, partials: common.partials, gram: common.gram, dims: common.dims },
   },
   sample_gram_subgroup: {
     file: 'sample_gram_subgroup.wgsl',
     purpose: 'sample_gram with subgroup shuffles (subgroup size 8, d % 4 == 0)',
     overrides: { WRITE_MATRIX: true },
     dispatch: UPPER_TILE_DISPATCH,
-    bindings: { z4: view('n*d/4'), stats: common.stats, partials: common.partials, gram: { role: 'matrix', count: 'n*n+n' }, dims: common.dims },
+    bindings: { z4: view('n*d/4'), stats: common.stats, partials: common.partials, gram: common.gram, dims: common.dims },
   },
   gram_offdiag_squares_workgroup: {
     file: 'gram_offdiag_squares_workgroup.wgsl',
     purpose: 'gram_offdiag_squares with 64 x 64 tiles staged through workgroup memory (for GPUs)',
     overrides: { ...WORKGROUP, WRITE_MATRIX: true },
     dispatch: ['ceil(d/64)', 'ceil(d/64)', '1'],
-    bindings: { z: view('n*d'), stats: common.stats, partials: common.partials, covOffDiag: { role: 'matrix', count: 'd*d+d' }, dims: common.dims },
+    bindings: { z: view('n*d'), stats: common.stats, partials: common.partials, covOffDiag: common.covOffDiag, dims: common.dims },
   },
   sample_gram_workgroup: {
     file: 'sample_gram_workgroup.wgsl',
     purpose: 'sample_gram with 64 x 64 tiles staged through workgroup memory (for GPUs)',
     overrides: { ...WORKGROUP, WRITE_MATRIX: true },
     dispatch: ['ceil(n/64)', 'ceil(n/64)', '1'],
-    bindings: { z: view('n*d'), stats: common.stats, partials: common.partials, gram: { role: 'matrix', count: 'n*n+n' }, dims: common.dims },
+    bindings: { z: view('n*d'), stats: common.stats, partials: common.partials, gram: common.gram, dims: common.dims },
   },
   covariance_backward_workgroup: {
     file: 'covariance_backward_workgroup.wgsl',
     purpose: 'covariance_backward with 64 x 64 blocks staged through workgroup memory (for GPUs)',
     overrides: { ...WORKGROUP, ACCUMULATE: false },
     dispatch: ['ceil(d/64)', 'ceil(n/64)', '1'],
-    bindings: {
-      z: view('n*d'), other: common.other, stats: common.stats, covOffDiag: { role: 'matrix', count: 'd*d+d' }, grad: common.grad,
-      params: common.params, upstream: common.upstream,
-    },
+    bindings: blockBackwardBindings('covOffDiag'),
   },
   covariance_backward_dual_workgroup: {
     file: 'covariance_backward_dual_workgroup.wgsl',
     purpose: 'covariance_backward_dual with 64 x 64 blocks staged through workgroup memory (for GPUs)',
     overrides: { ...WORKGROUP, ACCUMULATE: false },
     dispatch: ['ceil(d/64)', 'ceil(n/64)', '1'],
-    bindings: {
-      z: view('n*d'), other: common.other, stats: common.stats, gram: { role: 'matrix', count: 'n*n+n' }, grad: common.grad,
-      params: common.params, upstream: common.upstream,
-    },
+    bindings: blockBackwardBindings('gram'),
   },
   covariance_backward: {
     file: 'covariance_backward.wgsl',
     purpose: 'primal gradient of one view: Zc Coff plus the invariance and variance terms, written once',
     overrides: { ...TILED, ACCUMULATE: false },
     dispatch: ['ceil(d/32)', 'ceil(n/32)', '1'],
-    bindings: {
-      z: view('n*d'), other: common.other, stats: common.stats, covOffDiag: { role: 'matrix', count: 'd*d+d' }, grad: common.grad,
-      params: common.params, upstream: common.upstream,
-    },
+    bindings: blockBackwardBindings('covOffDiag'),
   },
   covariance_backward_subgroup: {
     file: 'covariance_backward_subgroup.wgsl',
@@ -187,10 +185,7 @@ export const KERNELS = {
     purpose: 'dual gradient of one view: K Zc/(n-1) - Zc diag(var) plus the invariance and variance terms',
     overrides: { ...TILED, ACCUMULATE: false },
     dispatch: ['ceil(d/32)', 'ceil(n/32)', '1'],
-    bindings: {
-      z: view('n*d'), other: common.other, stats: common.stats, gram: { role: 'matrix', count: 'n*n+n' }, grad: common.grad,
-      params: common.params, upstream: common.upstream,
-    },
+    bindings: blockBackwardBindings('gram'),
   },
   covariance_backward_dual_subgroup: {
     file: 'covariance_backward_dual_subgroup.wgsl',
@@ -198,7 +193,7 @@ export const KERNELS = {
     overrides: { ACCUMULATE: false },
     dispatch: ['ceil(n/32)', 'panelWidth/64', '1'],
     bindings: {
-      z4: view('n*d/4'), other4: { role: 'other', count: 'n*d/4' }, stats: common.stats, gram: { role: 'matrix', count: 'n*n+n' },
+      z4: view('n*d/4'), other4: { role: 'other', count: 'n*d/4' }, stats: common.stats, gram: common.gram,
       grad4: { role: 'grad', count: 'n*d/4' }, params: common.params, upstream: common.upstream, panel4: { role: 'panel', count: 'panels*n*panelWidth/4' },
       gram4: { role: 'matrix', count: 'floor((n*n+n)/4)' },
     },

@@ -18,7 +18,7 @@ import {
 } from './checks.js';
 import { resolveCoefficients, varianceScale } from './coefficients.js';
 import {
-  backwardParams, columnBlockGram, columnBlockWidth, columnStats, formDecision, forms, gramDims, lossTerms, packedMatrixFloats, PANEL_MIN_ROWS, statsLayout, UNIFORM_BYTES, VARIANTS, variantSupported, type Form, type Variant,
+  backwardParams, backwardParamsPerGroup, backwardPassList, backwardSpecs, columnBlockGram, columnBlockWidth, columnStats, formDecision, forms, gramDims, lossTerms, packedMatrixFloats, PANEL_MIN_ROWS, statsLayout, UNIFORM_BYTES, VARIANTS, variantSupported, type Form, type Variant,
 } from './kernels.js';
 
 const RESULT_FLOATS = 8;
@@ -386,66 +386,36 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     });
   }
 
-  /**
-   * One view's backward: the variant's pass and, on the packed matrix, its mirrored pass where it has one;
-   * or, for a grouped kernel, per column group the panel copy (where the groups use panels) and the pass
-   * (`pipes` from backwardSpecs, in that order). `params` holds the view's parameters, one per column
-   * group (groupedBuffers). `indirect` gives each pass's dispatch arguments on the device (encode()'s
-   * fallback); `block` is a column block of a plain Coff (the mirrored pass then has nothing to add).
-   */
+  /** One view's backward dispatches (kernels.ts backwardPassList) on the workspace's buffers; `block` a plain Coff column block. */
   function backwardDispatches(form: Form, variant: Variant, ws: Workspace, views: [GPUBuffer, GPUBuffer], grads: [GPUBuffer, GPUBuffer],
     upstream: GPUBuffer, v: 0 | 1, pipes: GPUComputePipeline[], params: readonly GPUBuffer[], rows: number,
     indirect?: (pass: 'main' | 'mirrored') => { indirect: GPUBuffer; offset: number }, block?: { matrix: GPUBuffer; width: number }): Dispatch[] {
-    const kernel = forms[form].backward[variant];
-    const buffers = (group: number) => ({
+    const buffers = {
       z: views[v], other: views[1 - v], stats: ws.stats.gpu, matrix: block?.matrix ?? ws.forms[form]!.matrix!.gpu, grad: grads[v],
-      params: params[group], upstream, panel: (ws.grouped?.panel ?? ws.placeholder).gpu,
-    });
-    const label = `${form} ${variant} backward ${VIEWS[v]}`;
-    if (kernel.grouped) {
-      const packPipe = kernel.mirrored ? 2 : 1;   // backwardSpecs' order
-      const groups = kernel.grouped.columnGroups(rows, ws.d);
-      const workgroups = indirect?.('main') ?? kernel.workgroups(rows, ws.d);
-      return Array.from({ length: groups.groups }, (_, g) => [
-        ...(groups.panels ? [{ label: `${label}: panels ${g}`, pipeline: pipes[packPipe], workgroups, bindings: kernel.grouped!.pack.bindings(buffers(g)) }] : []),
-        { label: `${label}: columns ${g}`, pipeline: pipes[0], workgroups, bindings: kernel.bindings(buffers(g)) },
-      ]).flat();
-    }
-    const dispatches: Dispatch[] = [{
-      label, pipeline: pipes[0], workgroups: indirect?.('main') ?? kernel.workgroups(rows, block?.width ?? ws.d),
-      bindings: kernel.bindings(buffers(0)),
-    }];
-    if (kernel.mirrored && !block) {
-      dispatches.push({
-        label: `${label} (mirrored)`, pipeline: pipes[1], workgroups: indirect?.('mirrored') ?? kernel.mirrored.workgroups(rows, ws.d),
-        bindings: kernel.mirrored.bindings(buffers(0)),
-      });
-    }
-    return dispatches;
+      upstream, panel: (ws.grouped?.panel ?? ws.placeholder).gpu,
+    };
+    return backwardPassList(forms[form].backward[variant], `${form} ${variant} backward ${VIEWS[v]}`, pipes, buffers, params, rows, ws.d,
+      { indirect, blockWidth: block?.width });
   }
 
-  /** The backward kernels of a form and variant: its pass, then its mirrored pass or its panel copy where it has one. */
-  function backwardSpecs(form: Form, variant: Variant, accumulate: boolean): KernelSpec[] {
-    const kernel = forms[form].backward[variant];
-    return [kernel.spec(accumulate), ...(kernel.mirrored ? [kernel.mirrored.spec] : []), ...(kernel.grouped ? [kernel.grouped.pack.spec] : [])];
-  }
+  const backwardSpecsOf = (form: Form, variant: Variant, accumulate: boolean) => backwardSpecs(forms[form].backward[variant], accumulate);
 
   /**
    * One view's backward parameters: per column group for a grouped kernel (made on first need, with the
    * panel buffer), else the workspace's one.
    */
   function backwardParamsOf(device: GPUDevice, ws: Workspace, form: Form, variant: Variant, v: 0 | 1): GPUBuffer[] {
-    const grouped = forms[form].backward[variant].grouped;
-    if (!grouped) return [ws.backwardParams[v].gpu];
+    const kernel = forms[form].backward[variant];
+    if (!kernel.grouped) return [ws.backwardParams[v].gpu];
     if (!ws.grouped) {
       const { n, d } = ws;
-      const groups = grouped.columnGroups(n, d);
+      const groups = kernel.grouped.columnGroups(n, d);
       const panelBytes = groups.panels ? n * groups.width * 4 : 16;
       checkBinding(`the backward's column panels (${n} x ${groups.width})`, panelBytes);
       ws.grouped = {
-        params: BOTH.map((view) => Array.from({ length: groups.groups }, (_, g) => {
+        params: BOTH.map((view) => backwardParamsPerGroup(kernel, coefficients, n, d, n, view).map((bytes, g) => {
           const buffer = uniformBuffer(device, `backward params ${VIEWS[view]} group ${g}`, UNIFORM_BYTES.backwardParams);
-          device.queue.writeBuffer(buffer.gpu, 0, backwardParams(coefficients, n, d, n, view, undefined, { index: g, of: groups }));
+          device.queue.writeBuffer(buffer.gpu, 0, bytes);
           return buffer;
         })) as [Buffer[], Buffer[]],
         panel: storageBuffer(device, 'backward column panels', panelBytes),
@@ -492,13 +462,11 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     const side = forms[form].side(ws.n, ws.d);
     // Blocked (huge d): no trial, which would need the whole matrix; the static preference decides.
     return chooseVariant(`backward|${form}`, ws.n, ws.d, (rows) => (blocked ? Infinity : rows * ws.d * side), async (candidate, rows) => {
-      const pipes = await Promise.all(backwardSpecs(form, candidate, false).map((spec) => pipeline(device, spec)));
+      const pipes = await Promise.all(backwardSpecsOf(form, candidate, false).map((spec) => pipeline(device, spec)));
       // The trial writes a scratch gradient, never the caller's (encode() may be accumulating into it).
       const scratch = [storageBuffer(device, 'trial gradient', rows * ws.d * 4), uniformBuffer(device, 'trial backward params', UNIFORM_BYTES.backwardParams),
         storageBuffer(device, 'trial upstream', 4)] as const;
-      const grouped = forms[form].backward[candidate].grouped;
-      device.queue.writeBuffer(scratch[1].gpu, 0, backwardParams(coefficients, ws.n, ws.d, rows, 0, undefined,
-        grouped && { index: 0, of: grouped.columnGroups(rows, ws.d) }));
+      device.queue.writeBuffer(scratch[1].gpu, 0, backwardParamsPerGroup(forms[form].backward[candidate], coefficients, ws.n, ws.d, rows, 0)[0]);
       const encoder = device.createCommandEncoder({ label: 'variant trial' });
       // Trials run on at most TRIAL_ROWS rows: one column group, no panels (kernels.ts PANEL_MIN_ROWS).
       for (const dispatch of backwardDispatches(form, candidate, ws, views, [scratch[0].gpu, scratch[0].gpu], scratch[2].gpu, 0, pipes, [scratch[1].gpu], rows)) {
@@ -603,7 +571,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
       const bw = ws.backward;
       const grads: [GPUBuffer, GPUBuffer] = [bw.grads[0].gpu, bw.grads[1].gpu];
       const variant = await backwardVariant(device, ws, form, views, blocked);
-      const pipes = await Promise.all(backwardSpecs(form, variant, false).map((spec) => pipeline(device, spec)));
+      const pipes = await Promise.all(backwardSpecsOf(form, variant, false).map((spec) => pipeline(device, spec)));
       device.queue.writeBuffer(bw.upstream.gpu, 0, new Float32Array([scale]));
       const params = blocked ? undefined : BOTH.map((v) => backwardParamsOf(device, ws, form, variant, v));
       if (options.poisonScratch) poison(device, [...bw.grads, ...(ws.grouped ? [ws.grouped.panel] : [])]);
@@ -680,7 +648,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     const specs = [columnStats.spec, lossTerms.spec, formDecision.spec];
     for (const form of plan.run) {
       const c = plan.chosen[form]!;
-      specs.push(forms[form].gram[c.variant].spec(true), ...backwardSpecs(form, c.backwardVariant, accumulate));
+      specs.push(forms[form].gram[c.variant].spec(true), ...backwardSpecsOf(form, c.backwardVariant, accumulate));
     }
     return specs;
   }
@@ -780,7 +748,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     }
     for (const form of run) {
       const { backwardVariant: variant } = chosen[form]!;
-      const pipes = backwardSpecs(form, variant, accumulate).map(pipelineOf);
+      const pipes = backwardSpecsOf(form, variant, accumulate).map(pipelineOf);
       // form_decision.wgsl's argument offsets: primal backward 24, dual backward 36, primal mirrored 48.
       const conditional = call.args
         ? (pass: 'main' | 'mirrored') => indirect(pass === 'mirrored' ? 48 : form === 'primal' ? 24 : 36)!
