@@ -14,7 +14,8 @@ import { FORMULA_GRAMMAR, namesIn } from './formula.js';
 import { reflect, workgroupBytes, workgroupSize, type Reflection, type StructLayout } from './wgsl-reflect.js';
 
 const ELEMENT_BYTES: Record<string, number> = { f32: 4, u32: 4, 'vec4<f32>': 16 };
-const PLAN_NAMES = ['side', 'dual', 'tiles', 'upperTiles', 'partialsPerView', 'panels', 'panelGroups', 'panelWidth'];
+/** The names every plan binds (planVariables: the same names in every variant and form). */
+const PLAN_NAMES = Object.keys(planVariables('tiled', 'primal'));
 
 function check(condition: unknown, message: string): asserts condition {
   if (!condition) throw new Error(`manifest: ${message}`);
