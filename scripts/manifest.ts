@@ -16,6 +16,17 @@ import { reflect, workgroupBytes, workgroupSize, type Reflection, type StructLay
 const ELEMENT_BYTES: Record<string, number> = { f32: 4, u32: 4, 'vec4<f32>': 16 };
 /** The names every plan binds (planVariables: the same names in every variant and form). */
 const PLAN_NAMES = Object.keys(planVariables('tiled', 'primal'));
+/** What each plan variable means, for the manifest's reader; buildManifest checks that every name has one. */
+const PLAN_VARIABLE_NOTES: Record<string, string> = {
+  side: 'side of the Gram matrix: d (primal, C = Zc^T Zc/(n-1)) or n (dual, K = Zc Zc^T)',
+  dual: '1 in the dual form, 0 in the primal form',
+  tiles: '32 x 32 tiles per side of the Gram matrix (GramDims.tiles)',
+  upperTiles: "the subgroup Gram kernels' tiles (32 x 64) on or above the diagonal: one workgroup each (their upperTileCount)",
+  partialsPerView: 'partial sums one Gram pass writes per view',
+  panels: '1 where the dual subgroup backward reads Zc from column panels (centered_panels), else 0',
+  panelGroups: 'iterations of a group loop (forEachGroup): column groups of the dual subgroup backward; 1 where panels = 0',
+  panelWidth: 'columns per group (a multiple of 64; the last group may run past d)',
+};
 
 function check(condition: unknown, message: string): asserts condition {
   if (!condition) throw new Error(`manifest: ${message}`);
@@ -117,6 +128,9 @@ function uniformEntry(name: string, layouts: StructLayout[]) {
 }
 
 export function buildManifest(root: string) {
+  const described = Object.keys(PLAN_VARIABLE_NOTES);
+  check(PLAN_NAMES.length === described.length && PLAN_NAMES.every((name) => described.includes(name)),
+    `plan variables [${PLAN_NAMES}] and their notes [${described}] differ`);
   const version = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version as string;
   const reflections = Object.fromEntries((Object.keys(KERNELS) as KernelId[]).map((id) =>
     [id, reflect(readFileSync(join(root, 'kernels', KERNELS[id].file), 'utf8'))]));
@@ -181,15 +195,7 @@ export function buildManifest(root: string) {
     formulas: {
       grammar: FORMULA_GRAMMAR,
       inputs: INPUTS,
-      planVariables: {
-        side: 'side of the Gram matrix: d (primal, C = Zc^T Zc/(n-1)) or n (dual, K = Zc Zc^T)',
-        panels: '1 where the dual subgroup backward reads Zc from column panels (centered_panels), else 0',
-        panelGroups: 'iterations of a group loop (forEachGroup): column groups of the dual subgroup backward; 1 where panels = 0',
-        panelWidth: 'columns per group (a multiple of 64; the last group may run past d)',
-        dual: '1 in the dual form, 0 in the primal form',
-        tiles: '32 x 32 tiles per side of the Gram matrix (GramDims.tiles)',
-        partialsPerView: 'partial sums one Gram pass writes per view',
-      },
+      planVariables: PLAN_VARIABLE_NOTES,
     },
     coefficients: { defaults: DEFAULT_COEFFICIENTS, presets: PRESETS },
     kernels,
