@@ -34,6 +34,12 @@ export interface VICRegOptions {
    */
   variant?: 'auto' | Variant;
   /**
+   * Variant choices measured before (what `variantChoices()` returned, on this adapter with this build's
+   * kernels), so that 'auto' skips their trials and encodeSync() (which never runs one) uses them. Choices
+   * from another adapter or other kernels are skipped; a malformed object is an OptionError.
+   */
+  variantChoices?: VariantChoices;
+  /**
    * encode() on a problem that takes the dual form: 'standby' (default) also keeps the primal d x d
    * matrices on the device (d^2 + d floats, where they fit the binding limit), so that the device itself
    * can switch to the primal form when the dual one would lose float32 accuracy; 'none' keeps only the
@@ -52,6 +58,24 @@ export interface VICRegOptions {
    * at a time) or rejects the problem with a LimitError naming the size and the limit.
    */
   maxBindingSize?: number;
+}
+
+/** The options an engine resolved: the coefficients, conventions and choices, with their defaults. */
+export type ResolvedOptions = Readonly<Required<Omit<VICRegOptions, 'device' | 'poisonScratch' | 'maxBindingSize' | 'variantChoices'>>>;
+
+/**
+ * The measured variant choices of a device, as JSON-ready data (keep it in a file or localStorage; pass
+ * it back as the `variantChoices` option).
+ */
+export interface VariantChoices {
+  /** 'vicreg-wgsl/variant-choices/1'. */
+  format: string;
+  /** The adapter they were measured on (VICRegLoss.adapterName). */
+  adapter: string;
+  /** The digest of the kernel sources they were measured with. */
+  kernels: string;
+  /** Key 'role|form|ceil(log2 n)|ceil(log2 d)|variants that can run' -> the variant chosen. */
+  choices: Record<string, Variant>;
 }
 
 /** The loss and its three terms, as defined in docs (loss = lambda*invariance + mu*variance + nu*covariance). */
@@ -163,9 +187,14 @@ export interface VICRegLoss {
   /** The adapter in use, in words. */
   readonly adapterName: string;
   /** The resolved coefficients. */
-  readonly options: Readonly<Required<Omit<VICRegOptions, 'device' | 'poisonScratch' | 'maxBindingSize'>>>;
+  readonly options: ResolvedOptions;
   /** How the last successful forward computed the covariance term, and why. */
   readonly lastPlan: ForwardPlan | undefined;
+  /**
+   * The variant choices made on this device so far (measured by 'auto' trials, static preferences where a
+   * trial would have been too long, and seeded ones), to keep and pass back as the `variantChoices` option.
+   */
+  variantChoices(): VariantChoices;
   /** Releases every buffer; destroys the device only if the engine acquired it. */
   destroy(): void;
 }

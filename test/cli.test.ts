@@ -1,7 +1,7 @@
 // End-to-end tests of the built CLI (dist/node/cli.js): each run is a separate Node process, and those
 // that reach the engine start Dawn on the machine's adapter (lavapipe here), so the runs are few.
 import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -140,11 +140,32 @@ describe('vicreg-wgsl demo and --help', () => {
     expect(lastJson(stdout)).toMatchObject({ n: 20, d: 30, form: 'primal' });
   });
 
+  it('--variant-cache writes the variant choices, and a later run takes them from the file', async () => {
+    const cache = join(dir, 'variants.json');
+    const first = await runCli(['demo', '--n', '40', '--d', '132', '--json', '--variant-cache', cache]);
+    expect(first.code, first.stderr).toBe(0);
+    const result = lastJson(first.stdout);
+    const kept = JSON.parse(readFileSync(cache, 'utf8')) as { format: string; adapter: string; choices: Record<string, string> };
+    expect(kept).toMatchObject({ format: 'vicreg-wgsl/variant-choices/1', adapter: result.adapter });
+    const gramKey = Object.keys(kept.choices).find((k) => k.startsWith('gram|dual|6|8|'));
+    expect(gramKey, JSON.stringify(kept)).toBeDefined();
+    expect(result.variant).toBe(kept.choices[gramKey!]);
+
+    // A choice other than the measured one, written into the file: the next run uses it, and keeps it.
+    const other = gramKey!.split('|')[4].split(',').find((v) => v !== result.variant)!;
+    for (const key of Object.keys(kept.choices)) kept.choices[key] = other;
+    writeFileSync(cache, JSON.stringify(kept));
+    const second = await runCli(['demo', '--n', '40', '--d', '132', '--json', '--variant-cache', cache]);
+    expect(second.code, second.stderr).toBe(0);
+    expect(lastJson(second.stdout).variant).toBe(other);
+    expect(JSON.parse(readFileSync(cache, 'utf8')).choices).toEqual(kept.choices);
+  });
+
   it('documents every command, option and default', async () => {
     const { code, stdout } = await runCli(['--help']);
     expect(code).toBe(0);
     for (const word of ['loss', 'demo', '--preset', 'paper', 'official', '--lambda', '--mu', '--nu', '--gamma',
-      '--eps', '--grad-out', '--json', '--n', '--d', '--seed', '--form', 'primal', 'dual', '--help']) {
+      '--eps', '--grad-out', '--json', '--n', '--d', '--seed', '--form', 'primal', 'dual', '--variant-cache', '--help']) {
       expect(stdout).toContain(word);
     }
     expect(stdout).toMatch(/--lambda X.*default 25/);
@@ -200,5 +221,14 @@ describe('vicreg-wgsl on bad input: exit 2, one line on stderr', () => {
     await expectCliError(['demo', '--n', 'abc'], /--n must be an integer/);
     await expectCliError(['loss', good, good, '--preset', 'fast'], /--preset must be 'paper' or 'official'/);
     await expectCliError(['demo', '--form', 'tiled'], /--form must be 'auto', 'primal' or 'dual'/);
+  });
+
+  it('a --variant-cache file that is not JSON, or not variant choices', async () => {
+    const notJson = join(dir, 'not-json.json');
+    writeFileSync(notJson, '{ "format": ');
+    await expectCliError(['demo', '--variant-cache', notJson], /--variant-cache .*not-json\.json is not JSON .*delete it to start afresh/);
+    const wrong = join(dir, 'wrong.json');
+    writeFileSync(wrong, JSON.stringify({ format: 'vicreg-wgsl/variant-choices/1', adapter: 'a', kernels: 'k', choices: { 'gram|dual|6|8|tiled': 'subgroup' } }));
+    await expectCliError(['loss', good, good, '--variant-cache', wrong], /--variant-cache .*wrong\.json: choice "gram\|dual\|6\|8\|tiled" must be one of its variants \(tiled\), got "subgroup"; delete it/);
   });
 });

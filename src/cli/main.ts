@@ -1,14 +1,15 @@
 #!/usr/bin/env node
 // The vicreg-wgsl command line: the loss of two .npy files (and optionally its gradients), or a demo on a
 // random batch with timings. Exit codes: 0 success, 2 bad input (any VICRegError), 1 anything unexpected.
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createVICRegLoss } from '../index.js';
 import { ArgumentError, ShapeError, VICRegError } from '../errors.js';
 import { formatShape, readNpyFile, writeNpyFile } from '../io/npy.js';
 import { randomBatch } from '../io/random.js';
-import type { Preset, VICRegLoss, VICRegOptions, VICRegTerms } from '../types.js';
+import { variantChoicesProblem } from '../ops/variantChoices.js';
+import type { Preset, VariantChoices, VICRegLoss, VICRegOptions, VICRegTerms } from '../types.js';
 
 const HELP = `vicreg-wgsl: the VICReg loss (forward and backward) in WGSL compute kernels, on WebGPU.
 
@@ -32,14 +33,18 @@ Options of 'loss':
                            dual form would lose float32 accuracy
   --grad-out DIR           also run the backward pass; write DIR/grad_a.npy and DIR/grad_b.npy
                            (float32, n x d; DIR is created if needed)
+  --variant-cache FILE     kernel-variant choices as JSON: read from FILE if it exists (so the
+                           measured trials of earlier runs on this adapter are not run again), and
+                           written back after the run with this run's choices added
   --json                   print one JSON object (n, d, loss, invariance, variance, covariance,
-                           preset, form, adapter, timings in ms) as the last line of stdout
+                           preset, form, variant, adapter, timings in ms) as the last line of stdout
 
 Options of 'demo':
   --n N                    batch size, rows (default 256)
   --d D                    embedding dimension, columns (default 1024)
   --seed S                 seed of the random batch (default 1): A is Gaussian, B = A + 0.1 * noise
   --form auto|primal|dual  as for 'loss'
+  --variant-cache FILE     as for 'loss'
   --json                   print one JSON object as the last line of stdout
 
 loss = lambda * invariance + mu * variance + nu * covariance; invariance is the mean of (A - B)^2 over
@@ -52,9 +57,11 @@ const LOSS_OPTIONS = {
   json: { type: 'boolean' },
   preset: { type: 'string' }, lambda: { type: 'string' }, mu: { type: 'string' }, nu: { type: 'string' },
   gamma: { type: 'string' }, eps: { type: 'string' }, 'grad-out': { type: 'string' }, form: { type: 'string' },
+  'variant-cache': { type: 'string' },
 } as const;
 const DEMO_OPTIONS = {
   json: { type: 'boolean' }, n: { type: 'string' }, d: { type: 'string' }, seed: { type: 'string' }, form: { type: 'string' },
+  'variant-cache': { type: 'string' },
 } as const;
 
 const DEMO_DEFAULTS = { n: 256, d: 1024, seed: 1 };
@@ -123,7 +130,7 @@ async function runLoss(args: string[]): Promise<number> {
   if (positionals.length !== 2) {
     throw new ArgumentError(`loss takes two .npy files (A.npy B.npy), got ${positionals.length} argument(s)`);
   }
-  const options: VICRegOptions = { preset: parsePreset(values.preset), form: parseForm(values.form) };
+  const options: VICRegOptions = { preset: parsePreset(values.preset), form: parseForm(values.form), variantChoices: readVariantCache(values['variant-cache']) };
   for (const name of ['lambda', 'mu', 'nu', 'gamma', 'eps'] as const) {
     const text = values[name];
     if (text !== undefined) options[name] = parseNumber(name, text);
@@ -139,7 +146,7 @@ async function runLoss(args: string[]): Promise<number> {
   }
   if (gradDir !== undefined) makeDirectory(gradDir);
 
-  return withLoss(options, async (vic) => {
+  return withLoss(options, values['variant-cache'], async (vic) => {
     const { n, d } = a;
     let start = performance.now();
     const terms = await vic.forward(a.data, b.data, [n, d], { grad: gradDir !== undefined });
@@ -156,7 +163,7 @@ async function runLoss(args: string[]): Promise<number> {
     }
 
     if (values.json) {
-      printJson({ n, d, ...terms, preset: vic.options.preset, form: vic.lastPlan?.form, adapter: vic.adapterName, forwardMs, backwardMs,
+      printJson({ n, d, ...terms, preset: vic.options.preset, form: vic.lastPlan?.form, variant: vic.lastPlan?.variant, adapter: vic.adapterName, forwardMs, backwardMs,
         gradA: gradFiles[0], gradB: gradFiles[1] });
       return 0;
     }
@@ -182,7 +189,8 @@ async function runDemo(args: string[]): Promise<number> {
   if (n * d > 2 ** 28) throw new ArgumentError(`the demo batch n x d = ${n}x${d} is too large (at most 2^28 elements)`);
   const { a, b } = randomBatch(n, d, seed);
 
-  return withLoss({ form: parseForm(values.form) }, async (vic) => {
+  const options: VICRegOptions = { form: parseForm(values.form), variantChoices: readVariantCache(values['variant-cache']) };
+  return withLoss(options, values['variant-cache'], async (vic) => {
     // The first run compiles pipelines and allocates buffers: time it apart from the measured run.
     let start = performance.now();
     await vic.forward(a, b, [n, d]);
@@ -199,7 +207,7 @@ async function runDemo(args: string[]): Promise<number> {
     const gradNormA = norm(gradA), gradNormB = norm(gradB);
 
     if (values.json) {
-      printJson({ n, d, seed, ...terms, preset: vic.options.preset, form: vic.lastPlan?.form, adapter: vic.adapterName,
+      printJson({ n, d, seed, ...terms, preset: vic.options.preset, form: vic.lastPlan?.form, variant: vic.lastPlan?.variant, adapter: vic.adapterName,
         gradNormA, gradNormB, warmupMs, forwardMs, backwardMs, totalMs });
       return 0;
     }
@@ -215,13 +223,46 @@ async function runDemo(args: string[]): Promise<number> {
   });
 }
 
-/** Creates the engine, runs `body`, and always releases the engine (its Dawn device) afterwards. */
-async function withLoss(options: VICRegOptions, body: (vic: VICRegLoss) => Promise<number>): Promise<number> {
+/**
+ * Creates the engine, runs `body`, writes the variant choices to `cachePath` (if given) after a
+ * successful run, and always releases the engine (its Dawn device) afterwards.
+ */
+async function withLoss(options: VICRegOptions, cachePath: string | undefined, body: (vic: VICRegLoss) => Promise<number>): Promise<number> {
   const vic = await createVICRegLoss(options);
   try {
-    return await body(vic);
+    const status = await body(vic);
+    if (cachePath !== undefined) writeVariantCache(cachePath, vic.variantChoices());
+    return status;
   } finally {
     vic.destroy();
+  }
+}
+
+/** The --variant-cache file's choices, or undefined where it does not exist yet. */
+function readVariantCache(path: string | undefined): VariantChoices | undefined {
+  if (path === undefined || !existsSync(path)) return undefined;
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ArgumentError(`cannot read --variant-cache ${path}: ${(error as Error).message}`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new ArgumentError(`--variant-cache ${path} is not JSON (${(error as Error).message}); delete it to start afresh`);
+  }
+  const problem = variantChoicesProblem(value);
+  if (problem) throw new ArgumentError(`--variant-cache ${path}: ${problem}; delete it to start afresh`);
+  return value as VariantChoices;
+}
+
+function writeVariantCache(path: string, choices: VariantChoices): void {
+  try {
+    writeFileSync(path, `${JSON.stringify(choices, null, 2)}\n`);
+  } catch (error) {
+    throw new ArgumentError(`cannot write --variant-cache ${path}: ${(error as Error).message}`);
   }
 }
 

@@ -1,9 +1,9 @@
 // The loss's coefficients: defaults, validation, and the derived constants the kernels use. One place
 // for each formula of the math doc (docs: ../shared/docs/vicreg-math.md, summarized in README.md).
 import { OptionError } from '../errors.js';
-import type { Preset, VICRegOptions } from '../types.js';
+import type { Preset, ResolvedOptions, VICRegOptions } from '../types.js';
 
-export type Coefficients = Readonly<Required<Omit<VICRegOptions, 'device' | 'poisonScratch' | 'maxBindingSize'>>>;
+export type Coefficients = ResolvedOptions;
 
 export const DEFAULTS: Coefficients = { lambda: 25, mu: 25, nu: 1, gamma: 1, eps: 1e-4, preset: 'paper', form: 'auto', variant: 'auto', encodeFallback: 'standby' };
 

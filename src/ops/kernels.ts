@@ -22,6 +22,22 @@ import { gradientCoefficients, type Coefficients } from './coefficients.js';
 
 const ceilDiv = (a: number, b: number) => Math.ceil(a / b);
 
+/**
+ * A digest of every kernel's source (FNV-1a, 32 bits, hex): the identity of this build's kernels, which
+ * exported variant choices carry, so that choices measured with other kernels are not reused.
+ */
+export const KERNELS_DIGEST = ((sources: string[]) => {
+  let hash = 0x811c9dc5;
+  for (const source of sources) {
+    for (let i = 0; i < source.length; i++) hash = Math.imul(hash ^ source.charCodeAt(i), 0x01000193) >>> 0;
+    hash = Math.imul(hash ^ 0xff, 0x01000193) >>> 0;   // a separator, so that file boundaries count
+  }
+  return hash.toString(16).padStart(8, '0');
+})([columnStatsWgsl, lossTermsWgsl, formDecisionWgsl, gramOffDiagSquaresWgsl, gramOffDiagSquaresSubgroupWgsl, sampleGramWgsl,
+  sampleGramSubgroupWgsl, covarianceBackwardWgsl, covarianceBackwardSubgroupWgsl, covarianceBackwardMirroredSubgroupWgsl,
+  covarianceBackwardDualWgsl, covarianceBackwardDualSubgroupWgsl, gramOffDiagSquaresWorkgroupWgsl, sampleGramWorkgroupWgsl,
+  covarianceBackwardWorkgroupWgsl, covarianceBackwardDualWorkgroupWgsl, centeredPanelsWgsl]);
+
 /** Threads per workgroup of column_stats (one column each). */
 const COLUMN_STATS_WG = 64;
 const LOSS_TERMS_WG = 256;

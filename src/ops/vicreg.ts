@@ -20,6 +20,7 @@ import { resolveCoefficients, varianceScale } from './coefficients.js';
 import {
   backwardParams, backwardParamsPerGroup, backwardPassList, backwardSpecs, columnBlockGram, columnBlockWidth, columnStats, formDecision, forms, gramDims, lossTerms, packedMatrixFloats, PANEL_MIN_ROWS, statsLayout, UNIFORM_BYTES, VARIANTS, variantSupported, type Form, type Variant,
 } from './kernels.js';
+import { choiceKey, choicesOf, exportVariantChoices, seedVariantChoices, validateVariantChoices, type ChoiceRole } from './variantChoices.js';
 
 const RESULT_FLOATS = 8;
 const BOTH = [0, 1] as const;
@@ -98,19 +99,11 @@ const TRIAL_ROWS = 256;
 const TRIAL_MAX_MACS = 1e8;
 // A trial of a grouped backward binds one params buffer and no panel: it must stay one group, unpanelled.
 if (TRIAL_ROWS >= PANEL_MIN_ROWS) throw new Error('TRIAL_ROWS must stay below PANEL_MIN_ROWS (kernels.ts)');
-const variantChoices = new WeakMap<GPUDevice, Map<string, Variant>>();
 /**
  * Where no trial runs: subgroup where it can run (it is built for the adapters that offer it: lavapipe),
  * else workgroup-memory tiles (the textbook GPU kernel; not yet measured on a GPU), else tiled.
  */
 const PREFERENCE: readonly Variant[] = ['subgroup', 'workgroup', 'tiled'];
-const sizeClass = (x: number) => Math.ceil(Math.log2(x));
-/**
- * The cache key of a variant choice: the role, the shape class, and the variants that can run (a shape of
- * the class with d % 4 != 0 must not reuse a choice of 'subgroup' made for one with d % 4 == 0).
- */
-const choiceKey = (role: string, n: number, d: number, supported: readonly Variant[]) =>
-  `${role}|${sizeClass(n)}|${sizeClass(d)}|${supported.join(',')}`;
 const specKey = (spec: KernelSpec) => `${spec.name}|${JSON.stringify(spec.constants ?? {})}`;
 
 
@@ -129,6 +122,7 @@ function resolveOptions(options: VICRegOptions) {
   if (options.maxBindingSize !== undefined && !(typeof options.maxBindingSize === 'number' && options.maxBindingSize > 0)) {
     throw new OptionError(`option maxBindingSize must be a positive number of bytes, got ${String(options.maxBindingSize)}`);
   }
+  if (options.variantChoices !== undefined) validateVariantChoices(options.variantChoices);
   return coefficients;
 }
 
@@ -308,14 +302,24 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     return buffer;
   }
 
+  const seeded = new WeakSet<GPUDevice>();
+  /** This device's variant choices, seeded from the option on first use of each device the engine runs on. */
+  function deviceChoices(): Map<string, Variant> {
+    if (!seeded.has(handle.device)) {
+      seeded.add(handle.device);
+      seedVariantChoices(handle.device, handle.adapterName, options.variantChoices);
+    }
+    return choicesOf(handle.device);
+  }
+
   /** The variant for a role without a trial: forced, the only one, cached, or the static preference. */
-  function cachedOrPreferredVariant(role: string, n: number, d: number): Variant {
+  function cachedOrPreferredVariant(role: ChoiceRole, n: number, d: number): Variant {
     const supported = VARIANTS.filter((v) => variantSupported(v, handle.features, d));
     if (coefficients.variant !== 'auto' && supported.includes(coefficients.variant)) return coefficients.variant;
     if (coefficients.variant !== 'auto') {
       throw new OptionError(`variant '${coefficients.variant}' cannot run here: it needs the 'subgroups' feature with subgroup size 8 and d % 4 == 0 (d = ${d})`);
     }
-    return variantChoices.get(handle.device)?.get(choiceKey(role, n, d, supported)) ?? PREFERENCE.find((v) => supported.includes(v))!;
+    return deviceChoices().get(choiceKey(role, n, d, supported)) ?? PREFERENCE.find((v) => supported.includes(v))!;
   }
 
   /**
@@ -323,7 +327,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
    * choice for this device and shape class; else a measured trial of each (`trial` runs one, on
    * `rows` rows, and resolves when the device is done).
    */
-  async function chooseVariant(role: string, n: number, d: number, macs: (rows: number) => number,
+  async function chooseVariant(role: ChoiceRole, n: number, d: number, macs: (rows: number) => number,
     trial: (variant: Variant, rows: number) => Promise<void>): Promise<Variant> {
     const supported = VARIANTS.filter((v) => variantSupported(v, handle.features, d));
     if (coefficients.variant !== 'auto') {
@@ -333,8 +337,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
       return coefficients.variant;
     }
     if (supported.length === 1) return supported[0];
-    let cache = variantChoices.get(handle.device);
-    if (!cache) variantChoices.set(handle.device, (cache = new Map()));
+    const cache = deviceChoices();
     const key = choiceKey(role, n, d, supported);
     const cached = cache.get(key);
     if (cached) return cached;
@@ -838,6 +841,10 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     get adapterName() { return handle.adapterName; },
     options: coefficients,
     get lastPlan() { return plan; },
+    variantChoices: () => {
+      deviceChoices();   // seeded ones count from the start
+      return exportVariantChoices(handle.device, handle.adapterName);
+    },
     destroy() {
       if (destroyed) return;
       destroyed = true;

@@ -26,7 +26,7 @@ function webgpuDevice(): GPUDevice {
 }
 
 function engineFor(device: GPUDevice, options: TfjsVICRegOptions): VICRegLoss {
-  const key = JSON.stringify({ ...resolveCoefficients(options), maxBindingSize: options.maxBindingSize });
+  const key = JSON.stringify({ ...resolveCoefficients(options), maxBindingSize: options.maxBindingSize, variantChoices: options.variantChoices });
   let perDevice = engines.get(device);
   if (!perDevice) engines.set(device, (perDevice = new Map()));
   let engine = perDevice.get(key);
