@@ -139,6 +139,20 @@ describe('typed errors from a live instance', () => {
     await expectStillCorrect(vic);
   });
 
+  it('two non-finite values in one column: names the first, past row blocks and in a 4-row group or the tail', async () => {
+    const [n, d] = [151, 7];
+    for (const [first, second, view] of [[70, 130, 'A'], [149, 150, 'B'], [64, 65, 'A']] as const) {
+      const a = new Float32Array(n * d).map((_, i) => Math.sin(i));
+      const b = a.map((x, i) => x + 0.1 * Math.cos(3 * i));
+      const z = view === 'A' ? a : b;
+      z[second * d + 2] = Number.NaN;
+      z[first * d + 2] = Number.NEGATIVE_INFINITY;
+      const error = (await expectTypedError(() => vic.forward(a, b, [n, d]), NonFiniteError)) as NonFiniteError;
+      expect([error.view, error.row, error.column, error.value]).toEqual([view, first, 2, Number.NEGATIVE_INFINITY]);
+    }
+    await expectStillCorrect(vic);
+  });
+
   it('backward after a forward with { grad: false }: StateError', async () => {
     await vic.forward(GOOD.a, GOOD.b, SHAPE, { grad: false });
     await expectTypedError(() => vic.backward(), StateError);
