@@ -302,12 +302,14 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     return buffer;
   }
 
+  // A copy, as validated: the caller may change theirs, and seeding happens per device, later.
+  const seed = options.variantChoices && { ...options.variantChoices, choices: { ...options.variantChoices.choices } };
   const seeded = new WeakSet<GPUDevice>();
   /** This device's variant choices, seeded from the option on first use of each device the engine runs on. */
   function deviceChoices(): Map<string, Variant> {
     if (!seeded.has(handle.device)) {
       seeded.add(handle.device);
-      seedVariantChoices(handle.device, handle.adapterName, options.variantChoices);
+      seedVariantChoices(handle.device, handle.adapterName, seed);
     }
     return choicesOf(handle.device);
   }
