@@ -367,6 +367,12 @@ async function benchShape(ctx: Context, n: number, d: number, label: string): Pr
       }
     }
 
+    // Ours again, untimed, after each tfjs run and before ours is timed: the first calls after a tfjs run
+    // ran 2-6 ms slower at 256 x 1024 (up to 70 ms after its cold run), however long the pause between
+    // them (0.03-1 s tried, the main thread idle meanwhile), so a timed run straight after tfjs measured
+    // tfjs's after-effects rather than ours.
+    const rewarmOurs = () => oursForwardBackward(vic, views, shape);
+
     // tfjs: skip when one run is estimated to be too long; else one cold run (compiles its shaders).
     let tfjsRuns = 0;
     let tfjsResult: TfjsResult | undefined;
@@ -395,6 +401,7 @@ async function benchShape(ctx: Context, n: number, d: number, label: string): Pr
           const cold = await timed(() => tfjsRun(ctx, views, n, d));
           tfjsResult = cold.result;
           tfjsColdMs = cold.ms;
+          await rewarmOurs();
           // Keep tfjs's share of the bench bounded: its timed runs fit in --tfjs-max-seconds (at least one).
           tfjsRuns = Math.max(1, Math.min(options.tfjsRuns, Math.floor((options.tfjsMaxSeconds * 1000) / cold.ms)));
         } catch (error) {
@@ -442,6 +449,7 @@ async function benchShape(ctx: Context, n: number, d: number, label: string): Pr
           const run = await timed(() => tfjsRun(ctx, views, n, d));
           tfjsMs.push(run.ms);
           tfjsResult = run.result;
+          if (r + 1 < options.runs) await rewarmOurs();
         } catch (error) {
           result.tfjs = { status: 'failed', reason: (error as Error).message };
           tfjsRuns = 0;

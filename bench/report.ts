@@ -250,7 +250,7 @@ function markdown(report: BenchReport): string {
       `${m.lpNumThreads ? ` · LP_NUM_THREADS=${m.lpNumThreads}` : ''}` +
       ` · commit ${m.gitCommit ?? 'unknown'}${m.gitDirty ? ' (uncommitted changes)' : ''}`,
     `Preset ${s.preset}, form ${s.form}, variant ${s.variant}; medians of ${s.runs} runs after ${s.warmup} warm-up (ours), up to ${s.tfjsRuns} for tfjs after one cold run; ` +
-      `run order alternates ours (forward only, forward + backward${s.resident ? ', resident, encode' : ''}) and tfjs. ` +
+      `run order alternates ours (forward only, forward + backward${s.resident ? ', resident, encode' : ''}) and tfjs, with one untimed run of ours after each tfjs run. ` +
       'Times include the host arrays in and the loss terms and both gradients out' +
       (s.resident
         ? '; except the resident columns: inputs uploaded once before timing, the terms read back and the gradients left on the device ' +
