@@ -28,7 +28,8 @@
 // Dispatch: (ceil(d / WG), 1, 1) workgroups of WG threads; one thread per column. Adjacent threads read
 // adjacent columns of a row, so loads are contiguous across the workgroup.
 // Variant: scalar, one column per thread, four rows per loop iteration (the only one; a small pass:
-// 19 -> 12 ms at 2048 x 2048 with four rows a step, `npm run bench -- --kernels --shapes 2048x2048`).
+// 19 -> 12 ms at 2048 x 2048 with four rows a step, 71 -> 65 ms at 2048 x 8192, where it is bound by
+// memory, a page per row; `npm run bench -- --kernels --shapes 2048x2048,2048x8192`).
 
 struct Dims { n: u32, d: u32 }
 
