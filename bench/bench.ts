@@ -401,12 +401,12 @@ async function benchShape(ctx: Context, n: number, d: number, label: string): Pr
           const cold = await timed(() => tfjsRun(ctx, views, n, d));
           tfjsResult = cold.result;
           tfjsColdMs = cold.ms;
-          await rewarmOurs();
           // Keep tfjs's share of the bench bounded: its timed runs fit in --tfjs-max-seconds (at least one).
           tfjsRuns = Math.max(1, Math.min(options.tfjsRuns, Math.floor((options.tfjsMaxSeconds * 1000) / cold.ms)));
         } catch (error) {
           result.tfjs = { status: 'failed', reason: (error as Error).message };
         }
+        await rewarmOurs();   // outside the try: an error of ours is not tfjs's
       }
     }
 
@@ -449,13 +449,13 @@ async function benchShape(ctx: Context, n: number, d: number, label: string): Pr
           const run = await timed(() => tfjsRun(ctx, views, n, d));
           tfjsMs.push(run.ms);
           tfjsResult = run.result;
-          if (r + 1 < options.runs) await rewarmOurs();
         } catch (error) {
           result.tfjs = { status: 'failed', reason: (error as Error).message };
           tfjsRuns = 0;
           tfjsMs.length = 0;
           tfjsResult = undefined;
         }
+        if (r + 1 < options.runs) await rewarmOurs();
       }
     }
     if (!plan) throw new Error('the engine reported no plan for its forward');

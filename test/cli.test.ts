@@ -159,6 +159,14 @@ describe('vicreg-wgsl demo and --help', () => {
     expect(second.code, second.stderr).toBe(0);
     expect(lastJson(second.stdout).variant).toBe(other);
     expect(JSON.parse(readFileSync(cache, 'utf8')).choices).toEqual(kept.choices);
+
+    // A file that cannot be written (its directory is missing): the run still succeeds, with a warning.
+    const unwritable = join(dir, 'no-such-dir', 'variants.json');
+    const third = await runCli(['demo', '--n', '8', '--d', '12', '--json', '--variant-cache', unwritable]);
+    expect(third.code, third.stderr).toBe(0);
+    expect(lastJson(third.stdout)).toMatchObject({ n: 8, d: 12 });
+    expect(third.stderr).toMatch(/^vicreg-wgsl: warning: cannot write --variant-cache .*no-such-dir/m);
+    expect(existsSync(unwritable)).toBe(false);
   });
 
   it('documents every command, option and default', async () => {

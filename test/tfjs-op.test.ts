@@ -4,8 +4,8 @@
 import { create, globals } from 'webgpu';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { DeviceError, ShapeError } from '../src/index.js';
-import { vicregLoss, vicregTerms } from '../src/tfjs/index.js';
+import { DeviceError, OptionError, ShapeError } from '../src/index.js';
+import { vicregLoss, vicregTerms, vicregVariantChoices } from '../src/tfjs/index.js';
 import { randomViews, referenceVICReg, relativeError, relativeNormError } from './reference/float64.js';
 import { tfjsLossAndGradients } from './reference/tfjs.js';
 
@@ -69,6 +69,21 @@ describe('vicregLoss on tfjs-backend-webgpu', () => {
     expect(losses[losses.length - 1]).toBeLessThan(0.5 * losses[0]);
     expect(meanStd).toBeGreaterThan(0.3);
     tf.dispose([xa, xb, w, variance]);
+  });
+
+  it('seeds its device with variantChoices, which vicregVariantChoices() exports; a malformed seed is an OptionError', async () => {
+    const base = vicregVariantChoices();
+    expect(base.format).toBe('vicreg-wgsl/variant-choices/1');
+    const choices = { 'gram|dual|3|5|tiled,subgroup,workgroup': 'tiled', 'backward|dual|3|5|tiled,workgroup': 'workgroup' } as const;
+    const [n, d] = [6, 20];
+    const { a, b } = randomViews(n, d, 31);
+    const [za, zb] = [tf.tensor2d(a, [n, d]), tf.tensor2d(b, [n, d])];
+    const loss = vicregLoss(za, zb, { variantChoices: { ...base, choices } });
+    expect(relativeError((await loss.data())[0], referenceVICReg(a, b, [n, d]).loss)).toBeLessThan(1e-5);
+    expect(vicregVariantChoices().choices).toMatchObject(choices);
+    expect(() => vicregLoss(za, zb, { variantChoices: { ...base, format: 'other' } })).toThrow(OptionError);
+    expect(() => vicregLoss(za, zb, { variantChoices: { ...base, choices: { 'gram|dual|3|5|tiled': 'fast' } } as never })).toThrow(/must be one of its variants/);
+    tf.dispose([za, zb, loss]);
   });
 
   it('rejects bad shapes with a ShapeError', () => {

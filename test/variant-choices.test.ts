@@ -123,11 +123,50 @@ describe('variant choices', () => {
       try {
         expect(vic.variantChoices().choices).toEqual({});
         await checkAgainstReference(vic, 4);
-        // The trial ran, as without a seed.
+        // Chosen afresh by a trial, as without a seed.
         expect(Object.keys(vic.variantChoices().choices).length).toBeGreaterThan(0);
       } finally {
         vic.destroy();
       }
+    }
+  });
+
+  it('keeps only measured choices: a shape past the trial budget takes the static preference, not kept', async () => {
+    const vic = await createVICRegLoss({ ...options, form: 'primal' });
+    try {
+      // 4 x 8192 in the primal form: the d x d trial is past the budget.
+      const { a, b } = randomViews(4, 8192, 5);
+      await vic.forward(a, b, [4, 8192], { grad: false });
+      expect(Object.keys(vic.variantChoices().choices).filter((k) => k.includes('|2|13|'))).toEqual([]);
+      // A measured one, for contrast.
+      await checkAgainstReference(vic, 6);
+      expect(Object.keys(vic.variantChoices().choices).some((k) => k.startsWith(`gram|primal${CLASS}`))).toBe(true);
+    } finally {
+      vic.destroy();
+    }
+  });
+
+  it('carries the choices over when the engine replaces a lost device', async () => {
+    const vic = await createVICRegLoss(options);
+    try {
+      await checkAgainstReference(vic, 7);
+      // A choice no trial of this test makes (another shape class, 'tiled'), put on the device by a second
+      // engine's seed: only carrying the device's choices over can bring it to the new device.
+      const marker = { ...seedOf(measured, supported, 'tiled'), adapter: vic.adapterName };
+      marker.choices = Object.fromEntries(Object.entries(marker.choices).map(([k, v]) => [k.replace(CLASS, '|3|5|'), v]));
+      const borrower = await createVICRegLoss({ ...options, device: vic.device, variantChoices: marker });
+      expect(borrower.variantChoices().choices).toMatchObject(marker.choices);
+      borrower.destroy();
+      const before = vic.variantChoices();
+      expect(before.choices).toMatchObject(marker.choices);
+      const lost = vic.device;
+      lost.destroy();
+      await new Promise((resolve) => setTimeout(resolve, 50));   // let the loss be noticed
+      await checkAgainstReference(vic, 8);
+      expect(vic.device).not.toBe(lost);
+      expect(vic.variantChoices().choices).toEqual(before.choices);
+    } finally {
+      vic.destroy();
     }
   });
 
@@ -139,8 +178,8 @@ describe('variant choices', () => {
       [{ ...good, format: 'other/1' }, /format must be 'vicreg-wgsl\/variant-choices\/1', got "other\/1"/],
       [{ ...good, adapter: 3 }, /adapter must be a string/],
       [{ ...good, choices: [] }, /choices must be an object/],
-      [{ ...good, choices: { 'gram|dual|6|8': 'tiled' } }, /choice key "gram\|dual\|6\|8" is not role\|form/],
-      [{ ...good, choices: { 'gram|dual|6|8|tiled,fast': 'tiled' } }, /choice key .* is not role\|form/],
+      [{ ...good, choices: { 'gram|dual|6|8': 'tiled' } }, /choice key "gram\|dual\|6\|8" is not role\|form\|ceil/],
+      [{ ...good, choices: { 'gram|dual|6|8|tiled,fast': 'tiled' } }, /choice key .* is not role\|form\|ceil/],
       [{ ...good, choices: { 'gram|dual|6|8|tiled,workgroup': 'subgroup' } }, /must be one of its variants \(tiled, workgroup\), got "subgroup"/],
       [{ ...good, choices: { 'backward|primal|6|8|tiled': 7 } }, /must be one of its variants \(tiled\), got 7/],
     ];

@@ -109,7 +109,7 @@ describe('variant choice', () => {
 
   it('a cached choice of one shape class never applies a variant that cannot run on another shape of it (d % 4)', async () => {
     // 4 x 8192 in the primal form is past the trial's budget, so the static preference (subgroup, where the
-    // device has it) is cached for its class; 4 x 8191 is in the same class, where subgroup cannot run.
+    // device has it) runs for its class; 4 x 8191 is in the same class, where subgroup cannot run.
     const first = await createVICRegLoss({ form: 'primal' });
     const second = await createVICRegLoss({ form: 'primal', device: first.device });
     try {

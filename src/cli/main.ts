@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The vicreg-wgsl command line: the loss of two .npy files (and optionally its gradients), or a demo on a
 // random batch with timings. Exit codes: 0 success, 2 bad input (any VICRegError), 1 anything unexpected.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createVICRegLoss } from '../index.js';
@@ -35,7 +35,8 @@ Options of 'loss':
                            (float32, n x d; DIR is created if needed)
   --variant-cache FILE     kernel-variant choices as JSON: read from FILE if it exists (so the
                            measured trials of earlier runs on this adapter are not run again), and
-                           written back after the run with this run's choices added
+                           written back after a successful run with the choices in use (the file's,
+                           where they are for this adapter and these kernels, and any measured now)
   --json                   print one JSON object (n, d, loss, invariance, variance, covariance,
                            preset, form, variant, adapter, timings in ms) as the last line of stdout
 
@@ -258,11 +259,18 @@ function readVariantCache(path: string | undefined): VariantChoices | undefined 
   return value as VariantChoices;
 }
 
+/**
+ * Writes the choices through a temporary file and a rename, so that a crash or a concurrent run never
+ * leaves half a file. A failure only warns: the run itself succeeded and its output is out.
+ */
 function writeVariantCache(path: string, choices: VariantChoices): void {
+  const temporary = `${path}.${process.pid}.tmp`;
   try {
-    writeFileSync(path, `${JSON.stringify(choices, null, 2)}\n`);
+    writeFileSync(temporary, `${JSON.stringify(choices, null, 2)}\n`);
+    renameSync(temporary, path);
   } catch (error) {
-    throw new ArgumentError(`cannot write --variant-cache ${path}: ${(error as Error).message}`);
+    try { rmSync(temporary, { force: true }); } catch { /* nothing more to clean */ }
+    process.stderr.write(`vicreg-wgsl: warning: cannot write --variant-cache ${path}: ${(error as Error).message}\n`);
   }
 }
 

@@ -55,7 +55,7 @@ export function variantChoicesProblem(value: unknown): string | undefined {
     const match = KEY.exec(key);
     const supported = match ? match[5].split(',') : [];
     if (!match || supported.some((s) => !(VARIANTS as readonly string[]).includes(s))) {
-      return `choice key ${JSON.stringify(key)} is not role|form|log2(n)|log2(d)|variants`;
+      return `choice key ${JSON.stringify(key)} is not role|form|ceil(log2 n)|ceil(log2 d)|variants`;
     }
     if (typeof variant !== 'string' || !supported.includes(variant)) {
       return `choice ${JSON.stringify(key)} must be one of its variants (${supported.join(', ')}), got ${JSON.stringify(variant)}`;
@@ -85,6 +85,12 @@ export function seedVariantChoices(device: GPUDevice, adapterName: string, seed:
     }
   }
   return added;
+}
+
+/** Copies the choices made on one device to another of the same adapter (where it has none for a key). */
+export function carryVariantChoices(from: GPUDevice, to: GPUDevice): void {
+  const target = choicesOf(to);
+  for (const [key, variant] of choicesOf(from)) if (!target.has(key)) target.set(key, variant);
 }
 
 /** The device's choices, as JSON-ready data (keys sorted, so equal caches give equal files). */

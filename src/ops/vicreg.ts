@@ -20,7 +20,7 @@ import { resolveCoefficients, varianceScale } from './coefficients.js';
 import {
   backwardParams, backwardParamsPerGroup, backwardPassList, backwardSpecs, columnBlockGram, columnBlockWidth, columnStats, formDecision, forms, gramDims, lossTerms, packedMatrixFloats, PANEL_MIN_ROWS, statsLayout, UNIFORM_BYTES, VARIANTS, variantSupported, type Form, type Variant,
 } from './kernels.js';
-import { choiceKey, choicesOf, exportVariantChoices, seedVariantChoices, validateVariantChoices, type ChoiceRole } from './variantChoices.js';
+import { carryVariantChoices, choiceKey, choicesOf, exportVariantChoices, seedVariantChoices, validateVariantChoices, type ChoiceRole } from './variantChoices.js';
 
 const RESULT_FLOATS = 8;
 const BOTH = [0, 1] as const;
@@ -188,7 +188,10 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
       freeWorkspace();
       if (saved) lostForward = true;
       saved = undefined;
+      const before = handle;
       handle = await acquireDevice();
+      // The choices made on the lost device hold on its successor, the same adapter.
+      if (handle.adapterName === before.adapterName) carryVariantChoices(before.device, handle.device);
       lost = undefined;
       watchLoss(handle);
     }
@@ -345,6 +348,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     if (cached) return cached;
     const rows = Math.min(n, TRIAL_ROWS);
     let choice = PREFERENCE.find((v) => supported.includes(v))!;
+    // Only measured choices are kept (and exported): the static preference is found again each time.
     if (macs(rows) <= TRIAL_MAX_MACS) {
       let best = Infinity;
       for (const variant of supported) {
@@ -357,8 +361,8 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
           if (ms < best) [best, choice] = [ms, variant];
         }
       }
+      cache.set(key, choice);
     }
-    cache.set(key, choice);
     return choice;
   }
 

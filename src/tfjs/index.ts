@@ -5,8 +5,10 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { DeviceError, ShapeError } from '../errors.js';
 import { resolveCoefficients } from '../ops/coefficients.js';
+import { exportVariantChoices, seedVariantChoices, validateVariantChoices } from '../ops/variantChoices.js';
 import { createVICRegLossOnDevice } from '../ops/vicreg.js';
-import type { VICRegLoss, VICRegOptions } from '../types.js';
+import { deviceHandle } from '../runtime/device.js';
+import type { VariantChoices, VICRegLoss, VICRegOptions } from '../types.js';
 
 /** The coefficients of the loss (as createVICRegLoss takes them; the device is tfjs's). */
 export type TfjsVICRegOptions = Omit<VICRegOptions, 'device'>;
@@ -26,12 +28,28 @@ function webgpuDevice(): GPUDevice {
 }
 
 function engineFor(device: GPUDevice, options: TfjsVICRegOptions): VICRegLoss {
-  const key = JSON.stringify({ ...resolveCoefficients(options), maxBindingSize: options.maxBindingSize, variantChoices: options.variantChoices });
+  // Variant choices seed the device (shared by its engines), so they are not part of an engine's key.
+  const { variantChoices, ...engineOptions } = options;
+  if (variantChoices !== undefined) {
+    validateVariantChoices(variantChoices);
+    seedVariantChoices(device, deviceHandle(device).adapterName, variantChoices);
+  }
+  const key = JSON.stringify({ ...resolveCoefficients(engineOptions), maxBindingSize: engineOptions.maxBindingSize });
   let perDevice = engines.get(device);
   if (!perDevice) engines.set(device, (perDevice = new Map()));
   let engine = perDevice.get(key);
-  if (!engine) perDevice.set(key, (engine = createVICRegLossOnDevice(device, options)));
+  if (!engine) perDevice.set(key, (engine = createVICRegLossOnDevice(device, engineOptions)));
   return engine;
+}
+
+/**
+ * The variant choices on tfjs's device: those seeded through the `variantChoices` option, and those
+ * measured by engines created on that device (`createVICRegLoss({ device })`). The op itself never
+ * runs a trial. Keep the result and pass it back as `variantChoices` in a later process.
+ */
+export function vicregVariantChoices(): VariantChoices {
+  const device = webgpuDevice();
+  return exportVariantChoices(device, deviceHandle(device).adapterName);
 }
 
 function checkEmbeddings(za: tf.Tensor, zb: tf.Tensor): [number, number] {
