@@ -1,7 +1,11 @@
 // Kept variant choices: variantChoices() exports what 'auto' chose on a device; the variantChoices option
 // seeds a new device with them (forward/backward and encodeSync use them, no trial), skips choices from
 // another adapter or other kernels, and rejects malformed ones with an OptionError naming the problem.
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { allKernelSpecs, KERNELS_DIGEST } from '../src/ops/kernels.js';
 import { createVICRegLoss, OptionError, type VariantChoices, type VICRegLoss } from '../src/index.js';
 import type { Variant } from '../src/types.js';
 import { randomViews, referenceVICReg, relativeError, relativeNormError } from './reference/float64.js';
@@ -168,6 +172,16 @@ describe('variant choices', () => {
     } finally {
       vic.destroy();
     }
+  });
+
+  it("the kernels digest covers every kernel file, and the pipelines' constants", () => {
+    const dir = fileURLToPath(new URL('../kernels/', import.meta.url));
+    const codes = new Set(allKernelSpecs().map((spec) => spec.code));
+    const files = readdirSync(dir).filter((f) => f.endsWith('.wgsl'));
+    expect(files.length).toBeGreaterThan(10);
+    for (const file of files) expect(codes.has(readFileSync(join(dir, file), 'utf8')), file).toBe(true);
+    expect(allKernelSpecs().some((spec) => spec.constants && Object.keys(spec.constants).length > 0)).toBe(true);
+    expect(KERNELS_DIGEST).toMatch(/^[0-9a-f]{8}$/);
   });
 
   it('rejects malformed choices with an OptionError naming the problem', async () => {

@@ -22,22 +22,6 @@ import { gradientCoefficients, type Coefficients } from './coefficients.js';
 
 const ceilDiv = (a: number, b: number) => Math.ceil(a / b);
 
-/**
- * A digest of every kernel's source (FNV-1a, 32 bits, hex): the identity of this build's kernels, which
- * exported variant choices carry, so that choices measured with other kernels are not reused.
- */
-export const KERNELS_DIGEST = ((sources: string[]) => {
-  let hash = 0x811c9dc5;
-  for (const source of sources) {
-    for (let i = 0; i < source.length; i++) hash = Math.imul(hash ^ source.charCodeAt(i), 0x01000193) >>> 0;
-    hash = Math.imul(hash ^ 0xff, 0x01000193) >>> 0;   // a separator, so that file boundaries count
-  }
-  return hash.toString(16).padStart(8, '0');
-})([columnStatsWgsl, lossTermsWgsl, formDecisionWgsl, gramOffDiagSquaresWgsl, gramOffDiagSquaresSubgroupWgsl, sampleGramWgsl,
-  sampleGramSubgroupWgsl, covarianceBackwardWgsl, covarianceBackwardSubgroupWgsl, covarianceBackwardMirroredSubgroupWgsl,
-  covarianceBackwardDualWgsl, covarianceBackwardDualSubgroupWgsl, gramOffDiagSquaresWorkgroupWgsl, sampleGramWorkgroupWgsl,
-  covarianceBackwardWorkgroupWgsl, covarianceBackwardDualWorkgroupWgsl, centeredPanelsWgsl]);
-
 /** Threads per workgroup of column_stats (one column each). */
 const COLUMN_STATS_WG = 64;
 const LOSS_TERMS_WG = 256;
@@ -367,3 +351,30 @@ export function backwardParamsPerGroup(kernel: BackwardKernel, c: Coefficients, 
   const groups = kernel.grouped.columnGroups(rows, d);
   return Array.from({ length: groups.groups }, (_, index) => backwardParams(c, n, d, rows, view, undefined, { index, of: groups }));
 }
+
+/** Every pipeline the engine can build: each kernel of both forms and every variant, as it is specialized. */
+export function allKernelSpecs(): KernelSpec[] {
+  const specs: KernelSpec[] = [columnStats.spec, lossTerms.spec, formDecision.spec, columnBlockGram.spec];
+  for (const form of ['primal', 'dual'] as const) {
+    for (const variant of VARIANTS) {
+      specs.push(forms[form].gram[variant].spec(true), forms[form].gram[variant].spec(false));
+      specs.push(...backwardSpecs(forms[form].backward[variant], false), ...backwardSpecs(forms[form].backward[variant], true));
+    }
+  }
+  return specs;
+}
+
+/**
+ * A digest (FNV-1a, 32 bits, hex) of every pipeline's source and override constants: the identity of
+ * this build's kernels, which exported variant choices carry, so that choices measured with other
+ * kernels or other tile constants are not reused.
+ */
+export const KERNELS_DIGEST = (() => {
+  let hash = 0x811c9dc5;
+  for (const spec of allKernelSpecs()) {
+    const text = `${spec.name}|${JSON.stringify(spec.constants ?? {})}|${spec.code}`;
+    for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193) >>> 0;
+    hash = Math.imul(hash ^ 0xff, 0x01000193) >>> 0;   // a separator, so that boundaries count
+  }
+  return hash.toString(16).padStart(8, '0');
+})();
