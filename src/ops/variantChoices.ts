@@ -70,27 +70,20 @@ export function validateVariantChoices(value: unknown): asserts value is Variant
   if (problem) throw new OptionError(`option variantChoices: ${problem} (pass what variantChoices() returned, or leave it out)`);
 }
 
-/**
- * Adds the seed's choices to the device's cache where it has none for a key (what this process measured
- * wins), if the seed was measured on this adapter with these kernels. Returns how many it added.
- */
-export function seedVariantChoices(device: GPUDevice, adapterName: string, seed: VariantChoices | undefined): number {
-  if (!seed || seed.adapter !== adapterName || seed.kernels !== KERNELS_DIGEST) return 0;
-  const choices = choicesOf(device);
-  let added = 0;
-  for (const [key, variant] of Object.entries(seed.choices)) {
-    if (!choices.has(key)) {
-      choices.set(key, variant);
-      added++;
-    }
-  }
-  return added;
+/** Sets each choice the device has none for yet (so a choice already made on it stays). */
+function fillMissing(device: GPUDevice, entries: Iterable<[string, Variant]>): void {
+  const target = choicesOf(device);
+  for (const [key, variant] of entries) if (!target.has(key)) target.set(key, variant);
 }
 
-/** Copies the choices made on one device to another of the same adapter (where it has none for a key). */
+/** Adds the seed's choices to the device's, if the seed was made on this adapter with these kernels. */
+export function seedVariantChoices(device: GPUDevice, adapterName: string, seed: VariantChoices | undefined): void {
+  if (seed && seed.adapter === adapterName && seed.kernels === KERNELS_DIGEST) fillMissing(device, Object.entries(seed.choices));
+}
+
+/** Copies the choices made on one device to another of the same adapter. */
 export function carryVariantChoices(from: GPUDevice, to: GPUDevice): void {
-  const target = choicesOf(to);
-  for (const [key, variant] of choicesOf(from)) if (!target.has(key)) target.set(key, variant);
+  fillMissing(to, choicesOf(from));
 }
 
 /** The device's choices, as JSON-ready data (keys sorted, so equal caches give equal files). */
