@@ -131,7 +131,7 @@ async function runLoss(args: string[]): Promise<number> {
   if (positionals.length !== 2) {
     throw new ArgumentError(`loss takes two .npy files (A.npy B.npy), got ${positionals.length} argument(s)`);
   }
-  const options: VICRegOptions = { preset: parsePreset(values.preset), form: parseForm(values.form), variantChoices: readVariantCache(values['variant-cache']) };
+  const options: VICRegOptions = { preset: parsePreset(values.preset), form: parseForm(values.form) };
   for (const name of ['lambda', 'mu', 'nu', 'gamma', 'eps'] as const) {
     const text = values[name];
     if (text !== undefined) options[name] = parseNumber(name, text);
@@ -190,8 +190,7 @@ async function runDemo(args: string[]): Promise<number> {
   if (n * d > 2 ** 28) throw new ArgumentError(`the demo batch n x d = ${n}x${d} is too large (at most 2^28 elements)`);
   const { a, b } = randomBatch(n, d, seed);
 
-  const options: VICRegOptions = { form: parseForm(values.form), variantChoices: readVariantCache(values['variant-cache']) };
-  return withLoss(options, values['variant-cache'], async (vic) => {
+  return withLoss({ form: parseForm(values.form) }, values['variant-cache'], async (vic) => {
     // The first run compiles pipelines and allocates buffers: time it apart from the measured run.
     let start = performance.now();
     await vic.forward(a, b, [n, d]);
@@ -225,11 +224,11 @@ async function runDemo(args: string[]): Promise<number> {
 }
 
 /**
- * Creates the engine, runs `body`, writes the variant choices to `cachePath` (if given) after a
- * successful run, and always releases the engine (its Dawn device) afterwards.
+ * Creates the engine (seeded from the --variant-cache file, if given), runs `body`, writes the variant
+ * choices back after a successful run, and always releases the engine (its Dawn device) afterwards.
  */
 async function withLoss(options: VICRegOptions, cachePath: string | undefined, body: (vic: VICRegLoss) => Promise<number>): Promise<number> {
-  const vic = await createVICRegLoss(options);
+  const vic = await createVICRegLoss({ ...options, variantChoices: readVariantCache(cachePath) });
   try {
     const status = await body(vic);
     if (cachePath !== undefined) writeVariantCache(cachePath, vic.variantChoices());
