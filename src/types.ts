@@ -72,7 +72,7 @@ export interface VariantChoices {
   format: string;
   /** The adapter they were measured on (VICRegLoss.adapterName). */
   adapter: string;
-  /** The digest of the kernel sources they were measured with. */
+  /** The digest of the pipelines (kernel sources and override constants) they were measured with. */
   kernels: string;
   /** Key 'role|form|ceil(log2 n)|ceil(log2 d)|variants that can run' -> the variant chosen. */
   choices: Record<string, Variant>;
@@ -191,8 +191,8 @@ export interface VICRegLoss {
   /** How the last successful forward computed the covariance term, and why. */
   readonly lastPlan: ForwardPlan | undefined;
   /**
-   * The variant choices made on this device so far (measured by 'auto' trials, static preferences where a
-   * trial would have been too long, and seeded ones), to keep and pass back as the `variantChoices` option.
+   * The variant choices made on this device so far (measured by 'auto' trials, and seeded ones; not the
+   * static preference taken where no trial runs), to keep and pass back as the `variantChoices` option.
    */
   variantChoices(): VariantChoices;
   /** Releases every buffer; destroys the device only if the engine acquired it. */
