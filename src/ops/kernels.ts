@@ -355,7 +355,7 @@ export function backwardParamsPerGroup(kernel: BackwardKernel, c: Coefficients, 
 /** Every pipeline the engine can build: each kernel of both forms and every variant, as it is specialized. */
 export function allKernelSpecs(): KernelSpec[] {
   const specs: KernelSpec[] = [columnStats.spec, lossTerms.spec, formDecision.spec, columnBlockGram.spec];
-  for (const form of ['primal', 'dual'] as const) {
+  for (const form of Object.keys(forms) as Form[]) {
     for (const variant of VARIANTS) {
       specs.push(forms[form].gram[variant].spec(true), forms[form].gram[variant].spec(false));
       specs.push(...backwardSpecs(forms[form].backward[variant], false), ...backwardSpecs(forms[form].backward[variant], true));

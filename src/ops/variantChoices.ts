@@ -3,19 +3,18 @@
 // process with them: that process then skips the trials, and the synchronous paths (encodeSync, the tfjs
 // op), which never run a trial, use measured choices instead of the static preference.
 import { OptionError } from '../errors.js';
-import type { Variant, VariantChoices } from '../types.js';
-import { KERNELS_DIGEST, VARIANTS } from './kernels.js';
+import type { Form, Variant, VariantChoices } from '../types.js';
+import { forms, KERNELS_DIGEST, VARIANTS } from './kernels.js';
 
 /** The `format` of exported choices; a file of another format is rejected, not guessed at. */
 export const VARIANT_CHOICES_FORMAT = 'vicreg-wgsl/variant-choices/1';
 
 const ROLES = ['gram', 'backward'] as const;
-const FORMS = ['primal', 'dual'] as const;
 
 const sizeClass = (x: number) => Math.ceil(Math.log2(x));
 
 /** What a choice is for: the Gram kernel or the backward kernel, of one form. */
-export type ChoiceRole = `${typeof ROLES[number]}|${typeof FORMS[number]}`;
+export type ChoiceRole = `${typeof ROLES[number]}|${Form}`;
 
 /**
  * The key of a choice: the role, the shape class (powers of two of n and d), and the variants that can
@@ -36,7 +35,7 @@ export function choicesOf(device: GPUDevice): Map<string, Variant> {
   return choices;
 }
 
-const KEY = new RegExp(`^(${ROLES.join('|')})\\|(${FORMS.join('|')})\\|(\\d{1,2})\\|(\\d{1,2})\\|([a-z,]+)$`);
+const KEY = new RegExp(`^(${ROLES.join('|')})\\|(${Object.keys(forms).join('|')})\\|(\\d{1,2})\\|(\\d{1,2})\\|([a-z,]+)$`);
 
 /**
  * What is wrong with a value given as exported choices, or undefined if it is well-formed. Choices from
