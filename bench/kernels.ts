@@ -10,11 +10,12 @@
 // variant has one; the dual subgroup backward includes its panel copies (centered_panels, also timed alone).
 // column_stats is reported in GB/s of the two n x d views it reads, centered_panels in GB/s of the one it copies.
 import { acquireDevice } from '../src/runtime/device.js';
-import { destroyBuffer, encodeDispatch, pipeline, storageBuffer, uniformBuffer, type Buffer, type Dispatch } from '../src/runtime/gpu.js';
+import { createBuffer, destroyBuffer, destroyTexture, encodeDispatch, pipeline, storageBuffer, storageTexture, uniformBuffer, Usage, type Buffer, type Dispatch } from '../src/runtime/gpu.js';
 import { quietly } from '../src/runtime/polling.js';
 import { DEFAULTS } from '../src/ops/coefficients.js';
 import {
-  backwardParamsPerGroup, backwardPassList, backwardSpecs, columnStats, forms, gramDims, packedMatrixFloats, statsLayout, UNIFORM_BYTES, VARIANTS, variantSupported,
+  backwardParamsPerGroup, backwardPassList, backwardSpecs, blockedMatrixFloats, columnStats, forms, gramDims, gramSpecs, packedMatrixFloats, statsLayout, UNIFORM_BYTES, VARIANTS, variantSupported,
+  windowBackwardPassList, windowGramPanelFloats, windowGramPassList, windowRecords, windowTextureSize,
 } from '../src/ops/kernels.js';
 import type { Form, Variant } from '../src/types.js';
 
@@ -61,6 +62,7 @@ export async function benchKernels(shapes: [number, number][], only: Variant | '
   try {
     for (const [n, d] of shapes) {
       const made: Buffer[] = [];
+      const textures: ReturnType<typeof storageTexture>[] = [];
       const make = (b: Buffer) => (made.push(b), b);
       const random = (count: number, spread: number) => Float32Array.from({ length: count }, (_, i) => spread * Math.sin(i * 12.9898 + n * 78.233 + d));
       const views = [make(storageBuffer(device, 'A', n * d * 4)), make(storageBuffer(device, 'B', n * d * 4))];
@@ -86,26 +88,39 @@ export async function benchKernels(shapes: [number, number][], only: Variant | '
       for (const form of ['primal', 'dual'] as Form[]) {
         const side = forms[form].side(n, d);
         const contraction = form === 'primal' ? n : d;
-        const matrixBytes = packedMatrixFloats(side) * 4;
+        const windows = variantSupported('windows', handle.features, n, d, form) && (only === 'auto' || only === 'windows');
+        const matrixBytes = Math.max(packedMatrixFloats(side), windows ? blockedMatrixFloats(n) : 0) * 4;
         if (matrixBytes > device.limits.maxStorageBufferBindingSize) {
           progress(`kernels ${n}x${d}: ${form} skipped (its matrix, ${(matrixBytes / 2 ** 20).toFixed(0)} MiB, is past the binding limit)`);
           continue;
         }
-        const matrix = make(storageBuffer(device, `${form} matrix`, matrixBytes));
+        const matrix = make(createBuffer(device, `${form} matrix`, matrixBytes, Usage.STORAGE | Usage.COPY_DST | (windows ? Usage.UNIFORM : 0)));
         const dims = make(uniformBuffer(device, 'gram dims', UNIFORM_BYTES.gramDims));
         device.queue.writeBuffer(dims.gpu, 0, gramDims(form, n, d, 0, 0));
         for (const variant of VARIANTS) {
-          if (!variantSupported(variant, handle.features, d) || (only !== 'auto' && only !== variant)) continue;
+          if (!variantSupported(variant, handle.features, n, d, form) || (only !== 'auto' && only !== variant)) continue;
           const gram = forms[form].gram[variant];
           const partials = make(storageBuffer(device, 'partials', gram.partials(n, d) * 4));
-          const gramDispatch: Dispatch = {
-            label: 'gram', pipeline: await pipeline(device, gram.spec(true)), workgroups: gram.workgroups(n, d),
-            bindings: gram.bindings({ z: views[0].gpu, stats: stats.gpu, partials: partials.gpu, matrix: matrix.gpu, dims: dims.gpu }),
-          };
-          const gramMs = await timeDispatches(device, [gramDispatch]);
+          const gramPipes = await Promise.all(gramSpecs(gram, true).map((spec) => pipeline(device, spec)));
+          // 'windows': its records and scratch, as the engine makes them (vicreg.ts windowScratch).
+          const window = variant === 'windows' ? (() => {
+            const layout = windowRecords(DEFAULTS, n, d, n, 0, 0);
+            const records = make(uniformBuffer(device, 'window records', layout.bytes.byteLength));
+            device.queue.writeBuffer(records.gpu, 0, layout.bytes);
+            const texture = storageTexture(device, 'window texture', windowTextureSize(n, d));
+            textures.push(texture);
+            return { layout, records: records.gpu, gramPanel: make(createBuffer(device, 'gram panel', windowGramPanelFloats(n) * 4, Usage.STORAGE | Usage.UNIFORM)).gpu, texture: texture.view };
+          })() : undefined;
+          const gramDispatches: Dispatch[] = window
+            ? windowGramPassList('gram', { gram: gramPipes[0], pack: gramPipes[1] }, { z: views[0].gpu, stats: stats.gpu, partials: partials.gpu, matrix: matrix.gpu, ...window }, window.layout, n)
+            : [{
+              label: 'gram', pipeline: gramPipes[0], workgroups: gram.workgroups(n, d),
+              bindings: gram.bindings({ z: views[0].gpu, stats: stats.gpu, partials: partials.gpu, matrix: matrix.gpu, dims: dims.gpu }),
+            }];
+          const gramMs = await timeDispatches(device, gramDispatches);
           const useful = (side * (side + 1)) / 2 * contraction;
           rows.push({
-            n, d, form, variant, kernel: gram.spec(true).name, ms: gramMs,
+            n, d, form, variant, kernel: `${gram.spec(true).name}${window ? ' + panels' : ''}`, ms: gramMs,
             rate: (2 * useful) / gramMs / 1e6, gemmEquivalent: (2 * side * side * contraction) / gramMs / 1e6, unit: 'GFLOP/s',
           });
           // The backward as the engine runs it (kernels.ts backwardPassList): with its mirrored pass, or per
@@ -120,11 +135,14 @@ export async function benchKernels(shapes: [number, number][], only: Variant | '
           });
           const pipes = await Promise.all(backwardSpecs(backward, false).map((spec) => pipeline(device, spec)));
           const buffers = { z: views[0].gpu, other: views[1].gpu, stats: stats.gpu, matrix: matrix.gpu, grad: grad.gpu, upstream: upstream.gpu, panel };
-          const backwardDispatches = backwardPassList(backward, 'backward', pipes, buffers, params, n, d);
-          const packs = backward.grouped ? backwardDispatches.filter((x) => x.pipeline !== pipes[0]) : [];
+          const backwardDispatches = window
+            ? windowBackwardPassList('backward', { main: pipes[0], transposed: pipes[1], pack: pipes[2] }, { ...buffers, ...window }, window.layout, n, 0)
+            : backwardPassList(backward, 'backward', pipes, buffers, params, n, d);
+          const packPipe = backward.grouped ? pipes[pipes.length - 1] : window ? pipes[2] : undefined;
+          const packs = backwardDispatches.filter((x) => x.pipeline === packPipe);
           if (packs.length) {
             const packMs = await timeDispatches(device, packs);
-            rows.push({ n, d, form, variant, kernel: backward.grouped!.pack.spec.name, ms: packMs, rate: (n * d * 4) / packMs / 1e6, unit: 'GB/s' });
+            rows.push({ n, d, form, variant, kernel: (backward.grouped?.pack.spec ?? backward.windows!.pack).name, ms: packMs, rate: (n * d * 4) / packMs / 1e6, unit: 'GB/s' });
           }
           const backwardMs = await timeDispatches(device, backwardDispatches);
           rows.push({
@@ -135,6 +153,7 @@ export async function benchKernels(shapes: [number, number][], only: Variant | '
         }
       }
       made.forEach(destroyBuffer);
+      textures.splice(0).forEach(destroyTexture);
     }
   } finally {
     device.destroy();

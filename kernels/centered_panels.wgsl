@@ -1,10 +1,12 @@
 // centered_panels.wgsl: one group of columns of a view, centered, copied into 64-column panels, for the
-// dual backward (covariance_backward_dual_subgroup.wgsl) to stream.
+// dual backward (covariance_backward_dual_subgroup.wgsl) to stream, or (WINDOW_ROWS = 256) for the
+// windowed Gram (sample_gram_windows.wgsl) to bind 256 rows of a strip at a time as a uniform buffer.
 //
 // Math (Z one view, n x d row-major; Zc = (Z - shift) - center from column_stats, the same two
 // subtractions the kernels that read Z do, so the copy is bitwise what they would compute):
-//   panel[(q n + r) 64 + t] = Zc[r, c0 + 64 q + t]   (0 where c0 + 64 q + t >= d)
-//   for strips q = 0 .. width/64 - 1, rows r = 0 .. n-1, t = 0 .. 63; c0 = params.columnStart.
+//   panel[(q m + r) 64 + t] = Zc[r, c0 + 64 q + t]   (0 where c0 + 64 q + t >= d or r >= n)
+//   for strips q = 0 .. width/64 - 1, rows r = 0 .. m-1, t = 0 .. 63; c0 = params.columnStart;
+//   m = n rounded up to a multiple of WINDOW_ROWS (n itself by default).
 // Why: each workgroup of the dual backward streams one 64-column strip of Zc over all n rows. Read from
 // Z, that strip is n pieces of 256 bytes, each on its own page when d >= 1024 (at 2048 x 8192: 2048 pages,
 // more than the TLB holds, for every workgroup); in a panel it is n * 256 contiguous bytes. The copy costs
@@ -14,14 +16,15 @@
 // Bindings (group 0):
 //   0  z4      storage, read        array<vec4<f32>>  n*d/4: Z as vec4s
 //   1  stats   storage, read        array<f32>        column_stats layout; shift, center at shiftOffset, centerOffset
-//   2  panel4  storage, read_write  array<vec4<f32>>  n*width/4 (width = the group's columns, a multiple of 64)
+//   2  panel4  storage, read_write  array<vec4<f32>>  m*width/4 (width = the group's columns, a multiple of 64)
 //   3  params  uniform              BackwardParams (as covariance_backward.wgsl; n, d, shiftOffset,
 //                                   centerOffset and columnStart are read)
-// Dispatch: (ceil(n / ROWS), width / 64, 1) workgroups of 16 threads, the dual subgroup backward's own
+// Dispatch: (ceil(m / ROWS), width / 64, 1) workgroups of 16 threads, the dual subgroup backward's own
 // geometry (so that both can share indirect dispatch arguments). Workgroup (x, y) copies rows
 // ROWS x .. ROWS x + ROWS - 1 of strip y; thread t copies vec4 column t of the strip.
 // Requires: d % 4 == 0.
-// Variant: the only one (used with the "subgroup" dual backward).
+// Variant: the only one (used with the "subgroup" dual backward, and with WINDOW_ROWS = 256 by the
+// "windows" dual Gram).
 
 struct BackwardParams {
   n: u32, d: u32, shiftOffset: u32, centerOffset: u32,
@@ -30,6 +33,7 @@ struct BackwardParams {
   eps: f32, panels: u32, _pad4: f32, _pad5: f32,
 }
 
+override WINDOW_ROWS: u32 = 1u;   // the panel's rows: n rounded up to a multiple of this
 const ROWS: u32 = 32u;          // the backward's row block
 const STRIP4: u32 = 16u;        // vec4s per 64-column strip
 
@@ -53,7 +57,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let center = vec4<f32>(stats[co], stats[co + 1u], stats[co + 2u], stats[co + 3u]);
   let r0 = wid.x * ROWS;
   let src = min(j4, d4 - 1u);
-  let base = wid.y * n;
+  let m = (n + WINDOW_ROWS - 1u) / WINDOW_ROWS * WINDOW_ROWS;
+  let base = wid.y * m;
+  if (r0 >= n) {
+    // Padding rows (WINDOW_ROWS > 1): zeros, so that the Gram's windows hold no stale values.
+    for (var r = r0; r < min(r0 + ROWS, m); r++) { panel4[(base + r) * STRIP4 + t] = vec4<f32>(0.0); }
+    return;
+  }
   if (r0 + ROWS <= n) {
     for (var r = r0; r < r0 + ROWS; r += 4u) {
       let z0 = (z4[r * d4 + src] - shift) - center;
@@ -70,5 +80,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       let zc = (z4[r * d4 + src] - shift) - center;
       panel4[(base + r) * STRIP4 + t] = select(vec4<f32>(0.0), zc, inside);
     }
+    for (var r = n; r < min(r0 + ROWS, m); r++) { panel4[(base + r) * STRIP4 + t] = vec4<f32>(0.0); }
   }
 }

@@ -6,10 +6,10 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  BUFFERS, DEFAULT_COEFFICIENTS, FORMS, HOST, INPUTS, KERNELS, PRESETS, VARIANTS, backwardPasses, forwardPasses, planVariables,
+  BUFFERS, DEFAULT_COEFFICIENTS, FORMS, HOST, INPUTS, KERNELS, PRESETS, VARIANTS, backwardPasses, forwardPasses, planVariables, type ManifestVariant,
   passesOf, type GroupLoop, type KernelId, type PassPlan,
 } from '../src/ops/plan.js';
-import type { Form, Variant } from '../src/types.js';
+import type { Form } from '../src/types.js';
 import { FORMULA_GRAMMAR, namesIn } from './formula.js';
 import { reflect, workgroupBytes, workgroupSize, type Reflection, type StructLayout } from './wgsl-reflect.js';
 
@@ -138,7 +138,7 @@ export function buildManifest(root: string) {
 
   // A uniform's size is its struct's, and must be the same in every plan.
   const uniformBytes: Record<string, number> = {};
-  const plans = Object.fromEntries((Object.keys(VARIANTS) as Variant[]).map((variant) => {
+  const plans = Object.fromEntries((Object.keys(VARIANTS) as ManifestVariant[]).map((variant) => {
     const v = VARIANTS[variant];
     checkNames(v.requires.when, `variant ${variant} requires`, [], true);
     for (const kernelId of [...Object.values(v.gram), ...Object.values(v.backward)]) {

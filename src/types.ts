@@ -3,7 +3,7 @@
 /** 'paper': variance = v(A) + v(B) (paper Eq. 1). 'official': (v(A) + v(B)) / 2 (facebookresearch/vicreg). */
 export type Preset = 'paper' | 'official';
 export type Form = 'primal' | 'dual';
-export type Variant = 'tiled' | 'subgroup' | 'workgroup';
+export type Variant = 'tiled' | 'subgroup' | 'workgroup' | 'windows';
 
 export interface VICRegOptions {
   /** Invariance weight (default 25). */
@@ -29,8 +29,11 @@ export interface VICRegOptions {
   /**
    * Kernel variant of the Gram and backward kernels: 'tiled' (register blocks, portable), 'workgroup'
    * (workgroup-memory tiles: the shape GPUs want), 'subgroup' (subgroup shuffles; needs the 'subgroups'
-   * feature with subgroup size 8 and d % 4 == 0: lavapipe), or 'auto' (default: a quick measured trial on
-   * the first use of a shape class on this device, cached).
+   * feature with subgroup size 8 and d % 4 == 0: lavapipe), 'windows' (the dual form's kernels as
+   * 'subgroup', with their operands read through uniform-buffer windows and a storage texture: lavapipe;
+   * needs what 'subgroup' needs, WGSL's readonly_and_readwrite_storage_textures and
+   * unrestricted_pointer_parameters, and n <= 4096; the primal form runs 'subgroup' then), or 'auto'
+   * (default: a quick measured trial on the first use of a shape class on this device, cached).
    */
   variant?: 'auto' | Variant;
   /**

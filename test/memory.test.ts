@@ -5,14 +5,24 @@
 // side^2/128 floats), 16 (n + d) floats and 8 KiB, and from 512 rows the dual backward's column panels
 // (n x 512 floats at most, kernels.ts PANEL_MAX_STRIPS); and the packed matrix must be there. (Two
 // unpacked matrices, as before, fail every shape below.)
+// With the 'windows' variant (dual form), the matrix is blocked (n rounded up to 128, squared, plus 128 nb
+// floats), and the Gram's panel (5 strips x n rounded up to 256 rows x 64 floats), the backward's panel
+// texture (n rounded up to 4, x 512 floats at most) and the per-dispatch records come on top: O(n + d) too.
 // encode() with encodeFallback 'none' on a dual problem holds no primal matrix either.
 import { describe, expect, it } from 'vitest';
 import { bufferCounts, createVICRegLoss } from '../src/index.js';
+import { DEFAULTS } from '../src/ops/coefficients.js';
+import { blockedMatrixFloats, windowGramPanelFloats, windowRecords, windowTextureSize } from '../src/ops/kernels.js';
+import type { Variant } from '../src/types.js';
 import { randomViews } from './reference/float64.js';
 
 const F = 4;   // bytes per float
 /** Everything but the packed matrix: partials, statistics, flags, uniforms, result buffers. */
 const smallBytes = (n: number, d: number, side: number) => F * (Math.ceil(side * side / 128) + 16 * (n + d) + (n >= 512 && n < d ? 512 * n : 0)) + 8192;
+/** What the 'windows' variant holds past the packed matrix and smallBytes (its panels replace the subgroup one). */
+const windowBytes = (n: number, d: number) => F * (blockedMatrixFloats(n) - (n * n + n) + windowGramPanelFloats(n) + 4 * windowTextureSize(n, d).reduce((a, b) => a * b))
+  + 2 * windowRecords(DEFAULTS, n, d, n, 0, 0).bytes.byteLength;
+const extraBytes = (variant: Variant, n: number, d: number) => (variant === 'windows' ? windowBytes(n, d) : 0);
 
 describe('device scratch: one packed min(n, d)^2 + min(n, d) matrix, plus O(n + d)', () => {
   const shapes: [number, number][] = [[64, 512], [200, 130], [256, 1024], [1024, 256], [97, 97], [520, 1156]];
@@ -30,7 +40,8 @@ describe('device scratch: one packed min(n, d)^2 + min(n, d) matrix, plus O(n + 
         const scratch = bufferCounts.bytes - before - 6 * n * d * F;
         const matrix = (side * side + side) * F;
         expect(scratch).toBeGreaterThanOrEqual(matrix);
-        expect(scratch, `scratch ${scratch} B, packed matrix ${matrix} B`).toBeLessThanOrEqual(matrix + smallBytes(n, d, side));
+        const variant = vic.lastPlan!.variant;
+        expect(scratch, `scratch ${scratch} B, packed matrix ${matrix} B, variant ${variant}`).toBeLessThanOrEqual(matrix + smallBytes(n, d, side) + extraBytes(variant, n, d));
       } finally {
         vic.destroy();
       }
@@ -56,7 +67,7 @@ describe('device scratch: one packed min(n, d)^2 + min(n, d) matrix, plus O(n + 
       // The caller's buffers are not the engine's (bufferCounts counts only its own).
       const scratch = bufferCounts.bytes - before;
       expect(scratch).toBeGreaterThanOrEqual((n * n + n) * F);
-      expect(scratch).toBeLessThanOrEqual((n * n + n) * F + smallBytes(n, d, n));
+      expect(scratch).toBeLessThanOrEqual((n * n + n) * F + smallBytes(n, d, n) + windowBytes(n, d));
       expect(scratch).toBeLessThan(d * d * F);   // what the primal matrix alone would take
     } finally {
       caller.forEach((g) => g.destroy());

@@ -17,14 +17,16 @@ import {
   passesOf, planVariables, type KernelId, type Role,
 } from '../src/ops/plan.js';
 import { cheaperForm, MIN_DUAL_SHARE } from '../src/ops/vicreg.js';
-import type { Form, Preset, Variant } from '../src/types.js';
+import type { Form, Preset } from '../src/types.js';
+import type { ManifestVariant } from '../src/ops/plan.js';
 import { bind, evaluate, namesIn } from '../scripts/formula.js';
 import { buildManifest } from '../scripts/manifest.js';
 import { reflect } from '../scripts/wgsl-reflect.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const FORM_NAMES: Form[] = ['primal', 'dual'];
-const VARIANT_NAMES: Variant[] = ['tiled', 'subgroup', 'workgroup'];
+// The variants the manifest plans ('windows' is the engine's only: plan.ts ManifestVariant).
+const VARIANT_NAMES: ManifestVariant[] = ['tiled', 'subgroup', 'workgroup'];
 
 /** Shapes: the edges (n = 2, d = 1), tile boundaries +-1, and a seeded spread up to 5000. */
 function shapes(): [number, number][] {
@@ -83,9 +85,9 @@ describe('plan.ts against the engine', () => {
     for (const preset of ['paper', 'official'] as Preset[]) expect(evaluate(PRESETS[preset].k, {})).toBe(varianceScale(preset));
     for (const [n, d] of all) {
       expect(evaluate(HOST.formChoice.dualWhen, { n, d }) ? 'dual' : 'primal', `${n}x${d}`).toBe(cheaperForm(n, d));
-      expect(!!evaluate(VARIANTS.subgroup.requires.when, { n, d })).toBe(variantSupported('subgroup', { subgroupSize: 8 }, d));
-      expect(!!evaluate(VARIANTS.tiled.requires.when, { n, d })).toBe(variantSupported('tiled', {}, d));
-      expect(!!evaluate(VARIANTS.workgroup.requires.when, { n, d })).toBe(variantSupported('workgroup', {}, d));
+      expect(!!evaluate(VARIANTS.subgroup.requires.when, { n, d })).toBe(variantSupported('subgroup', { subgroupSize: 8 }, n, d, 'primal'));
+      expect(!!evaluate(VARIANTS.tiled.requires.when, { n, d })).toBe(variantSupported('tiled', {}, n, d, 'primal'));
+      expect(!!evaluate(VARIANTS.workgroup.requires.when, { n, d })).toBe(variantSupported('workgroup', {}, n, d, 'primal'));
     }
     for (const [shares, keep] of [[[0.9, 0.6], true], [[0.5, 0.7], true], [[0.49, 0.9], false], [[NaN, 1], false], [[1, NaN], false]] as const) {
       const env = { offDiagonalShareA: shares[0], offDiagonalShareB: shares[1], minDualShare: HOST.fallback.minDualShare };
@@ -194,7 +196,7 @@ describe('plan.ts against the engine', () => {
     for (const [n, d] of all.filter((_, i) => i % 5 === 0)) {
       expect(evaluate(BUFFERS.stats.count!, { d })).toBe(statsLayout(d).floats);
       for (const variant of VARIANT_NAMES) {
-        if (!variantSupported(variant, { subgroupSize: 8 }, d)) continue;
+        if (!variantSupported(variant, { subgroupSize: 8 }, n, d, 'primal')) continue;
         for (const form of FORM_NAMES) {
           const vars = bind(envFor(n, d), planVariables(variant, form));
           for (const pass of passesOf([...forwardPasses(variant, form), ...backwardPasses(variant, form)])) {

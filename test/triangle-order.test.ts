@@ -70,7 +70,7 @@ function reference(form: Form, z: Float32Array, n: number, d: number): Float64Ar
   return out;
 }
 
-const supported = () => variantSupported('subgroup', handle.features, 4);
+const supported = () => variantSupported('subgroup', handle.features, 4, 4, 'dual');
 
 describe('subgroup Gram kernels: triangle order over 2-D dispatches, packed writes (needs subgroups of 8; lavapipe)', () => {
   // Shapes whose last column block is cut short by the edge, and one where it is not.

@@ -1,7 +1,7 @@
 // Checks of what callers pass in, and of what the device hands back: shapes, views, buffers, the
 // non-finite flags and the loss terms. Each failure is a typed error with a one-line message.
 import { BufferError, NonFiniteError, OptionError, OverflowError, ShapeError } from '../errors.js';
-import { Usage, type Buffer } from '../runtime/gpu.js';
+import { Usage, type Buffer, type Texture } from '../runtime/gpu.js';
 import type { BackwardOptions, VICRegTerms } from '../types.js';
 
 export const VIEWS = ['A', 'B'] as const;
@@ -103,4 +103,11 @@ export function validateOut(out: unknown, n: number, d: number): [Float32Array, 
 /** Fills buffers with NaN bits (all ones): for tests, so that an unwritten element cannot pass. */
 export function poison(device: GPUDevice, buffers: (Buffer | undefined)[]): void {
   for (const b of buffers) if (b) device.queue.writeBuffer(b.gpu, 0, new Uint32Array(b.bytes / 4).fill(0xffffffff));
+}
+
+/** Fills a texture with NaN bits, as poison() does buffers. */
+export function poisonTexture(device: GPUDevice, texture: Texture): void {
+  const [width, height, layers] = [texture.gpu.width, texture.gpu.height, texture.gpu.depthOrArrayLayers];
+  device.queue.writeTexture({ texture: texture.gpu }, new Uint32Array(width * height * layers * 4).fill(0xffffffff),
+    { bytesPerRow: width * 16, rowsPerImage: height }, [width, height, layers]);
 }

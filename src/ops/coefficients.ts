@@ -37,8 +37,8 @@ export function resolveCoefficients(options: VICRegOptions = {}): Coefficients {
     resolved.form = options.form;
   }
   if (options.variant !== undefined) {
-    if (!['auto', 'tiled', 'subgroup', 'workgroup'].includes(options.variant)) {
-      throw new OptionError(`option variant must be 'auto', 'tiled', 'subgroup' or 'workgroup', got ${JSON.stringify(options.variant)}`);
+    if (!['auto', 'tiled', 'subgroup', 'workgroup', 'windows'].includes(options.variant)) {
+      throw new OptionError(`option variant must be 'auto', 'tiled', 'subgroup', 'workgroup' or 'windows', got ${JSON.stringify(options.variant)}`);
     }
     resolved.variant = options.variant;
   }

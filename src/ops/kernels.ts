@@ -17,7 +17,10 @@ import sampleGramWorkgroupWgsl from '../../kernels/sample_gram_workgroup.wgsl';
 import covarianceBackwardWorkgroupWgsl from '../../kernels/covariance_backward_workgroup.wgsl';
 import covarianceBackwardDualWorkgroupWgsl from '../../kernels/covariance_backward_dual_workgroup.wgsl';
 import centeredPanelsWgsl from '../../kernels/centered_panels.wgsl';
-import type { Dispatch, KernelSpec } from '../runtime/gpu.js';
+import centeredTextureWgsl from '../../kernels/centered_texture.wgsl';
+import sampleGramWindowsWgsl from '../../kernels/sample_gram_windows.wgsl';
+import covarianceBackwardDualWindowsWgsl from '../../kernels/covariance_backward_dual_windows.wgsl';
+import type { Binding, Dispatch, KernelSpec } from '../runtime/gpu.js';
 import { gradientCoefficients, type Coefficients } from './coefficients.js';
 
 const ceilDiv = (a: number, b: number) => Math.ceil(a / b);
@@ -58,17 +61,33 @@ import type { Form, Variant } from '../types.js';
  * - 'workgroup': (16, 16) workgroups, a 4 x 4 register block per thread over 64 x 64 tiles staged through
  *   workgroup memory 16 deep, with barriers: the textbook GPU kernel (each element read from global
  *   memory once per tile). Any shape. Slow on lavapipe, where barriers and workgroup memory cost.
+ * - 'windows': the dual form only (the primal form runs 'subgroup' where it is forced): the subgroup
+ *   kernels' shape, but every operand of the inner loops read through 64 KiB uniform-buffer windows or a
+ *   storage texture, never a storage buffer (on lavapipe a storage load is a branch per lane; a uniform
+ *   load is a branch-free gather). Many small dispatches (WINDOW_* below). Needs what 'subgroup' needs
+ *   and the WGSL language features of WINDOW_LANGUAGE_FEATURES (runtime/device.ts), n <= WINDOWS_MAX_ROWS.
  */
-export const VARIANTS: readonly Variant[] = ['tiled', 'subgroup', 'workgroup'];
+export const VARIANTS: readonly Variant[] = ['tiled', 'subgroup', 'workgroup', 'windows'];
 
 export interface DeviceTraits {
   subgroupSize?: number;
+  /** The WGSL language features the 'windows' kernels require (runtime/device.ts WINDOW_LANGUAGE_FEATURES). */
+  windowLanguage?: boolean;
 }
 
-/** Whether a variant can run on this device for this shape. */
-export function variantSupported(variant: Variant, traits: DeviceTraits, d: number): boolean {
-  return variant !== 'subgroup' || (traits.subgroupSize === SUBGROUP_LANES && d % 4 === 0);
+/**
+ * Whether a variant can run on this device for an n x d problem in this form ('windows' is a dual-form
+ * variant; where it is forced, the primal form runs 'subgroup': formVariant).
+ */
+export function variantSupported(variant: Variant, traits: DeviceTraits, n: number, d: number, form: Form): boolean {
+  const subgroup = traits.subgroupSize === SUBGROUP_LANES && d % 4 === 0;
+  if (variant === 'subgroup') return subgroup;
+  if (variant === 'windows') return subgroup && !!traits.windowLanguage && form === 'dual' && n <= WINDOWS_MAX_ROWS;
+  return true;
 }
+
+/** The variant a form runs for a chosen one: 'windows' has no primal kernels, whose lavapipe twin is 'subgroup'. */
+export const formVariant = (variant: Variant, form: Form): Variant => (variant === 'windows' && form === 'primal' ? 'subgroup' : variant);
 
 /** Logical buffers of a Gram dispatch, mapped to each kernel's bindings by `bindings`. */
 export interface GramBuffers { z: GPUBuffer; stats: GPUBuffer; partials: GPUBuffer; matrix: GPUBuffer; dims: GPUBuffer }
@@ -78,6 +97,15 @@ export interface BackwardBuffers {
   /** The centered column panels (centered_panels.wgsl), or any small buffer where the kernel reads Z directly. */
   panel: GPUBuffer;
 }
+/** What the 'windows' kernels bind besides those: the view's records (windowRecords) and the scratch they copy Zc into. */
+export interface WindowBuffers {
+  /** windowRecords(...).bytes, a UNIFORM buffer, for the view being run. */
+  records: GPUBuffer;
+  /** The Gram's panels: STORAGE | UNIFORM, windowGramPanelFloats(n) floats. */
+  gramPanel: GPUBuffer;
+  /** The backward's panels: a 16 x ceil4(n) x strips rgba32float texture (windowTextureSize), as a 2d-array view. */
+  texture: GPUTextureView;
+}
 
 export interface GramKernel {
   spec(writeMatrix: boolean): KernelSpec;
@@ -86,6 +114,8 @@ export interface GramKernel {
   /** Partial sums one view's dispatch writes (loss_terms reads this many per view). */
   partials(n: number, d: number): number;
   bindings(b: GramBuffers): GPUBuffer[];
+  /** A 'windows' kernel: many dispatches per view (gramPassList), after its panel copies (`pack`). */
+  windows?: { pack: KernelSpec };
 }
 
 export interface BackwardKernel {
@@ -103,6 +133,11 @@ export interface BackwardKernel {
    * `workgroups` is then one group's dispatch, and `pack` has the same.
    */
   grouped?: { columnGroups(n: number, d: number): ColumnGroups; pack: { spec: KernelSpec; bindings(b: BackwardBuffers): GPUBuffer[] } };
+  /**
+   * A 'windows' kernel: per column group (windowColumnGroups) a texture copy (`pack`) and, per block row,
+   * dispatches over K's blocks (windowBackwardDispatches), those read by columns with `transposed`.
+   */
+  windows?: { transposed(accumulate: boolean): KernelSpec; pack: KernelSpec };
 }
 
 /** How a grouped backward splits the columns: `groups` groups of `width` columns (a multiple of 64; the last may run past d). */
@@ -133,6 +168,180 @@ export function columnGroups(n: number, d: number): ColumnGroups {
   const groups = ceilDiv(strips, PANEL_MAX_STRIPS);
   return { panels: true, groups, width: ceilDiv(strips, groups) * STRIP };
 }
+
+// 'windows' geometry (sample_gram_windows.wgsl, covariance_backward_dual_windows.wgsl, centered_*.wgsl).
+/** A uniform binding's size (the least maxUniformBufferBindingSize a device may have): one window. */
+export const WINDOW_BYTES = 65536;
+/** Rows of one 64-column strip in a window. */
+export const WINDOW_ROWS = WINDOW_BYTES / (STRIP * 4);
+/** Strips per column group of the Gram (sample_gram_windows.wgsl's STRIPS: 10 windows and its dims in 12 uniform bindings). */
+export const GRAM_WINDOW_STRIPS = 5;
+/** K's blocks: BLOCK x BLOCK floats, one window. */
+export const BLOCK = 128;
+/** K's blocks per backward dispatch (covariance_backward_dual_windows.wgsl's WINDOWS). */
+export const BACKWARD_WINDOWS = 8;
+/** Past this, the super-tiles (n/256)^2/2 and the backward's dispatches per group (n/128)^2/8 grow too many. */
+export const WINDOWS_MAX_ROWS = 4096;
+/** Per-dispatch uniform records, at 256 bytes: the offset alignment every device accepts. */
+export const RECORD_BYTES = 256;
+const GRAM_WINDOW_TILES = { offDiagonal: 32, diagonal: 20 } as const;   // per super-tile (the WGSL's dispatch)
+
+export const blockCount = (n: number) => ceilDiv(n, BLOCK);
+/** The blocked matrix of both views (sample_gram_windows.wgsl's layout): nb^2 blocks, then B's diagonal (128 nb). */
+export const blockedMatrixFloats = (n: number) => blockCount(n) ** 2 * BLOCK * BLOCK + blockCount(n) * BLOCK;
+/** Rows of the Gram's panel: the blocked side rounded up to whole windows. */
+export const windowPanelRows = (n: number) => ceilDiv(blockCount(n) * BLOCK, WINDOW_ROWS) * WINDOW_ROWS;
+export const windowGramPanelFloats = (n: number) => GRAM_WINDOW_STRIPS * windowPanelRows(n) * STRIP;
+
+/** The Gram's column groups: GRAM_WINDOW_STRIPS strips each (the last one's strips past d are skipped). */
+export function windowGramGroups(d: number): { groups: number; width: number; strips(g: number): number } {
+  const strips = ceilDiv(d, STRIP);
+  return { groups: ceilDiv(strips, GRAM_WINDOW_STRIPS), width: GRAM_WINDOW_STRIPS * STRIP, strips: (g) => Math.min(GRAM_WINDOW_STRIPS, strips - g * GRAM_WINDOW_STRIPS) };
+}
+
+/** The Gram's super-tiles (a, b), a <= b, of WINDOW_ROWS x WINDOW_ROWS entries, with their tiles and first partial. */
+export function windowSuperTiles(n: number): { a: number; b: number; tiles: number; partialOffset: number }[] {
+  const count = ceilDiv(blockCount(n) * BLOCK, WINDOW_ROWS);
+  const tiles = [];
+  let partialOffset = 0;
+  for (let a = 0; a < count; a++) {
+    for (let b = a; b < count; b++) {
+      const t = a === b ? GRAM_WINDOW_TILES.diagonal : GRAM_WINDOW_TILES.offDiagonal;
+      tiles.push({ a, b, tiles: t, partialOffset });
+      partialOffset += t * SUBGROUP_LANES;
+    }
+  }
+  return tiles;
+}
+
+/** The backward's column groups: as the subgroup kernel's, but always from panels (the texture). */
+export function windowColumnGroups(n: number, d: number): ColumnGroups {
+  const strips = ceilDiv(d, STRIP);
+  const groups = ceilDiv(strips, PANEL_MAX_STRIPS);
+  return { panels: true, groups, width: ceilDiv(strips, groups) * STRIP };
+}
+/** The backward's panel texture: 16 texels wide (a strip), n rounded up to 4 high, a layer per strip. */
+export const windowTextureSize = (n: number, d: number) => [STRIP / 4, ceilDiv(n, 4) * 4, windowColumnGroups(n, d).width / STRIP] as const;
+
+/** Where view `view` keeps K's block (P, Q): A by (min, max), B by (max, min) (sample_gram_windows.wgsl). */
+export function storedBlock(view: 0 | 1, P: number, Q: number, nb: number): number {
+  const [r, c] = (view === 0) === (P <= Q) ? [P, Q] : [Q, P];
+  return r * nb + c;
+}
+
+/** One dispatch of the windowed backward: block row P over K's blocks `blocks` (read by columns if `transposed`). */
+export interface WindowBackwardDispatch { P: number; blocks: number[]; transposed: boolean; flags: number }
+
+/**
+ * A view's windowed backward, per column group: for each block row P, the blocks the view keeps by rows
+ * (P itself first), then those it keeps by columns, BACKWARD_WINDOWS at a time. flags as BlockParams'.
+ */
+export function windowBackwardDispatches(n: number, view: 0 | 1): WindowBackwardDispatch[] {
+  const nb = blockCount(n);
+  const out: WindowBackwardDispatch[] = [];
+  const chunks = (blocks: number[]) => Array.from({ length: ceilDiv(blocks.length, BACKWARD_WINDOWS) }, (_, c) => blocks.slice(c * BACKWARD_WINDOWS, (c + 1) * BACKWARD_WINDOWS));
+  for (let P = 0; P < nb; P++) {
+    const after = Array.from({ length: nb - P - 1 }, (_, i) => P + 1 + i);
+    const before = Array.from({ length: P }, (_, i) => i);
+    const [byRows, byColumns] = view === 0 ? [after, before] : [before, after];
+    chunks([P, ...byRows]).forEach((blocks, c) => out.push({ P, blocks, transposed: false, flags: c === 0 ? 1 | 4 | (view === 1 ? 2 : 0) : 0 }));
+    chunks(byColumns).forEach((blocks) => out.push({ P, blocks, transposed: true, flags: 0 }));
+  }
+  return out;
+}
+
+/**
+ * One view's uniform records for the 'windows' kernels, RECORD_BYTES apart: the Gram's WindowDims per
+ * (group, super-tile), then its panel copies' BackwardParams per group, then the backward's BlockParams
+ * per windowBackwardDispatches entry, then its BackwardParams per column group. `rows` = n but in a trial;
+ * the view's partials from `partialBase`.
+ */
+export function windowRecords(c: Coefficients, n: number, d: number, rows: number, view: 0 | 1, partialBase: number) {
+  const gram = windowGramGroups(d);
+  const superTiles = windowSuperTiles(rows);
+  const backward = windowBackwardDispatches(rows, view);
+  const groups = windowColumnGroups(rows, d);
+  const at = {
+    gramDims: 0,
+    gramPack: gram.groups * superTiles.length,
+    blocks: gram.groups * superTiles.length + gram.groups,
+    backwardParams: gram.groups * superTiles.length + gram.groups + backward.length,
+  };
+  const count = at.backwardParams + groups.groups;
+  const bytes = new ArrayBuffer(count * RECORD_BYTES);
+  for (let g = 0; g < gram.groups; g++) {
+    const flags = (g === 0 ? 1 : 0) | (g === gram.groups - 1 ? 2 : 0);
+    superTiles.forEach((t, i) => new Uint32Array(bytes, (at.gramDims + g * superTiles.length + i) * RECORD_BYTES, 8)
+      .set([rows, gram.strips(g), partialBase + t.partialOffset, flags, t.a, t.b, view, 0]));
+    new Uint8Array(bytes, (at.gramPack + g) * RECORD_BYTES, UNIFORM_BYTES.backwardParams)
+      .set(new Uint8Array(backwardParams(c, n, d, rows, view, undefined, { index: g, of: { panels: true, groups: gram.groups, width: gram.width } })));
+  }
+  backward.forEach((dispatch, i) => {
+    const record = new Uint32Array(bytes, (at.blocks + i) * RECORD_BYTES, 12);
+    record.set([dispatch.P, dispatch.blocks.length, dispatch.flags, view]);
+    record.set(dispatch.blocks, 4);
+  });
+  for (let g = 0; g < groups.groups; g++) {
+    new Uint8Array(bytes, (at.backwardParams + g) * RECORD_BYTES, UNIFORM_BYTES.backwardParams)
+      .set(new Uint8Array(backwardParams(c, n, d, rows, view, undefined, { index: g, of: groups })));
+  }
+  return { bytes, at, superTiles, backward, gram, groups };
+}
+export type WindowRecords = ReturnType<typeof windowRecords>;
+
+const record = (buffer: GPUBuffer, index: number, size: number): GPUBufferBinding => ({ buffer, offset: index * RECORD_BYTES, size });
+const window = (buffer: GPUBuffer, index: number): GPUBufferBinding => ({ buffer, offset: index * WINDOW_BYTES, size: WINDOW_BYTES });
+
+/** One view's windowed Gram: per column group, its panel copy and one dispatch per super-tile. */
+export function windowGramPassList(label: string, pipes: { gram: GPUComputePipeline; pack: GPUComputePipeline }, buffers: Omit<GramBuffers, 'dims'> & WindowBuffers,
+  records: WindowRecords, rows: number): Dispatch[] {
+  const { superTiles, gram, at } = records;
+  const windowsPerStrip = windowPanelRows(rows) / WINDOW_ROWS;
+  const dispatches: Dispatch[] = [];
+  for (let g = 0; g < gram.groups; g++) {
+    dispatches.push({
+      label: `${label}: panels ${g}`, pipeline: pipes.pack, workgroups: [windowPanelRows(rows) / SUBGROUP_SHARED, GRAM_WINDOW_STRIPS],
+      bindings: [buffers.z, buffers.stats, buffers.gramPanel, record(buffers.records, at.gramPack + g, UNIFORM_BYTES.backwardParams)],
+    });
+    const strips = gram.strips(g);
+    superTiles.forEach((t, i) => {
+      // Strips past this group's last one bind strip 0's windows (the kernel skips them).
+      const strip = (q: number, rowWindow: number) => window(buffers.gramPanel, (q < strips ? q : 0) * windowsPerStrip + rowWindow);
+      const qs = Array.from({ length: GRAM_WINDOW_STRIPS }, (_, q) => q);
+      dispatches.push({
+        label: `${label}: group ${g} super-tile (${t.a}, ${t.b})`, pipeline: pipes.gram, workgroups: [t.tiles],
+        bindings: [buffers.partials, buffers.matrix, record(buffers.records, at.gramDims + g * superTiles.length + i, 32),
+          ...qs.map((q) => strip(q, t.a)), ...qs.map((q) => strip(q, t.b))],
+      });
+    });
+  }
+  return dispatches;
+}
+
+/** One view's windowed backward: per column group, its texture copy, then windowBackwardDispatches. */
+export function windowBackwardPassList(label: string, pipes: { main: GPUComputePipeline; transposed: GPUComputePipeline; pack: GPUComputePipeline },
+  buffers: Omit<BackwardBuffers, 'params' | 'panel'> & WindowBuffers, records: WindowRecords, rows: number, view: 0 | 1,
+  indirect?: { indirect: GPUBuffer; offset: number }): Dispatch[] {
+  const { groups, backward, at } = records;
+  const nb = blockCount(rows);
+  const workgroups = indirect ?? windowBackwardWorkgroups(rows, groups.width);
+  const dispatches: Dispatch[] = [];
+  for (let g = 0; g < groups.groups; g++) {
+    const params = record(buffers.records, at.backwardParams + g, UNIFORM_BYTES.backwardParams);
+    dispatches.push({ label: `${label}: panels ${g}`, pipeline: pipes.pack, workgroups, bindings: [buffers.z, buffers.stats, buffers.texture, params] });
+    backward.forEach((dispatch, i) => {
+      const windows = Array.from({ length: BACKWARD_WINDOWS }, (_, w) => window(buffers.matrix, w < dispatch.blocks.length ? storedBlock(view, dispatch.P, dispatch.blocks[w], nb) : 0));
+      dispatches.push({
+        label: `${label}: group ${g} block row ${dispatch.P}${dispatch.transposed ? ' (by columns)' : ''}`,
+        pipeline: dispatch.transposed ? pipes.transposed : pipes.main, workgroups,
+        bindings: [buffers.z, buffers.other, buffers.stats, buffers.matrix, buffers.grad, params, buffers.upstream, buffers.texture,
+          record(buffers.records, at.blocks + i, 48), ...windows],
+      });
+    });
+  }
+  return dispatches;
+}
+const windowBackwardWorkgroups = (_n: number, width: number) => [BLOCK / SUBGROUP_SHARED, width / STRIP] as const;
 
 /** A 'tiled' or 'workgroup' Gram kernel: (wg, wg) threads per (4 wg) x (4 wg) tile, a grid of tiles. */
 const blockGram = (name: string, code: string, side: (n: number, d: number) => number, wg: number): GramKernel => ({
@@ -172,6 +381,24 @@ const subgroupBackwardWorkgroups = (n: number, d: number) =>
 const subgroupDualBackwardWorkgroups = (n: number, d: number) =>
   [ceilDiv(n, SUBGROUP_SHARED), columnGroups(n, d).width / STRIP] as const;
 
+/** The primal form's subgroup kernels (also what it runs where 'windows' is forced: formVariant). */
+const primalSubgroupGram: GramKernel = {
+  spec: (writeMatrix) => ({ name: 'gram_offdiag_squares_subgroup', code: gramOffDiagSquaresSubgroupWgsl, constants: { WRITE_MATRIX: writeMatrix } }),
+  workgroups: (_n, d) => upperTileWorkgroups(upperTileCount(d)),
+  partials: (_n, d) => upperTileCount(d) * SUBGROUP_LANES,
+  bindings: (b) => [b.z, b.stats, b.partials, b.matrix, b.dims, b.z],
+};
+const primalSubgroupBackward: BackwardKernel = {
+  spec: (accumulate) => ({ name: 'covariance_backward_subgroup', code: covarianceBackwardSubgroupWgsl, constants: { ACCUMULATE: accumulate } }),
+  workgroups: subgroupBackwardWorkgroups,
+  bindings: (b) => [b.z, b.other, b.stats, b.matrix, b.grad, b.params, b.upstream],
+  mirrored: {
+    spec: { name: 'covariance_backward_mirrored_subgroup', code: covarianceBackwardMirroredSubgroupWgsl },
+    workgroups: subgroupBackwardWorkgroups,   // the first pass's blocks
+    bindings: (b) => [b.z, b.stats, b.matrix, b.grad, b.params, b.upstream],
+  },
+};
+
 export interface FormKernels {
   gram: Record<Variant, GramKernel>;
   backward: Record<Variant, BackwardKernel>;
@@ -185,26 +412,15 @@ export const forms: Record<Form, FormKernels> = {
     gram: {
       tiled: blockGram('gram_offdiag_squares', gramOffDiagSquaresWgsl, (_n, d) => d, TILED_WG),
       workgroup: blockGram('gram_offdiag_squares_workgroup', gramOffDiagSquaresWorkgroupWgsl, (_n, d) => d, WORKGROUP_WG),
-      subgroup: {
-        spec: (writeMatrix) => ({ name: 'gram_offdiag_squares_subgroup', code: gramOffDiagSquaresSubgroupWgsl, constants: { WRITE_MATRIX: writeMatrix } }),
-        workgroups: (_n, d) => upperTileWorkgroups(upperTileCount(d)),
-        partials: (_n, d) => upperTileCount(d) * SUBGROUP_LANES,
-        bindings: (b) => [b.z, b.stats, b.partials, b.matrix, b.dims, b.z],
-      },
+      subgroup: primalSubgroupGram,
+      // 'windows' has no primal kernels: the primal form runs 'subgroup' where it is forced (formVariant).
+      windows: primalSubgroupGram,
     },
     backward: {
       tiled: blockBackward('covariance_backward', covarianceBackwardWgsl, TILED_WG),
       workgroup: blockBackward('covariance_backward_workgroup', covarianceBackwardWorkgroupWgsl, WORKGROUP_WG),
-      subgroup: {
-        spec: (accumulate) => ({ name: 'covariance_backward_subgroup', code: covarianceBackwardSubgroupWgsl, constants: { ACCUMULATE: accumulate } }),
-        workgroups: subgroupBackwardWorkgroups,
-        bindings: (b) => [b.z, b.other, b.stats, b.matrix, b.grad, b.params, b.upstream],
-        mirrored: {
-          spec: { name: 'covariance_backward_mirrored_subgroup', code: covarianceBackwardMirroredSubgroupWgsl },
-          workgroups: subgroupBackwardWorkgroups,   // the first pass's blocks
-          bindings: (b) => [b.z, b.stats, b.matrix, b.grad, b.params, b.upstream],
-        },
-      },
+      subgroup: primalSubgroupBackward,
+      windows: primalSubgroupBackward,
     },
   },
   dual: {
@@ -218,6 +434,14 @@ export const forms: Record<Form, FormKernels> = {
         partials: (n) => upperTileCount(n) * SUBGROUP_LANES,
         bindings: (b) => [b.z, b.stats, b.partials, b.matrix, b.dims],
       },
+      windows: {
+        spec: () => ({ name: 'sample_gram_windows', code: sampleGramWindowsWgsl }),
+        // Per super-tile (windowGramPassList builds the dispatches); the most of them.
+        workgroups: () => [GRAM_WINDOW_TILES.offDiagonal, 1],
+        partials: (n) => windowSuperTiles(n).reduce((sum, t) => sum + t.tiles, 0) * SUBGROUP_LANES,
+        bindings: () => { throw new Error('sample_gram_windows runs through windowGramPassList'); },
+        windows: { pack: { name: 'centered_panels (windows)', code: centeredPanelsWgsl, constants: { WINDOW_ROWS } } },
+      },
     },
     backward: {
       tiled: blockBackward('covariance_backward_dual', covarianceBackwardDualWgsl, TILED_WG),
@@ -229,6 +453,15 @@ export const forms: Record<Form, FormKernels> = {
         grouped: {
           columnGroups,
           pack: { spec: { name: 'centered_panels', code: centeredPanelsWgsl }, bindings: (b) => [b.z, b.stats, b.panel, b.params] },
+        },
+      },
+      windows: {
+        spec: (accumulate) => ({ name: 'covariance_backward_dual_windows', code: covarianceBackwardDualWindowsWgsl, constants: { ACCUMULATE: accumulate } }),
+        workgroups: (n, d) => windowBackwardWorkgroups(n, windowColumnGroups(n, d).width),
+        bindings: () => { throw new Error('covariance_backward_dual_windows runs through windowBackwardPassList'); },
+        windows: {
+          transposed: (accumulate) => ({ name: 'covariance_backward_dual_windows', code: covarianceBackwardDualWindowsWgsl, constants: { ACCUMULATE: accumulate, TRANSPOSED: true } }),
+          pack: { name: 'centered_texture', code: centeredTextureWgsl },
         },
       },
     },
@@ -276,10 +509,16 @@ export const UNIFORM_BYTES = { dims: 16, gramDims: 48, termParams: 64, backwardP
 
 /**
  * A backward kernel's pipelines, in the order backwardPassList takes them: its pass, then its mirrored
- * pass or its panel copy where it has one.
+ * pass or its panel copy where it has one; for 'windows', its pass, its by-columns pass and its copy.
  */
 export function backwardSpecs(kernel: BackwardKernel, accumulate: boolean): KernelSpec[] {
+  if (kernel.windows) return [kernel.spec(accumulate), kernel.windows.transposed(accumulate), kernel.windows.pack];
   return [kernel.spec(accumulate), ...(kernel.mirrored ? [kernel.mirrored.spec] : []), ...(kernel.grouped ? [kernel.grouped.pack.spec] : [])];
+}
+
+/** A Gram kernel's pipelines: its own, then its panel copy where it has one ('windows'). */
+export function gramSpecs(kernel: GramKernel, writeMatrix: boolean): KernelSpec[] {
+  return [kernel.spec(writeMatrix), ...(kernel.windows ? [kernel.windows.pack] : [])];
 }
 
 /**
@@ -357,7 +596,7 @@ export function allKernelSpecs(): KernelSpec[] {
   const specs: KernelSpec[] = [columnStats.spec, lossTerms.spec, formDecision.spec, columnBlockGram.spec];
   for (const form of Object.keys(forms) as Form[]) {
     for (const variant of VARIANTS) {
-      specs.push(forms[form].gram[variant].spec(true), forms[form].gram[variant].spec(false));
+      specs.push(...gramSpecs(forms[form].gram[variant], true), ...gramSpecs(forms[form].gram[variant], false));
       specs.push(...backwardSpecs(forms[form].backward[variant], false), ...backwardSpecs(forms[form].backward[variant], true));
     }
   }

@@ -306,7 +306,14 @@ export interface VariantPlan {
   partialsPerView: Readonly<Record<Form, Formula>>;
 }
 
-export const VARIANTS: Readonly<Record<Variant, VariantPlan>> = {
+/**
+ * The variants native hosts get plans for. 'windows' (kernels.ts) is the engine's only: per view it runs
+ * a dispatch per column group and 256-row super-tile (Gram) or per 128-row block row and 8 blocks of K
+ * (backward), each binding its own uniform windows, which these formulas do not describe yet.
+ */
+export type ManifestVariant = Exclude<Variant, 'windows'>;
+
+export const VARIANTS: Readonly<Record<ManifestVariant, VariantPlan>> = {
   tiled: {
     note: 'portable: (8, 8) workgroups with 4 x 4 register blocks, any shape; the choice for GPUs',
     requires: { features: [], when: '1' },
@@ -344,7 +351,7 @@ const COLUMN_GROUPS: Record<string, Formula> = {
 };
 
 /** The names a plan (variant, form) adds to INPUTS, in evaluation order. */
-export function planVariables(variant: Variant, form: Form): Record<string, Formula> {
+export function planVariables(variant: ManifestVariant, form: Form): Record<string, Formula> {
   return { ...FORMS[form], tiles: 'ceil(side/32)', upperTiles: UPPER_TILES, partialsPerView: VARIANTS[variant].partialsPerView[form], ...COLUMN_GROUPS };
 }
 
@@ -364,7 +371,7 @@ export interface GroupLoop {
 const VIEWS = ['A', 'B'] as const;
 
 /** Forward: statistics, one Gram pass per view, the terms. Then the host reads `result`. */
-export function forwardPasses(variant: Variant, form: Form): PassPlan[] {
+export function forwardPasses(variant: ManifestVariant, form: Form): PassPlan[] {
   return [
     { label: 'column_stats', kernel: 'column_stats', buffers: { a: 'A', b: 'B', stats: 'stats', flags: 'flags', dims: 'statsDims' } },
     ...VIEWS.map((v) => ({
@@ -380,7 +387,7 @@ export function forwardPasses(variant: Variant, form: Form): PassPlan[] {
  * mirrored pass after it where it has one; or, for a grouped kernel, per view a loop over the column
  * groups of the panel copy and the pass.
  */
-export function backwardPasses(variant: Variant, form: Form): (PassPlan | GroupLoop)[] {
+export function backwardPasses(variant: ManifestVariant, form: Form): (PassPlan | GroupLoop)[] {
   const mirrored = VARIANTS[variant].mirroredBackward?.[form];
   const panels = VARIANTS[variant].groupedBackward?.[form];
   return VIEWS.flatMap((v, i): (PassPlan | GroupLoop)[] => {

@@ -4,21 +4,22 @@
 import {
   BufferError, DeviceError, LimitError, OptionError, ShapeError, StateError, VICRegError,
 } from '../errors.js';
-import { acquireDevice, deviceHandle, type DeviceHandle } from '../runtime/device.js';
+import { acquireDevice, deviceHandle, WINDOW_LANGUAGE_FEATURES, type DeviceHandle } from '../runtime/device.js';
 import { quietly } from '../runtime/polling.js';
 import {
-  createBuffer, destroyBuffer, encodeDispatch, type Dispatch, pipeline, readback, readbackBuffer, storageBuffer, uniformBuffer, Usage,
-  pipelineSync, withErrorScopes, type Buffer, type KernelSpec,
+  createBuffer, destroyBuffer, destroyTexture, encodeDispatch, type Dispatch, pipeline, readback, readbackBuffer, storageBuffer, storageTexture, uniformBuffer, Usage,
+  pipelineSync, withErrorScopes, type Buffer, type KernelSpec, type Texture,
 } from '../runtime/gpu.js';
 import type {
   BackwardOptions, EncodeArgs, ForwardOptions, ForwardPlan, PendingTerms, VICRegGradients, VICRegLoss, VICRegOptions, VICRegTerms,
 } from '../types.js';
 import {
-  firstNonFinite, isGPUBuffer, MiB, poison, termsOf, validateGradBuffer, validateOut, validateShape, validateView, VIEWS,
+  firstNonFinite, isGPUBuffer, MiB, poison, poisonTexture, termsOf, validateGradBuffer, validateOut, validateShape, validateView, VIEWS,
 } from './checks.js';
 import { resolveCoefficients, varianceScale } from './coefficients.js';
 import {
-  backwardParams, backwardParamsPerGroup, backwardPassList, backwardSpecs, columnBlockGram, columnBlockWidth, columnStats, formDecision, forms, gramDims, lossTerms, packedMatrixFloats, PANEL_MIN_ROWS, statsLayout, UNIFORM_BYTES, VARIANTS, variantSupported, type Form, type Variant,
+  backwardParams, backwardParamsPerGroup, backwardPassList, backwardSpecs, blockedMatrixFloats, columnBlockGram, columnBlockWidth, columnStats, formDecision, forms, formVariant, gramDims, gramSpecs, lossTerms, packedMatrixFloats, PANEL_MIN_ROWS, statsLayout, UNIFORM_BYTES, VARIANTS, variantSupported, WINDOWS_MAX_ROWS,
+  windowBackwardPassList, windowGramPanelFloats, windowGramPassList, windowRecords, windowTextureSize, type Form, type Variant, type WindowRecords,
 } from './kernels.js';
 import { carryVariantChoices, choiceKey, choicesOf, exportVariantChoices, seedVariantChoices, validateVariantChoices, type ChoiceRole } from './variantChoices.js';
 
@@ -78,6 +79,19 @@ interface Workspace {
   grouped?: { params: [Buffer[], Buffer[]]; panel: Buffer };
   /** Allocated on the first backward(). */
   backward?: { grads: [Buffer, Buffer]; staging: [Buffer, Buffer]; upstream: Buffer };
+  /** The 'windows' kernels' records per view (kernels.ts windowRecords) and scratch, made on first need. */
+  windows?: WindowScratch;
+}
+
+/** A 'windows' Gram trial's own records (for its rows), matrix and panels. */
+interface WindowTrial { records: GPUBuffer; layout: WindowRecords; matrix: GPUBuffer; gramPanel: Buffer; texture: Texture }
+
+/** What the 'windows' kernels need besides the matrix: per view its records, and the panels they copy Zc into. */
+interface WindowScratch {
+  records: [Buffer, Buffer];
+  layout: [WindowRecords, WindowRecords];
+  gramPanel: Buffer;
+  texture: Texture;
 }
 
 /** What a forward keeps for the backward that pairs with it. */
@@ -91,6 +105,8 @@ interface Saved {
   onDevice: boolean;
   /** The primal Coff is past the binding limit: backward forms it one block of columns at a time. */
   blocked: boolean;
+  /** The Gram kernels' variant: 'windows' keeps K in its own layout, which only its backward reads. */
+  variant: Variant;
 }
 
 // Variant choice: a measured trial on the first use of a shape class on a device, on at most TRIAL_ROWS
@@ -103,7 +119,7 @@ if (TRIAL_ROWS >= PANEL_MIN_ROWS) throw new Error('TRIAL_ROWS must stay below PA
  * Where no trial runs: subgroup where it can run (it is built for the adapters that offer it: lavapipe),
  * else workgroup-memory tiles (the textbook GPU kernel; not yet measured on a GPU), else tiled.
  */
-const PREFERENCE: readonly Variant[] = ['subgroup', 'workgroup', 'tiled'];
+const PREFERENCE: readonly Variant[] = ['windows', 'subgroup', 'workgroup', 'tiled'];
 const specKey = (spec: KernelSpec) => `${spec.name}|${JSON.stringify(spec.constants ?? {})}`;
 
 
@@ -228,6 +244,10 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     }
     if (ws.backward) for (const b of [...ws.backward.grads, ...ws.backward.staging, ws.backward.upstream]) destroyBuffer(b);
     if (ws.grouped) for (const b of [...ws.grouped.params.flat(), ws.grouped.panel]) destroyBuffer(b);
+    if (ws.windows) {
+      for (const b of [...ws.windows.records, ws.windows.gramPanel]) destroyBuffer(b);
+      destroyTexture(ws.windows.texture);
+    }
   }
 
   function workspaceFor(device: GPUDevice, n: number, d: number, hostInputs: boolean): Workspace {
@@ -264,7 +284,11 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     return ws;
   }
 
-  function formBuffers(device: GPUDevice, ws: Workspace, form: Form, keepMatrix: boolean): FormBuffers {
+  /**
+   * The form's buffers; the matrix where `keepMatrix`, in the packed layout, or for `windows` in the
+   * blocked one (kernels.ts blockedMatrixFloats), bindable as uniform windows (remade if it was packed).
+   */
+  function formBuffers(device: GPUDevice, ws: Workspace, form: Form, keepMatrix: boolean, windows = false): FormBuffers {
     const { n, d } = ws;
     let f = ws.forms[form];
     if (!f) {
@@ -279,12 +303,48 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
       ws.forms[form] = f;
       for (const v of BOTH) device.queue.writeBuffer(f.gramDims[v].gpu, 0, gramDims(form, n, d, v, v * partialsPerView));
     }
-    if (keepMatrix && !f.matrix) {
-      const bytes = packedMatrixFloats(f.side) * 4;
-      checkBinding(`the two ${f.side} x ${f.side} ${form === 'dual' ? 'Gram' : 'covariance'} matrices kept for backward (packed)`, bytes);
-      f.matrix = storageBuffer(device, `${form} matrices (both views, packed)`, bytes);
+    const uniform = (b: Buffer) => (b.gpu.usage & Usage.UNIFORM) !== 0;
+    if (windows && f.matrix && !uniform(f.matrix)) {
+      destroyBuffer(f.matrix);
+      f.matrix = undefined;
+    }
+    if ((keepMatrix || windows) && !f.matrix) {
+      const bytes = (windows ? Math.max(packedMatrixFloats(f.side), blockedMatrixFloats(n)) : packedMatrixFloats(f.side)) * 4;
+      checkBinding(`the two ${f.side} x ${f.side} ${form === 'dual' ? 'Gram' : 'covariance'} matrices kept for backward (${windows ? 'blocked' : 'packed'})`, bytes);
+      f.matrix = createBuffer(device, `${form} matrices (both views, ${windows ? 'blocked' : 'packed'})`, bytes,
+        Usage.STORAGE | Usage.COPY_SRC | Usage.COPY_DST | (windows ? Usage.UNIFORM : 0));
     }
     return f;
+  }
+
+  /**
+   * The form's buffers for a Gram variant, with what 'windows' needs besides: the blocked matrix (its Gram
+   * sums K group by group there, whether or not backward needs it) and the scratch.
+   */
+  function windowsReady(device: GPUDevice, ws: Workspace, form: Form, variant: Variant): FormBuffers {
+    if (variant !== 'windows') return formBuffers(device, ws, form, true);
+    windowScratch(device, ws);
+    return formBuffers(device, ws, form, true, true);
+  }
+
+  /** The 'windows' kernels' records and scratch for the workspace's shape (made on first need; the dual form's partials). */
+  function windowScratch(device: GPUDevice, ws: Workspace): WindowScratch {
+    if (!ws.windows) {
+      const { n, d } = ws;
+      const f = formBuffers(device, ws, 'dual', true, true);
+      const layout = BOTH.map((v) => windowRecords(coefficients, n, d, n, v, v * f.partialsPerView)) as [WindowRecords, WindowRecords];
+      const records = BOTH.map((v) => {
+        const buffer = uniformBuffer(device, `window records ${VIEWS[v]}`, layout[v].bytes.byteLength);
+        device.queue.writeBuffer(buffer.gpu, 0, layout[v].bytes);
+        return buffer;
+      }) as [Buffer, Buffer];
+      ws.windows = {
+        records, layout,
+        gramPanel: createBuffer(device, 'gram window panels', windowGramPanelFloats(n) * 4, Usage.STORAGE | Usage.UNIFORM | Usage.COPY_DST),
+        texture: storageTexture(device, 'backward column panels (texture)', windowTextureSize(n, d)),
+      };
+    }
+    return ws.windows;
   }
 
   /** loss_terms' parameters for a form and variant (its partial count and whether to subtract the diagonal). */
@@ -317,41 +377,68 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     return choicesOf(handle.device);
   }
 
-  /** The variant for a role without a trial: forced, the only one, cached, or the static preference. */
-  function cachedOrPreferredVariant(role: ChoiceRole, n: number, d: number): Variant {
-    const supported = VARIANTS.filter((v) => variantSupported(v, handle.features, d));
-    if (coefficients.variant !== 'auto' && supported.includes(coefficients.variant)) return coefficients.variant;
-    if (coefficients.variant !== 'auto') {
-      throw new OptionError(`variant '${coefficients.variant}' cannot run here: it needs the 'subgroups' feature with subgroup size 8 and d % 4 == 0 (d = ${d})`);
+  /**
+   * The variants that can run for a role on this device (`supported`, which names the choice's key), and
+   * of those the ones to choose from (`allowed`): for a backward, those that read the layout the forward's
+   * Gram variant (`gramVariant`) wrote: only 'windows' reads its own, and nothing else does.
+   */
+  function candidates(role: ChoiceRole, n: number, d: number, gramVariant?: Variant): { supported: Variant[]; allowed: Variant[] } {
+    const form = role.split('|')[1] as Form;
+    const supported = VARIANTS.filter((v) => variantSupported(v, handle.features, n, d, form) && (v !== 'windows' || windowsFit(n)));
+    if (!role.startsWith('backward|') || gramVariant === undefined) return { supported, allowed: supported };
+    return { supported, allowed: supported.filter((v) => (v === 'windows') === (gramVariant === 'windows')) };
+  }
+
+  /** Whether the 'windows' kernels' matrix and panel fit the binding limit. */
+  const windowsFit = (n: number) => Math.max(blockedMatrixFloats(n), windowGramPanelFloats(n)) * 4 <= bindingLimit();
+
+  /** Why a forced variant cannot run (an OptionError naming what it needs), or the variant the form runs for it. */
+  function forcedVariant(role: ChoiceRole, n: number, d: number): Variant | undefined {
+    if (coefficients.variant === 'auto') return undefined;
+    const form = role.split('|')[1] as Form;
+    const variant = formVariant(coefficients.variant, form);
+    if (variantSupported(variant, handle.features, n, d, form)) {
+      if (variant === 'windows' && !windowsFit(n)) {
+        throw new LimitError(`variant 'windows' needs its ${n} x ${n} blocked matrix (${MiB(blockedMatrixFloats(n) * 4)}) in one binding, over ${limitName()} of ${MiB(bindingLimit())}`);
+      }
+      return variant;
     }
-    return deviceChoices().get(choiceKey(role, n, d, supported)) ?? PREFERENCE.find((v) => supported.includes(v))!;
+    const subgroups = `the 'subgroups' feature with subgroup size 8 (this device: ${handle.features.subgroupSize ?? 'none or variable'}) and d % 4 == 0 (d = ${d})`;
+    throw new OptionError(variant === 'windows'
+      ? `variant 'windows' cannot run here: it needs ${subgroups}, the WGSL language features ${WINDOW_LANGUAGE_FEATURES.join(' and ')} (this device: ${handle.features.windowLanguage ? 'has them' : 'lacks them or cannot tell'}), and n <= ${WINDOWS_MAX_ROWS} (n = ${n})`
+      : `variant '${variant}' cannot run here: it needs ${subgroups}`);
+  }
+
+  /** The variant for a role without a trial: forced, the only one, cached, or the static preference. */
+  function cachedOrPreferredVariant(role: ChoiceRole, n: number, d: number, gramVariant?: Variant): Variant {
+    const forced = forcedVariant(role, n, d);
+    if (forced) return forced;
+    const { supported, allowed } = candidates(role, n, d, gramVariant);
+    const cached = deviceChoices().get(choiceKey(role, n, d, supported));
+    return cached && allowed.includes(cached) ? cached : PREFERENCE.find((v) => allowed.includes(v))!;
   }
 
   /**
    * The kernel variant for a role: the option if forced; else the only one supported; else the cached
    * choice for this device and shape class; else a measured trial of each (`trial` runs one, on
-   * `rows` rows, and resolves when the device is done).
+   * `rows` rows, and resolves when the device is done). A backward's candidates follow `gramVariant`.
    */
   async function chooseVariant(role: ChoiceRole, n: number, d: number, macs: (rows: number) => number,
-    trial: (variant: Variant, rows: number) => Promise<void>): Promise<Variant> {
-    const supported = VARIANTS.filter((v) => variantSupported(v, handle.features, d));
-    if (coefficients.variant !== 'auto') {
-      if (!supported.includes(coefficients.variant)) {
-        throw new OptionError(`variant '${coefficients.variant}' cannot run here: it needs the 'subgroups' feature with subgroup size 8 (this device: ${handle.features.subgroupSize ?? 'none or variable'}) and d % 4 == 0 (d = ${d})`);
-      }
-      return coefficients.variant;
-    }
-    if (supported.length === 1) return supported[0];
+    trial: (variant: Variant, rows: number) => Promise<void>, gramVariant?: Variant): Promise<Variant> {
+    const forced = forcedVariant(role, n, d);
+    if (forced) return forced;
+    const { supported, allowed } = candidates(role, n, d, gramVariant);
+    if (allowed.length === 1) return allowed[0];
     const cache = deviceChoices();
     const key = choiceKey(role, n, d, supported);
     const cached = cache.get(key);
-    if (cached) return cached;
+    if (cached && allowed.includes(cached)) return cached;
     const rows = Math.min(n, TRIAL_ROWS);
-    let choice = PREFERENCE.find((v) => supported.includes(v))!;
+    let choice = PREFERENCE.find((v) => allowed.includes(v))!;
     // Only measured choices are kept (and exported): the static preference is found again each time.
     if (macs(rows) <= TRIAL_MAX_MACS) {
       let best = Infinity;
-      for (const variant of supported) {
+      for (const variant of allowed) {
         await trial(variant, rows);   // compiles and warms up
         // The best of two runs: one run is easily slowed by other work on a shared machine.
         for (let run = 0; run < 2; run++) {
@@ -366,12 +453,27 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     return choice;
   }
 
-  function gramDispatch(form: Form, variant: Variant, ws: Workspace, f: FormBuffers, views: [GPUBuffer, GPUBuffer], v: 0 | 1, dims: GPUBuffer, pipe: GPUComputePipeline, rows: number) {
+  /**
+   * One view's Gram dispatches: one, or for 'windows' per column group its panel copy and a dispatch per
+   * super-tile (on the workspace's records and scratch, or a trial's `records` and `matrix`). `pipes` as
+   * gramSpecs lists them.
+   */
+  function gramDispatches(form: Form, variant: Variant, ws: Workspace, f: FormBuffers, views: [GPUBuffer, GPUBuffer], v: 0 | 1, dims: GPUBuffer,
+    pipes: readonly GPUComputePipeline[], rows: number, trial?: WindowTrial): Dispatch[] {
     const kernel = forms[form].gram[variant];
-    return {
-      label: `${form} ${variant} gram ${VIEWS[v]}`, pipeline: pipe, workgroups: kernel.workgroups(rows, ws.d),
-      bindings: kernel.bindings({ z: views[v], stats: ws.stats.gpu, partials: f.partials.gpu, matrix: (f.matrix ?? ws.placeholder).gpu, dims }),
-    };
+    const label = `${form} ${variant} gram ${VIEWS[v]}`;
+    const matrix = (f.matrix ?? ws.placeholder).gpu;
+    if (kernel.windows) {
+      const scratch = trial ?? { ...ws.windows!, records: ws.windows!.records[v].gpu, layout: ws.windows!.layout[v], matrix };
+      return windowGramPassList(label, { gram: pipes[0], pack: pipes[1] }, {
+        z: views[v], stats: ws.stats.gpu, partials: f.partials.gpu, matrix: scratch.matrix,
+        records: scratch.records, gramPanel: scratch.gramPanel.gpu, texture: scratch.texture.view,
+      }, scratch.layout, rows);
+    }
+    return [{
+      label, pipeline: pipes[0], workgroups: kernel.workgroups(rows, ws.d),
+      bindings: kernel.bindings({ z: views[v], stats: ws.stats.gpu, partials: f.partials.gpu, matrix, dims }),
+    }];
   }
 
   /** Uniform dims of a trial run on the first `rows` rows (the kernels then index only those rows). */
@@ -385,13 +487,27 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     const f = ws.forms[form]!;
     const side = (rows: number) => forms[form].side(rows, ws.d);
     return chooseVariant(`gram|${form}`, ws.n, ws.d, (rows) => side(rows) * side(rows) * (form === 'dual' ? ws.d : rows) / 2, async (variant, rows) => {
-      const pipe = await pipeline(device, forms[form].gram[variant].spec(keepMatrix));
-      const dims = trialDims(device, ws, form, rows);
+      const pipes = await Promise.all(gramSpecs(forms[form].gram[variant], keepMatrix).map((spec) => pipeline(device, spec)));
+      const temporary = [trialDims(device, ws, form, rows)];
+      let trial: WindowTrial | undefined;
+      let texture: Texture | undefined;
+      if (variant === 'windows') {
+        // Its own records, matrix and panels for `rows` rows, gone after the trial.
+        const layout = windowRecords(coefficients, ws.n, ws.d, rows, 0, 0);
+        const records = uniformBuffer(device, 'trial window records', layout.bytes.byteLength);
+        device.queue.writeBuffer(records.gpu, 0, layout.bytes);
+        const matrix = storageBuffer(device, 'trial blocked matrix', blockedMatrixFloats(rows) * 4);
+        const gramPanel = createBuffer(device, 'trial gram panels', windowGramPanelFloats(rows) * 4, Usage.STORAGE | Usage.UNIFORM);
+        texture = storageTexture(device, 'trial texture', [1, 1, 1]);   // the Gram does not read it
+        temporary.push(records, matrix, gramPanel);
+        trial = { records: records.gpu, layout, matrix: matrix.gpu, gramPanel, texture };
+      }
       const encoder = device.createCommandEncoder({ label: 'variant trial' });
-      encodeDispatch(device, encoder, gramDispatch(form, variant, ws, f, views, 0, dims.gpu, pipe, rows));
+      for (const dispatch of gramDispatches(form, variant, ws, f, views, 0, temporary[0].gpu, pipes, rows, trial)) encodeDispatch(device, encoder, dispatch);
       device.queue.submit([encoder.finish()]);
       await quietly(() => device.queue.onSubmittedWorkDone());
-      destroyBuffer(dims);
+      temporary.forEach(destroyBuffer);
+      destroyTexture(texture);
     });
   }
 
@@ -403,6 +519,11 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
       z: views[v], other: views[1 - v], stats: ws.stats.gpu, matrix: block?.matrix ?? ws.forms[form]!.matrix!.gpu, grad: grads[v],
       upstream, panel: (ws.grouped?.panel ?? ws.placeholder).gpu,
     };
+    if (forms[form].backward[variant].windows) {
+      const scratch = ws.windows!;
+      return windowBackwardPassList(`${form} ${variant} backward ${VIEWS[v]}`, { main: pipes[0], transposed: pipes[1], pack: pipes[2] },
+        { ...buffers, records: scratch.records[v].gpu, gramPanel: scratch.gramPanel.gpu, texture: scratch.texture.view }, scratch.layout[v], rows, v, indirect?.('main'));
+    }
     return backwardPassList(forms[form].backward[variant], `${form} ${variant} backward ${VIEWS[v]}`, pipes, buffers, params, rows, ws.d,
       { indirect, blockWidth: block?.width });
   }
@@ -415,6 +536,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
    */
   function backwardParamsOf(device: GPUDevice, ws: Workspace, form: Form, variant: Variant, v: 0 | 1): GPUBuffer[] {
     const kernel = forms[form].backward[variant];
+    if (kernel.windows) windowScratch(device, ws);   // its parameters are among its records
     if (!kernel.grouped) return [ws.backwardParams[v].gpu];
     if (!ws.grouped) {
       const { n, d } = ws;
@@ -467,7 +589,8 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     return temporary;
   }
 
-  async function backwardVariant(device: GPUDevice, ws: Workspace, form: Form, views: [GPUBuffer, GPUBuffer], blocked = false): Promise<Variant> {
+  /** The backward's variant; `gramVariant`: the forward's, whose matrix layout it must read (candidates). */
+  async function backwardVariant(device: GPUDevice, ws: Workspace, form: Form, views: [GPUBuffer, GPUBuffer], gramVariant: Variant, blocked = false): Promise<Variant> {
     const side = forms[form].side(ws.n, ws.d);
     // Blocked (huge d): no trial, which would need the whole matrix; the static preference decides.
     return chooseVariant(`backward|${form}`, ws.n, ws.d, (rows) => (blocked ? Infinity : rows * ws.d * side), async (candidate, rows) => {
@@ -484,7 +607,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
       device.queue.submit([encoder.finish()]);
       await quietly(() => device.queue.onSubmittedWorkDone());
       scratch.forEach(destroyBuffer);
-    });
+    }, gramVariant);   // never a 'windows' trial: that backward is the only candidate after a windows Gram, and none after another
   }
 
   /**
@@ -494,14 +617,14 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
   async function runForward(device: GPUDevice, ws: Workspace, form: Form, keepMatrix: boolean, views: [GPUBuffer, GPUBuffer],
     withStats = true): Promise<{ r: Float32Array; variant: Variant }> {
     const { d } = ws;
-    const f = formBuffers(device, ws, form, keepMatrix);
+    formBuffers(device, ws, form, keepMatrix);
     const variant = await gramVariant(device, ws, form, keepMatrix, views);
-    const [statsPipe, gramPipe, termsPipe] = await Promise.all([
-      pipeline(device, columnStats.spec),
-      pipeline(device, forms[form].gram[variant].spec(keepMatrix)),
-      pipeline(device, lossTerms.spec),
-    ]);
-    if (options.poisonScratch) poison(device, [...(withStats ? [ws.stats, ws.flags] : []), ws.result, f.partials, ...(f.matrix ? [f.matrix] : [])]);
+    const f = variant === 'windows' ? windowsReady(device, ws, form, variant) : formBuffers(device, ws, form, keepMatrix);
+    const [statsPipe, termsPipe, ...gramPipes] = await Promise.all([columnStats.spec, lossTerms.spec, ...gramSpecs(forms[form].gram[variant], keepMatrix)]
+      .map((spec) => pipeline(device, spec)));
+    if (options.poisonScratch) {
+      poison(device, [...(withStats ? [ws.stats, ws.flags] : []), ws.result, f.partials, ...(f.matrix ? [f.matrix] : []), ...(variant === 'windows' ? [ws.windows!.gramPanel] : [])]);
+    }
     const encoder = device.createCommandEncoder({ label: `vicreg forward (${form}, ${variant})` });
     if (withStats) {
       encodeDispatch(device, encoder, {
@@ -509,7 +632,9 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
         bindings: [views[0], views[1], ws.stats.gpu, ws.flags.gpu, ws.statsDims.gpu],
       });
     }
-    for (const v of BOTH) encodeDispatch(device, encoder, gramDispatch(form, variant, ws, f, views, v, f.gramDims[v].gpu, gramPipe, ws.n));
+    for (const v of BOTH) {
+      for (const dispatch of gramDispatches(form, variant, ws, f, views, v, f.gramDims[v].gpu, gramPipes, ws.n)) encodeDispatch(device, encoder, dispatch);
+    }
     encodeDispatch(device, encoder, {
       label: 'loss_terms', pipeline: termsPipe, workgroups: lossTerms.workgroups(),
       bindings: [ws.stats.gpu, ws.flags.gpu, f.partials.gpu, ws.result.gpu, termParams(device, ws, form, variant).gpu],
@@ -550,7 +675,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
         ({ r, variant } = await runForward(device, ws, form, keepsMatrix(form), views, false));
       }
       const terms = termsOf(r);
-      saved = { n, d, grad, form, views, onDevice, blocked: grad && !keepsMatrix(form) };
+      saved = { n, d, grad, form, views, onDevice, blocked: grad && !keepsMatrix(form), variant };
       plan = { n, d, form, variant, fellBack, offDiagonalShare: share };
       return terms;
     });
@@ -564,7 +689,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     if (!saved && lostForward) throw new DeviceError('the device was lost after the forward that this backward pairs with; call forward() again');
     if (!saved) throw new StateError('backward() needs a successful forward() first');
     if (!saved.grad) throw new StateError('the last forward() was called with { grad: false }; call forward() again to get gradients');
-    const { n, d, form, views, onDevice, blocked } = saved;
+    const { n, d, form, views, onDevice, blocked, variant: gramVariantUsed } = saved;
     let out: [Float32Array, Float32Array] | undefined;
     if (backwardOptions?.out !== undefined) {
       if (onDevice) throw new OptionError('backward(scale, { out }) is for a forward on Float32Arrays; after a forward on GPUBuffers the gradients stay on the device (use encode() to write them into your buffers)');
@@ -579,11 +704,14 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
       };
       const bw = ws.backward;
       const grads: [GPUBuffer, GPUBuffer] = [bw.grads[0].gpu, bw.grads[1].gpu];
-      const variant = await backwardVariant(device, ws, form, views, blocked);
+      const variant = await backwardVariant(device, ws, form, views, gramVariantUsed, blocked);
       const pipes = await Promise.all(backwardSpecsOf(form, variant, false).map((spec) => pipeline(device, spec)));
       device.queue.writeBuffer(bw.upstream.gpu, 0, new Float32Array([scale]));
       const params = blocked ? undefined : BOTH.map((v) => backwardParamsOf(device, ws, form, variant, v));
-      if (options.poisonScratch) poison(device, [...bw.grads, ...(ws.grouped ? [ws.grouped.panel] : [])]);
+      if (options.poisonScratch) {
+        poison(device, [...bw.grads, ...(ws.grouped ? [ws.grouped.panel] : [])]);
+        if (variant === 'windows') poisonTexture(device, ws.windows!.texture);
+      }
       const encoder = device.createCommandEncoder({ label: `vicreg backward (${form}, ${variant})` });
       const temporary: Buffer[] = [];
       if (blocked) {
@@ -657,7 +785,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     const specs = [columnStats.spec, lossTerms.spec, formDecision.spec];
     for (const form of plan.run) {
       const c = plan.chosen[form]!;
-      specs.push(forms[form].gram[c.variant].spec(true), ...backwardSpecsOf(form, c.backwardVariant, accumulate));
+      specs.push(...gramSpecs(forms[form].gram[c.variant], true), ...backwardSpecsOf(form, c.backwardVariant, accumulate));
     }
     return specs;
   }
@@ -670,8 +798,9 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
       const ws = workspaceFor(device, n, d, false);
       const plan: EncodePlan = { ...encodeForms(n, d), chosen: {} };
       for (const form of plan.run) {
-        const f = formBuffers(device, ws, form, true);
-        plan.chosen[form] = { f, variant: await gramVariant(device, ws, form, true, views), backwardVariant: await backwardVariant(device, ws, form, views) };
+        formBuffers(device, ws, form, true);
+        const variant = await gramVariant(device, ws, form, true, views);
+        plan.chosen[form] = { f: windowsReady(device, ws, form, variant), variant, backwardVariant: await backwardVariant(device, ws, form, views, variant) };
       }
       const compiled = new Map<KernelSpec['name'], GPUComputePipeline>();
       for (const spec of encodeSpecs(plan, input.accumulate)) compiled.set(specKey(spec), await pipeline(device, spec));
@@ -694,8 +823,9 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     const ws = workspaceFor(device, n, d, false);
     const plan: EncodePlan = { ...encodeForms(n, d), chosen: {} };
     for (const form of plan.run) {
-      const f = formBuffers(device, ws, form, true);
-      plan.chosen[form] = { f, variant: cachedOrPreferredVariant(`gram|${form}`, n, d), backwardVariant: cachedOrPreferredVariant(`backward|${form}`, n, d) };
+      formBuffers(device, ws, form, true);
+      const variant = cachedOrPreferredVariant(`gram|${form}`, n, d);
+      plan.chosen[form] = { f: windowsReady(device, ws, form, variant), variant, backwardVariant: cachedOrPreferredVariant(`backward|${form}`, n, d, variant) };
     }
     return recordEncode(device, ws, input, plan, (spec) => pipelineSync(device, spec));
   }
@@ -717,7 +847,9 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     // Each form's backward parameters (and, for a grouped kernel, the panel) before anything is recorded.
     const params = Object.fromEntries(run.map((form) => [form, BOTH.map((v) => backwardParamsOf(device, ws, form, chosen[form]!.backwardVariant, v))]));
     if (options.poisonScratch) {
-      poison(device, [ws.stats, ws.flags, call.result, ...run.flatMap((form) => [chosen[form]!.f.partials, chosen[form]!.f.matrix!]), ...(ws.grouped ? [ws.grouped.panel] : [])]);
+      poison(device, [ws.stats, ws.flags, call.result, ...run.flatMap((form) => [chosen[form]!.f.partials, chosen[form]!.f.matrix!]), ...(ws.grouped ? [ws.grouped.panel] : []),
+        ...(ws.windows ? [ws.windows.gramPanel] : [])]);
+      if (ws.windows) poisonTexture(device, ws.windows.texture);
     }
     const upstream = call.upstream?.gpu ?? (scale as GPUBuffer);
     const encoder = input.encoder ?? device.createCommandEncoder({ label: 'vicreg encode' });
@@ -728,12 +860,13 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     const indirect = (offset: number) => (call.args ? { indirect: call.args.gpu, offset } : undefined);
     for (const form of run) {
       const { f, variant } = chosen[form]!;
-      const gramPipe = pipelineOf(forms[form].gram[variant].spec(true));
+      const gramPipes = gramSpecs(forms[form].gram[variant], true).map(pipelineOf);
       // On standby (the primal form behind the dual one), the passes run only if the device says so.
       const standby = form === 'primal' && dual;
       for (const v of BOTH) {
-        const dispatch = gramDispatch(form, variant, ws, f, views, v, f.gramDims[v].gpu, gramPipe, n);
-        encodeDispatch(device, encoder, standby ? { ...dispatch, workgroups: indirect(0)! } : dispatch);
+        for (const dispatch of gramDispatches(form, variant, ws, f, views, v, f.gramDims[v].gpu, gramPipes, n)) {
+          encodeDispatch(device, encoder, standby ? { ...dispatch, workgroups: indirect(0)! } : dispatch);
+        }
       }
       encodeDispatch(device, encoder, {
         label: `loss_terms ${form}`, pipeline: pipelineOf(lossTerms.spec), workgroups: standby ? indirect(12)! : lossTerms.workgroups(),

@@ -10,9 +10,10 @@ export interface DeviceHandle {
   owned: boolean;
   /**
    * Optional features the device has and kernels may use: `subgroupSize` is set when the device has
-   * 'subgroups' and one fixed subgroup size (the adapter's min and max agree).
+   * 'subgroups' and one fixed subgroup size (the adapter's min and max agree); `windowLanguage` when its
+   * WGSL has the language features the 'windows' kernels require (WINDOW_LANGUAGE_FEATURES).
    */
-  features: { subgroups: boolean; subgroupSize?: number };
+  features: { subgroups: boolean; subgroupSize?: number; windowLanguage: boolean };
   /**
    * Keeps Dawn's GPU object (from `webgpu`'s create()) reachable for as long as the device lives: if it
    * is garbage-collected, Dawn crashes later in its event processing.
@@ -39,11 +40,21 @@ async function nodeGPU(): Promise<GPU> {
   return nodeGpu;
 }
 
-function subgroupFeatures(subgroups: boolean, info: GPUAdapterInfo | undefined): DeviceHandle['features'] {
+/** WGSL language features the 'windows' kernels use (read-only storage textures, uniform pointer parameters). */
+export const WINDOW_LANGUAGE_FEATURES = ['readonly_and_readwrite_storage_textures', 'unrestricted_pointer_parameters'] as const;
+
+function deviceFeatures(subgroups: boolean, info: GPUAdapterInfo | undefined, gpu: GPU | undefined): DeviceHandle['features'] {
   const min = (info as { subgroupMinSize?: number } | undefined)?.subgroupMinSize;
   const max = (info as { subgroupMaxSize?: number } | undefined)?.subgroupMaxSize;
-  return { subgroups, subgroupSize: subgroups && min !== undefined && min === max ? min : undefined };
+  const language = gpu?.wgslLanguageFeatures;
+  return {
+    subgroups, subgroupSize: subgroups && min !== undefined && min === max ? min : undefined,
+    windowLanguage: !!language && WINDOW_LANGUAGE_FEATURES.every((f) => language.has(f)),
+  };
 }
+
+/** The GPU object a caller's device most likely came from (browsers, or Node with navigator.gpu set), to read its WGSL language features. */
+const ambientGPU = (): GPU | undefined => (typeof navigator !== 'undefined' ? navigator.gpu : undefined) ?? undefined;
 
 function describeInfo(info: GPUAdapterInfo): string {
   if (info?.description) return info.description;
@@ -56,7 +67,7 @@ export function deviceHandle(device: GPUDevice): DeviceHandle {
   const info = (device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
   return {
     device, adapterName: info ? describeInfo(info) : 'caller-provided device', owned: false,
-    features: subgroupFeatures(device.features.has('subgroups'), info),
+    features: deviceFeatures(device.features.has('subgroups'), info, ambientGPU()),
   };
 }
 
@@ -78,6 +89,6 @@ export async function acquireDevice(device?: GPUDevice): Promise<DeviceHandle> {
   }
   return {
     device: acquired, adapterName: describeInfo(adapter.info), owned: true,
-    features: subgroupFeatures(subgroups, adapter.info), keepAlive: gpu,
+    features: deviceFeatures(subgroups, adapter.info, gpu), keepAlive: gpu,
   };
 }

@@ -14,7 +14,7 @@ export const Usage = {
 } as const;
 const MAP_MODE_READ = 0x0001;
 
-/** Live buffers created through this module, for leak checks. */
+/** Live buffers (and textures) created through this module, for leak checks. */
 export const bufferCounts = { live: 0, bytes: 0 };
 
 export interface Buffer {
@@ -36,6 +36,30 @@ export function destroyBuffer(buffer: Buffer | undefined): void {
   buffer.gpu.destroy();
   bufferCounts.live -= 1;
   bufferCounts.bytes -= buffer.bytes;
+}
+
+/** A texture the engine owns, counted in bufferCounts as buffers are. */
+export interface Texture {
+  gpu: GPUTexture;
+  view: GPUTextureView;
+  bytes: number;
+}
+
+/** A 2d-array rgba32float texture for storage binding (written by one kernel, read by the next). */
+export function storageTexture(device: GPUDevice, label: string, [width, height, layers]: readonly [number, number, number]): Texture {
+  // GPUTextureUsage: COPY_DST 0x02 (poisoning in tests), STORAGE_BINDING 0x08.
+  const gpu = device.createTexture({ label, size: [width, height, layers], format: 'rgba32float', usage: 0x02 | 0x08 });
+  const bytes = width * height * layers * 16;
+  bufferCounts.live += 1;
+  bufferCounts.bytes += bytes;
+  return { gpu, view: gpu.createView({ dimension: '2d-array' }), bytes };
+}
+
+export function destroyTexture(texture: Texture | undefined): void {
+  if (!texture) return;
+  texture.gpu.destroy();
+  bufferCounts.live -= 1;
+  bufferCounts.bytes -= texture.bytes;
 }
 
 export function storageBuffer(device: GPUDevice, label: string, bytes: number): Buffer {
@@ -128,10 +152,19 @@ async function compile(device: GPUDevice, spec: KernelSpec, constants: Record<st
   }
 }
 
+/** What a binding takes: a whole buffer, a range of one (a uniform window), or a texture view. */
+export type Binding = GPUBuffer | GPUBufferBinding | GPUTextureView;
+
+function resourceOf(binding: Binding): GPUBindingResource {
+  if ('buffer' in binding) return binding;
+  if (typeof (binding as GPUBuffer).getMappedRange === 'function') return { buffer: binding as GPUBuffer };
+  return binding as GPUTextureView;
+}
+
 export interface Dispatch {
   pipeline: GPUComputePipeline;
-  /** Buffers in the order of the kernel's @binding numbers (group 0). */
-  bindings: GPUBuffer[];
+  /** Bindings in the order of the kernel's @binding numbers (group 0). */
+  bindings: Binding[];
   /** Workgroup counts, or where the device finds them (dispatchWorkgroupsIndirect: 3 u32 at offset). */
   workgroups: readonly [number, number?, number?] | { indirect: GPUBuffer; offset: number };
   label: string;
@@ -141,7 +174,7 @@ export function encodeDispatch(device: GPUDevice, encoder: GPUCommandEncoder, di
   const bindGroup = device.createBindGroup({
     label: dispatch.label,
     layout: dispatch.pipeline.getBindGroupLayout(0),
-    entries: dispatch.bindings.map((buffer, binding) => ({ binding, resource: { buffer } })),
+    entries: dispatch.bindings.map((b, binding) => ({ binding, resource: resourceOf(b) })),
   });
   const pass = encoder.beginComputePass({ label: dispatch.label });
   pass.setPipeline(dispatch.pipeline);
