@@ -25,6 +25,8 @@ import {
 import { kernelTable, markdownTable, writeKernelReports, writeReports, type BenchReport, type MachineInfo, type OpenblasOutcome, type ShapeResult } from './report.js';
 import { createTfjsReference, installNavigatorGpu, type TfjsReference, type TfjsResult } from './tfjs-reference.js';
 import { benchKernels } from './kernels.js';
+import { VARIANTS } from '../src/ops/kernels.js';
+import type { Variant } from '../src/types.js';
 
 const DEFAULT_SHAPES = '256x1024,1024x1024,128x4096,128x8192,2048x2048,2048x8192';
 const HELP = `npm run bench -- [options]
@@ -46,7 +48,7 @@ const HELP = `npm run bench -- [options]
   --tfjs-quiet           run tfjs's waits through quietly() too, as the engine's own waits run (by default
                          tfjs runs as it ships: under dawn.node its waits spin a CPU core; see README)
   --preset paper|official, --form auto|primal|dual   engine options (default paper, auto)
-  --variant auto|tiled|subgroup|workgroup             kernel variant (default auto: chosen per device)
+  --variant auto|tiled|subgroup|workgroup|windows         kernel variant (default auto: chosen per device)
   --seed S               seed of the inputs (default 1)
   --out DIR              where latest.json, latest.md and latest.svg go (default bench/results)
   --resident             also time GPU-resident use: inputs uploaded once, forward on the GPUBuffers and
@@ -81,7 +83,7 @@ interface Options {
   kernels: boolean;
   preset: 'paper' | 'official';
   form: 'auto' | 'primal' | 'dual';
-  variant: 'auto' | 'tiled' | 'subgroup' | 'workgroup';
+  variant: 'auto' | Variant;
   seed: number;
   out: string;
   resident: boolean;
@@ -126,7 +128,7 @@ function parseOptions(argv: string[]): Options | 'help' {
   const form = values.form ?? 'auto';
   if (form !== 'auto' && form !== 'primal' && form !== 'dual') throw new UsageError(`--form must be auto, primal or dual, got "${form}"`);
   const variant = values.variant ?? 'auto';
-  if (variant !== 'auto' && variant !== 'tiled' && variant !== 'subgroup' && variant !== 'workgroup') throw new UsageError(`--variant must be auto, tiled, subgroup or workgroup, got "${variant}"`);
+  if (variant !== 'auto' && !(VARIANTS as readonly string[]).includes(variant)) throw new UsageError(`--variant must be auto or one of ${VARIANTS.join(', ')}, got "${variant}"`);
   const maxSeconds = Number(values['tfjs-max-seconds'] ?? 60);
   if (!(maxSeconds > 0)) throw new UsageError(`--tfjs-max-seconds must be a positive number, got "${values['tfjs-max-seconds']}"`);
   return {
@@ -141,7 +143,7 @@ function parseOptions(argv: string[]): Options | 'help' {
     kernels: values.kernels ?? false,
     preset,
     form,
-    variant,
+    variant: variant as 'auto' | Variant,
     seed: parseCount('seed', values.seed, 1, 0),
     out: values.out ?? 'bench/results',
     resident: values.resident ?? false,

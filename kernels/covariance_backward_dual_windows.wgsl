@@ -140,25 +140,24 @@ fn accumulateBlock(acc: ptr<function, Acc>, m: u32, mine: vec4<f32>, zc: ptr<fun
   }
 }
 
-// acc += K(this lane's rows, kb .. kEnd-1) Zc(kb .. kEnd-1, own columns), K from one window (the block of
-// columns kb / 128); DIAGONAL: the block row's own block (slot 0 only). One loop per window: WGSL cannot
-// index bindings, and a branch per step to pick one would write the loaded values under a mask.
-fn accumulateWindow(acc: ptr<function, Acc>, win: ptr<uniform, Window>, kb: u32, kEnd: u32, i0l: u32, strip: u32, lane: u32,
-                    diagonal: bool, lower: bool) {
-  for (var k = kb; k < kEnd; k += 4u) {
-    var kv: array<vec4<f32>, 4>;
-    if (diagonal) { kv = mixed(win, i0l, k - kb, lower); }
-    else if (TRANSPOSED) { kv = byColumns(win, i0l, k - kb); }
-    else { kv = byRows(win, i0l, k - kb); }
-    var zc: ZcRows;
-    for (var q = 0u; q < 4u; q++) {
-      for (var c = 0u; c < OWN4; c++) { zc[q][c] = textureLoad(panel, vec2<u32>(c * LANES + lane, k + q), strip); }
-    }
-    accumulateBlock(acc, 0u, kv[0], &zc);
-    accumulateBlock(acc, 1u, kv[1], &zc);
-    accumulateBlock(acc, 2u, kv[2], &zc);
-    accumulateBlock(acc, 3u, kv[3], &zc);
+// K over this lane's rows and the 4 columns kl .. kl+3 of window w, read as the window holds them:
+// by rows, by columns (TRANSPOSED), or both ways (`diagonal`: window 0 is the block row's own block).
+fn windowK(w: u32, i0l: u32, kl: u32, diagonal: bool, lower: bool) -> array<vec4<f32>, 4> {
+  if (diagonal) { return mixed(&k0, i0l, kl, lower); }
+  switch (w) {
+    case 0u: { return gatherK(&k0, i0l, kl); }
+    case 1u: { return gatherK(&k1, i0l, kl); }
+    case 2u: { return gatherK(&k2, i0l, kl); }
+    case 3u: { return gatherK(&k3, i0l, kl); }
+    case 4u: { return gatherK(&k4, i0l, kl); }
+    case 5u: { return gatherK(&k5, i0l, kl); }
+    case 6u: { return gatherK(&k6, i0l, kl); }
+    default: { return gatherK(&k7, i0l, kl); }
   }
+}
+fn gatherK(win: ptr<uniform, Window>, i0l: u32, kl: u32) -> array<vec4<f32>, 4> {
+  if (TRANSPOSED) { return byColumns(win, i0l, kl); }
+  return byRows(win, i0l, kl);
 }
 
 @compute @workgroup_size(LANES)
@@ -176,18 +175,25 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   let kMax = (n + 3u) / 4u * 4u;
   let count = block.blockCount;
   var acc: Acc;
-  if (count > 0u) {
-    let kb = block.blocks[0].x * BLOCK;
-    if ((block.flags & 4u) != 0u) { accumulateWindow(&acc, &k0, kb, min(kb + BLOCK, kMax), i0l, strip, lane, true, lower); }
-    else { accumulateWindow(&acc, &k0, kb, min(kb + BLOCK, kMax), i0l, strip, lane, false, lower); }
+  // One loop over every window's columns, the window picked per step by a switch: the loop's body (the
+  // multiply-adds, 2048 per lane and step) exists once. With a loop per window, lavapipe's compile of
+  // this kernel took 16-45 s (LLVM), against a few here; the switch costs a few branches per step.
+  let diagonalFirst = (block.flags & 4u) != 0u;
+  for (var w = 0u; w < count; w++) {
+    let kb = block.blocks[w / 4u][w % 4u] * BLOCK;
+    let diagonal = diagonalFirst && w == 0u;
+    for (var k = kb; k < min(kb + BLOCK, kMax); k += 4u) {
+      let kv = windowK(w, i0l, k - kb, diagonal, lower);
+      var zc: ZcRows;
+      for (var q = 0u; q < 4u; q++) {
+        for (var c = 0u; c < OWN4; c++) { zc[q][c] = textureLoad(panel, vec2<u32>(c * LANES + lane, k + q), strip); }
+      }
+      accumulateBlock(&acc, 0u, kv[0], &zc);
+      accumulateBlock(&acc, 1u, kv[1], &zc);
+      accumulateBlock(&acc, 2u, kv[2], &zc);
+      accumulateBlock(&acc, 3u, kv[3], &zc);
+    }
   }
-  if (count > 1u) { let kb = block.blocks[0].y * BLOCK; accumulateWindow(&acc, &k1, kb, min(kb + BLOCK, kMax), i0l, strip, lane, false, lower); }
-  if (count > 2u) { let kb = block.blocks[0].z * BLOCK; accumulateWindow(&acc, &k2, kb, min(kb + BLOCK, kMax), i0l, strip, lane, false, lower); }
-  if (count > 3u) { let kb = block.blocks[0].w * BLOCK; accumulateWindow(&acc, &k3, kb, min(kb + BLOCK, kMax), i0l, strip, lane, false, lower); }
-  if (count > 4u) { let kb = block.blocks[1].x * BLOCK; accumulateWindow(&acc, &k4, kb, min(kb + BLOCK, kMax), i0l, strip, lane, false, lower); }
-  if (count > 5u) { let kb = block.blocks[1].y * BLOCK; accumulateWindow(&acc, &k5, kb, min(kb + BLOCK, kMax), i0l, strip, lane, false, lower); }
-  if (count > 6u) { let kb = block.blocks[1].z * BLOCK; accumulateWindow(&acc, &k6, kb, min(kb + BLOCK, kMax), i0l, strip, lane, false, lower); }
-  if (count > 7u) { let kb = block.blocks[1].w * BLOCK; accumulateWindow(&acc, &k7, kb, min(kb + BLOCK, kMax), i0l, strip, lane, false, lower); }
 
   let scale = upstream[0];
   let inv = 1.0 / f32(n - 1u);
