@@ -1,13 +1,70 @@
-// The 'windows' variant (dual form, lavapipe): against the float64 reference with every scratch buffer and
-// the panel texture poisoned, on shapes that are not multiples of its blocks (128), super-tiles (256),
-// Gram column groups (320 columns) or backward column groups (512), and through encode().
+// The 'windows' variant (dual form; kernels.ts): its plan (every block of K read once per block row, the
+// records), then the engine against the float64 reference with every scratch buffer and the panel texture
+// poisoned, on shapes that are not multiples of its blocks (128 rows), super-tiles (256), Gram column
+// groups (320 columns) or backward column groups (512), with more than 8 blocks per block row (chunks),
+// bitwise repeatable; encode() into poisoned caller buffers, overwriting and accumulating; the dual ->
+// primal fallback (the primal form then runs 'subgroup'); and where it cannot run. It needs what lavapipe
+// has (subgroups of 8, the WGSL language features of WINDOW_LANGUAGE_FEATURES): forced here, so on an
+// adapter without them these tests fail with the OptionError that says so, rather than skip.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createVICRegLoss, type VICRegLoss } from '../src/index.js';
-import { randomViews, referenceVICReg, relativeError, relativeNormError, scaled } from './reference/float64.js';
+import { createVICRegLoss, LimitError, OptionError, type VICRegLoss } from '../src/index.js';
+import { DEFAULTS } from '../src/ops/coefficients.js';
+import {
+  BACKWARD_WINDOWS, blockCount, forms, RECORD_BYTES, storedBlock, windowBackwardDispatches, windowColumnGroups, windowGramGroups, windowRecords, windowSuperTiles,
+} from '../src/ops/kernels.js';
+import { dominantFeatureViews, randomViews, referenceVICReg, relativeError, relativeNormError, scaled } from './reference/float64.js';
 
 type Shape = [number, number];
 const TERMS = ['loss', 'invariance', 'variance', 'covariance'] as const;
 const options = { lambda: 3, mu: 11, nu: 0.7, gamma: 0.9, eps: 1e-3, preset: 'official' } as const;
+const STORAGE = 0x80, COPY_SRC = 0x04, COPY_DST = 0x08, MAP_READ = 0x01;
+
+describe('the windows plan (kernels.ts)', () => {
+  it('each view reads every block of K once per block row, its own block first and both ways', () => {
+    for (const n of [2, 127, 128, 129, 300, 1030, 2048, 4096]) {
+      const nb = blockCount(n);
+      for (const view of [0, 1] as const) {
+        const dispatches = windowBackwardDispatches(n, view);
+        for (let P = 0; P < nb; P++) {
+          const mine = dispatches.filter((x) => x.P === P);
+          expect(mine.flatMap((x) => x.blocks).sort((a, b) => a - b), `n ${n} view ${view} P ${P}`).toEqual(Array.from({ length: nb }, (_, i) => i));
+          expect(mine[0].blocks[0]).toBe(P);
+          expect(mine[0].flags & 5).toBe(5);                       // the first writes; its window 0 is the diagonal block
+          expect(mine.slice(1).every((x) => (x.flags & 5) === 0)).toBe(true);
+          expect(mine.every((x) => x.blocks.length <= BACKWARD_WINDOWS)).toBe(true);
+          for (const x of mine) {
+            for (const Q of x.blocks) {
+              if (Q === P) continue;
+              // Read by columns exactly where the view keeps (P, Q) transposed, as block (Q, P).
+              const keptByRows = storedBlock(view, P, Q, nb) === P * nb + Q;
+              expect(x.transposed, `n ${n} view ${view} (${P}, ${Q})`).toBe(!keptByRows);
+              // The two block rows that share a stored block find the same one.
+              expect(storedBlock(view, Q, P, nb)).toBe(storedBlock(view, P, Q, nb));
+            }
+          }
+        }
+      }
+    }
+  });
+
+  it('the Gram covers each super-tile once per column group; partials and records add up', () => {
+    for (const [n, d] of [[3, 8], [257, 1156], [2048, 8192]] as Shape[]) {
+      const tiles = windowSuperTiles(n);
+      const side = Math.ceil(blockCount(n) * 128 / 256);
+      expect(tiles.length).toBe(side * (side + 1) / 2);
+      const partials = forms.dual.gram.windows.partials(n, d);
+      expect(tiles.at(-1)!.partialOffset + tiles.at(-1)!.tiles * 8).toBe(partials);
+      const groups = windowGramGroups(d);
+      expect(Array.from({ length: groups.groups }, (_, g) => groups.strips(g)).reduce((a, b) => a + b)).toBe(Math.ceil(d / 64));
+      const records = windowRecords(DEFAULTS, n, d, n, 1, 1000);
+      const count = groups.groups * tiles.length + groups.groups + windowBackwardDispatches(n, 1).length + windowColumnGroups(n, d).groups;
+      expect(records.bytes.byteLength).toBe(count * RECORD_BYTES);
+      // Each WindowDims: n, strips, partialOffset (from the view's base), flags (first, last group), a, b, view.
+      const last = new Uint32Array(records.bytes, ((groups.groups - 1) * tiles.length) * RECORD_BYTES, 8);
+      expect([...last]).toEqual([n, groups.strips(groups.groups - 1), 1000, groups.groups === 1 ? 3 : 2, 0, 0, 1, 0]);
+    }
+  });
+});
 
 async function check(vic: VICRegLoss, [n, d]: Shape, seed: number, scale = 1.5) {
   const { a, b } = randomViews(n, d, seed, { scale: 0.9 });
@@ -20,17 +77,157 @@ async function check(vic: VICRegLoss, [n, d]: Shape, seed: number, scale = 1.5) 
   return { terms, grads };
 }
 
-describe("variant windows, form dual (poisoned scratch)", () => {
+describe('variant windows, form dual (poisoned scratch)', () => {
   let vic: VICRegLoss;
   beforeAll(async () => {
     vic = await createVICRegLoss({ ...options, variant: 'windows', form: 'dual', poisonScratch: true });
   });
   afterAll(() => vic?.destroy());
 
-  for (const [index, shape] of ([[3, 8], [17, 36], [65, 132], [130, 644], [257, 1156]] as Shape[]).entries()) {
+  for (const [index, shape] of ([[2, 4], [3, 8], [17, 36], [65, 132], [130, 644], [257, 1156]] as Shape[]).entries()) {
     it(`${shape[0]}x${shape[1]}`, async () => {
       await check(vic, shape, 900 + index);
       expect(vic.lastPlan).toMatchObject({ variant: 'windows', form: 'dual', fellBack: false });
     });
   }
+
+  it('1030 x 2052 (9 blocks: block rows take two dispatches over their blocks) agrees with the subgroup variant', async () => {
+    // The float64 reference would take most of a minute here; the subgroup variant, checked against it
+    // at every shape of variants.test.ts (its panels from 512 rows), is the reference instead.
+    const [n, d] = [1030, 2052];
+    const subgroup = await createVICRegLoss({ ...options, variant: 'subgroup', form: 'dual', device: vic.device });
+    try {
+      const { a, b } = randomViews(n, d, 994, { scale: 0.9 });
+      const terms = await vic.forward(a, b, [n, d]);
+      const grads = await vic.backward(-2);
+      expect(vic.lastPlan).toMatchObject({ variant: 'windows', form: 'dual', fellBack: false });
+      const expected = await subgroup.forward(a, b, [n, d]);
+      const expectedGrads = await subgroup.backward(-2);
+      expect(subgroup.lastPlan).toMatchObject({ variant: 'subgroup', form: 'dual' });
+      for (const name of TERMS) expect(relativeError(terms[name], expected[name]), name).toBeLessThan(1e-5);
+      expect(relativeNormError(grads.gradA, expectedGrads.gradA)).toBeLessThan(1e-5);
+      expect(relativeNormError(grads.gradB, expectedGrads.gradB)).toBeLessThan(1e-5);
+    } finally {
+      subgroup.destroy();
+    }
+  });
+
+  it('is bitwise deterministic over repeated runs', async () => {
+    const shape: Shape = [130, 644];
+    const first = await check(vic, shape, 990);
+    for (let run = 0; run < 3; run++) {
+      const again = await check(vic, shape, 990);
+      expect(again.terms).toEqual(first.terms);
+      expect(Buffer.from(again.grads.gradA.buffer).equals(Buffer.from(first.grads.gradA.buffer))).toBe(true);
+      expect(Buffer.from(again.grads.gradB.buffer).equals(Buffer.from(first.grads.gradB.buffer))).toBe(true);
+    }
+  });
+
+  it('a forward without gradients still sums K in its matrix, and gives the same terms', async () => {
+    const [n, d] = [65, 132];
+    const { a, b } = randomViews(n, d, 991);
+    const withGrad = await vic.forward(a, b, [n, d]);
+    expect(await vic.forward(a, b, [n, d], { grad: false })).toEqual(withGrad);
+  });
+
+  it('falls back to the primal form (with the subgroup kernels) on the adversarial case', async () => {
+    const [n, d] = [32, 256];
+    const { a, b } = dominantFeatureViews(n, d, 9);
+    const terms = await vic.forward(a, b, [n, d]);
+    const grads = await vic.backward();
+    const reference = referenceVICReg(a, b, [n, d], options);
+    expect(vic.lastPlan).toMatchObject({ form: 'primal', fellBack: true, variant: 'subgroup' });
+    expect(relativeError(terms.covariance, reference.covariance)).toBeLessThan(1e-5);
+    expect(relativeNormError(grads.gradA, reference.gradA)).toBeLessThan(1e-4);
+  });
+});
+
+describe('variant windows through encode()', () => {
+  let vic: VICRegLoss;
+  let host: VICRegLoss;
+  const live: GPUBuffer[] = [];
+  beforeAll(async () => {
+    vic = await createVICRegLoss({ ...options, variant: 'windows', poisonScratch: true });
+    host = await createVICRegLoss({ ...options, variant: 'windows', device: vic.device });
+  });
+  afterAll(() => {
+    live.forEach((b) => b.destroy());
+    host?.destroy();
+    vic?.destroy();
+  });
+  const upload = (data: Float32Array) => {
+    const buffer = vic.device.createBuffer({ size: data.byteLength, usage: STORAGE | COPY_SRC | COPY_DST });
+    vic.device.queue.writeBuffer(buffer, 0, data as Float32Array<ArrayBuffer>);
+    live.push(buffer);
+    return buffer;
+  };
+  async function download(buffer: GPUBuffer, floats: number): Promise<Float32Array> {
+    const staging = vic.device.createBuffer({ size: floats * 4, usage: MAP_READ | COPY_DST });
+    const encoder = vic.device.createCommandEncoder();
+    encoder.copyBufferToBuffer(buffer, 0, staging, 0, floats * 4);
+    vic.device.queue.submit([encoder.finish()]);
+    await staging.mapAsync(1);
+    const out = new Float32Array(staging.getMappedRange().slice(0));
+    staging.destroy();
+    return out;
+  }
+
+  it('writes poisoned caller gradients bitwise as the host path does, and accumulates into them', async () => {
+    const [n, d] = [257, 708];
+    const { a, b } = randomViews(n, d, 992);
+    const hostTerms = await host.forward(a, b, [n, d]);
+    const hostGrads = await host.backward(0.5);
+    const nan = new Float32Array(n * d).fill(NaN);
+    const [gradA, gradB] = [upload(nan), upload(nan)];
+    const terms = await (await vic.encode({ a: upload(a), b: upload(b), shape: [n, d], gradA, gradB, scale: 0.5 })).read();
+    expect(terms).toEqual(hostTerms);
+    expect(Buffer.from((await download(gradA, n * d)).buffer).equals(Buffer.from(hostGrads.gradA.buffer))).toBe(true);
+    expect(Buffer.from((await download(gradB, n * d)).buffer).equals(Buffer.from(hostGrads.gradB.buffer))).toBe(true);
+    // accumulate: the same gradient again on top.
+    await (await vic.encode({ a: upload(a), b: upload(b), shape: [n, d], gradA, gradB, scale: 0.5, accumulate: true })).read();
+    const twice = await download(gradA, n * d);
+    expect(relativeNormError(twice, scaled(Array.from(hostGrads.gradA), 2))).toBeLessThan(1e-6);
+  });
+
+  it('falls back to the primal form on the device (one feature x300, n = d/8)', async () => {
+    const [n, d] = [32, 256];
+    const { a, b } = dominantFeatureViews(n, d, 993);
+    const gradA = upload(new Float32Array(n * d).fill(NaN));
+    const gradB = upload(new Float32Array(n * d).fill(NaN));
+    const terms = await (await vic.encode({ a: upload(a), b: upload(b), shape: [n, d], gradA, gradB })).read();
+    const reference = referenceVICReg(a, b, [n, d], options);
+    expect(relativeError(terms.covariance, reference.covariance)).toBeLessThan(1e-5);
+    expect(relativeNormError(await download(gradA, n * d), reference.gradA)).toBeLessThan(1e-4);
+  });
+});
+
+describe('where the windows variant cannot run', () => {
+  it('a forced windows variant with d % 4 != 0 is an OptionError naming why; the engine stays usable', async () => {
+    const vic = await createVICRegLoss({ variant: 'windows' });
+    try {
+      const { a, b } = randomViews(5, 6, 1);
+      await expect(vic.forward(a, b, [5, 6])).rejects.toThrow(OptionError);
+      await expect(vic.forward(a, b, [5, 6])).rejects.toThrow(/variant 'windows' cannot run here: .*d % 4 == 0 \(d = 6\).*n <= 4096/);
+      const ok = randomViews(5, 8, 2);
+      expect(relativeError((await vic.forward(ok.a, ok.b, [5, 8])).loss, referenceVICReg(ok.a, ok.b, [5, 8]).loss)).toBeLessThan(1e-5);
+    } finally {
+      vic.destroy();
+    }
+  });
+
+  it('past the binding limit: forced, a LimitError naming the matrix; auto takes another variant', async () => {
+    const { a, b } = randomViews(40, 128, 3);
+    const forced = await createVICRegLoss({ variant: 'windows', maxBindingSize: 48 * 1024 });
+    const auto = await createVICRegLoss({ maxBindingSize: 48 * 1024, device: forced.device });
+    try {
+      await expect(forced.forward(a, b, [40, 128])).rejects.toThrow(LimitError);
+      await expect(forced.forward(a, b, [40, 128])).rejects.toThrow(/variant 'windows' needs its 40 x 40 blocked matrix/);
+      const terms = await auto.forward(a, b, [40, 128]);
+      expect(auto.lastPlan!.variant).not.toBe('windows');
+      expect(relativeError(terms.loss, referenceVICReg(a, b, [40, 128]).loss)).toBeLessThan(1e-5);
+    } finally {
+      auto.destroy();
+      forced.destroy();
+    }
+  });
 });

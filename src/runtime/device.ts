@@ -71,8 +71,25 @@ export function deviceHandle(device: GPUDevice): DeviceHandle {
   };
 }
 
+/**
+ * Whether a device compiles WGSL that requires the 'windows' language features: for a caller's device
+ * where no GPU object tells (Node without navigator.gpu). The probe's error, if any, stays in its scope.
+ */
+async function probeWindowLanguage(device: GPUDevice): Promise<boolean> {
+  const code = `${WINDOW_LANGUAGE_FEATURES.map((f) => `requires ${f};`).join('\n')}\n@compute @workgroup_size(1) fn main() {}`;
+  device.pushErrorScope('validation');
+  const module = device.createShaderModule({ label: 'language probe', code });
+  const info = await module.getCompilationInfo();
+  const error = await device.popErrorScope();
+  return !error && !info.messages.some((m) => m.type === 'error');
+}
+
 export async function acquireDevice(device?: GPUDevice): Promise<DeviceHandle> {
-  if (device) return deviceHandle(device);
+  if (device) {
+    const handle = deviceHandle(device);
+    if (!handle.features.windowLanguage) handle.features.windowLanguage = await probeWindowLanguage(device);
+    return handle;
+  }
   const gpu: GPU = typeof navigator !== 'undefined' && navigator.gpu ? navigator.gpu : await nodeGPU();
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter) throw new DeviceError('no WebGPU adapter found (on a machine without a GPU, install Mesa >= 23 lavapipe: scripts/setup.sh)');
