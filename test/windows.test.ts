@@ -13,9 +13,8 @@ import {
   BACKWARD_WINDOWS, blockCount, forms, RECORD_BYTES, storedBlock, windowBackwardDispatches, windowColumnGroups, windowGramGroups, windowRecords, windowSuperTiles,
 } from '../src/ops/kernels.js';
 import { dominantFeatureViews, randomViews, referenceVICReg, relativeError, relativeNormError, scaled } from './reference/float64.js';
+import { checkAgainstReference, expectRepeatable, TERMS, type Shape } from './reference/checks.js';
 
-type Shape = [number, number];
-const TERMS = ['loss', 'invariance', 'variance', 'covariance'] as const;
 const options = { lambda: 3, mu: 11, nu: 0.7, gamma: 0.9, eps: 1e-3, preset: 'official' } as const;
 const STORAGE = 0x80, COPY_SRC = 0x04, COPY_DST = 0x08, MAP_READ = 0x01;
 
@@ -66,16 +65,7 @@ describe('the windows plan (kernels.ts)', () => {
   });
 });
 
-async function check(vic: VICRegLoss, [n, d]: Shape, seed: number, scale = 1.5) {
-  const { a, b } = randomViews(n, d, seed, { scale: 0.9 });
-  const terms = await vic.forward(a, b, [n, d]);
-  const grads = await vic.backward(scale);
-  const reference = referenceVICReg(a, b, [n, d], options);
-  for (const name of TERMS) expect(relativeError(terms[name], reference[name]), `${n}x${d} ${name}`).toBeLessThan(1e-5);
-  expect(relativeNormError(grads.gradA, scaled(reference.gradA, scale)), `${n}x${d} gradA`).toBeLessThan(1e-4);
-  expect(relativeNormError(grads.gradB, scaled(reference.gradB, scale)), `${n}x${d} gradB`).toBeLessThan(1e-4);
-  return { terms, grads };
-}
+const check = (vic: VICRegLoss, shape: Shape, seed: number) => checkAgainstReference(vic, shape, seed, options);
 
 describe('variant windows, form dual (poisoned scratch)', () => {
   let vic: VICRegLoss;
@@ -112,16 +102,7 @@ describe('variant windows, form dual (poisoned scratch)', () => {
     }
   });
 
-  it('is bitwise deterministic over repeated runs', async () => {
-    const shape: Shape = [130, 644];
-    const first = await check(vic, shape, 990);
-    for (let run = 0; run < 3; run++) {
-      const again = await check(vic, shape, 990);
-      expect(again.terms).toEqual(first.terms);
-      expect(Buffer.from(again.grads.gradA.buffer).equals(Buffer.from(first.grads.gradA.buffer))).toBe(true);
-      expect(Buffer.from(again.grads.gradB.buffer).equals(Buffer.from(first.grads.gradB.buffer))).toBe(true);
-    }
-  });
+  it('is bitwise deterministic over repeated runs', () => expectRepeatable(vic, [130, 644], 990, options));
 
   it('a forward without gradients still sums K in its matrix, and gives the same terms', async () => {
     const [n, d] = [65, 132];
