@@ -10,12 +10,12 @@
 // variant has one; the dual subgroup backward includes its panel copies (centered_panels, also timed alone).
 // column_stats is reported in GB/s of the two n x d views it reads, centered_panels in GB/s of the one it copies.
 import { acquireDevice } from '../src/runtime/device.js';
-import { createBuffer, destroyBuffer, destroyTexture, encodeDispatch, pipeline, storageBuffer, storageTexture, uniformBuffer, Usage, type Buffer, type Dispatch } from '../src/runtime/gpu.js';
+import { createBuffer, destroyBuffer, destroyTexture, encodeStep, pipeline, storageBuffer, storageTexture, uniformBuffer, Usage, type Buffer, type Step } from '../src/runtime/gpu.js';
 import { quietly } from '../src/runtime/polling.js';
 import { DEFAULTS } from '../src/ops/coefficients.js';
 import {
   backwardParamsPerGroup, backwardPassList, backwardSpecs, blockedMatrixFloats, columnStats, forms, gramDims, gramSpecs, packedMatrixFloats, statsLayout, UNIFORM_BYTES, VARIANTS, variantSupported,
-  windowBackwardPassList, windowGramPanelFloats, windowGramPassList, windowRecords, windowTextureSize,
+  windowBackwardPassList, windowPanelFloats, windowGramPassList, windowRecords, windowTextureSize,
 } from '../src/ops/kernels.js';
 import type { Form, Variant } from '../src/types.js';
 
@@ -36,13 +36,13 @@ export interface KernelTiming {
   gemmEquivalent?: number;
 }
 
-/** Median time of the dispatches; a WebGPU validation error (a bind group that no longer fits its kernel, say) throws, so no time of an invalid submission is posted. */
-async function timeDispatches(device: GPUDevice, dispatches: Dispatch[]): Promise<number> {
+/** Median time of the steps (dispatches and copies); a WebGPU validation error (a bind group that no longer fits its kernel, say) throws, so no time of an invalid submission is posted. */
+async function timeDispatches(device: GPUDevice, dispatches: Step[]): Promise<number> {
   const times: number[] = [];
   for (let round = 0; round <= ROUNDS; round++) {
     device.pushErrorScope('validation');
     const encoder = device.createCommandEncoder({ label: 'kernel bench' });
-    for (let r = 0; r < REPS; r++) for (const dispatch of dispatches) encodeDispatch(device, encoder, dispatch);
+    for (let r = 0; r < REPS; r++) for (const step of dispatches) encodeStep(device, encoder, step);
     const start = performance.now();
     device.queue.submit([encoder.finish()]);
     await quietly(() => device.queue.onSubmittedWorkDone());
@@ -73,7 +73,7 @@ export async function benchKernels(shapes: [number, number][], only: Variant | '
       const statsDims = make(uniformBuffer(device, 'stats dims', UNIFORM_BYTES.dims));
       device.queue.writeBuffer(statsDims.gpu, 0, new Uint32Array([n, d, 0, 0]));
       const statsPipe = await pipeline(device, columnStats.spec);
-      const statsDispatch: Dispatch = {
+      const statsDispatch: Step = {
         label: 'column_stats', pipeline: statsPipe, workgroups: columnStats.workgroups(d),
         bindings: [views[0].gpu, views[1].gpu, stats.gpu, flags.gpu, statsDims.gpu],
       };
@@ -109,9 +109,9 @@ export async function benchKernels(shapes: [number, number][], only: Variant | '
             device.queue.writeBuffer(records.gpu, 0, layout.bytes);
             const texture = storageTexture(device, 'window texture', windowTextureSize(n, d));
             textures.push(texture);
-            return { layout, records: records.gpu, gramPanel: make(createBuffer(device, 'gram panel', windowGramPanelFloats(n) * 4, Usage.STORAGE | Usage.UNIFORM)).gpu, texture: texture.view };
+            return { layout, records: records.gpu, panel: make(createBuffer(device, 'window panels', windowPanelFloats(n, d) * 4, Usage.STORAGE | Usage.UNIFORM | Usage.COPY_SRC)).gpu, texture };
           })() : undefined;
-          const gramDispatches: Dispatch[] = window
+          const gramDispatches: Step[] = window
             ? windowGramPassList('gram', { gram: gramPipes[0], pack: gramPipes[1] }, { z: views[0].gpu, stats: stats.gpu, partials: partials.gpu, matrix: matrix.gpu, ...window }, window.layout, n)
             : [{
               label: 'gram', pipeline: gramPipes[0], workgroups: gram.workgroups(n, d),
@@ -139,10 +139,11 @@ export async function benchKernels(shapes: [number, number][], only: Variant | '
             ? windowBackwardPassList('backward', { main: pipes[0], transposed: pipes[1], pack: pipes[2] }, { ...buffers, ...window }, window.layout, n, 0)
             : backwardPassList(backward, 'backward', pipes, buffers, params, n, d);
           const packPipe = backward.grouped ? pipes[pipes.length - 1] : window ? pipes[2] : undefined;
-          const packs = backwardDispatches.filter((x) => x.pipeline === packPipe);
+          // The panel copies, and with 'windows' their copies into the texture.
+          const packs = backwardDispatches.filter((x) => 'copy' in x || x.pipeline === packPipe);
           if (packs.length) {
             const packMs = await timeDispatches(device, packs);
-            rows.push({ n, d, form, variant, kernel: (backward.grouped?.pack.spec ?? backward.windows!.pack).name, ms: packMs, rate: (n * d * 4) / packMs / 1e6, unit: 'GB/s' });
+            rows.push({ n, d, form, variant, kernel: backward.grouped?.pack.spec.name ?? `${backward.windows!.pack.name} + copyBufferToTexture`, ms: packMs, rate: (n * d * 4) / packMs / 1e6, unit: 'GB/s' });
           }
           const backwardMs = await timeDispatches(device, backwardDispatches);
           rows.push({

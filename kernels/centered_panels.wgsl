@@ -1,6 +1,8 @@
 // centered_panels.wgsl: one group of columns of a view, centered, copied into 64-column panels, for the
 // dual backward (covariance_backward_dual_subgroup.wgsl) to stream, or (WINDOW_ROWS = 256) for the
-// windowed Gram (sample_gram_windows.wgsl) to bind 256 rows of a strip at a time as a uniform buffer.
+// windowed Gram (sample_gram_windows.wgsl) to bind 256 rows of a strip at a time as a uniform buffer and
+// for the windowed backward, whose host copies the panels into its texture (copyBufferToTexture: a strip
+// is a layer, a row of 64 floats a row of 16 texels; covariance_backward_dual_windows.wgsl).
 //
 // Math (Z one view, n x d row-major; Zc = (Z - shift) - center from column_stats, the same two
 // subtractions the kernels that read Z do, so the copy is bitwise what they would compute):
@@ -19,12 +21,14 @@
 //   2  panel4  storage, read_write  array<vec4<f32>>  m*width/4 (width = the group's columns, a multiple of 64)
 //   3  params  uniform              BackwardParams (as covariance_backward.wgsl; n, d, shiftOffset,
 //                                   centerOffset and columnStart are read)
-// Dispatch: (ceil(m / ROWS), width / 64, 1) workgroups of 16 threads, the dual subgroup backward's own
-// geometry (so that both can share indirect dispatch arguments). Workgroup (x, y) copies rows
-// ROWS x .. ROWS x + ROWS - 1 of strip y; thread t copies vec4 column t of the strip.
+// Dispatch: (X, width / 64, 1) workgroups of 16 threads; workgroup (x, y) copies the row blocks
+// ROWS x' .. ROWS x' + ROWS - 1 of strip y with x' = x, x + X, ...; thread t copies vec4 column t of the
+// strip. X = ceil(m / ROWS) (one block each) for the Gram and the subgroup dual backward, whose geometry
+// this is (so that both can share indirect dispatch arguments), and 4 for the windowed backward, whose
+// geometry that is, for the same reason.
 // Requires: d % 4 == 0.
 // Variant: the only one (used with the "subgroup" dual backward, and with WINDOW_ROWS = 256 by the
-// "windows" dual Gram).
+// "windows" dual Gram and backward).
 
 struct BackwardParams {
   n: u32, d: u32, shiftOffset: u32, centerOffset: u32,
@@ -42,23 +46,10 @@ const STRIP4: u32 = 16u;        // vec4s per 64-column strip
 @group(0) @binding(2) var<storage, read_write> panel4: array<vec4<f32>>;
 @group(0) @binding(3) var<uniform> params: BackwardParams;
 
-@compute @workgroup_size(16)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+// Rows r0 .. r0 + ROWS - 1 of the strip at base (rows), vec4 column t: the copy, or zeros past n.
+fn copyRows(r0: u32, base: u32, m: u32, t: u32, src: u32, inside: bool, shift: vec4<f32>, center: vec4<f32>) {
   let n = params.n;
   let d4 = params.d / 4u;
-  let strip4 = params.columnStart / 4u + wid.y * STRIP4;
-  if (strip4 >= d4) { return; }   // a strip of the last group wholly past d: the backward skips it too
-  let j4 = strip4 + t;
-  let inside = j4 < d4;
-  let column = 4u * min(j4, d4 - 1u);
-  let so = params.shiftOffset + column;
-  let co = params.centerOffset + column;
-  let shift = vec4<f32>(stats[so], stats[so + 1u], stats[so + 2u], stats[so + 3u]);
-  let center = vec4<f32>(stats[co], stats[co + 1u], stats[co + 2u], stats[co + 3u]);
-  let r0 = wid.x * ROWS;
-  let src = min(j4, d4 - 1u);
-  let m = (n + WINDOW_ROWS - 1u) / WINDOW_ROWS * WINDOW_ROWS;
-  let base = wid.y * m;
   if (r0 >= n) {
     // Padding rows (WINDOW_ROWS > 1): zeros, so that the Gram's windows hold no stale values.
     for (var r = r0; r < min(r0 + ROWS, m); r++) { panel4[(base + r) * STRIP4 + t] = vec4<f32>(0.0); }
@@ -82,4 +73,25 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     for (var r = n; r < min(r0 + ROWS, m); r++) { panel4[(base + r) * STRIP4 + t] = vec4<f32>(0.0); }
   }
+}
+
+@compute @workgroup_size(16)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+        @builtin(local_invocation_index) t: u32) {
+  let n = params.n;
+  let d4 = params.d / 4u;
+  let strip4 = params.columnStart / 4u + wid.y * STRIP4;
+  if (strip4 >= d4) { return; }   // a strip of the last group wholly past d: the backward skips it too
+  let j4 = strip4 + t;
+  let inside = j4 < d4;
+  let column = 4u * min(j4, d4 - 1u);
+  let so = params.shiftOffset + column;
+  let co = params.centerOffset + column;
+  let shift = vec4<f32>(stats[so], stats[so + 1u], stats[so + 2u], stats[so + 3u]);
+  let center = vec4<f32>(stats[co], stats[co + 1u], stats[co + 2u], stats[co + 3u]);
+  let src = min(j4, d4 - 1u);
+  let m = (n + WINDOW_ROWS - 1u) / WINDOW_ROWS * WINDOW_ROWS;
+  // Row blocks x, x + groups.x, ...: one each with the Gram's and the subgroup backward's geometry, 128
+  // rows apart with the windowed backward's (4 along x).
+  for (var r0 = wid.x * ROWS; r0 < m; r0 += groups.x * ROWS) { copyRows(r0, wid.y * m, m, t, src, inside, shift, center); }
 }

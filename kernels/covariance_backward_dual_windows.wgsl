@@ -38,7 +38,7 @@
 //   5  params    uniform              BackwardParams (as covariance_backward.wgsl; columnStart: the group's)
 //   6  upstream  storage, read        array<f32>        1: the upstream gradient
 //   7  panel     texture_storage_2d_array<rgba32float, read>  16 x n x strips: Zc of the group,
-//                strip q in layer q, columns 4x .. 4x+3 of the strip at (x, row) (centered_texture.wgsl)
+//                strip q in layer q, columns 4x .. 4x+3 of the strip at (x, row) (centered_panels.wgsl, then copyBufferToTexture)
 //   8  block     uniform              BlockParams
 //   9 .. 16 k0 .. k7  uniform         array<vec4<f32>, 4096>  K's block for (P, blocks[w]), where the view
 //                keeps it (any block where w >= blockCount)
@@ -171,7 +171,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   let strip = wid.y;
   let i0l = wid.x * SHARED + 4u * lane;         // this lane's K rows i0 + 4 lane + m, within the block row
   // Up to n rounded to 4: K's padding entries and the panel's padding rows are zeros (sample_gram_windows,
-  // centered_texture), so the last partial step adds nothing.
+  // centered_panels), so the last partial step adds nothing.
   let kMax = (n + 3u) / 4u * 4u;
   let count = block.blockCount;
   var acc: Acc;

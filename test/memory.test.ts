@@ -12,7 +12,7 @@
 import { describe, expect, it } from 'vitest';
 import { bufferCounts, createVICRegLoss } from '../src/index.js';
 import { DEFAULTS } from '../src/ops/coefficients.js';
-import { blockedMatrixFloats, windowGramPanelFloats, windowRecords, windowTextureSize } from '../src/ops/kernels.js';
+import { blockedMatrixFloats, windowPanelFloats, windowRecords, windowTextureSize } from '../src/ops/kernels.js';
 import type { Variant } from '../src/types.js';
 import { randomViews } from './reference/float64.js';
 
@@ -20,7 +20,7 @@ const F = 4;   // bytes per float
 /** Everything but the packed matrix: partials, statistics, flags, uniforms, result buffers. */
 const smallBytes = (n: number, d: number, side: number) => F * (Math.ceil(side * side / 128) + 16 * (n + d) + (n >= 512 && n < d ? 512 * n : 0)) + 8192;
 /** What the 'windows' variant holds past the packed matrix and smallBytes (its panels replace the subgroup one). */
-const windowBytes = (n: number, d: number) => F * (blockedMatrixFloats(n) - (n * n + n) + windowGramPanelFloats(n) + 4 * windowTextureSize(n, d).reduce((a, b) => a * b))
+const windowBytes = (n: number, d: number) => F * (blockedMatrixFloats(n) - (n * n + n) + windowPanelFloats(n, d) + 4 * windowTextureSize(n, d).reduce((a, b) => a * b))
   + 2 * windowRecords(DEFAULTS, n, d, n, 0, 0).bytes.byteLength;
 const extraBytes = (variant: Variant, n: number, d: number) => (variant === 'windows' ? windowBytes(n, d) : 0);
 

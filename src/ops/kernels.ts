@@ -17,10 +17,9 @@ import sampleGramWorkgroupWgsl from '../../kernels/sample_gram_workgroup.wgsl';
 import covarianceBackwardWorkgroupWgsl from '../../kernels/covariance_backward_workgroup.wgsl';
 import covarianceBackwardDualWorkgroupWgsl from '../../kernels/covariance_backward_dual_workgroup.wgsl';
 import centeredPanelsWgsl from '../../kernels/centered_panels.wgsl';
-import centeredTextureWgsl from '../../kernels/centered_texture.wgsl';
 import sampleGramWindowsWgsl from '../../kernels/sample_gram_windows.wgsl';
 import covarianceBackwardDualWindowsWgsl from '../../kernels/covariance_backward_dual_windows.wgsl';
-import type { Binding, Dispatch, KernelSpec } from '../runtime/gpu.js';
+import type { Binding, Dispatch, KernelSpec, Step } from '../runtime/gpu.js';
 import { gradientCoefficients, type Coefficients } from './coefficients.js';
 
 const ceilDiv = (a: number, b: number) => Math.ceil(a / b);
@@ -101,10 +100,10 @@ export interface BackwardBuffers {
 export interface WindowBuffers {
   /** windowRecords(...).bytes, a UNIFORM buffer, for the view being run. */
   records: GPUBuffer;
-  /** The Gram's panels: STORAGE | UNIFORM, windowGramPanelFloats(n) floats. */
-  gramPanel: GPUBuffer;
-  /** The backward's panels: a 16 x ceil4(n) x strips rgba32float texture (windowTextureSize), as a 2d-array view. */
-  texture: GPUTextureView;
+  /** The panels (centered_panels.wgsl) of the Gram's and then the backward's column groups: STORAGE | UNIFORM | COPY_SRC, windowPanelFloats(n, d) floats. */
+  panel: GPUBuffer;
+  /** The backward's panels: a 16 x ceil4(n) x strips rgba32float texture (windowTextureSize), copied from `panel` per group. */
+  texture: { gpu: GPUTexture; view: GPUTextureView };
 }
 
 export interface GramKernel {
@@ -134,7 +133,7 @@ export interface BackwardKernel {
    */
   grouped?: { columnGroups(n: number, d: number): ColumnGroups; pack: { spec: KernelSpec; bindings(b: BackwardBuffers): GPUBuffer[] } };
   /**
-   * A 'windows' kernel: per column group (windowColumnGroups) a texture copy (`pack`) and, per block row,
+   * A 'windows' kernel: per column group (windowColumnGroups) a panel copy (`pack`) copied on into the texture and, per block row,
    * dispatches over K's blocks (windowBackwardDispatches), those read by columns with `transposed`.
    */
   windows?: { transposed(accumulate: boolean): KernelSpec; pack: KernelSpec };
@@ -191,7 +190,10 @@ export const blockCount = (n: number) => ceilDiv(n, BLOCK);
 export const blockedMatrixFloats = (n: number) => blockCount(n) ** 2 * BLOCK * BLOCK + blockCount(n) * BLOCK;
 /** Rows of the Gram's panel: the blocked side rounded up to whole windows. */
 export const windowPanelRows = (n: number) => ceilDiv(blockCount(n) * BLOCK, WINDOW_ROWS) * WINDOW_ROWS;
-export const windowGramPanelFloats = (n: number) => GRAM_WINDOW_STRIPS * windowPanelRows(n) * STRIP;
+/** The panel buffer: the Gram's groups (GRAM_WINDOW_STRIPS strips) or the backward's (windowColumnGroups), whichever is wider. */
+export const windowPanelFloats = (n: number, d: number) => Math.max(GRAM_WINDOW_STRIPS * STRIP, windowColumnGroups(n, d).width) * windowPanelRows(n);
+/** centered_panels.wgsl with rows padded to whole windows: the windows Gram's and backward's copy of Zc. */
+const windowPanelsSpec: KernelSpec = { name: 'centered_panels (windows)', code: centeredPanelsWgsl, constants: { WINDOW_ROWS } };
 
 /** The Gram's column groups: GRAM_WINDOW_STRIPS strips each (the last one's strips past d are skipped). */
 export function windowGramGroups(d: number): { groups: number; width: number; strips(g: number): number } {
@@ -220,8 +222,9 @@ export function windowColumnGroups(n: number, d: number): ColumnGroups {
   const groups = ceilDiv(strips, PANEL_MAX_STRIPS);
   return { panels: true, groups, width: ceilDiv(strips, groups) * STRIP };
 }
-/** The backward's panel texture: 16 texels wide (a strip), n rounded up to 4 high, a layer per strip. */
-export const windowTextureSize = (n: number, d: number) => [STRIP / 4, ceilDiv(n, 4) * 4, windowColumnGroups(n, d).width / STRIP] as const;
+/** The backward's panel texture for groups `width` columns wide: 16 texels wide (a strip), rows rounded up to 4 high, a layer per strip. */
+const windowTextureOf = (rows: number, width: number) => [STRIP / 4, ceilDiv(rows, 4) * 4, width / STRIP] as const;
+export const windowTextureSize = (n: number, d: number) => windowTextureOf(n, windowColumnGroups(n, d).width);
 
 /** Where view `view` keeps K's block (P, Q): A by (min, max), B by (max, min) (sample_gram_windows.wgsl). */
 export function storedBlock(view: 0 | 1, P: number, Q: number, nb: number): number {
@@ -301,12 +304,12 @@ export function windowGramPassList(label: string, pipes: { gram: GPUComputePipel
   for (let g = 0; g < gram.groups; g++) {
     dispatches.push({
       label: `${label}: panels ${g}`, pipeline: pipes.pack, workgroups: [windowPanelRows(rows) / SUBGROUP_SHARED, GRAM_WINDOW_STRIPS],
-      bindings: [buffers.z, buffers.stats, buffers.gramPanel, record(buffers.records, at.gramPack + g, UNIFORM_BYTES.backwardParams)],
+      bindings: [buffers.z, buffers.stats, buffers.panel, record(buffers.records, at.gramPack + g, UNIFORM_BYTES.backwardParams)],
     });
     const strips = gram.strips(g);
     superTiles.forEach((t, i) => {
       // Strips past this group's last one bind strip 0's windows (the kernel skips them).
-      const strip = (q: number, rowWindow: number) => window(buffers.gramPanel, (q < strips ? q : 0) * windowsPerStrip + rowWindow);
+      const strip = (q: number, rowWindow: number) => window(buffers.panel, (q < strips ? q : 0) * windowsPerStrip + rowWindow);
       const qs = Array.from({ length: GRAM_WINDOW_STRIPS }, (_, q) => q);
       dispatches.push({
         label: `${label}: group ${g} super-tile (${t.a}, ${t.b})`, pipeline: pipes.gram, workgroups: [t.tiles],
@@ -318,28 +321,37 @@ export function windowGramPassList(label: string, pipes: { gram: GPUComputePipel
   return dispatches;
 }
 
-/** One view's windowed backward: per column group, its texture copy, then windowBackwardDispatches. */
+/**
+ * One view's windowed backward: per column group, its panel copy (centered_panels.wgsl) and the panels'
+ * copy into the texture, then windowBackwardDispatches. (A texture written by a kernel's textureStore ran
+ * at 1.0 GB/s on lavapipe, the panel copy at 2.4 GB/s and copyBufferToTexture at 12.9 GB/s.)
+ */
 export function windowBackwardPassList(label: string, pipes: { main: GPUComputePipeline; transposed: GPUComputePipeline; pack: GPUComputePipeline },
   buffers: Omit<BackwardBuffers, 'params' | 'panel'> & WindowBuffers, records: WindowRecords, rows: number, view: 0 | 1,
-  indirect?: { indirect: GPUBuffer; offset: number }): Dispatch[] {
+  indirect?: { indirect: GPUBuffer; offset: number }): Step[] {
   const { groups, backward, at } = records;
   const nb = blockCount(rows);
   const workgroups = indirect ?? windowBackwardWorkgroups(rows, groups.width);
-  const dispatches: Dispatch[] = [];
+  const [texels, height, layers] = windowTextureOf(rows, groups.width);
+  const steps: Step[] = [];
   for (let g = 0; g < groups.groups; g++) {
     const params = record(buffers.records, at.backwardParams + g, UNIFORM_BYTES.backwardParams);
-    dispatches.push({ label: `${label}: panels ${g}`, pipeline: pipes.pack, workgroups, bindings: [buffers.z, buffers.stats, buffers.texture, params] });
+    steps.push({ label: `${label}: panels ${g}`, pipeline: pipes.pack, workgroups, bindings: [buffers.z, buffers.stats, buffers.panel, params] });
+    steps.push({
+      label: `${label}: texture ${g}`,
+      copy: { buffer: buffers.panel, bytesPerRow: STRIP * 4, rowsPerImage: windowPanelRows(rows), texture: buffers.texture.gpu, size: [texels, height, layers] },
+    });
     backward.forEach((dispatch, i) => {
       const windows = Array.from({ length: BACKWARD_WINDOWS }, (_, w) => window(buffers.matrix, w < dispatch.blocks.length ? storedBlock(view, dispatch.P, dispatch.blocks[w], nb) : 0));
-      dispatches.push({
+      steps.push({
         label: `${label}: group ${g} block row ${dispatch.P}${dispatch.transposed ? ' (by columns)' : ''}`,
         pipeline: dispatch.transposed ? pipes.transposed : pipes.main, workgroups,
-        bindings: [buffers.z, buffers.other, buffers.stats, buffers.matrix, buffers.grad, params, buffers.upstream, buffers.texture,
+        bindings: [buffers.z, buffers.other, buffers.stats, buffers.matrix, buffers.grad, params, buffers.upstream, buffers.texture.view,
           record(buffers.records, at.blocks + i, 48), ...windows],
       });
     });
   }
-  return dispatches;
+  return steps;
 }
 const windowBackwardWorkgroups = (_n: number, width: number) => [BLOCK / SUBGROUP_SHARED, width / STRIP] as const;
 
@@ -440,7 +452,7 @@ export const forms: Record<Form, FormKernels> = {
         workgroups: () => [GRAM_WINDOW_TILES.offDiagonal, 1],
         partials: (n) => windowSuperTiles(n).reduce((sum, t) => sum + t.tiles, 0) * SUBGROUP_LANES,
         bindings: () => { throw new Error('sample_gram_windows runs through windowGramPassList'); },
-        windows: { pack: { name: 'centered_panels (windows)', code: centeredPanelsWgsl, constants: { WINDOW_ROWS } } },
+        windows: { pack: windowPanelsSpec },
       },
     },
     backward: {
@@ -461,7 +473,7 @@ export const forms: Record<Form, FormKernels> = {
         bindings: () => { throw new Error('covariance_backward_dual_windows runs through windowBackwardPassList'); },
         windows: {
           transposed: (accumulate) => ({ name: 'covariance_backward_dual_windows', code: covarianceBackwardDualWindowsWgsl, constants: { ACCUMULATE: accumulate, TRANSPOSED: true } }),
-          pack: { name: 'centered_texture', code: centeredTextureWgsl },
+          pack: windowPanelsSpec,
         },
       },
     },

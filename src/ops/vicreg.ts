@@ -7,7 +7,7 @@ import {
 import { acquireDevice, deviceHandle, WINDOW_LANGUAGE_FEATURES, type DeviceHandle } from '../runtime/device.js';
 import { quietly } from '../runtime/polling.js';
 import {
-  createBuffer, destroyBuffer, destroyTexture, encodeDispatch, type Dispatch, pipeline, readback, readbackBuffer, storageBuffer, storageTexture, uniformBuffer, Usage,
+  createBuffer, destroyBuffer, destroyTexture, encodeDispatch, encodeStep, type Dispatch, type Step, pipeline, readback, readbackBuffer, storageBuffer, storageTexture, uniformBuffer, Usage,
   pipelineSync, withErrorScopes, type Buffer, type KernelSpec, type Texture,
 } from '../runtime/gpu.js';
 import type {
@@ -19,7 +19,7 @@ import {
 import { resolveCoefficients, varianceScale } from './coefficients.js';
 import {
   backwardParams, backwardParamsPerGroup, backwardPassList, backwardSpecs, blockedMatrixFloats, columnBlockGram, columnBlockWidth, columnStats, formDecision, forms, formVariant, gramDims, gramSpecs, lossTerms, packedMatrixFloats, PANEL_MIN_ROWS, statsLayout, UNIFORM_BYTES, VARIANTS, variantSupported, WINDOWS_MAX_ROWS,
-  windowBackwardPassList, windowGramPanelFloats, windowGramPassList, windowRecords, windowTextureSize, type Form, type Variant, type WindowRecords,
+  windowBackwardPassList, windowPanelFloats, windowGramPassList, windowRecords, windowTextureSize, type Form, type Variant, type WindowRecords,
 } from './kernels.js';
 import { carryVariantChoices, choiceKey, choicesOf, exportVariantChoices, seedVariantChoices, validateVariantChoices, type ChoiceRole } from './variantChoices.js';
 
@@ -84,13 +84,14 @@ interface Workspace {
 }
 
 /** A 'windows' Gram trial's own records (for its rows), matrix and panels. */
-interface WindowTrial { records: GPUBuffer; layout: WindowRecords; matrix: GPUBuffer; gramPanel: Buffer; texture: Texture }
+interface WindowTrial { records: GPUBuffer; layout: WindowRecords; matrix: GPUBuffer; panel: Buffer; texture: Texture }
 
 /** What the 'windows' kernels need besides the matrix: per view its records, and the panels they copy Zc into. */
 interface WindowScratch {
   records: [Buffer, Buffer];
   layout: [WindowRecords, WindowRecords];
-  gramPanel: Buffer;
+  /** The Gram's and the backward's panels (kernels.ts WindowBuffers.panel). */
+  panel: Buffer;
   texture: Texture;
 }
 
@@ -245,7 +246,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     if (ws.backward) for (const b of [...ws.backward.grads, ...ws.backward.staging, ws.backward.upstream]) destroyBuffer(b);
     if (ws.grouped) for (const b of [...ws.grouped.params.flat(), ws.grouped.panel]) destroyBuffer(b);
     if (ws.windows) {
-      for (const b of [...ws.windows.records, ws.windows.gramPanel]) destroyBuffer(b);
+      for (const b of [...ws.windows.records, ws.windows.panel]) destroyBuffer(b);
       destroyTexture(ws.windows.texture);
     }
   }
@@ -340,7 +341,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
       }) as [Buffer, Buffer];
       ws.windows = {
         records, layout,
-        gramPanel: createBuffer(device, 'gram window panels', windowGramPanelFloats(n) * 4, Usage.STORAGE | Usage.UNIFORM | Usage.COPY_DST),
+        panel: createBuffer(device, 'window panels', windowPanelFloats(n, d) * 4, Usage.STORAGE | Usage.UNIFORM | Usage.COPY_SRC | Usage.COPY_DST),
         texture: storageTexture(device, 'backward column panels (texture)', windowTextureSize(n, d)),
       };
     }
@@ -384,13 +385,13 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
    */
   function candidates(role: ChoiceRole, n: number, d: number, gramVariant?: Variant): { supported: Variant[]; allowed: Variant[] } {
     const form = role.split('|')[1] as Form;
-    const supported = VARIANTS.filter((v) => variantSupported(v, handle.features, n, d, form) && (v !== 'windows' || windowsFit(n)));
+    const supported = VARIANTS.filter((v) => variantSupported(v, handle.features, n, d, form) && (v !== 'windows' || windowsFit(n, d)));
     if (!role.startsWith('backward|') || gramVariant === undefined) return { supported, allowed: supported };
     return { supported, allowed: supported.filter((v) => (v === 'windows') === (gramVariant === 'windows')) };
   }
 
   /** Whether the 'windows' kernels' matrix and panel fit the binding limit. */
-  const windowsFit = (n: number) => Math.max(blockedMatrixFloats(n), windowGramPanelFloats(n)) * 4 <= bindingLimit();
+  const windowsFit = (n: number, d: number) => Math.max(blockedMatrixFloats(n), windowPanelFloats(n, d)) * 4 <= bindingLimit();
 
   /** Why a forced variant cannot run (an OptionError naming what it needs), or the variant the form runs for it. */
   function forcedVariant(role: ChoiceRole, n: number, d: number): Variant | undefined {
@@ -398,7 +399,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     const form = role.split('|')[1] as Form;
     const variant = formVariant(coefficients.variant, form);
     if (variantSupported(variant, handle.features, n, d, form)) {
-      if (variant === 'windows' && !windowsFit(n)) {
+      if (variant === 'windows' && !windowsFit(n, d)) {
         throw new LimitError(`variant 'windows' needs its ${n} x ${n} blocked matrix (${MiB(blockedMatrixFloats(n) * 4)}) in one binding, over ${limitName()} of ${MiB(bindingLimit())}`);
       }
       return variant;
@@ -467,7 +468,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
       const scratch = trial ?? { ...ws.windows!, records: ws.windows!.records[v].gpu, layout: ws.windows!.layout[v], matrix };
       return windowGramPassList(label, { gram: pipes[0], pack: pipes[1] }, {
         z: views[v], stats: ws.stats.gpu, partials: f.partials.gpu, matrix: scratch.matrix,
-        records: scratch.records, gramPanel: scratch.gramPanel.gpu, texture: scratch.texture.view,
+        records: scratch.records, panel: scratch.panel.gpu, texture: scratch.texture,
       }, scratch.layout, rows);
     }
     return [{
@@ -497,10 +498,10 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
         const records = uniformBuffer(device, 'trial window records', layout.bytes.byteLength);
         device.queue.writeBuffer(records.gpu, 0, layout.bytes);
         const matrix = storageBuffer(device, 'trial blocked matrix', blockedMatrixFloats(rows) * 4);
-        const gramPanel = createBuffer(device, 'trial gram panels', windowGramPanelFloats(rows) * 4, Usage.STORAGE | Usage.UNIFORM);
+        const panel = createBuffer(device, 'trial window panels', windowPanelFloats(rows, ws.d) * 4, Usage.STORAGE | Usage.UNIFORM);
         texture = storageTexture(device, 'trial texture', [1, 1, 1]);   // the Gram does not read it
-        temporary.push(records, matrix, gramPanel);
-        trial = { records: records.gpu, layout, matrix: matrix.gpu, gramPanel, texture };
+        temporary.push(records, matrix, panel);
+        trial = { records: records.gpu, layout, matrix: matrix.gpu, panel, texture };
       }
       const encoder = device.createCommandEncoder({ label: 'variant trial' });
       for (const dispatch of gramDispatches(form, variant, ws, f, views, 0, temporary[0].gpu, pipes, rows, trial)) encodeDispatch(device, encoder, dispatch);
@@ -511,10 +512,10 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     });
   }
 
-  /** One view's backward dispatches (kernels.ts backwardPassList) on the workspace's buffers; `block` a plain Coff column block. */
-  function backwardDispatches(form: Form, variant: Variant, ws: Workspace, views: [GPUBuffer, GPUBuffer], grads: [GPUBuffer, GPUBuffer],
+  /** One view's backward steps (kernels.ts backwardPassList, windowBackwardPassList) on the workspace's buffers; `block` a plain Coff column block. */
+  function backwardSteps(form: Form, variant: Variant, ws: Workspace, views: [GPUBuffer, GPUBuffer], grads: [GPUBuffer, GPUBuffer],
     upstream: GPUBuffer, v: 0 | 1, pipes: GPUComputePipeline[], params: readonly GPUBuffer[], rows: number,
-    indirect?: (pass: 'main' | 'mirrored') => { indirect: GPUBuffer; offset: number }, block?: { matrix: GPUBuffer; width: number }): Dispatch[] {
+    indirect?: (pass: 'main' | 'mirrored') => { indirect: GPUBuffer; offset: number }, block?: { matrix: GPUBuffer; width: number }): Step[] {
     const buffers = {
       z: views[v], other: views[1 - v], stats: ws.stats.gpu, matrix: block?.matrix ?? ws.forms[form]!.matrix!.gpu, grad: grads[v],
       upstream, panel: (ws.grouped?.panel ?? ws.placeholder).gpu,
@@ -522,7 +523,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     if (forms[form].backward[variant].windows) {
       const scratch = ws.windows!;
       return windowBackwardPassList(`${form} ${variant} backward ${VIEWS[v]}`, { main: pipes[0], transposed: pipes[1], pack: pipes[2] },
-        { ...buffers, records: scratch.records[v].gpu, gramPanel: scratch.gramPanel.gpu, texture: scratch.texture.view }, scratch.layout[v], rows, v, indirect?.('main'));
+        { ...buffers, records: scratch.records[v].gpu, panel: scratch.panel.gpu, texture: scratch.texture }, scratch.layout[v], rows, v, indirect?.('main'));
     }
     return backwardPassList(forms[form].backward[variant], `${form} ${variant} backward ${VIEWS[v]}`, pipes, buffers, params, rows, ws.d,
       { indirect, blockWidth: block?.width });
@@ -581,8 +582,8 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
           label: `Coff block ${VIEWS[v]} ${start}`, pipeline: gramPipe, workgroups: columnBlockGram.workgroups(d, blockWidth),
           bindings: [views[v], ws.stats.gpu, ws.placeholder.gpu, matrix.gpu, dims.gpu],
         });
-        for (const dispatch of backwardDispatches('primal', variant, ws, views, grads, upstream, v, pipes, [params.gpu], n, undefined, { matrix: matrix.gpu, width: blockWidth })) {
-          encodeDispatch(device, encoder, dispatch);
+        for (const step of backwardSteps('primal', variant, ws, views, grads, upstream, v, pipes, [params.gpu], n, undefined, { matrix: matrix.gpu, width: blockWidth })) {
+          encodeStep(device, encoder, step);
         }
       }
     }
@@ -601,8 +602,8 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
       device.queue.writeBuffer(scratch[1].gpu, 0, backwardParamsPerGroup(forms[form].backward[candidate], coefficients, ws.n, ws.d, rows, 0)[0]);
       const encoder = device.createCommandEncoder({ label: 'variant trial' });
       // Trials run on at most TRIAL_ROWS rows: one column group, no panels (kernels.ts PANEL_MIN_ROWS).
-      for (const dispatch of backwardDispatches(form, candidate, ws, views, [scratch[0].gpu, scratch[0].gpu], scratch[2].gpu, 0, pipes, [scratch[1].gpu], rows)) {
-        encodeDispatch(device, encoder, dispatch);
+      for (const step of backwardSteps(form, candidate, ws, views, [scratch[0].gpu, scratch[0].gpu], scratch[2].gpu, 0, pipes, [scratch[1].gpu], rows)) {
+        encodeStep(device, encoder, step);
       }
       device.queue.submit([encoder.finish()]);
       await quietly(() => device.queue.onSubmittedWorkDone());
@@ -623,7 +624,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     const [statsPipe, termsPipe, ...gramPipes] = await Promise.all([columnStats.spec, lossTerms.spec, ...gramSpecs(forms[form].gram[variant], keepMatrix)]
       .map((spec) => pipeline(device, spec)));
     if (options.poisonScratch) {
-      poison(device, [...(withStats ? [ws.stats, ws.flags] : []), ws.result, f.partials, ...(f.matrix ? [f.matrix] : []), ...(variant === 'windows' ? [ws.windows!.gramPanel] : [])]);
+      poison(device, [...(withStats ? [ws.stats, ws.flags] : []), ws.result, f.partials, ...(f.matrix ? [f.matrix] : []), ...(variant === 'windows' ? [ws.windows!.panel] : [])]);
     }
     const encoder = device.createCommandEncoder({ label: `vicreg forward (${form}, ${variant})` });
     if (withStats) {
@@ -718,8 +719,8 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
         temporary.push(...await encodeBlockedBackward(device, ws, encoder, variant, pipes, views, grads, bw.upstream.gpu));
       } else {
         for (const v of BOTH) {
-          for (const dispatch of backwardDispatches(form, variant, ws, views, grads, bw.upstream.gpu, v, pipes, params![v], n)) {
-            encodeDispatch(device, encoder, dispatch);
+          for (const step of backwardSteps(form, variant, ws, views, grads, bw.upstream.gpu, v, pipes, params![v], n)) {
+            encodeStep(device, encoder, step);
           }
         }
       }
@@ -848,7 +849,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     const params = Object.fromEntries(run.map((form) => [form, BOTH.map((v) => backwardParamsOf(device, ws, form, chosen[form]!.backwardVariant, v))]));
     if (options.poisonScratch) {
       poison(device, [ws.stats, ws.flags, call.result, ...run.flatMap((form) => [chosen[form]!.f.partials, chosen[form]!.f.matrix!]), ...(ws.grouped ? [ws.grouped.panel] : []),
-        ...(ws.windows ? [ws.windows.gramPanel] : [])]);
+        ...(ws.windows ? [ws.windows.panel] : [])]);
       if (ws.windows) poisonTexture(device, ws.windows.texture);
     }
     const upstream = call.upstream?.gpu ?? (scale as GPUBuffer);
@@ -896,8 +897,8 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
         ? (pass: 'main' | 'mirrored') => indirect(pass === 'mirrored' ? 48 : form === 'primal' ? 24 : 36)!
         : undefined;
       for (const v of BOTH) {
-        for (const dispatch of backwardDispatches(form, variant, ws, views, grads, upstream, v, pipes, params[form][v], n, conditional)) {
-          encodeDispatch(device, encoder, dispatch);
+        for (const step of backwardSteps(form, variant, ws, views, grads, upstream, v, pipes, params[form][v], n, conditional)) {
+          encodeStep(device, encoder, step);
         }
       }
     }

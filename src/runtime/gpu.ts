@@ -45,9 +45,9 @@ export interface Texture {
   bytes: number;
 }
 
-/** A 2d-array rgba32float texture for storage binding (written by one kernel, read by the next). */
+/** A 2d-array rgba32float texture for storage binding (filled by a copy or a kernel, read by the next kernels). */
 export function storageTexture(device: GPUDevice, label: string, [width, height, layers]: readonly [number, number, number]): Texture {
-  // GPUTextureUsage: COPY_DST 0x02 (poisoning in tests), STORAGE_BINDING 0x08.
+  // GPUTextureUsage: COPY_DST 0x02 (filled by copies; poisoning in tests), STORAGE_BINDING 0x08.
   const gpu = device.createTexture({ label, size: [width, height, layers], format: 'rgba32float', usage: 0x02 | 0x08 });
   const bytes = width * height * layers * 16;
   bufferCounts.live += 1;
@@ -168,6 +168,20 @@ export interface Dispatch {
   /** Workgroup counts, or where the device finds them (dispatchWorkgroupsIndirect: 3 u32 at offset). */
   workgroups: readonly [number, number?, number?] | { indirect: GPUBuffer; offset: number };
   label: string;
+}
+
+/** A buffer copied into a texture between dispatches: the other kind of step in a pass list. */
+export interface TextureCopy {
+  label: string;
+  copy: { buffer: GPUBuffer; bytesPerRow: number; rowsPerImage: number; texture: GPUTexture; size: readonly [number, number, number] };
+}
+export type Step = Dispatch | TextureCopy;
+
+/** Records a step: a dispatch in its own compute pass, or a copy. */
+export function encodeStep(device: GPUDevice, encoder: GPUCommandEncoder, step: Step): void {
+  if (!('copy' in step)) return encodeDispatch(device, encoder, step);
+  const { buffer, bytesPerRow, rowsPerImage, texture, size } = step.copy;
+  encoder.copyBufferToTexture({ buffer, bytesPerRow, rowsPerImage }, { texture }, size);
 }
 
 export function encodeDispatch(device: GPUDevice, encoder: GPUCommandEncoder, dispatch: Dispatch): void {
