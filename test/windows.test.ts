@@ -196,13 +196,13 @@ describe('where the windows variant cannot run', () => {
     }
   });
 
-  it('past the binding limit: forced, a LimitError naming the matrix; auto takes another variant', async () => {
+  it('past the binding limit: forced, a LimitError naming the larger of its matrix and panels; auto takes another variant', async () => {
     const { a, b } = randomViews(40, 128, 3);
     const forced = await createVICRegLoss({ variant: 'windows', maxBindingSize: 48 * 1024 });
     const auto = await createVICRegLoss({ maxBindingSize: 48 * 1024, device: forced.device });
     try {
       await expect(forced.forward(a, b, [40, 128])).rejects.toThrow(LimitError);
-      await expect(forced.forward(a, b, [40, 128])).rejects.toThrow(/variant 'windows' needs its 40 x 40 blocked matrix/);
+      await expect(forced.forward(a, b, [40, 128])).rejects.toThrow(/variant 'windows' needs its column panels \(327680 bytes\) in one binding/);
       const terms = await auto.forward(a, b, [40, 128]);
       expect(auto.lastPlan!.variant).not.toBe('windows');
       expect(relativeError(terms.loss, referenceVICReg(a, b, [40, 128]).loss)).toBeLessThan(1e-5);

@@ -400,7 +400,9 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     const variant = formVariant(coefficients.variant, form);
     if (variantSupported(variant, handle.features, n, d, form)) {
       if (variant === 'windows' && !windowsFit(n, d)) {
-        throw new LimitError(`variant 'windows' needs its ${n} x ${n} blocked matrix (${MiB(blockedMatrixFloats(n) * 4)}) in one binding, over ${limitName()} of ${MiB(bindingLimit())}`);
+        const [what, floats] = blockedMatrixFloats(n) >= windowPanelFloats(n, d)
+          ? [`its ${n} x ${n} blocked matrix`, blockedMatrixFloats(n)] : ['its column panels', windowPanelFloats(n, d)];
+        throw new LimitError(`variant 'windows' needs ${what} (${MiB(floats * 4)}) in one binding, over ${limitName()} of ${MiB(bindingLimit())}`);
       }
       return variant;
     }
@@ -710,7 +712,8 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
       device.queue.writeBuffer(bw.upstream.gpu, 0, new Float32Array([scale]));
       const params = blocked ? undefined : BOTH.map((v) => backwardParamsOf(device, ws, form, variant, v));
       if (options.poisonScratch) {
-        poison(device, [...bw.grads, ...(ws.grouped ? [ws.grouped.panel] : [])]);
+        // 'windows': the panel its copies fill the texture from (the texture itself, poisoned too, is overwritten whole).
+        poison(device, [...bw.grads, ...(ws.grouped ? [ws.grouped.panel] : []), ...(variant === 'windows' ? [ws.windows!.panel] : [])]);
         if (variant === 'windows') poisonTexture(device, ws.windows!.texture);
       }
       const encoder = device.createCommandEncoder({ label: `vicreg backward (${form}, ${variant})` });
