@@ -162,8 +162,11 @@ export const PANEL_MAX_STRIPS = 8;
 
 /** The dual subgroup backward's column groups: equal widths, as few groups as the panel size allows. */
 export function columnGroups(n: number, d: number): ColumnGroups {
+  return n < PANEL_MIN_ROWS ? { panels: false, groups: 1, width: ceilDiv(d, STRIP) * STRIP } : panelColumnGroups(d);
+}
+/** Column groups read from panels: as few as PANEL_MAX_STRIPS strips a group allow, of equal widths. */
+function panelColumnGroups(d: number): ColumnGroups {
   const strips = ceilDiv(d, STRIP);
-  if (n < PANEL_MIN_ROWS) return { panels: false, groups: 1, width: strips * STRIP };
   const groups = ceilDiv(strips, PANEL_MAX_STRIPS);
   return { panels: true, groups, width: ceilDiv(strips, groups) * STRIP };
 }
@@ -216,12 +219,8 @@ export function windowSuperTiles(n: number): { a: number; b: number; tiles: numb
   return tiles;
 }
 
-/** The backward's column groups: as the subgroup kernel's, but always from panels (the texture). */
-export function windowColumnGroups(n: number, d: number): ColumnGroups {
-  const strips = ceilDiv(d, STRIP);
-  const groups = ceilDiv(strips, PANEL_MAX_STRIPS);
-  return { panels: true, groups, width: ceilDiv(strips, groups) * STRIP };
-}
+/** The backward's column groups: as the subgroup kernel's from PANEL_MIN_ROWS, but at every n (the texture). */
+export const windowColumnGroups = (_n: number, d: number): ColumnGroups => panelColumnGroups(d);
 /** The backward's panel texture for groups `width` columns wide: 16 texels wide (a strip), rows rounded up to 4 high, a layer per strip. */
 const windowTextureOf = (rows: number, width: number) => [STRIP / 4, ceilDiv(rows, 4) * 4, width / STRIP] as const;
 export const windowTextureSize = (n: number, d: number) => windowTextureOf(n, windowColumnGroups(n, d).width);
@@ -323,15 +322,15 @@ export function windowGramPassList(label: string, pipes: { gram: GPUComputePipel
 
 /**
  * One view's windowed backward: per column group, its panel copy (centered_panels.wgsl) and the panels'
- * copy into the texture, then windowBackwardDispatches. (A texture written by a kernel's textureStore ran
- * at 1.0 GB/s on lavapipe, the panel copy at 2.4 GB/s and copyBufferToTexture at 12.9 GB/s.)
+ * copy into the texture, then windowBackwardDispatches. (A kernel writing the texture by textureStore ran
+ * at 1.0 GB/s on lavapipe, this pair at 1.9 GB/s: README "Algorithm".)
  */
 export function windowBackwardPassList(label: string, pipes: { main: GPUComputePipeline; transposed: GPUComputePipeline; pack: GPUComputePipeline },
   buffers: Omit<BackwardBuffers, 'params' | 'panel'> & WindowBuffers, records: WindowRecords, rows: number, view: 0 | 1,
   indirect?: { indirect: GPUBuffer; offset: number }): Step[] {
   const { groups, backward, at } = records;
   const nb = blockCount(rows);
-  const workgroups = indirect ?? windowBackwardWorkgroups(rows, groups.width);
+  const workgroups = indirect ?? windowBackwardWorkgroups(groups.width);
   const [texels, height, layers] = windowTextureOf(rows, groups.width);
   const steps: Step[] = [];
   for (let g = 0; g < groups.groups; g++) {
@@ -353,7 +352,8 @@ export function windowBackwardPassList(label: string, pipes: { main: GPUComputeP
   }
   return steps;
 }
-const windowBackwardWorkgroups = (_n: number, width: number) => [BLOCK / SUBGROUP_SHARED, width / STRIP] as const;
+/** Per dispatch: the 32-row blocks of a 128-row block row along x, the group's strips along y. */
+const windowBackwardWorkgroups = (width: number) => [BLOCK / SUBGROUP_SHARED, width / STRIP] as const;
 
 /** A 'tiled' or 'workgroup' Gram kernel: (wg, wg) threads per (4 wg) x (4 wg) tile, a grid of tiles. */
 const blockGram = (name: string, code: string, side: (n: number, d: number) => number, wg: number): GramKernel => ({
@@ -469,7 +469,7 @@ export const forms: Record<Form, FormKernels> = {
       },
       windows: {
         spec: (accumulate) => ({ name: 'covariance_backward_dual_windows', code: covarianceBackwardDualWindowsWgsl, constants: { ACCUMULATE: accumulate } }),
-        workgroups: (n, d) => windowBackwardWorkgroups(n, windowColumnGroups(n, d).width),
+        workgroups: (n, d) => windowBackwardWorkgroups(windowColumnGroups(n, d).width),
         bindings: () => { throw new Error('covariance_backward_dual_windows runs through windowBackwardPassList'); },
         windows: {
           transposed: (accumulate) => ({ name: 'covariance_backward_dual_windows', code: covarianceBackwardDualWindowsWgsl, constants: { ACCUMULATE: accumulate, TRANSPOSED: true } }),

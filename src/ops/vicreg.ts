@@ -319,13 +319,12 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
   }
 
   /**
-   * The form's buffers for a Gram variant, with what 'windows' needs besides: the blocked matrix (its Gram
-   * sums K group by group there, whether or not backward needs it) and the scratch.
+   * The form's buffers for a Gram variant; for 'windows' also its scratch and the blocked matrix (its
+   * Gram sums K group by group there, whether or not backward needs it).
    */
-  function windowsReady(device: GPUDevice, ws: Workspace, form: Form, variant: Variant): FormBuffers {
-    if (variant !== 'windows') return formBuffers(device, ws, form, true);
-    windowScratch(device, ws);
-    return formBuffers(device, ws, form, true, true);
+  function gramBuffers(device: GPUDevice, ws: Workspace, form: Form, variant: Variant, keepMatrix: boolean): FormBuffers {
+    if (variant === 'windows') windowScratch(device, ws);
+    return formBuffers(device, ws, form, keepMatrix, variant === 'windows');
   }
 
   /** The 'windows' kernels' records and scratch for the workspace's shape (made on first need; the dual form's partials). */
@@ -622,7 +621,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     const { d } = ws;
     formBuffers(device, ws, form, keepMatrix);
     const variant = await gramVariant(device, ws, form, keepMatrix, views);
-    const f = variant === 'windows' ? windowsReady(device, ws, form, variant) : formBuffers(device, ws, form, keepMatrix);
+    const f = gramBuffers(device, ws, form, variant, keepMatrix);
     const [statsPipe, termsPipe, ...gramPipes] = await Promise.all([columnStats.spec, lossTerms.spec, ...gramSpecs(forms[form].gram[variant], keepMatrix)]
       .map((spec) => pipeline(device, spec)));
     if (options.poisonScratch) {
@@ -712,7 +711,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
       device.queue.writeBuffer(bw.upstream.gpu, 0, new Float32Array([scale]));
       const params = blocked ? undefined : BOTH.map((v) => backwardParamsOf(device, ws, form, variant, v));
       if (options.poisonScratch) {
-        // 'windows': the panel its copies fill the texture from (the texture itself, poisoned too, is overwritten whole).
+        // 'windows': the panel its texture is copied from, and the texture, so that rows the copy misses fail.
         poison(device, [...bw.grads, ...(ws.grouped ? [ws.grouped.panel] : []), ...(variant === 'windows' ? [ws.windows!.panel] : [])]);
         if (variant === 'windows') poisonTexture(device, ws.windows!.texture);
       }
@@ -804,7 +803,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
       for (const form of plan.run) {
         formBuffers(device, ws, form, true);
         const variant = await gramVariant(device, ws, form, true, views);
-        plan.chosen[form] = { f: windowsReady(device, ws, form, variant), variant, backwardVariant: await backwardVariant(device, ws, form, views, variant) };
+        plan.chosen[form] = { f: gramBuffers(device, ws, form, variant, true), variant, backwardVariant: await backwardVariant(device, ws, form, views, variant) };
       }
       const compiled = new Map<KernelSpec['name'], GPUComputePipeline>();
       for (const spec of encodeSpecs(plan, input.accumulate)) compiled.set(specKey(spec), await pipeline(device, spec));
@@ -829,7 +828,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     for (const form of plan.run) {
       formBuffers(device, ws, form, true);
       const variant = cachedOrPreferredVariant(`gram|${form}`, n, d);
-      plan.chosen[form] = { f: windowsReady(device, ws, form, variant), variant, backwardVariant: cachedOrPreferredVariant(`backward|${form}`, n, d, variant) };
+      plan.chosen[form] = { f: gramBuffers(device, ws, form, variant, true), variant, backwardVariant: cachedOrPreferredVariant(`backward|${form}`, n, d, variant) };
     }
     return recordEncode(device, ws, input, plan, (spec) => pipelineSync(device, spec));
   }
