@@ -147,7 +147,7 @@ describe('vicreg-wgsl demo and --help', () => {
     const result = lastJson(first.stdout);
     const kept = JSON.parse(readFileSync(cache, 'utf8')) as { format: string; adapter: string; choices: Record<string, string> };
     expect(kept).toMatchObject({ format: 'vicreg-wgsl/variant-choices/1', adapter: result.adapter });
-    const gramKey = Object.keys(kept.choices).find((k) => k.startsWith('gram|dual|6|8|'));
+    const gramKey = Object.keys(kept.choices).find((k) => /^(gram|pair)\|dual\|6\|8\|/.test(k));
     expect(gramKey, JSON.stringify(kept)).toBeDefined();
     expect(result.variant).toBe(kept.choices[gramKey!]);
 

@@ -29,7 +29,7 @@ async function checkAgainstReference(vic: VICRegLoss, seed: number) {
 /** Choices of `variant` for both roles of both forms in this shape class, as a device with `supported` keys them. */
 function seedOf(base: VariantChoices, supported: string, variant: Variant): VariantChoices {
   const choices: Record<string, Variant> = {};
-  for (const role of ['gram|primal', 'gram|dual', 'backward|primal', 'backward|dual']) choices[`${role}${CLASS}${supported}`] = variant;
+  for (const role of ['gram|primal', 'gram|dual', 'pair|dual', 'backward|primal', 'backward|dual']) choices[`${role}${CLASS}${supported}`] = variant;
   return { ...base, choices };
 }
 
@@ -79,10 +79,13 @@ describe('variant choices', () => {
       expect(measured.adapter).toBe(vic.adapterName);
       expect(measured.kernels).toMatch(/^[0-9a-f]{8}$/);
       const keys = Object.keys(measured.choices);
-      const gram = keys.find((k) => k.startsWith(`gram|dual${CLASS}`));
+      // With a backward to follow: the pair's key where 'windows' can run (its Gram fixes its backward), else the Gram's.
+      const gram = keys.find((k) => k.startsWith(`gram|dual${CLASS}`) || k.startsWith(`pair|dual${CLASS}`));
       expect(gram, keys.join(' ')).toBeDefined();
-      expect(keys.some((k) => k.startsWith(`backward|dual${CLASS}`)), keys.join(' ')).toBe(true);
       supported = gram!.slice(`gram|dual${CLASS}`.length);
+      expect(gram!.startsWith('pair|')).toBe(supported.split(',').includes('windows'));
+      // No backward trial after a windows Gram: its backward is the only one that reads its layout.
+      expect(keys.some((k) => k.startsWith(`backward|dual${CLASS}`)), keys.join(' ')).toBe(measured.choices[gram!] !== 'windows');
       expect(supported.split(',')).toContain(measured.choices[gram!]);
       expect(supported.split(',')).toContain('tiled');
       expect(vic.lastPlan!.variant).toBe(measured.choices[gram!]);
@@ -118,6 +121,52 @@ describe('variant choices', () => {
       forcedTiled.destroy();
       seeded.destroy();
     }
+  });
+
+  it("with a backward to follow, times the Gram with its backward where 'windows' can run; a seeded pair choice is used", async () => {
+    if (!supported.split(',').includes('windows')) {
+      // Only the Gram role here: nothing to pair (a device without 'windows').
+      expect(Object.keys(measured.choices).some((k) => k.startsWith('pair|'))).toBe(false);
+      return;
+    }
+    const vic = await createVICRegLoss(options);
+    try {
+      const { a, b } = randomViews(n, d, 9, { scale: 0.9 });
+      await vic.forward(a, b, [n, d], { grad: false });
+      expect(Object.keys(vic.variantChoices().choices)).toEqual([`gram|dual${CLASS}${supported}`]);
+      await vic.forward(a, b, [n, d]);
+      await vic.backward();
+      expect(Object.keys(vic.variantChoices().choices)).toContain(`pair|dual${CLASS}${supported}`);
+    } finally {
+      vic.destroy();
+    }
+    // Seeded with each of 'windows' and 'subgroup' for the pair (and nothing for the Gram alone or the
+    // backward): the gradients are bitwise those of the forced variant.
+    const { a, b } = randomViews(n, d, 10, { scale: 0.9 });
+    const results: Float32Array[][] = [];
+    for (const variant of ['windows', 'subgroup'] as const) {
+      const seeded = await createVICRegLoss({ ...options, variantChoices: { ...measured, choices: { [`pair|dual${CLASS}${supported}`]: variant } } });
+      const forced = await createVICRegLoss({ ...options, variant, device: seeded.device });
+      try {
+        const runs = [];
+        for (const vic of [seeded, forced]) {
+          await vic.forward(a, b, [n, d]);
+          expect(vic.lastPlan!.variant).toBe(variant);
+          const g = await vic.backward();
+          runs.push([g.gradA, g.gradB]);
+        }
+        expect(bitwiseEqual(runs[0][0], runs[1][0]) && bitwiseEqual(runs[0][1], runs[1][1])).toBe(true);
+        // encodeSync (no trials) takes the seeded pair choice too.
+        const viaSync = await encodeStep(seeded, a, b, true);
+        expect(bitwiseEqual(viaSync[0], runs[1][0]) && bitwiseEqual(viaSync[1], runs[1][1])).toBe(true);
+        results.push(runs[0]);
+      } finally {
+        forced.destroy();
+        seeded.destroy();
+      }
+    }
+    // The two variants round differently, so the comparisons above tell them apart.
+    expect(bitwiseEqual(results[0][0], results[1][0]) && bitwiseEqual(results[0][1], results[1][1])).toBe(false);
   });
 
   it('skips choices measured on another adapter or with other kernels', async () => {

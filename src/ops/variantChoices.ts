@@ -9,11 +9,14 @@ import { forms, KERNELS_DIGEST, VARIANTS } from './kernels.js';
 /** The `format` of exported choices; a file of another format is rejected, not guessed at. */
 export const VARIANT_CHOICES_FORMAT = 'vicreg-wgsl/variant-choices/1';
 
-const ROLES = ['gram', 'backward'] as const;
+// 'pair': the Gram variant when a backward follows and the Gram's choice fixes the backward's (the
+// 'windows' variant): the pair is timed together. 'gram': the Gram variant otherwise (no backward to follow, or
+// no such variant among the candidates).
+const ROLES = ['gram', 'pair', 'backward'] as const;
 
 const sizeClass = (x: number) => Math.ceil(Math.log2(x));
 
-/** What a choice is for: the Gram kernel or the backward kernel, of one form. */
+/** What a choice is for: the Gram kernel (alone, or with the backward that follows it) or the backward kernel, of one form. */
 export type ChoiceRole = `${typeof ROLES[number]}|${Form}`;
 
 /**

@@ -83,7 +83,7 @@ interface Workspace {
   windows?: WindowScratch;
 }
 
-/** A 'windows' Gram trial's own records (for its rows), matrix and panels. */
+/** A 'windows' trial's own records (for its rows), matrix, panels and texture (1 x 1 x 1 for a Gram trial, which does not read it). */
 interface WindowTrial { records: GPUBuffer; layout: WindowRecords; matrix: GPUBuffer; panel: Buffer; texture: Texture }
 
 /** What the 'windows' kernels need besides the matrix: per view its records, and the panels they copy Zc into. */
@@ -488,43 +488,69 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
   async function gramVariant(device: GPUDevice, ws: Workspace, form: Form, keepMatrix: boolean, views: [GPUBuffer, GPUBuffer]): Promise<Variant> {
     const f = ws.forms[form]!;
     const side = (rows: number) => forms[form].side(rows, ws.d);
-    return chooseVariant(`gram|${form}`, ws.n, ws.d, (rows) => side(rows) * side(rows) * (form === 'dual' ? ws.d : rows) / 2, async (variant, rows) => {
+    const gramMacs = (rows: number) => side(rows) * side(rows) * (form === 'dual' ? ws.d : rows) / 2;
+    const gramTrial = async (variant: Variant, rows: number) => {
       const pipes = await Promise.all(gramSpecs(forms[form].gram[variant], keepMatrix).map((spec) => pipeline(device, spec)));
-      const temporary = [trialDims(device, ws, form, rows)];
-      let trial: WindowTrial | undefined;
-      let texture: Texture | undefined;
-      if (variant === 'windows') {
-        // Its own records, matrix and panels for `rows` rows, gone after the trial.
-        const layout = windowRecords(coefficients, ws.n, ws.d, rows, 0, 0);
-        const records = uniformBuffer(device, 'trial window records', layout.bytes.byteLength);
-        device.queue.writeBuffer(records.gpu, 0, layout.bytes);
-        const matrix = storageBuffer(device, 'trial blocked matrix', blockedMatrixFloats(rows) * 4);
-        const panel = createBuffer(device, 'trial window panels', windowPanelFloats(rows, ws.d) * 4, Usage.STORAGE | Usage.UNIFORM);
-        texture = storageTexture(device, 'trial texture', [1, 1, 1]);   // the Gram does not read it
-        temporary.push(records, matrix, panel);
-        trial = { records: records.gpu, layout, matrix: matrix.gpu, panel, texture };
-      }
+      const dims = trialDims(device, ws, form, rows);
+      const scratch = variant === 'windows' ? windowTrial(device, ws, rows, false) : undefined;
       const encoder = device.createCommandEncoder({ label: 'variant trial' });
-      for (const dispatch of gramDispatches(form, variant, ws, f, views, 0, temporary[0].gpu, pipes, rows, trial)) encodeDispatch(device, encoder, dispatch);
+      for (const dispatch of gramDispatches(form, variant, ws, f, views, 0, dims.gpu, pipes, rows, scratch?.trial)) encodeDispatch(device, encoder, dispatch);
       device.queue.submit([encoder.finish()]);
       await quietly(() => device.queue.onSubmittedWorkDone());
-      temporary.forEach(destroyBuffer);
-      destroyTexture(texture);
+      destroyBuffer(dims);
+      scratch?.destroy();
+    };
+    const role = gramRole(form, keepMatrix, ws.n, ws.d);
+    if (role.startsWith('gram|')) return chooseVariant(role, ws.n, ws.d, gramMacs, gramTrial);
+    // A backward follows and a Gram variant's choice fixes it ('windows'): time each Gram variant with the
+    // backward of the same name, so that a faster backward counts too. (For the other variants the
+    // backward's own trial then picks among them; the one of the same name stands in for it here.)
+    const backward = backwardTrial(device, ws, form, views);
+    const backwardMacs = (rows: number) => rows * ws.d * forms[form].side(rows, ws.d);
+    return chooseVariant(role, ws.n, ws.d, (rows) => Math.max(gramMacs(rows), backwardMacs(rows)), async (variant, rows) => {
+      await gramTrial(variant, rows);
+      await backward(variant, rows);
     });
+  }
+
+  /**
+   * The role whose choice names the Gram variant: with a backward to follow and 'windows' among the
+   * variants (its backward is the only one that reads its Gram's layout), the pair's; else the Gram's.
+   */
+  function gramRole(form: Form, keepMatrix: boolean, n: number, d: number): ChoiceRole {
+    return `${keepMatrix && candidates(`gram|${form}`, n, d).supported.includes('windows') ? 'pair' : 'gram'}|${form}`;
+  }
+
+  /** A 'windows' trial's scratch for `rows` rows (the texture only `withTexture`: the backward reads it), and how to free it. */
+  function windowTrial(device: GPUDevice, ws: Workspace, rows: number, withTexture: boolean): { trial: WindowTrial; destroy: () => void } {
+    const layout = windowRecords(coefficients, ws.n, ws.d, rows, 0, 0);
+    const records = uniformBuffer(device, 'trial window records', layout.bytes.byteLength);
+    device.queue.writeBuffer(records.gpu, 0, layout.bytes);
+    const matrix = createBuffer(device, 'trial blocked matrix', blockedMatrixFloats(rows) * 4, Usage.STORAGE | Usage.UNIFORM);
+    const panel = createBuffer(device, 'trial window panels', windowPanelFloats(rows, ws.d) * 4, Usage.STORAGE | Usage.UNIFORM | Usage.COPY_SRC);
+    const texture = storageTexture(device, 'trial texture', withTexture ? windowTextureSize(rows, ws.d) : [1, 1, 1]);
+    return {
+      trial: { records: records.gpu, layout, matrix: matrix.gpu, panel, texture },
+      destroy: () => {
+        [records, matrix, panel].forEach(destroyBuffer);
+        destroyTexture(texture);
+      },
+    };
   }
 
   /** One view's backward steps (kernels.ts backwardPassList, windowBackwardPassList) on the workspace's buffers; `block` a plain Coff column block. */
   function backwardSteps(form: Form, variant: Variant, ws: Workspace, views: [GPUBuffer, GPUBuffer], grads: [GPUBuffer, GPUBuffer],
     upstream: GPUBuffer, v: 0 | 1, pipes: GPUComputePipeline[], params: readonly GPUBuffer[], rows: number,
-    indirect?: (pass: 'main' | 'mirrored') => { indirect: GPUBuffer; offset: number }, block?: { matrix: GPUBuffer; width: number }): Step[] {
+    indirect?: (pass: 'main' | 'mirrored') => { indirect: GPUBuffer; offset: number }, block?: { matrix: GPUBuffer; width: number },
+    trial?: WindowTrial): Step[] {
     const buffers = {
-      z: views[v], other: views[1 - v], stats: ws.stats.gpu, matrix: block?.matrix ?? ws.forms[form]!.matrix!.gpu, grad: grads[v],
+      z: views[v], other: views[1 - v], stats: ws.stats.gpu, matrix: block?.matrix ?? trial?.matrix ?? ws.forms[form]!.matrix!.gpu, grad: grads[v],
       upstream, panel: (ws.grouped?.panel ?? ws.placeholder).gpu,
     };
     if (forms[form].backward[variant].windows) {
-      const scratch = ws.windows!;
+      const scratch = trial ?? { ...ws.windows!, records: ws.windows!.records[v].gpu, layout: ws.windows!.layout[v] };
       return windowBackwardPassList(`${form} ${variant} backward ${VIEWS[v]}`, { main: pipes[0], transposed: pipes[1], pack: pipes[2] },
-        { ...buffers, records: scratch.records[v].gpu, panel: scratch.panel.gpu, texture: scratch.texture }, scratch.layout[v], rows, v, indirect?.('main'));
+        { ...buffers, records: scratch.records, panel: scratch.panel.gpu, texture: scratch.texture }, scratch.layout, rows, v, indirect?.('main'));
     }
     return backwardPassList(forms[form].backward[variant], `${form} ${variant} backward ${VIEWS[v]}`, pipes, buffers, params, rows, ws.d,
       { indirect, blockWidth: block?.width });
@@ -595,21 +621,32 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
   async function backwardVariant(device: GPUDevice, ws: Workspace, form: Form, views: [GPUBuffer, GPUBuffer], gramVariant: Variant, blocked = false): Promise<Variant> {
     const side = forms[form].side(ws.n, ws.d);
     // Blocked (huge d): no trial, which would need the whole matrix; the static preference decides.
-    return chooseVariant(`backward|${form}`, ws.n, ws.d, (rows) => (blocked ? Infinity : rows * ws.d * side), async (candidate, rows) => {
+    // A 'windows' backward is never chosen here: it is the only candidate after a windows Gram, and none
+    // after another (its trial runs with the Gram's, gramVariant's 'pair' role).
+    return chooseVariant(`backward|${form}`, ws.n, ws.d, (rows) => (blocked ? Infinity : rows * ws.d * side), backwardTrial(device, ws, form, views), gramVariant);
+  }
+
+  /** Runs one backward trial of a variant on the first `rows` rows of view A, and resolves when the device is done. */
+  function backwardTrial(device: GPUDevice, ws: Workspace, form: Form, views: [GPUBuffer, GPUBuffer]) {
+    return async (candidate: Variant, rows: number): Promise<void> => {
+      const kernel = forms[form].backward[candidate];
       const pipes = await Promise.all(backwardSpecsOf(form, candidate, false).map((spec) => pipeline(device, spec)));
       // The trial writes a scratch gradient, never the caller's (encode() may be accumulating into it).
       const scratch = [storageBuffer(device, 'trial gradient', rows * ws.d * 4), uniformBuffer(device, 'trial backward params', UNIFORM_BYTES.backwardParams),
         storageBuffer(device, 'trial upstream', 4)] as const;
-      device.queue.writeBuffer(scratch[1].gpu, 0, backwardParamsPerGroup(forms[form].backward[candidate], coefficients, ws.n, ws.d, rows, 0)[0]);
+      // 'windows': its own records, blocked matrix (zeros: the time does not depend on K), panels and texture.
+      const windows = kernel.windows ? windowTrial(device, ws, rows, true) : undefined;
+      if (!windows) device.queue.writeBuffer(scratch[1].gpu, 0, backwardParamsPerGroup(kernel, coefficients, ws.n, ws.d, rows, 0)[0]);
       const encoder = device.createCommandEncoder({ label: 'variant trial' });
       // Trials run on at most TRIAL_ROWS rows: one column group, no panels (kernels.ts PANEL_MIN_ROWS).
-      for (const step of backwardSteps(form, candidate, ws, views, [scratch[0].gpu, scratch[0].gpu], scratch[2].gpu, 0, pipes, [scratch[1].gpu], rows)) {
-        encodeStep(device, encoder, step);
-      }
+      const steps = backwardSteps(form, candidate, ws, views, [scratch[0].gpu, scratch[0].gpu], scratch[2].gpu, 0, pipes, [scratch[1].gpu], rows,
+        undefined, undefined, windows?.trial);
+      for (const step of steps) encodeStep(device, encoder, step);
       device.queue.submit([encoder.finish()]);
       await quietly(() => device.queue.onSubmittedWorkDone());
       scratch.forEach(destroyBuffer);
-    }, gramVariant);   // never a 'windows' trial: that backward is the only candidate after a windows Gram, and none after another
+      windows?.destroy();
+    };
   }
 
   /**
@@ -827,7 +864,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     const plan: EncodePlan = { ...encodeForms(n, d), chosen: {} };
     for (const form of plan.run) {
       formBuffers(device, ws, form, true);
-      const variant = cachedOrPreferredVariant(`gram|${form}`, n, d);
+      const variant = cachedOrPreferredVariant(gramRole(form, true, n, d), n, d);
       plan.chosen[form] = { f: gramBuffers(device, ws, form, variant, true), variant, backwardVariant: cachedOrPreferredVariant(`backward|${form}`, n, d, variant) };
     }
     return recordEncode(device, ws, input, plan, (spec) => pipelineSync(device, spec));
