@@ -14,6 +14,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import os from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { bufferCounts, createVICRegLoss, quietly, type ForwardPlan, type VICRegLoss, type VICRegTerms } from '../src/index.js';
 import { randomViews, resolveOptions, type ReferenceOptions, type ViewPair } from '../test/reference/float64.js';
@@ -22,9 +23,10 @@ import {
   compare, flopCounts, FLOAT64_TOLERANCE, FLOP_CONVENTION, gflops, judge, SAME_ENGINE_TOLERANCE, TFJS_TOLERANCE, timed,
   timingStats, type Comparison, type TermsAndGradients,
 } from './measure.js';
-import { kernelTable, markdownTable, writeKernelReports, writeReports, type BenchReport, type MachineInfo, type OpenblasOutcome, type ShapeResult } from './report.js';
+import { kernelTable, markdownTable, writeKernelReports, writeReports, type BenchReport, type MachineInfo, type ShapeResult } from './report.js';
 import { createTfjsReference, installNavigatorGpu, type TfjsReference, type TfjsResult } from './tfjs-reference.js';
 import { benchKernels } from './kernels.js';
+import { startOpenblas, type OpenblasBaseline } from './openblas.js';
 import { VARIANTS } from '../src/ops/kernels.js';
 import type { Variant } from '../src/types.js';
 
@@ -44,7 +46,8 @@ const HELP = `npm run bench -- [options]
                          variant the device runs) at --shapes, against the CPU's float32 peak (a 2048^3
                          OpenBLAS sgemm, when python3 has numpy); writes kernels.json and kernels.md
   --openblas             also time bench/numpy_vicreg.py (float32 NumPy/OpenBLAS, standard d x d form,
-                         self-checked against float64) per shape, after ours; needs python3 with numpy
+                         self-checked against float64) per shape, one run after each of ours; needs
+                         python3 with numpy
   --tfjs-quiet           run tfjs's waits through quietly() too, as the engine's own waits run (by default
                          tfjs runs as it ships: under dawn.node its waits spin a CPU core; see README)
   --preset paper|official, --form auto|primal|dual   engine options (default paper, auto)
@@ -221,7 +224,12 @@ interface Context {
   coefficients: Required<ReferenceOptions>;
   tfjs?: TfjsReference;
   tfjsEstimator: TfjsTimeEstimator;
+  /** --openblas: bench/numpy_vicreg.py --serve, asked for one run after each of ours. */
+  openblas?: OpenblasBaseline;
 }
+
+/** A pause after each OpenBLAS run, so that its threads have stopped spinning before ours runs again. */
+const OPENBLAS_SETTLE_MS = 200;
 
 // Ours, as a user calls it: host arrays in, terms (and gradients) back on the host.
 async function oursForwardBackward(vic: VICRegLoss, views: ViewPair, shape: [number, number]): Promise<TermsAndGradients> {
@@ -357,7 +365,17 @@ async function benchShape(ctx: Context, n: number, d: number, label: string): Pr
   const vic = await createVICRegLoss({ preset: options.preset, form: options.form, variant: options.variant });
   let tfjsPrepared = false;
   let resident: ResidentBuffers | undefined;
+  let openblasLibrary: string | undefined;
   try {
+    if (ctx.openblas) {
+      progress(`${label}: NumPy/OpenBLAS (standard d x d form): inputs, self-check against float64, warm-up`);
+      try {
+        openblasLibrary = await ctx.openblas.prepare(n, d);
+      } catch (error) {
+        result.openblas = { status: 'failed', reason: (error as Error).message };
+      }
+      await sleep(OPENBLAS_SETTLE_MS);
+    }
     if (options.resident) resident = uploadResident(vic.device, views);
     for (let w = 0; w < options.warmup; w++) {
       progress(`${label}: ours warm-up ${w + 1}/${options.warmup}`);
@@ -418,6 +436,7 @@ async function benchShape(ctx: Context, n: number, d: number, label: string): Pr
     const residentMs: number[] = [];
     const encodeMs: number[] = [];
     const tfjsMs: number[] = [];
+    const openblasMs: number[] = [];
     let lastOurs: TermsAndGradients | undefined;
     let lastForwardOnly: VICRegTerms | undefined;
     let lastEncode: VICRegTerms | undefined;
@@ -429,7 +448,8 @@ async function benchShape(ctx: Context, n: number, d: number, label: string): Pr
       engineBuffers = Math.max(engineBuffers, bufferCounts.live - liveBefore);
     };
     for (let r = 0; r < options.runs; r++) {
-      progress(`${label}: run ${r + 1}/${options.runs}${r < tfjsRuns ? ' (ours, tfjs)' : ''}`);
+      const others = [...(r < tfjsRuns ? ['tfjs'] : []), ...(openblasLibrary ? ['OpenBLAS'] : [])];
+      progress(`${label}: run ${r + 1}/${options.runs}${others.length ? ` (ours, ${others.join(', ')})` : ''}`);
       const forward = await timed(() => oursForwardOnly(vic, views, shape));
       forwardMs.push(forward.ms);
       lastForwardOnly = forward.result;
@@ -458,6 +478,15 @@ async function benchShape(ctx: Context, n: number, d: number, label: string): Pr
           tfjsResult = undefined;
         }
         if (r + 1 < options.runs) await rewarmOurs();
+      }
+      if (openblasLibrary && ctx.openblas) {
+        try {
+          openblasMs.push(await ctx.openblas.run());
+        } catch (error) {
+          result.openblas = { status: 'failed', reason: (error as Error).message };
+          openblasLibrary = undefined;
+        }
+        await sleep(OPENBLAS_SETTLE_MS);
       }
     }
     if (!plan) throw new Error('the engine reported no plan for its forward');
@@ -507,10 +536,9 @@ async function benchShape(ctx: Context, n: number, d: number, label: string): Pr
       result.speedup = tfjsStats.medianMs / oursStats.medianMs;
     }
 
-    if (ctx.options.openblas) {
-      progress(`${label}: NumPy/OpenBLAS (standard d x d form)`);
-      result.openblas = openblasRun(n, d, options.runs);
-      if (result.openblas.status === 'ran') result.openblasRatio = result.openblas.medianMs / oursStats.medianMs;
+    if (openblasLibrary && openblasMs.length === options.runs) {
+      result.openblas = { status: 'ran', medianMs: timingStats(openblasMs).medianMs, library: openblasLibrary };
+      result.openblasRatio = result.openblas.medianMs / oursStats.medianMs;
     }
 
     // Checks: against tfjs where it ran; against float64 as well (whole where cheap, in part otherwise).
@@ -535,17 +563,6 @@ async function benchShape(ctx: Context, n: number, d: number, label: string): Pr
   return result;
 }
 
-/** bench/numpy_vicreg.py on one shape: its median over `runs` timed runs (it checks itself first). */
-function openblasRun(n: number, d: number, runs: number): OpenblasOutcome {
-  try {
-    const out = execFileSync('python3', ['bench/numpy_vicreg.py', `${n}x${d}`, '--runs', String(runs)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    const row = JSON.parse(out.trim().split('\n').pop()!) as { ms_median: number; blas: string };
-    return { status: 'ran', medianMs: row.ms_median, library: row.blas };
-  } catch (error) {
-    const e = error as { stderr?: string; message: string };
-    return { status: 'failed', reason: (e.stderr?.trim() || e.message).split('\n').pop()! };
-  }
-}
 
 function summaryLine(r: ShapeResult): string {
   const label = `${r.n}x${r.d}`;
@@ -595,7 +612,7 @@ async function main(): Promise<number> {
   }
   progress(`engine adapter: ${adapter}${tfjs ? `; tfjs adapter: ${tfjs.adapterName}` : ''}`);
 
-  const ctx: Context = { options, coefficients, tfjs, tfjsEstimator: new TfjsTimeEstimator() };
+  const ctx: Context = { options, coefficients, tfjs, tfjsEstimator: new TfjsTimeEstimator(), openblas: options.openblas ? startOpenblas() : undefined };
   const results: ShapeResult[] = [];
   const report: BenchReport = {
     machine: machineInfo(adapter, tfjs?.adapterName),
@@ -610,12 +627,16 @@ async function main(): Promise<number> {
       'the engine keeps them between calls of the same shape, so this is its peak.',
     results,
   };
-  for (const [index, [n, d]] of options.shapes.entries()) {
-    const result = await benchShape(ctx, n, d, `[${index + 1}/${options.shapes.length}] ${n}x${d}`);
-    results.push(result);
-    progress(summaryLine(result));
-    // Results so far, so that an interrupted long run leaves something.
-    writeReports(options.out, report);
+  try {
+    for (const [index, [n, d]] of options.shapes.entries()) {
+      const result = await benchShape(ctx, n, d, `[${index + 1}/${options.shapes.length}] ${n}x${d}`);
+      results.push(result);
+      progress(summaryLine(result));
+      // Results so far, so that an interrupted long run leaves something.
+      writeReports(options.out, report);
+    }
+  } finally {
+    ctx.openblas?.close();
   }
   void keepDawnAlive;
 

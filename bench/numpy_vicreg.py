@@ -13,7 +13,10 @@ error of the loss and of both gradients' norms below 1e-4), so a wrong baseline 
 Prints one JSON line per shape: {"n", "d", "ms_median", "ms_runs", "loss", "threads", "blas"}.
 
     python3 bench/numpy_vicreg.py 256x1024 1024x1024 128x8192 [--runs 5]
-    (npm run bench -- --openblas runs it for each shape in the same run as ours)
+    python3 bench/numpy_vicreg.py --serve
+    (npm run bench -- --openblas: one run at a time on request, alternated with ours; reads lines from
+    stdin: 'NxD' makes that shape's inputs, checks itself and warms up, then answers {"ready", "blas",
+    "threads"}; 'run' times one run and answers {"ms", "loss"}; end of input ends it)
     python3 bench/numpy_vicreg.py --peak
     (the CPU's float32 ceiling: a 2048^3 OpenBLAS sgemm's GFLOP/s; npm run bench -- --kernels reports the
     kernels against it)
@@ -91,23 +94,61 @@ def main(argv):
         return
     if not argv:
         raise SystemExit(__doc__)
-    blas = np.show_config(mode='dicts')['Build Dependencies']['blas']
+    if argv == ['--serve']:
+        serve()
+        return
+    blas = blas_info()
     for shape in argv:
-        n, d = (int(x) for x in shape.lower().split('x'))
-        rng = np.random.default_rng(n * 7919 + d)
-        a = rng.standard_normal((n, d), dtype=np.float32)
-        b = (a + 0.3 * rng.standard_normal((n, d), dtype=np.float32)).astype(np.float32)
-        check(a, b)
-        vicreg(a, b)   # warm-up
+        n, d = parse_shape(shape)
+        a, b = prepared_inputs(n, d)
         times = []
         for _ in range(runs):
-            start = time.perf_counter()
-            loss, _, _ = vicreg(a, b)
-            times.append((time.perf_counter() - start) * 1000)
-        print(json.dumps({
-            'n': n, 'd': d, 'ms_median': float(np.median(times)), 'ms_runs': times, 'loss': float(loss),
-            'threads': blas.get('openblas configuration', ''), 'blas': f"{blas.get('name')} {blas.get('version')}",
-        }), flush=True)
+            ms, loss = timed_run(a, b)
+            times.append(ms)
+        print(json.dumps({'n': n, 'd': d, 'ms_median': float(np.median(times)), 'ms_runs': times, 'loss': float(loss), **blas}), flush=True)
+
+
+def blas_info():
+    blas = np.show_config(mode='dicts')['Build Dependencies']['blas']
+    return {'threads': blas.get('openblas configuration', ''), 'blas': f"{blas.get('name')} {blas.get('version')}"}
+
+
+def parse_shape(shape):
+    n, d = (int(x) for x in shape.lower().split('x'))
+    return n, d
+
+
+def prepared_inputs(n, d):
+    """The shape's inputs (seeded by the shape), checked against float64, after one warm-up run."""
+    rng = np.random.default_rng(n * 7919 + d)
+    a = rng.standard_normal((n, d), dtype=np.float32)
+    b = (a + 0.3 * rng.standard_normal((n, d), dtype=np.float32)).astype(np.float32)
+    check(a, b)
+    vicreg(a, b)   # warm-up
+    return a, b
+
+
+def timed_run(a, b):
+    start = time.perf_counter()
+    loss, _, _ = vicreg(a, b)
+    return (time.perf_counter() - start) * 1000, loss
+
+
+def serve():
+    blas = blas_info()
+    a = b = None
+    for line in sys.stdin:
+        command = line.strip()
+        if command == 'run':
+            if a is None:
+                raise SystemExit("numpy_vicreg: 'run' before a shape")
+            ms, loss = timed_run(a, b)
+            print(json.dumps({'ms': ms, 'loss': float(loss)}), flush=True)
+        elif command:
+            n, d = parse_shape(command)
+            a = b = None   # free the last shape's first
+            a, b = prepared_inputs(n, d)
+            print(json.dumps({'ready': f'{n}x{d}', **blas}), flush=True)
 
 
 if __name__ == '__main__':

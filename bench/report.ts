@@ -92,7 +92,7 @@ export interface ShapeResult {
   tfjs: TfjsOutcome;
   /** tfjs median / ours median, forward + backward; absent when either is missing or the row failed. */
   speedup?: number;
-  /** --openblas: float32 NumPy/OpenBLAS, standard d x d form (bench/numpy_vicreg.py), run after ours. */
+  /** --openblas: float32 NumPy/OpenBLAS, standard d x d form (bench/numpy_vicreg.py), one run after each of ours. */
   openblas?: OpenblasOutcome;
   /** OpenBLAS median / ours median, forward + backward. */
   openblasRatio?: number;
@@ -262,7 +262,7 @@ function markdown(report: BenchReport): string {
         : " The engine's waits defer dawn.node's event poll (quietly()); tfjs runs as it ships, its waits spinning a CPU core.") +
       (s.openblas
         ? ` OpenBLAS: bench/numpy_vicreg.py (${blasLibrary ?? 'numpy'}), ` +
-          'float32, the standard d x d form with hand-written gradients, checked against float64, run after ours in its own process; ' +
+          'float32, the standard d x d form with hand-written gradients, checked against float64, in its own process, one run after each of ours; ' +
           'vs OpenBLAS = its median / ours (above 1: ours is faster).'
         : ''),
     '',
