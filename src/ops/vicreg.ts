@@ -504,10 +504,11 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     if (role.startsWith('gram|')) return chooseVariant(role, ws.n, ws.d, gramMacs, gramTrial);
     // A backward follows and a Gram variant's choice fixes it ('windows'): time each Gram variant with the
     // backward of the same name, so that a faster backward counts too. (For the other variants the
-    // backward's own trial then picks among them; the one of the same name stands in for it here.)
+    // backward's own trial then picks among them; the one of the same name stands in for it here.) The
+    // budget is the Gram's, so the pair is timed wherever the Gram alone would be (the dual backward's
+    // trial costs twice the Gram's: n d n against n^2 d / 2 multiply-adds).
     const backward = backwardTrial(device, ws, form, views);
-    const backwardMacs = (rows: number) => rows * ws.d * forms[form].side(rows, ws.d);
-    return chooseVariant(role, ws.n, ws.d, (rows) => Math.max(gramMacs(rows), backwardMacs(rows)), async (variant, rows) => {
+    return chooseVariant(role, ws.n, ws.d, gramMacs, async (variant, rows) => {
       await gramTrial(variant, rows);
       await backward(variant, rows);
     });
