@@ -86,6 +86,13 @@ interface Workspace {
 /** A 'windows' trial's own records (for its rows), matrix, panels and texture (1 x 1 x 1 for a Gram trial, which does not read it). */
 interface WindowTrial { records: GPUBuffer; layout: WindowRecords; matrix: GPUBuffer; panel: Buffer; texture: Texture }
 
+/**
+ * A measured trial of the variants for one role: `run` runs one variant's kernels on the first `rows`
+ * rows and resolves when the device is done; the scratch it needs is made on its first run and kept,
+ * so the timed runs allocate nothing, until `release`.
+ */
+interface VariantTrial { run(variant: Variant, rows: number): Promise<void>; release(): void }
+
 /** What the 'windows' kernels need besides the matrix: per view its records, and the panels they copy Zc into. */
 interface WindowScratch {
   records: [Buffer, Buffer];
@@ -114,6 +121,8 @@ interface Saved {
 // rows, skipped (static preference) where even that would take long. Cached per device.
 const TRIAL_ROWS = 256;
 const TRIAL_MAX_MACS = 1e8;
+/** Timed runs of each variant, round robin after one untimed run of each; the best of each decides. */
+const TRIAL_RUNS = 3;
 // A trial of a grouped backward binds one params buffer and no panel: it must stay one group, unpanelled.
 if (TRIAL_ROWS >= PANEL_MIN_ROWS) throw new Error('TRIAL_ROWS must stay below PANEL_MIN_ROWS (kernels.ts)');
 /**
@@ -422,11 +431,20 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
 
   /**
    * The kernel variant for a role: the option if forced; else the only one supported; else the cached
-   * choice for this device and shape class; else a measured trial of each (`trial` runs one, on
-   * `rows` rows, and resolves when the device is done). A backward's candidates follow `gramVariant`.
+   * choice for this device and shape class; else a measured trial of each (released at the end, run
+   * or not). A backward's candidates follow `gramVariant`.
    */
   async function chooseVariant(role: ChoiceRole, n: number, d: number, macs: (rows: number) => number,
-    trial: (variant: Variant, rows: number) => Promise<void>, gramVariant?: Variant): Promise<Variant> {
+    trial: VariantTrial, gramVariant?: Variant): Promise<Variant> {
+    try {
+      return await measuredChoice(role, n, d, macs, trial, gramVariant);
+    } finally {
+      trial.release();
+    }
+  }
+
+  async function measuredChoice(role: ChoiceRole, n: number, d: number, macs: (rows: number) => number,
+    trial: VariantTrial, gramVariant?: Variant): Promise<Variant> {
     const forced = forcedVariant(role, n, d);
     if (forced) return forced;
     const { supported, allowed } = candidates(role, n, d, gramVariant);
@@ -439,17 +457,18 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     let choice = PREFERENCE.find((v) => allowed.includes(v))!;
     // Only measured choices are kept (and exported): the static preference is found again each time.
     if (macs(rows) <= TRIAL_MAX_MACS) {
-      let best = Infinity;
-      for (const variant of allowed) {
-        await trial(variant, rows);   // compiles and warms up
-        // The best of two runs: one run is easily slowed by other work on a shared machine.
-        for (let run = 0; run < 2; run++) {
+      for (const variant of allowed) await trial.run(variant, rows);   // compiles, makes its scratch, warms up
+      // Round robin, so that drift on a shared machine (tens of percent within a minute, seen here) hits
+      // every variant alike, and the best of each, so that one slowed run does not decide.
+      const best = new Map(allowed.map((v) => [v, Infinity]));
+      for (let run = 0; run < TRIAL_RUNS; run++) {
+        for (const variant of allowed) {
           const start = performance.now();
-          await trial(variant, rows);
-          const ms = performance.now() - start;
-          if (ms < best) [best, choice] = [ms, variant];
+          await trial.run(variant, rows);
+          best.set(variant, Math.min(best.get(variant)!, performance.now() - start));
         }
       }
+      choice = allowed.reduce((x, y) => (best.get(y)! < best.get(x)! ? y : x));
       cache.set(key, choice);
     }
     return choice;
@@ -489,16 +508,24 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     const f = ws.forms[form]!;
     const side = (rows: number) => forms[form].side(rows, ws.d);
     const gramMacs = (rows: number) => side(rows) * side(rows) * (form === 'dual' ? ws.d : rows) / 2;
-    const gramTrial = async (variant: Variant, rows: number) => {
-      const pipes = await Promise.all(gramSpecs(forms[form].gram[variant], keepMatrix).map((spec) => pipeline(device, spec)));
-      const dims = trialDims(device, ws, form, rows);
-      const scratch = variant === 'windows' ? windowTrial(device, ws, rows, false) : undefined;
-      const encoder = device.createCommandEncoder({ label: 'variant trial' });
-      for (const dispatch of gramDispatches(form, variant, ws, f, views, 0, dims.gpu, pipes, rows, scratch?.trial)) encodeDispatch(device, encoder, dispatch);
-      device.queue.submit([encoder.finish()]);
-      await quietly(() => device.queue.onSubmittedWorkDone());
-      destroyBuffer(dims);
-      scratch?.destroy();
+    let dims: Buffer | undefined;
+    let windows: ReturnType<typeof windowTrial> | undefined;
+    const gramTrial: VariantTrial = {
+      async run(variant, rows) {
+        const pipes = await Promise.all(gramSpecs(forms[form].gram[variant], keepMatrix).map((spec) => pipeline(device, spec)));
+        dims ??= trialDims(device, ws, form, rows);
+        if (variant === 'windows') windows ??= windowTrial(device, ws, rows, false);
+        const encoder = device.createCommandEncoder({ label: 'variant trial' });
+        for (const dispatch of gramDispatches(form, variant, ws, f, views, 0, dims.gpu, pipes, rows, variant === 'windows' ? windows!.trial : undefined)) {
+          encodeDispatch(device, encoder, dispatch);
+        }
+        device.queue.submit([encoder.finish()]);
+        await quietly(() => device.queue.onSubmittedWorkDone());
+      },
+      release() {
+        destroyBuffer(dims);
+        windows?.destroy();
+      },
     };
     const role = gramRole(form, keepMatrix, ws.n, ws.d);
     if (role.startsWith('gram|')) return chooseVariant(role, ws.n, ws.d, gramMacs, gramTrial);
@@ -508,9 +535,15 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     // budget is the Gram's, so the pair is timed wherever the Gram alone would be (the dual backward's
     // trial costs twice the Gram's: n d n against n^2 d / 2 multiply-adds).
     const backward = backwardTrial(device, ws, form, views);
-    return chooseVariant(role, ws.n, ws.d, gramMacs, async (variant, rows) => {
-      await gramTrial(variant, rows);
-      await backward(variant, rows);
+    return chooseVariant(role, ws.n, ws.d, gramMacs, {
+      async run(variant, rows) {
+        await gramTrial.run(variant, rows);
+        await backward.run(variant, rows);
+      },
+      release() {
+        gramTrial.release();
+        backward.release();
+      },
     });
   }
 
@@ -627,26 +660,32 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     return chooseVariant(`backward|${form}`, ws.n, ws.d, (rows) => (blocked ? Infinity : rows * ws.d * side), backwardTrial(device, ws, form, views), gramVariant);
   }
 
-  /** Runs one backward trial of a variant on the first `rows` rows of view A, and resolves when the device is done. */
-  function backwardTrial(device: GPUDevice, ws: Workspace, form: Form, views: [GPUBuffer, GPUBuffer]) {
-    return async (candidate: Variant, rows: number): Promise<void> => {
-      const kernel = forms[form].backward[candidate];
-      const pipes = await Promise.all(backwardSpecsOf(form, candidate, false).map((spec) => pipeline(device, spec)));
-      // The trial writes a scratch gradient, never the caller's (encode() may be accumulating into it).
-      const scratch = [storageBuffer(device, 'trial gradient', rows * ws.d * 4), uniformBuffer(device, 'trial backward params', UNIFORM_BYTES.backwardParams),
-        storageBuffer(device, 'trial upstream', 4)] as const;
-      // 'windows': its own records, blocked matrix (zeros: the time does not depend on K), panels and texture.
-      const windows = kernel.windows ? windowTrial(device, ws, rows, true) : undefined;
-      if (!windows) device.queue.writeBuffer(scratch[1].gpu, 0, backwardParamsPerGroup(kernel, coefficients, ws.n, ws.d, rows, 0)[0]);
-      const encoder = device.createCommandEncoder({ label: 'variant trial' });
-      // Trials run on at most TRIAL_ROWS rows: one column group, no panels (kernels.ts PANEL_MIN_ROWS).
-      const steps = backwardSteps(form, candidate, ws, views, [scratch[0].gpu, scratch[0].gpu], scratch[2].gpu, 0, pipes, [scratch[1].gpu], rows,
-        undefined, undefined, windows?.trial);
-      for (const step of steps) encodeStep(device, encoder, step);
-      device.queue.submit([encoder.finish()]);
-      await quietly(() => device.queue.onSubmittedWorkDone());
-      scratch.forEach(destroyBuffer);
-      windows?.destroy();
+  /** Backward trials (VariantTrial) on the first `rows` rows of view A. */
+  function backwardTrial(device: GPUDevice, ws: Workspace, form: Form, views: [GPUBuffer, GPUBuffer]): VariantTrial {
+    // The trial writes a scratch gradient, never the caller's (encode() may be accumulating into it).
+    let scratch: readonly [Buffer, Buffer, Buffer] | undefined;
+    let windows: ReturnType<typeof windowTrial> | undefined;
+    return {
+      async run(candidate, rows) {
+        const kernel = forms[form].backward[candidate];
+        const pipes = await Promise.all(backwardSpecsOf(form, candidate, false).map((spec) => pipeline(device, spec)));
+        scratch ??= [storageBuffer(device, 'trial gradient', rows * ws.d * 4), uniformBuffer(device, 'trial backward params', UNIFORM_BYTES.backwardParams),
+          storageBuffer(device, 'trial upstream', 4)];
+        // 'windows': its own records, blocked matrix (zeros: the time does not depend on K), panels and texture.
+        if (kernel.windows) windows ??= windowTrial(device, ws, rows, true);
+        else device.queue.writeBuffer(scratch[1].gpu, 0, backwardParamsPerGroup(kernel, coefficients, ws.n, ws.d, rows, 0)[0]);
+        const encoder = device.createCommandEncoder({ label: 'variant trial' });
+        // Trials run on at most TRIAL_ROWS rows: one column group, no panels (kernels.ts PANEL_MIN_ROWS).
+        const steps = backwardSteps(form, candidate, ws, views, [scratch[0].gpu, scratch[0].gpu], scratch[2].gpu, 0, pipes, [scratch[1].gpu], rows,
+          undefined, undefined, kernel.windows ? windows!.trial : undefined);
+        for (const step of steps) encodeStep(device, encoder, step);
+        device.queue.submit([encoder.finish()]);
+        await quietly(() => device.queue.onSubmittedWorkDone());
+      },
+      release() {
+        scratch?.forEach(destroyBuffer);
+        windows?.destroy();
+      },
     };
   }
 
