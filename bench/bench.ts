@@ -26,7 +26,7 @@ import {
 import { kernelTable, markdownTable, writeKernelReports, writeReports, type BenchReport, type MachineInfo, type ShapeResult } from './report.js';
 import { createTfjsReference, installNavigatorGpu, type TfjsReference, type TfjsResult } from './tfjs-reference.js';
 import { benchKernels } from './kernels.js';
-import { startOpenblas, type OpenblasBaseline } from './openblas.js';
+import { OPENBLAS_SETTLE_MS, startOpenblas, type OpenblasBaseline } from './openblas.js';
 import { VARIANTS } from '../src/ops/kernels.js';
 import type { Variant } from '../src/types.js';
 
@@ -228,8 +228,6 @@ interface Context {
   openblas?: OpenblasBaseline;
 }
 
-/** A pause after each OpenBLAS run, so that its threads have stopped spinning before ours runs again. */
-const OPENBLAS_SETTLE_MS = 200;
 
 // Ours, as a user calls it: host arrays in, terms (and gradients) back on the host.
 async function oursForwardBackward(vic: VICRegLoss, views: ViewPair, shape: [number, number]): Promise<TermsAndGradients> {

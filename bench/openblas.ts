@@ -5,6 +5,9 @@
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 
+/** A pause after each OpenBLAS run, so that its threads have stopped spinning before ours runs again. */
+export const OPENBLAS_SETTLE_MS = 200;
+
 /** What numpy_vicreg.py answers: to a shape, {ready, blas, threads}; to 'run', {ms, loss}. */
 type Answer = { ready: string; blas: string; threads: string } | { ms: number; loss: number };
 

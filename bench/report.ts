@@ -2,6 +2,7 @@
 // chart (log-scale bars of time per shape, ours vs tfjs), written by hand.
 import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { OPENBLAS_SETTLE_MS } from './openblas.js';
 import type { KernelTiming } from './kernels.js';
 import type { Comparison, FlopCounts, TimingStats } from './measure.js';
 
@@ -251,7 +252,7 @@ function markdown(report: BenchReport): string {
       `${m.lpNumThreads ? ` · LP_NUM_THREADS=${m.lpNumThreads}` : ''}` +
       ` · commit ${m.gitCommit ?? 'unknown'}${m.gitDirty ? ' (uncommitted changes)' : ''}`,
     `Preset ${s.preset}, form ${s.form}, variant ${s.variant}; medians of ${s.runs} runs after ${s.warmup} warm-up (ours), up to ${s.tfjsRuns} for tfjs after one cold run; ` +
-      `run order alternates ours (forward only, forward + backward${s.resident ? ', resident, encode' : ''}) and tfjs, with one untimed run of ours after each tfjs run. ` +
+      `run order alternates ours (forward only, forward + backward${s.resident ? ', resident, encode' : ''}), tfjs${s.openblas ? ' and OpenBLAS' : ''}, with one untimed run of ours after each tfjs run${s.openblas ? ` and a ${OPENBLAS_SETTLE_MS} ms pause after each OpenBLAS run` : ''}. ` +
       'Times include the host arrays in and the loss terms and both gradients out' +
       (s.resident
         ? '; except the resident columns: inputs uploaded once before timing, the terms read back and the gradients left on the device ' +
