@@ -74,4 +74,36 @@ describe('device scratch: one packed min(n, d)^2 + min(n, d) matrix, plus O(n + 
       lean.destroy();
     }
   });
+
+});
+
+// readback (runtime/gpu.ts) makes a host path's new arrays while the device works; they must still be
+// new per call, hold what the caller-array path writes, and stay untouched by later calls.
+describe('host gradients', () => {
+  it('host gradients are new arrays each call, the same bits as into caller arrays, and later calls leave them alone', async () => {
+    const [n, d] = [33, 300];
+    const vic = await createVICRegLoss();
+    try {
+      const first = randomViews(n, d, 11);
+      await vic.forward(first.a, first.b, [n, d]);
+      const g1 = await vic.backward();
+      const kept = [Float32Array.from(g1.gradA as Float32Array), Float32Array.from(g1.gradB as Float32Array)];
+      const out = { gradA: new Float32Array(n * d).fill(NaN), gradB: new Float32Array(n * d).fill(NaN) };
+      await vic.forward(first.a, first.b, [n, d]);
+      await vic.backward(1, { out });
+      expect(new Uint32Array(out.gradA.buffer)).toEqual(new Uint32Array(kept[0].buffer));
+      expect(new Uint32Array(out.gradB.buffer)).toEqual(new Uint32Array(kept[1].buffer));
+      const second = randomViews(n, d, 12);
+      await vic.forward(second.a, second.b, [n, d]);
+      const g2 = await vic.backward();
+      expect(g2.gradA).not.toBe(g1.gradA);
+      expect((g2.gradA as Float32Array).buffer).not.toBe((g1.gradA as Float32Array).buffer);
+      expect((g2.gradB as Float32Array).buffer).not.toBe((g1.gradB as Float32Array).buffer);
+      expect(g2.gradA).not.toEqual(g1.gradA);
+      expect(new Uint32Array((g1.gradA as Float32Array).buffer)).toEqual(new Uint32Array(kept[0].buffer));
+      expect(new Uint32Array((g1.gradB as Float32Array).buffer)).toEqual(new Uint32Array(kept[1].buffer));
+    } finally {
+      vic.destroy();
+    }
+  });
 });

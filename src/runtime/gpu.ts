@@ -294,6 +294,13 @@ export async function withErrorScopes<T>(device: GPUDevice, what: string, work: 
   return result as T;
 }
 
+/** Touches one byte a page, so the OS maps them now. */
+function withPages(buffer: ArrayBuffer): ArrayBuffer {
+  const bytes = new Uint8Array(buffer);
+  for (let i = 0; i < bytes.length; i += 4096) bytes[i] = 0;
+  return buffer;
+}
+
 /**
  * Copies `source` (its first `bytes`) into `staging`, submits, and maps it back to the host: into `into`
  * where given (its first `bytes`; no allocation; the result is then `into`'s whole ArrayBuffer), else
@@ -303,13 +310,29 @@ export async function readback(device: GPUDevice, encoder: GPUCommandEncoder,
   copies: { source: GPUBuffer; staging: Buffer; bytes: number; into?: ArrayBufferView }[]): Promise<ArrayBuffer[]> {
   for (const c of copies) encoder.copyBufferToBuffer(c.source, 0, c.staging.gpu, 0, c.bytes);
   device.queue.submit([encoder.finish()]);
-  await quietly(() => Promise.all(copies.map((c) => c.staging.gpu.mapAsync(MAP_MODE_READ, 0, c.bytes))));
+  const mapped = quietly(() => Promise.all(copies.map((c) => c.staging.gpu.mapAsync(MAP_MODE_READ, 0, c.bytes))));
+  // New destinations are made while the device works: a fresh array's first write takes its pages from
+  // the OS (about 100 ms for 64 MiB, a 2048 x 8192 gradient, on this project's VMs), which would
+  // otherwise follow the wait.
+  let fresh: (ArrayBuffer | undefined)[];
+  try {
+    fresh = copies.map((c) => (c.into ? undefined : withPages(new ArrayBuffer(c.bytes))));
+  } catch (error) {
+    // Out of host memory: leave the staging buffers unmapped for the next call, then fail.
+    await mapped.catch(() => undefined);
+    for (const c of copies) if (c.staging.gpu.mapState === 'mapped') c.staging.gpu.unmap();
+    throw error;
+  }
+  await mapped;
   // Every staging buffer is unmapped whatever happens, so the next call can map it again.
   let failure: unknown;
-  const taken = copies.map((c) => {
+  const taken = copies.map((c, i) => {
     try {
       const range = c.staging.gpu.getMappedRange(0, c.bytes);
-      if (!c.into) return range.slice(0);
+      if (!c.into) {
+        new Uint8Array(fresh[i]!).set(new Uint8Array(range));
+        return fresh[i]!;
+      }
       if (c.into.byteLength < c.bytes) {
         throw new ShapeError(`the destination array no longer holds ${c.bytes} bytes (detached or resized during the call)`);
       }
