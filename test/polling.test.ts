@@ -1,9 +1,11 @@
 // quietly(): while one of the engine's waits is pending, dawn.node's event poll (a native function it
 // passes to setImmediate again and again) is deferred to 1 ms timers after the first 0.5 ms; JavaScript
-// callbacks pass through; setImmediate is restored afterwards. Then, with the engine: its waits defer
+// callbacks pass through; setImmediate is restored afterwards; a keyed wait whose last run was short
+// (SHORT_WAIT_MS) is not deferred. Then, with the engine: its waits defer
 // Dawn's poll, and the results are bitwise those of an engine that lets Dawn spin.
 import { afterAll, describe, expect, it } from 'vitest';
 import { createVICRegLoss, quietly, setQuietPolling } from '../src/index.js';
+import { SHORT_WAIT_MS, waitSpins } from '../src/runtime/polling.js';
 import { randomViews } from './reference/float64.js';
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -54,6 +56,36 @@ describe('quietly()', () => {
     });
     expect(globalThis.setImmediate).toBe(theirs);
     globalThis.setImmediate = real;
+  });
+
+  it('a keyed wait whose last run was short is not deferred; after a long one it is', async () => {
+    const real = globalThis.setImmediate;
+    const key = `test ${Math.random()}`;
+    expect(waitSpins(key)).toBe(false);   // never seen: deferred
+    await quietly(() => sleep(SHORT_WAIT_MS + 8), key);
+    expect(waitSpins(key)).toBe(false);
+    let during: unknown;
+    await quietly(async () => {
+      during = globalThis.setImmediate;
+    }, key);
+    expect(during).not.toBe(real);        // the last run was long: deferred, and this one is short
+    expect(waitSpins(key)).toBe(true);
+    await quietly(async () => {
+      during = globalThis.setImmediate;
+      await sleep(SHORT_WAIT_MS + 8);
+    }, key);
+    expect(during).toBe(real);            // spun throughout, and took long: the next is deferred again
+    expect(waitSpins(key)).toBe(false);
+    // Another pending wait's deferral still applies to a spinning one.
+    await quietly(async () => undefined, key);
+    expect(waitSpins(key)).toBe(true);
+    const outer = quietly(() => sleep(20));
+    await quietly(async () => {
+      during = globalThis.setImmediate;
+    }, key);
+    expect(during).not.toBe(real);
+    await outer;
+    expect(globalThis.setImmediate).toBe(real);
   });
 
   it('does nothing when turned off', async () => {

@@ -310,7 +310,9 @@ export async function readback(device: GPUDevice, encoder: GPUCommandEncoder,
   copies: { source: GPUBuffer; staging: Buffer; bytes: number; into?: ArrayBufferView }[]): Promise<ArrayBuffer[]> {
   for (const c of copies) encoder.copyBufferToBuffer(c.source, 0, c.staging.gpu, 0, c.bytes);
   device.queue.submit([encoder.finish()]);
-  const mapped = quietly(() => Promise.all(copies.map((c) => c.staging.gpu.mapAsync(MAP_MODE_READ, 0, c.bytes))));
+  // Keyed by the staging buffers: the same readback of the same workspace waits about as long each call.
+  const waitKey = `readback ${copies.map((c) => `${idOf(c.staging.gpu)}+${c.bytes}`).join(',')}`;
+  const mapped = quietly(() => Promise.all(copies.map((c) => c.staging.gpu.mapAsync(MAP_MODE_READ, 0, c.bytes))), waitKey);
   // New destinations are made while the device works: a fresh array's first write takes its pages from
   // the OS (about 100 ms for 64 MiB, a 2048 x 8192 gradient, on this project's VMs), which would
   // otherwise follow the wait.
