@@ -16,16 +16,17 @@ import { mkdirSync } from 'node:fs';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import { bufferCounts, createVICRegLoss, quietly, type ForwardPlan, type VICRegLoss, type VICRegTerms } from '../src/index.js';
+import { bufferCounts, createVICRegLoss, quietly, setQuietPolling, type ForwardPlan, type VICRegLoss, type VICRegTerms } from '../src/index.js';
 import { randomViews, resolveOptions, type ReferenceOptions, type ViewPair } from '../test/reference/float64.js';
 import { float64MultiplyAdds, float64SampledRows, float64VICReg } from './float64-reference.js';
 import {
   compare, flopCounts, FLOAT64_TOLERANCE, FLOP_CONVENTION, gflops, judge, SAME_ENGINE_TOLERANCE, TFJS_TOLERANCE, timed,
   timingStats, type Comparison, type TermsAndGradients,
 } from './measure.js';
-import { kernelTable, markdownTable, writeKernelReports, writeReports, type BenchReport, type MachineInfo, type ShapeResult } from './report.js';
+import { kernelTable, markdownTable, writeKernelReports, writePhaseReports, writeReports, type BenchReport, type MachineInfo, type ShapeResult } from './report.js';
 import { createTfjsReference, installNavigatorGpu, type TfjsReference, type TfjsResult } from './tfjs-reference.js';
 import { benchKernels } from './kernels.js';
+import { benchPhases, phaseTable } from './phases.js';
 import { OPENBLAS_SETTLE_MS, startOpenblas, type OpenblasBaseline } from './openblas.js';
 import { VARIANTS } from '../src/ops/kernels.js';
 import type { Variant } from '../src/types.js';
@@ -45,9 +46,14 @@ const HELP = `npm run bench -- [options]
   --kernels              instead of the loss: time each Gram and backward kernel alone (both forms, every
                          variant the device runs) at --shapes, against the CPU's float32 peak (a 2048^3
                          OpenBLAS sgemm, when python3 has numpy); writes kernels.json and kernels.md
+  --phases               instead of the loss bench: where a forward + backward call's time goes (uploads,
+                         bind groups made, submits, device waits, host work, dispatches), medians of --runs
+                         calls after --warmup, at --shapes with --variant/--form; writes phases.json and phases.md
   --openblas             also time bench/numpy_vicreg.py (float32 NumPy/OpenBLAS, standard d x d form,
                          self-checked against float64) per shape, one run after each of ours; needs
                          python3 with numpy
+  --dawn-polling         ours' waits poll as Dawn does, spinning a core (setQuietPolling(false)); for measuring
+                         what quietly() gives
   --tfjs-quiet           run tfjs's waits through quietly() too, as the engine's own waits run (by default
                          tfjs runs as it ships: under dawn.node its waits spin a CPU core; see README)
   --preset paper|official, --form auto|primal|dual   engine options (default paper, auto)
@@ -82,8 +88,10 @@ interface Options {
   tfjsMaxSeconds: number;
   tfjs: boolean;
   tfjsQuiet: boolean;
+  dawnPolling: boolean;
   openblas: boolean;
   kernels: boolean;
+  phases: boolean;
   preset: 'paper' | 'official';
   form: 'auto' | 'primal' | 'dual';
   variant: 'auto' | Variant;
@@ -114,7 +122,7 @@ function parseOptions(argv: string[]): Options | 'help' {
       options: {
         shapes: { type: 'string' }, quick: { type: 'boolean' }, 'skip-large': { type: 'boolean' },
         runs: { type: 'string' }, warmup: { type: 'string' }, 'tfjs-runs': { type: 'string' }, 'tfjs-max-seconds': { type: 'string' },
-        'no-tfjs': { type: 'boolean' }, 'tfjs-quiet': { type: 'boolean' }, openblas: { type: 'boolean' }, kernels: { type: 'boolean' }, preset: { type: 'string' }, form: { type: 'string' }, variant: { type: 'string' }, seed: { type: 'string' },
+        'no-tfjs': { type: 'boolean' }, 'tfjs-quiet': { type: 'boolean' }, 'dawn-polling': { type: 'boolean' }, openblas: { type: 'boolean' }, kernels: { type: 'boolean' }, phases: { type: 'boolean' }, preset: { type: 'string' }, form: { type: 'string' }, variant: { type: 'string' }, seed: { type: 'string' },
         out: { type: 'string' }, resident: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -142,8 +150,10 @@ function parseOptions(argv: string[]): Options | 'help' {
     tfjsMaxSeconds: maxSeconds,
     tfjs: !values['no-tfjs'],
     tfjsQuiet: values['tfjs-quiet'] ?? false,
+    dawnPolling: values['dawn-polling'] ?? false,
     openblas: values.openblas ?? false,
     kernels: values.kernels ?? false,
+    phases: values.phases ?? false,
     preset,
     form,
     variant: variant as 'auto' | Variant,
@@ -590,7 +600,9 @@ async function main(): Promise<number> {
     return 2;
   }
   mkdirSync(options.out, { recursive: true });
+  if (options.dawnPolling) setQuietPolling(false);
   if (options.kernels) return kernelsMain(options);
+  if (options.phases) return phasesMain(options);
 
   // With tfjs, WebGPU is installed as navigator.gpu first: tfjs needs it, and the engine then takes its
   // device from the same Dawn instance (one adapter for both). The GPU object is held here for the
@@ -617,7 +629,7 @@ async function main(): Promise<number> {
     settings: {
       runs: options.runs, warmup: options.warmup, tfjsRuns: options.tfjsRuns, tfjsMaxSeconds: options.tfjsMaxSeconds,
       preset: options.preset, form: options.form, variant: options.variant, seed: options.seed, resident: options.resident,
-      tfjsQuiet: options.tfjsQuiet, openblas: options.openblas, argv: process.argv.slice(2),
+      tfjsQuiet: options.tfjsQuiet, dawnPolling: options.dawnPolling, openblas: options.openblas, argv: process.argv.slice(2),
     },
     flopConvention: FLOP_CONVENTION,
     memoryNote: 'engine buffers = bytes of the buffers the engine itself holds after forward + backward (its bufferCounts; ' +
@@ -659,6 +671,16 @@ async function kernelsMain(options: Options): Promise<number> {
   const machine = machineInfo(adapter, undefined);
   const paths = writeKernelReports(options.out, { machine, argv: process.argv.slice(2), peak, rows });
   process.stdout.write(`${kernelTable(rows, peak?.sgemm_gflops)}\n\nwrote ${paths.join(', ')}\n`);
+  return 0;
+}
+
+/** --phases: each forward and backward call split into its phases, written to phases.json and phases.md in --out. */
+async function phasesMain(options: Options): Promise<number> {
+  const { adapter, rows } = await benchPhases(options.shapes, options, progress);
+  const machine = machineInfo(adapter, undefined);
+  const table = phaseTable(rows);
+  const paths = writePhaseReports(options.out, { machine, argv: process.argv.slice(2), rows }, table);
+  process.stdout.write(`${table}\n\nwrote ${paths.join(', ')}\n`);
   return 0;
 }
 

@@ -4,6 +4,7 @@ import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { OPENBLAS_SETTLE_MS } from './openblas.js';
 import type { KernelTiming } from './kernels.js';
+import type { PhaseRow } from './phases.js';
 import type { Comparison, FlopCounts, TimingStats } from './measure.js';
 
 export interface MachineInfo {
@@ -37,6 +38,8 @@ export interface BenchSettings {
   resident: boolean;
   /** --tfjs-quiet: tfjs's waits ran through quietly() as the engine's do (else tfjs as it ships). */
   tfjsQuiet?: boolean;
+  /** --dawn-polling: the engine's waits polled as Dawn does (setQuietPolling(false)). */
+  dawnPolling?: boolean;
   /** --openblas: bench/numpy_vicreg.py timed per shape. */
   openblas?: boolean;
   argv: string[];
@@ -170,6 +173,33 @@ export function kernelTable(rows: KernelTiming[], peakGflops?: number): string {
   return lines.join('\n');
 }
 
+export interface PhaseReport {
+  machine: MachineInfo;
+  argv: string[];
+  rows: PhaseRow[];
+}
+
+export function writePhaseReports(dir: string, report: PhaseReport, table: string): string[] {
+  const m = report.machine;
+  const paths = ['phases.json', 'phases.md'].map((name) => join(dir, name));
+  writeAtomically(paths[0], `${JSON.stringify(report, null, 2)}\n`);
+  writeAtomically(paths[1], [
+    '# vicreg-wgsl: where a call goes',
+    '',
+    `${m.date} · adapter: ${m.adapter} · CPU: ${m.cpu} (${m.cpuCount} logical cores) · commit ${m.gitCommit ?? 'unknown'}${m.gitDirty ? ' (uncommitted changes)' : ''}`,
+    `Command: npm run bench -- ${report.argv.join(' ')}`,
+    '',
+    'forward(a, b, [n, d]) and backward() on host arrays, each call split by timestamps taken around the device\'s and ' +
+      'queue\'s methods (bench/phases.ts); medians field by field over the timed calls, in ms. wait: time with a mapAsync, ' +
+      'onSubmittedWorkDone or popErrorScope pending; host: the rest (encoding, checks, copies from mapped ranges); after map: ' +
+      'from the last mapAsync\'s resolution to the return. First call: the warm-up call\'s bind groups (later calls reuse them).',
+    '',
+    table,
+    '',
+  ].join('\n'));
+  return paths;
+}
+
 export function writeKernelReports(dir: string, report: KernelReport): string[] {
   const m = report.machine;
   const paths = ['kernels.json', 'kernels.md'].map((name) => join(dir, name));
@@ -258,9 +288,11 @@ function markdown(report: BenchReport): string {
         ? '; except the resident columns: inputs uploaded once before timing, the terms read back and the gradients left on the device ' +
           '(resident = forward + backward on GPUBuffers until the device is idle; encode = encode() into caller-owned gradients, then read() of the terms).'
         : '.') +
-      (s.tfjsQuiet
-        ? " tfjs's waits ran through quietly() as the engine's do (--tfjs-quiet)."
-        : " The engine's waits defer dawn.node's event poll (quietly()); tfjs runs as it ships, its waits spinning a CPU core.") +
+      (s.dawnPolling
+        ? " The engine's waits polled as Dawn does, spinning a CPU core (--dawn-polling)."
+        : s.tfjsQuiet
+          ? " tfjs's waits ran through quietly() as the engine's do (--tfjs-quiet)."
+          : " The engine's waits defer dawn.node's event poll (quietly()); tfjs runs as it ships, its waits spinning a CPU core.") +
       (s.openblas
         ? ` OpenBLAS: bench/numpy_vicreg.py (${blasLibrary ?? 'numpy'}), ` +
           'float32, the standard d x d form with hand-written gradients, checked against float64, in its own process, one run after each of ours; ' +

@@ -130,3 +130,23 @@ describe('the kernel bench (npm run bench -- --kernels; runs on the WebGPU adapt
     }
   });
 });
+
+describe('the phase bench (npm run bench -- --phases; runs on the WebGPU adapter)', () => {
+  it('splits forward and backward calls into phases, counts dispatches, and sees the kept bind groups', async () => {
+    const { benchPhases, phaseTable } = await import('../bench/phases.js');
+    const options = { runs: 3, warmup: 1, preset: 'paper', form: 'auto', variant: 'tiled', seed: 2 } as const;
+    const { rows } = await benchPhases([[20, 36]], options, () => undefined);
+    expect(rows.map((r) => r.step)).toEqual(['forward', 'backward']);
+    for (const r of rows) {
+      const m = r.median;
+      expect(r.variant, r.step).toBe('tiled');
+      expect(m.dispatches, r.step).toBeGreaterThan(0);
+      expect(m.waitMs, r.step).toBeGreaterThan(0);
+      expect(m.afterMapMs, r.step).toBeGreaterThanOrEqual(0);
+      // The first call makes a bind group per dispatch; later calls of the same shape reuse them.
+      expect(r.firstCallBindGroups, r.step).toBe(m.dispatches);
+      expect(m.bindGroups, r.step).toBe(0);
+    }
+    expect(phaseTable(rows).split('\n')).toHaveLength(4);
+  });
+});
