@@ -24,9 +24,10 @@ const POLL_MS = 1;
 /**
  * A keyed wait (the same readback of the same workspace, say) whose last run took less than this polls
  * as Dawn does throughout: a 1 ms timer is then a large share of the wait, and the spin a short one.
- * Measured at 64 x 512 on lavapipe (forward + backward, medians of 30 alternating calls, a scratch
- * script): 3.8 ms deferred against 1.8 ms spinning; at 256 x 1024, 18.6 against 23.5-25.5 ms, where the
- * spin takes a core the adapter needed, so longer waits stay deferred.
+ * Forward + backward at 64 x 512 on lavapipe: 4.0-4.1 ms deferred, 1.7-1.8 ms with this rule (`npm run
+ * bench -- --phases --shapes 64x512 --runs 40`, before and after it). Longer waits stay deferred, since
+ * there the spin takes a core the adapter needs: 256 x 1024, `windows`, every wait spinning
+ * (`--dawn-polling`) 22.4-31.4 ms against 19.8-24.3 deferred (three alternating pairs).
  */
 export const SHORT_WAIT_MS = 2;
 /** How many keyed waits' last durations are kept (the oldest go first). */
