@@ -60,7 +60,7 @@ describe('quietly()', () => {
 
   it('a keyed wait whose last run was short is not deferred; after a long one it is', async () => {
     const real = globalThis.setImmediate;
-    const key = `test ${Math.random()}`;
+    const key = {};
     expect(waitSpins(key)).toBe(false);   // never seen: deferred
     await quietly(() => sleep(SHORT_WAIT_MS + 8), key);
     expect(waitSpins(key)).toBe(false);

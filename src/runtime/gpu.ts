@@ -33,7 +33,6 @@ export function createBuffer(device: GPUDevice, label: string, bytes: number, us
 
 export function destroyBuffer(buffer: Buffer | undefined): void {
   if (!buffer) return;
-  forgetBindGroups(buffer.gpu);
   buffer.gpu.destroy();
   bufferCounts.live -= 1;
   bufferCounts.bytes -= buffer.bytes;
@@ -58,7 +57,6 @@ export function storageTexture(device: GPUDevice, label: string, [width, height,
 
 export function destroyTexture(texture: Texture | undefined): void {
   if (!texture) return;
-  forgetBindGroups(texture.view);
   texture.gpu.destroy();
   bufferCounts.live -= 1;
   bufferCounts.bytes -= texture.bytes;
@@ -187,75 +185,42 @@ export function encodeStep(device: GPUDevice, encoder: GPUCommandEncoder, step: 
 }
 
 /**
- * Bind groups, kept per pipeline and keyed by the identity of what they bind (buffer objects, ranges,
- * texture views): the engine re-encodes the same pass lists over the same workspace buffers on every call,
- * and making them each time cost 1.05 ms of an 18.5 ms forward + backward at 256 x 1024 (34 bind groups)
- * and 123 ms of 5.3 s at 2048 x 8192 (3430), `windows` on lavapipe (`npm run bench -- --phases`, before
- * they were kept). A hit is the bind group a fresh createBindGroup would make.
- * destroyBuffer and destroyTexture drop the entries that bind what they destroy; for buffers the caller
- * destroys, the per-pipeline bound (least recently used out first) limits what stale entries hold.
+ * Bind groups, kept and keyed by what they bind: the engine re-encodes the same pass lists over the same
+ * workspace buffers on every call, and making them each time cost 1.05 ms of an 18.5 ms forward + backward
+ * at 256 x 1024 (34 bind groups) and 123 ms of 5.3 s at 2048 x 8192 (3430), `windows` on lavapipe (`npm run
+ * bench -- --phases`, before they were kept). They are held in WeakMaps nested by the pipeline and each
+ * bound object in order (buffer or texture view), then by the bound ranges, so an entry lives only while
+ * the pipeline and everything it binds are reachable: the cache keeps no buffer alive (a caller's per-step
+ * buffers, dropped, go with their bind groups; a workspace destroyed and dropped likewise) and needs no
+ * bound or invalidation. A hit is the bind group a fresh createBindGroup would make (over a destroyed
+ * buffer too: the error, if any, comes at submit either way).
  */
-interface BindGroupEntry { group: GPUBindGroup; key: string; cache: Map<string, BindGroupEntry>; resources: object[] }
-const bindGroups = new WeakMap<GPUComputePipeline, Map<string, BindGroupEntry>>();
-/** The entries that bind each buffer or texture view, so destroying it can drop them. */
-const entriesOf = new WeakMap<object, Set<BindGroupEntry>>();
-export const BIND_GROUPS_PER_PIPELINE = 4096;
-const resourceIds = new WeakMap<object, number>();
-let nextResourceId = 0;
+interface BindGroupLevel { next?: WeakMap<object, BindGroupLevel>; groups?: Map<string, GPUBindGroup> }
+const bindGroups = new WeakMap<object, BindGroupLevel>();
 
-function idOf(resource: object): number {
-  let id = resourceIds.get(resource);
-  if (id === undefined) resourceIds.set(resource, (id = nextResourceId++));
-  return id;
-}
-
-function bindingKey(binding: Binding): string {
-  if ('buffer' in binding) return `${idOf(binding.buffer)}+${binding.offset ?? 0}+${binding.size ?? '*'}`;
-  return String(idOf(binding));
-}
-
-function dropEntry(entry: BindGroupEntry): void {
-  entry.cache.delete(entry.key);
-  for (const r of entry.resources) entriesOf.get(r)?.delete(entry);
-}
-
-/** Drops the kept bind groups that bind `resource` (a buffer or texture view about to be destroyed). */
-export function forgetBindGroups(resource: object): void {
-  const entries = entriesOf.get(resource);
-  if (!entries) return;
-  for (const entry of [...entries]) dropEntry(entry);
-  entriesOf.delete(resource);
-}
-
-/** Number of bind groups kept for a pipeline (tests). */
-export function keptBindGroups(pipeline: GPUComputePipeline): number {
-  return bindGroups.get(pipeline)?.size ?? 0;
-}
+const boundObject = (binding: Binding): object => ('buffer' in binding ? binding.buffer : binding);
+const boundRange = (binding: Binding): string => ('buffer' in binding ? `${binding.offset ?? 0}+${binding.size ?? '*'}` : '');
 
 function bindGroupOf(device: GPUDevice, dispatch: Dispatch): GPUBindGroup {
-  let cache = bindGroups.get(dispatch.pipeline);
-  if (!cache) bindGroups.set(dispatch.pipeline, (cache = new Map()));
-  const key = dispatch.bindings.map(bindingKey).join(',');
-  let entry = cache.get(key);
-  if (entry) {
-    cache.delete(key);   // set again below: the Map's order is then least recently used first
-  } else {
-    const group = device.createBindGroup({
+  let level: BindGroupLevel = { next: bindGroups };
+  for (const key of [dispatch.pipeline, ...dispatch.bindings.map(boundObject)]) {
+    const next = (level.next ??= new WeakMap());
+    let found = next.get(key);
+    if (!found) next.set(key, (found = {}));
+    level = found;
+  }
+  const groups = (level.groups ??= new Map());
+  const ranges = dispatch.bindings.map(boundRange).join(',');
+  let group = groups.get(ranges);
+  if (!group) {
+    group = device.createBindGroup({
       label: dispatch.label,
       layout: dispatch.pipeline.getBindGroupLayout(0),
       entries: dispatch.bindings.map((b, binding) => ({ binding, resource: resourceOf(b) })),
     });
-    const resources = dispatch.bindings.map((b) => ('buffer' in b ? b.buffer : b));
-    entry = { group, key, cache, resources };
-    for (const r of resources) {
-      let set = entriesOf.get(r);
-      if (!set) entriesOf.set(r, (set = new Set()));
-      set.add(entry);
-    }
-    if (cache.size >= BIND_GROUPS_PER_PIPELINE) dropEntry(cache.values().next().value!);
+    groups.set(ranges, group);
   }
-  cache.set(key, entry);
-  return entry.group;
+  return group;
 }
 
 export function encodeDispatch(device: GPUDevice, encoder: GPUCommandEncoder, dispatch: Dispatch): void {
@@ -311,9 +276,8 @@ export async function readback(device: GPUDevice, encoder: GPUCommandEncoder,
   copies: { source: GPUBuffer; staging: Buffer; bytes: number; into?: ArrayBufferView }[]): Promise<ArrayBuffer[]> {
   for (const c of copies) encoder.copyBufferToBuffer(c.source, 0, c.staging.gpu, 0, c.bytes);
   device.queue.submit([encoder.finish()]);
-  // Keyed by the staging buffers: the same readback of the same workspace waits about as long each call.
-  const waitKey = `readback ${copies.map((c) => `${idOf(c.staging.gpu)}+${c.bytes}`).join(',')}`;
-  const mapped = quietly(() => Promise.all(copies.map((c) => c.staging.gpu.mapAsync(MAP_MODE_READ, 0, c.bytes))), waitKey);
+  // Keyed by the first staging buffer: the same readback of the same workspace waits about as long each call.
+  const mapped = quietly(() => Promise.all(copies.map((c) => c.staging.gpu.mapAsync(MAP_MODE_READ, 0, c.bytes))), copies[0]?.staging.gpu);
   // New destinations are made while the device works: a fresh array's first write takes its pages from
   // the OS (about 100 ms for 64 MiB, a 2048 x 8192 gradient, on this project's VMs), which would
   // otherwise follow the wait.

@@ -30,18 +30,11 @@ const POLL_MS = 1;
  * (`--dawn-polling`) 22.4-31.4 ms against 19.8-24.3 deferred (three alternating pairs).
  */
 export const SHORT_WAIT_MS = 2;
-/** How many keyed waits' last durations are kept (the oldest go first). */
-const KEPT_WAITS = 256;
-const lastWaits = new Map<string, number>();
-
-function recordWait(key: string, ms: number): void {
-  lastWaits.delete(key);
-  if (lastWaits.size >= KEPT_WAITS) lastWaits.delete(lastWaits.keys().next().value!);
-  lastWaits.set(key, ms);
-}
+/** The last duration of each keyed wait; weak, so a key (a staging buffer, say) takes its entry with it. */
+const lastWaits = new WeakMap<object, number>();
 
 /** Whether the next wait under `key` will poll as Dawn does (its last run was short). */
-export function waitSpins(key: string): boolean {
+export function waitSpins(key: object): boolean {
   return (lastWaits.get(key) ?? Infinity) < SHORT_WAIT_MS;
 }
 
@@ -87,10 +80,10 @@ function uninstall(): void {
 /**
  * Awaits the promise `start` returns (a dawn.node wait: mapAsync, onSubmittedWorkDone), with Dawn's
  * event polling deferred to timers after the first SPIN_MS. Nested and concurrent calls share one
- * deferral. With a `key` (a name for this kind of wait), a wait whose last run under that key took less
+ * deferral. With a `key` (an object standing for this kind of wait, such as the buffer it maps), a wait whose last run under that key took less
  * than SHORT_WAIT_MS is not deferred (another wait's deferral, if one is pending, still applies).
  */
-export async function quietly<T>(start: () => Promise<T>, key?: string): Promise<T> {
+export async function quietly<T>(start: () => Promise<T>, key?: object): Promise<T> {
   if (!enabled || typeof (globalThis as { setImmediate?: unknown }).setImmediate !== 'function') return start();
   const began = performance.now();
   const defer = key === undefined || !waitSpins(key);
@@ -99,6 +92,6 @@ export async function quietly<T>(start: () => Promise<T>, key?: string): Promise
     return await start();
   } finally {
     if (defer && --active === 0) uninstall();
-    if (key !== undefined) recordWait(key, performance.now() - began);
+    if (key !== undefined) lastWaits.set(key, performance.now() - began);
   }
 }

@@ -8,7 +8,6 @@ import { resolveCoefficients } from '../ops/coefficients.js';
 import { exportVariantChoices, seedVariantChoices, validateVariantChoices } from '../ops/variantChoices.js';
 import { createVICRegLossOnDevice } from '../ops/vicreg.js';
 import { deviceHandle } from '../runtime/device.js';
-import { forgetBindGroups } from '../runtime/gpu.js';
 import type { VariantChoices, VICRegLoss, VICRegOptions } from '../types.js';
 
 /** The coefficients of the loss (as createVICRegLoss takes them; the device is tfjs's). */
@@ -89,10 +88,7 @@ function lossAndGradients(za: tf.Tensor, zb: tf.Tensor, options: TfjsVICRegOptio
       pending.release();
     }
   } finally {
-    for (const g of grads) {
-      forgetBindGroups(g);   // the engine keeps bind groups by buffer (runtime/gpu.ts)
-      g.destroy();
-    }
+    grads.forEach((g) => g.destroy());
     a.tensorRef.dispose();
     b.tensorRef.dispose();
   }
