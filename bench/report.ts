@@ -179,20 +179,18 @@ export interface PhaseReport {
   rows: PhaseRow[];
 }
 
-export function writePhaseReports(dir: string, report: PhaseReport, table: string): string[] {
+/** Writes `<name>.json` (the report) and `<name>.md` (a title, the machine and command line, an explanation, a table). */
+function writeSideReport(dir: string, name: string, report: { machine: MachineInfo; argv: string[] }, title: string, explanation: string, table: string): string[] {
   const m = report.machine;
-  const paths = ['phases.json', 'phases.md'].map((name) => join(dir, name));
+  const paths = [`${name}.json`, `${name}.md`].map((file) => join(dir, file));
   writeAtomically(paths[0], `${JSON.stringify(report, null, 2)}\n`);
   writeAtomically(paths[1], [
-    '# vicreg-wgsl: where a call goes',
+    `# ${title}`,
     '',
     `${m.date} · adapter: ${m.adapter} · CPU: ${m.cpu} (${m.cpuCount} logical cores) · commit ${m.gitCommit ?? 'unknown'}${m.gitDirty ? ' (uncommitted changes)' : ''}`,
     `Command: npm run bench -- ${report.argv.join(' ')}`,
     '',
-    'forward(a, b, [n, d]) and backward() on host arrays, each call split by timestamps taken around the device\'s and ' +
-      'queue\'s methods (bench/phases.ts); medians field by field over the timed calls, in ms. wait: time with a mapAsync, ' +
-      'onSubmittedWorkDone or popErrorScope pending; host: the rest (encoding, checks, copies from mapped ranges); after map: ' +
-      'from the last mapAsync\'s resolution to the return. First call: the warm-up call\'s bind groups (later calls reuse them).',
+    explanation,
     '',
     table,
     '',
@@ -200,16 +198,17 @@ export function writePhaseReports(dir: string, report: PhaseReport, table: strin
   return paths;
 }
 
+export function writePhaseReports(dir: string, report: PhaseReport, table: string): string[] {
+  return writeSideReport(dir, 'phases', report, 'vicreg-wgsl: where a call goes',
+    'forward(a, b, [n, d]) and backward() on host arrays, each call split by timestamps taken around the device\'s and ' +
+      'queue\'s methods (bench/phases.ts); medians field by field over the timed calls, in ms. wait: time with a mapAsync, ' +
+      'onSubmittedWorkDone or popErrorScope pending; host: the rest (encoding, checks, copies from mapped ranges); after map: ' +
+      'from the last mapAsync\'s resolution to the return. First call: the warm-up call\'s bind groups (later calls reuse them).',
+    table);
+}
+
 export function writeKernelReports(dir: string, report: KernelReport): string[] {
-  const m = report.machine;
-  const paths = ['kernels.json', 'kernels.md'].map((name) => join(dir, name));
-  writeAtomically(paths[0], `${JSON.stringify(report, null, 2)}\n`);
-  writeAtomically(paths[1], [
-    '# vicreg-wgsl kernels',
-    '',
-    `${m.date} · adapter: ${m.adapter} · CPU: ${m.cpu} (${m.cpuCount} logical cores) · commit ${m.gitCommit ?? 'unknown'}${m.gitDirty ? ' (uncommitted changes)' : ''}`,
-    `Command: npm run bench -- ${report.argv.join(' ')}`,
-    '',
+  return writeSideReport(dir, 'kernels', report, 'vicreg-wgsl kernels',
     'Each kernel alone on device-resident data: 5 dispatches in one submission, the median over 5 submissions. ' +
       'Gram kernels: useful flops = the upper triangle, side (side + 1) / 2 dot products; GEMM-equivalent = the whole ' +
       'side x side product, as a general matrix multiply computes it. Backward: n d side multiply-adds (the subgroup ' +
@@ -219,11 +218,7 @@ export function writeKernelReports(dir: string, report: KernelReport): string[] 
       (report.peak
         ? `CPU peak: ${report.peak.sgemm_gflops.toFixed(0)} GFLOP/s, a 2048^3 float32 sgemm (${report.peak.blas}); "of CPU peak" divides the GEMM-equivalent rate (Gram) or the useful rate (backward) by it.`
         : 'No CPU peak (python3 with numpy missing).'),
-    '',
-    kernelTable(report.rows, report.peak?.sgemm_gflops),
-    '',
-  ].join('\n'));
-  return paths;
+    kernelTable(report.rows, report.peak?.sgemm_gflops));
 }
 
 export function markdownTable(report: BenchReport): string {
