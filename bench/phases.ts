@@ -13,6 +13,7 @@
 // and the dispatches the step encodes. Only timing is of interest: the loss bench and the tests check results.
 import { createVICRegLoss, type VICRegLoss } from '../src/index.js';
 import { randomViews } from '../test/reference/float64.js';
+import { timingStats } from './measure.js';
 import type { Form, Preset, Variant } from '../src/types.js';
 
 export interface PhaseTimes {
@@ -157,15 +158,9 @@ async function step(rec: Recorder, work: () => Promise<unknown>): Promise<PhaseT
   };
 }
 
-function median(values: number[]): number {
-  const s = [...values].sort((x, y) => x - y);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
 function medians(samples: PhaseTimes[]): PhaseTimes {
   const keys = Object.keys(samples[0]) as (keyof PhaseTimes)[];
-  return Object.fromEntries(keys.map((k) => [k, median(samples.map((s) => s[k]))])) as unknown as PhaseTimes;
+  return Object.fromEntries(keys.map((k) => [k, timingStats(samples.map((s) => s[k])).medianMs])) as unknown as PhaseTimes;
 }
 
 export interface PhaseOptions {

@@ -196,19 +196,22 @@ export function encodeStep(device: GPUDevice, encoder: GPUCommandEncoder, step: 
  * buffer too: the error, if any, comes at submit either way).
  */
 interface BindGroupLevel { next?: WeakMap<object, BindGroupLevel>; groups?: Map<string, GPUBindGroup> }
-const bindGroups = new WeakMap<object, BindGroupLevel>();
+const bindGroups: BindGroupLevel = {};
 
 const boundObject = (binding: Binding): object => ('buffer' in binding ? binding.buffer : binding);
 const boundRange = (binding: Binding): string => ('buffer' in binding ? `${binding.offset ?? 0}+${binding.size ?? '*'}` : '');
 
+/** The level under `level` for `key`, made on first use. */
+function below(level: BindGroupLevel, key: object): BindGroupLevel {
+  const next = (level.next ??= new WeakMap());
+  let found = next.get(key);
+  if (!found) next.set(key, (found = {}));
+  return found;
+}
+
 function bindGroupOf(device: GPUDevice, dispatch: Dispatch): GPUBindGroup {
-  let level: BindGroupLevel = { next: bindGroups };
-  for (const key of [dispatch.pipeline, ...dispatch.bindings.map(boundObject)]) {
-    const next = (level.next ??= new WeakMap());
-    let found = next.get(key);
-    if (!found) next.set(key, (found = {}));
-    level = found;
-  }
+  let level = below(bindGroups, dispatch.pipeline);
+  for (const b of dispatch.bindings) level = below(level, boundObject(b));
   const groups = (level.groups ??= new Map());
   const ranges = dispatch.bindings.map(boundRange).join(',');
   let group = groups.get(ranges);
@@ -279,8 +282,8 @@ export async function readback(device: GPUDevice, encoder: GPUCommandEncoder,
   // Keyed by the first staging buffer: the same readback of the same workspace waits about as long each call.
   const mapped = quietly(() => Promise.all(copies.map((c) => c.staging.gpu.mapAsync(MAP_MODE_READ, 0, c.bytes))), copies[0]?.staging.gpu);
   // New destinations are made while the device works: a fresh array's first write takes its pages from
-  // the OS (about 100 ms for 64 MiB, a 2048 x 8192 gradient, on this project's VMs), which would
-  // otherwise follow the wait.
+  // the OS, which would otherwise follow the wait (2048 x 8192 backward, from the gradients' map to the
+  // return: 212 ms before, 31 ms after; `npm run bench -- --phases --shapes 2048x8192 --variant windows`).
   let fresh: (ArrayBuffer | undefined)[];
   try {
     fresh = copies.map((c) => (c.into ? undefined : withPages(new ArrayBuffer(c.bytes))));

@@ -25,9 +25,10 @@ const POLL_MS = 1;
  * A keyed wait (the same readback of the same workspace, say) whose last run took less than this polls
  * as Dawn does throughout: a 1 ms timer is then a large share of the wait, and the spin a short one.
  * Forward + backward at 64 x 512 on lavapipe: 4.0-4.1 ms deferred, 1.7-1.8 ms with this rule (`npm run
- * bench -- --phases --shapes 64x512 --runs 40`, before and after it). Longer waits stay deferred, since
- * there the spin takes a core the adapter needs: 256 x 1024, `windows`, every wait spinning
- * (`--dawn-polling`) 22.4-31.4 ms against 19.8-24.3 deferred (three alternating pairs).
+ * bench -- --phases --shapes 64x512,128x512,256x1024 --runs 40`, before and after it). Longer waits stay
+ * deferred, since there the spin takes a core the adapter needs: at 256 x 1024 every wait spinning
+ * (`--phases --shapes 64x512,256x1024 --variant windows --runs 40 --dawn-polling`) took 22.4-31.4 ms
+ * against 19.8-24.3 deferred (the same without the flag; three alternating pairs).
  */
 export const SHORT_WAIT_MS = 2;
 /** The last duration of each keyed wait; weak, so a key (a staging buffer, say) takes its entry with it. */
@@ -80,8 +81,8 @@ function uninstall(): void {
 /**
  * Awaits the promise `start` returns (a dawn.node wait: mapAsync, onSubmittedWorkDone), with Dawn's
  * event polling deferred to timers after the first SPIN_MS. Nested and concurrent calls share one
- * deferral. With a `key` (an object standing for this kind of wait, such as the buffer it maps), a wait whose last run under that key took less
- * than SHORT_WAIT_MS is not deferred (another wait's deferral, if one is pending, still applies).
+ * deferral. With a `key` (an object standing for this kind of wait, such as the buffer it maps), a wait
+ * whose last run under that key took less than SHORT_WAIT_MS is not deferred (another wait's deferral, if one is pending, still applies).
  */
 export async function quietly<T>(start: () => Promise<T>, key?: object): Promise<T> {
   if (!enabled || typeof (globalThis as { setImmediate?: unknown }).setImmediate !== 'function') return start();
