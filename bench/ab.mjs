@@ -10,7 +10,9 @@
 // Modes: host (forward + backward on Float32Arrays, gradients into kept arrays), resident (forward and
 // backward on GPUBuffers, then a wait for the device), encode (encode() into kept gradient buffers,
 // read() of the terms, a wait for the device). Before timing it prints whether the two builds' gradients
-// (host mode, or the mode given first) are bitwise the same.
+// (host mode, or the mode given first) are bitwise the same. With --kernels it alternates the two sides'
+// `npm run bench -- --kernels` instead (bench/kernels.ts at each revision: every kernel alone, each call
+// on a fresh device), and prints each kernel's median per side.
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
@@ -26,13 +28,15 @@ const HELP = `npm run ab -- --base REV [options]
   --warmup N        untimed calls of each first (default 3; the first compiles and runs variant trials)
   --modes M,...     host, resident, encode (default host,resident)
   --variant V       the engines' variant option (default auto); --form F likewise (default auto)
+  --kernels         instead: each kernel alone (bench/kernels.ts of both sides; --variant as its filter)
   --help            this text`;
 
 const { values } = parseArgs({
   options: {
     base: { type: 'string' }, shapes: { type: 'string', default: '256x1024' }, rounds: { type: 'string', default: '20' },
     warmup: { type: 'string', default: '3' }, modes: { type: 'string', default: 'host,resident' },
-    variant: { type: 'string', default: 'auto' }, form: { type: 'string', default: 'auto' }, help: { type: 'boolean', default: false },
+    variant: { type: 'string', default: 'auto' }, form: { type: 'string', default: 'auto' }, kernels: { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
   },
 });
 if (values.help) { console.log(HELP); process.exit(0); }
@@ -58,10 +62,10 @@ const root = resolve(import.meta.dirname, '..');
 const git = (...args) => execFileSync('git', args, { cwd: root, encoding: 'utf8' }).trim();
 const commit = git('rev-parse', '--verify', `${values.base}^{commit}`);
 
-/** Bundles src/index.ts under `dir` into `out` (as scripts/build.mjs does for dist/node). */
-async function bundle(dir, out) {
+/** Bundles `entry` (src/index.ts, or bench/kernels.ts) under `dir` into `out` (as scripts/build.mjs does for dist/node). */
+async function bundle(dir, entry, out) {
   await build({
-    entryPoints: [join(dir, 'src/index.ts')], outfile: out, bundle: true, format: 'esm', platform: 'node', target: 'node20',
+    entryPoints: [join(dir, entry)], outfile: out, bundle: true, format: 'esm', platform: 'node', target: 'node20',
     packages: 'external', loader: { '.wgsl': 'text' }, logLevel: 'warning',
   });
   return import(pathToFileURL(out).href);
@@ -69,10 +73,11 @@ async function bundle(dir, out) {
 const baseDir = join(root, '.ab', commit);
 rmSync(baseDir, { recursive: true, force: true });
 mkdirSync(baseDir, { recursive: true });
-execFileSync('sh', ['-c', `git archive ${commit} src kernels | tar -x -C "${baseDir}"`], { cwd: root });
+execFileSync('sh', ['-c', `git archive ${commit} src kernels${values.kernels ? ' bench' : ''} | tar -x -C "${baseDir}"`], { cwd: root });
+const [entry, file] = values.kernels ? ['bench/kernels.ts', 'kernels.js'] : ['src/index.ts', 'index.js'];
 const sides = [
-  { name: 'A', label: `${values.base} (${commit.slice(0, 7)})`, lib: await bundle(baseDir, join(baseDir, 'index.js')) },
-  { name: 'B', label: 'working tree', lib: await bundle(root, join(root, '.ab', 'work', 'index.js')) },
+  { name: 'A', label: `${values.base} (${commit.slice(0, 7)})`, lib: await bundle(baseDir, entry, join(baseDir, file)) },
+  { name: 'B', label: 'working tree', lib: await bundle(root, entry, join(root, '.ab', 'work', file)) },
 ];
 Object.assign(globalThis, globals);
 
@@ -159,6 +164,26 @@ const median = (x) => { const y = [...x].sort((p, q) => p - q); const m = y.leng
 const quantile = (x, f) => [...x].sort((p, q) => p - q)[Math.round(f * (x.length - 1))];
 const ms = (x) => `${x.toFixed(2)} ms`;
 
+const line = (what, ta, tb) => `${what}: A ${ms(median(ta))} (${ms(quantile(ta, 0.25))}-${ms(quantile(ta, 0.75))}), ` +
+  `B ${ms(median(tb))} (${ms(quantile(tb, 0.25))}-${ms(quantile(tb, 0.75))}), B/A ${(median(tb) / median(ta)).toFixed(3)}`;
+
+if (values.kernels) {
+  console.log(`A = ${sides[0].label}, B = ${sides[1].label}; kernels alone, variant ${values.variant}; ${rounds} alternating runs of each`);
+  const times = new Map();   // kernel row -> [A times, B times]
+  for (let r = 0; r < rounds; r++) {
+    for (const s of r % 2 ? [0, 1] : [1, 0]) {
+      const { rows } = await sides[s].lib.benchKernels(shapes, values.variant, () => {});
+      for (const row of rows) {
+        const key = `${row.n}x${row.d} ${row.form}/${row.variant} ${row.kernel}`;
+        if (!times.has(key)) times.set(key, [[], []]);
+        times.get(key)[s].push(row.ms);
+      }
+    }
+  }
+  for (const [key, [ta, tb]] of times) if (ta.length && tb.length) console.log(line(key, ta, tb));
+  process.exit(0);
+}
+
 console.log(`A = ${sides[0].label}, B = ${sides[1].label}; variant ${values.variant}, form ${values.form}; ${rounds} alternating calls of each after ${warmup} untimed`);
 for (const [n, d] of shapes) {
   const inputs = views(n, d);
@@ -182,10 +207,6 @@ for (const [n, d] of shapes) {
       }
     }
   }
-  for (const mode of modes) {
-    const [ta, tb] = [times[0][mode], times[1][mode]];
-    console.log(`${n}x${d} ${mode}: A ${ms(median(ta))} (${ms(quantile(ta, 0.25))}-${ms(quantile(ta, 0.75))}), ` +
-      `B ${ms(median(tb))} (${ms(quantile(tb, 0.25))}-${ms(quantile(tb, 0.75))}), B/A ${(median(tb) / median(ta)).toFixed(3)}`);
-  }
+  for (const mode of modes) console.log(line(`${n}x${d} ${mode}`, times[0][mode], times[1][mode]));
   made.forEach((s) => s.destroy());
 }

@@ -136,9 +136,9 @@ export async function benchKernels(shapes: [number, number][], only: Variant | '
           const pipes = await Promise.all(backwardSpecs(backward, false).map((spec) => pipeline(device, spec)));
           const buffers = { z: views[0].gpu, other: views[1].gpu, stats: stats.gpu, matrix: matrix.gpu, grad: grad.gpu, upstream: upstream.gpu, panel };
           const backwardDispatches = window
-            ? windowBackwardPassList('backward', { main: pipes[0], transposed: pipes[1], pack: pipes[2] }, { ...buffers, ...window }, window.layout, n, 0)
+            ? windowBackwardPassList('backward', { main: pipes[0], pack: pipes[1] }, { ...buffers, ...window }, window.layout, n, 0)
             : backwardPassList(backward, 'backward', pipes, buffers, params, n, d);
-          const packPipe = backward.grouped ? pipes[pipes.length - 1] : window ? pipes[2] : undefined;
+          const packPipe = backward.grouped ? pipes[pipes.length - 1] : window ? pipes[1] : undefined;
           // The panel copies, and with 'windows' their copies into the texture.
           const packs = backwardDispatches.filter((x) => 'copy' in x || x.pipeline === packPipe);
           if (packs.length) {

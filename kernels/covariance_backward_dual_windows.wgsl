@@ -9,9 +9,11 @@
 //   varCoef_j = varWeight / std_j if std_j = sqrt(var_j + eps) < gamma, else 0
 // One dispatch covers one block row P of the gradient (rows 128 P .. 128 P + 127), one column group (the
 // panel texture's strips) and up to WINDOWS blocks of columns of K (block.blocks): the host runs, per
-// block row, the blocks the view keeps by rows (block P itself first, read both ways) and then those it
-// keeps by columns (TRANSPOSED), WINDOWS at a time. The first dispatch of a block row writes the
-// invariance, variance and -var Zc terms with its part of the sum; the later ones add their part. Each
+// block row, all of K's blocks, block P itself first (read both ways), then those the view keeps by rows,
+// then those it keeps by columns (flags bit 8 + w: window w is read by columns), WINDOWS at a time; so
+// up to 1024 rows a block row is one dispatch, and each gradient element is written once. The first
+// dispatch of a block row writes the invariance, variance and -var Zc terms with its part of the sum; the
+// later ones (n > 1024) add their part. Each
 // workgroup is one subgroup of LANES = 8 and owns 32 rows x 64 columns (lane: 8 columns as 2 vec4s; rows
 // 4 lane + m hold its K values, passed to the other lanes by subgroupShuffle), as
 // covariance_backward_dual_subgroup.wgsl.
@@ -61,12 +63,12 @@ struct BackwardParams {
 }
 
 // blockRow: P; blockCount: windows bound (at most WINDOWS); flags: bit 0 the first dispatch of this block
-// row (writes), bit 1 view B's diagonal correction, bit 2 window 0 is block P itself (read both ways);
-// lowerHalf: 1 for view B; blocks: the block of columns (k / 128) of each window.
+// row (writes), bit 1 view B's diagonal correction, bit 2 window 0 is block P itself (read both ways),
+// bit 8 + w window w holds the view's block by columns; lowerHalf: 1 for view B; blocks: the block of
+// columns (k / 128) of each window.
 struct BlockParams { blockRow: u32, blockCount: u32, flags: u32, lowerHalf: u32, blocks: array<vec4<u32>, 2> }
 
 override ACCUMULATE: bool = false;
-override TRANSPOSED: bool = false;   // the windows hold the view's K by columns (see the header)
 const LANES: u32 = 8u;
 const SHARED: u32 = 32u;
 const OWN4: u32 = 2u;
@@ -104,7 +106,7 @@ fn statsVec4(offset: u32, column: u32) -> vec4<f32> {
 
 // K over this lane's rows (local i0l + m, m = 0 .. 3) and the window's columns kl .. kl+3, as vec4s of the
 // 4 columns (a uniform load gathers each component apart, so a vec4 costs four scalars, but one address).
-// By rows: the window holds the entries at (row, column); by columns (TRANSPOSED): at (column, row).
+// By rows: the window holds the entries at (row, column); by columns: at (column, row).
 fn byRows(win: ptr<uniform, Window>, i0l: u32, kl: u32) -> array<vec4<f32>, 4> {
   return array<vec4<f32>, 4>((*win)[(i0l + 0u) * BLOCK4 + kl / 4u], (*win)[(i0l + 1u) * BLOCK4 + kl / 4u],
                              (*win)[(i0l + 2u) * BLOCK4 + kl / 4u], (*win)[(i0l + 3u) * BLOCK4 + kl / 4u]);
@@ -141,22 +143,22 @@ fn accumulateBlock(acc: ptr<function, Acc>, m: u32, mine: vec4<f32>, zc: ptr<fun
 }
 
 // K over this lane's rows and the 4 columns kl .. kl+3 of window w, read as the window holds them:
-// by rows, by columns (TRANSPOSED), or both ways (`diagonal`: window 0 is the block row's own block).
-fn windowK(w: u32, i0l: u32, kl: u32, diagonal: bool, lower: bool) -> array<vec4<f32>, 4> {
+// by rows, by columns (`columns`), or both ways (`diagonal`: window 0 is the block row's own block).
+fn windowK(w: u32, i0l: u32, kl: u32, diagonal: bool, columns: bool, lower: bool) -> array<vec4<f32>, 4> {
   if (diagonal) { return mixed(&k0, i0l, kl, lower); }
   switch (w) {
-    case 0u: { return gatherK(&k0, i0l, kl); }
-    case 1u: { return gatherK(&k1, i0l, kl); }
-    case 2u: { return gatherK(&k2, i0l, kl); }
-    case 3u: { return gatherK(&k3, i0l, kl); }
-    case 4u: { return gatherK(&k4, i0l, kl); }
-    case 5u: { return gatherK(&k5, i0l, kl); }
-    case 6u: { return gatherK(&k6, i0l, kl); }
-    default: { return gatherK(&k7, i0l, kl); }
+    case 0u: { return gatherK(&k0, i0l, kl, columns); }
+    case 1u: { return gatherK(&k1, i0l, kl, columns); }
+    case 2u: { return gatherK(&k2, i0l, kl, columns); }
+    case 3u: { return gatherK(&k3, i0l, kl, columns); }
+    case 4u: { return gatherK(&k4, i0l, kl, columns); }
+    case 5u: { return gatherK(&k5, i0l, kl, columns); }
+    case 6u: { return gatherK(&k6, i0l, kl, columns); }
+    default: { return gatherK(&k7, i0l, kl, columns); }
   }
 }
-fn gatherK(win: ptr<uniform, Window>, i0l: u32, kl: u32) -> array<vec4<f32>, 4> {
-  if (TRANSPOSED) { return byColumns(win, i0l, kl); }
+fn gatherK(win: ptr<uniform, Window>, i0l: u32, kl: u32, columns: bool) -> array<vec4<f32>, 4> {
+  if (columns) { return byColumns(win, i0l, kl); }
   return byRows(win, i0l, kl);
 }
 
@@ -182,8 +184,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   for (var w = 0u; w < count; w++) {
     let kb = block.blocks[w / 4u][w % 4u] * BLOCK;
     let diagonal = diagonalFirst && w == 0u;
+    let columns = ((block.flags >> (8u + w)) & 1u) != 0u;
     for (var k = kb; k < min(kb + BLOCK, kMax); k += 4u) {
-      let kv = windowK(w, i0l, k - kb, diagonal, lower);
+      let kv = windowK(w, i0l, k - kb, diagonal, columns, lower);
       var zc: ZcRows;
       for (var q = 0u; q < 4u; q++) {
         for (var c = 0u; c < OWN4; c++) { zc[q][c] = textureLoad(panel, vec2<u32>(c * LANES + lane, k + q), strip); }

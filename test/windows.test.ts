@@ -31,12 +31,17 @@ describe('the windows plan (kernels.ts)', () => {
           expect(mine[0].flags & 5).toBe(5);                       // the first writes; its window 0 is the diagonal block
           expect(mine.slice(1).every((x) => (x.flags & 5) === 0)).toBe(true);
           expect(mine.every((x) => x.blocks.length <= BACKWARD_WINDOWS)).toBe(true);
+          // Both orientations share dispatches: as few as the windows allow (one per block row up to 8 blocks).
+          expect(mine.length).toBe(Math.ceil(nb / BACKWARD_WINDOWS));
           for (const x of mine) {
-            for (const Q of x.blocks) {
-              if (Q === P) continue;
+            // The kernel reads the orientation from flags bit 8 + w.
+            expect(x.byColumns.map((_, w) => ((x.flags >> (8 + w)) & 1) === 1)).toEqual(x.byColumns);
+            expect(x.flags >> (8 + x.blocks.length)).toBe(0);
+            for (const [w, Q] of x.blocks.entries()) {
+              if (Q === P) { expect(x.byColumns[w]).toBe(false); continue; }
               // Read by columns exactly where the view keeps (P, Q) transposed, as block (Q, P).
               const keptByRows = storedBlock(view, P, Q, nb) === P * nb + Q;
-              expect(x.transposed, `n ${n} view ${view} (${P}, ${Q})`).toBe(!keptByRows);
+              expect(x.byColumns[w], `n ${n} view ${view} (${P}, ${Q})`).toBe(!keptByRows);
               // The two block rows that share a stored block find the same one.
               expect(storedBlock(view, Q, P, nb)).toBe(storedBlock(view, P, Q, nb));
             }

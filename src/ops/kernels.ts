@@ -134,9 +134,9 @@ export interface BackwardKernel {
   grouped?: { columnGroups(n: number, d: number): ColumnGroups; pack: { spec: KernelSpec; bindings(b: BackwardBuffers): GPUBuffer[] } };
   /**
    * A 'windows' kernel: per column group (windowColumnGroups) a panel copy (`pack`) copied on into the texture and, per block row,
-   * dispatches over K's blocks (windowBackwardDispatches), those read by columns with `transposed`.
+   * dispatches over K's blocks (windowBackwardDispatches).
    */
-  windows?: { transposed(accumulate: boolean): KernelSpec; pack: KernelSpec };
+  windows?: { pack: KernelSpec };
 }
 
 /** How a grouped backward splits the columns: `groups` groups of `width` columns (a multiple of 64; the last may run past d). */
@@ -231,23 +231,36 @@ export function storedBlock(view: 0 | 1, P: number, Q: number, nb: number): numb
   return r * nb + c;
 }
 
-/** One dispatch of the windowed backward: block row P over K's blocks `blocks` (read by columns if `transposed`). */
-export interface WindowBackwardDispatch { P: number; blocks: number[]; transposed: boolean; flags: number }
+/**
+ * One dispatch of the windowed backward: block row P over K's blocks `blocks`, window w read by columns
+ * where `byColumns[w]`; flags as BlockParams' (the by-columns windows in bits 8 + w).
+ */
+export interface WindowBackwardDispatch { P: number; blocks: number[]; byColumns: boolean[]; flags: number }
+
+/** BlockParams' flags: bit 8 + w, window w holds the view's block by columns (covariance_backward_dual_windows.wgsl). */
+const BY_COLUMNS_BIT = 8;
 
 /**
- * A view's windowed backward, per column group: for each block row P, the blocks the view keeps by rows
- * (P itself first), then those it keeps by columns, BACKWARD_WINDOWS at a time. flags as BlockParams'.
+ * A view's windowed backward, per column group: for each block row P, all of K's blocks, P itself first,
+ * then those the view keeps by rows, then those it keeps by columns, BACKWARD_WINDOWS at a time: one
+ * dispatch per block row up to BACKWARD_WINDOWS blocks (n <= 1024), so each gradient element is written
+ * once there. (Separate dispatches for the two orientations, as before, wrote the rows of every block
+ * row but the first and last twice: `npm run ab` at 256 x 1024, README "Performance".)
  */
 export function windowBackwardDispatches(n: number, view: 0 | 1): WindowBackwardDispatch[] {
   const nb = blockCount(n);
   const out: WindowBackwardDispatch[] = [];
-  const chunks = (blocks: number[]) => Array.from({ length: ceilDiv(blocks.length, BACKWARD_WINDOWS) }, (_, c) => blocks.slice(c * BACKWARD_WINDOWS, (c + 1) * BACKWARD_WINDOWS));
   for (let P = 0; P < nb; P++) {
     const after = Array.from({ length: nb - P - 1 }, (_, i) => P + 1 + i);
     const before = Array.from({ length: P }, (_, i) => i);
     const [byRows, byColumns] = view === 0 ? [after, before] : [before, after];
-    chunks([P, ...byRows]).forEach((blocks, c) => out.push({ P, blocks, transposed: false, flags: c === 0 ? 1 | 4 | (view === 1 ? 2 : 0) : 0 }));
-    chunks(byColumns).forEach((blocks) => out.push({ P, blocks, transposed: true, flags: 0 }));
+    const all = [P, ...byRows, ...byColumns];
+    for (let c = 0; c * BACKWARD_WINDOWS < all.length; c++) {
+      const blocks = all.slice(c * BACKWARD_WINDOWS, (c + 1) * BACKWARD_WINDOWS);
+      const columns = blocks.map((_, w) => c * BACKWARD_WINDOWS + w > byRows.length);
+      const flags = (c === 0 ? 1 | 4 | (view === 1 ? 2 : 0) : 0) | columns.reduce((f, x, w) => f | (x ? 1 << (BY_COLUMNS_BIT + w) : 0), 0);
+      out.push({ P, blocks, byColumns: columns, flags });
+    }
   }
   return out;
 }
@@ -325,7 +338,7 @@ export function windowGramPassList(label: string, pipes: { gram: GPUComputePipel
  * copy into the texture, then windowBackwardDispatches. (A kernel writing the texture by textureStore ran
  * at 1.0 GB/s on lavapipe, this pair at 1.9 GB/s: README "Algorithm".)
  */
-export function windowBackwardPassList(label: string, pipes: { main: GPUComputePipeline; transposed: GPUComputePipeline; pack: GPUComputePipeline },
+export function windowBackwardPassList(label: string, pipes: { main: GPUComputePipeline; pack: GPUComputePipeline },
   buffers: Omit<BackwardBuffers, 'params' | 'panel'> & WindowBuffers, records: WindowRecords, rows: number, view: 0 | 1,
   indirect?: { indirect: GPUBuffer; offset: number }): Step[] {
   const { groups, backward, at } = records;
@@ -343,8 +356,8 @@ export function windowBackwardPassList(label: string, pipes: { main: GPUComputeP
     backward.forEach((dispatch, i) => {
       const windows = Array.from({ length: BACKWARD_WINDOWS }, (_, w) => window(buffers.matrix, w < dispatch.blocks.length ? storedBlock(view, dispatch.P, dispatch.blocks[w], nb) : 0));
       steps.push({
-        label: `${label}: group ${g} block row ${dispatch.P}${dispatch.transposed ? ' (by columns)' : ''}`,
-        pipeline: dispatch.transposed ? pipes.transposed : pipes.main, workgroups,
+        label: `${label}: group ${g} block row ${dispatch.P}, blocks ${dispatch.blocks.map((Q, w) => `${Q}${dispatch.byColumns[w] ? ' (by columns)' : ''}`).join(', ')}`,
+        pipeline: pipes.main, workgroups,
         bindings: [buffers.z, buffers.other, buffers.stats, buffers.matrix, buffers.grad, params, buffers.upstream, buffers.texture.view,
           record(buffers.records, at.blocks + i, 48), ...windows],
       });
@@ -471,10 +484,7 @@ export const forms: Record<Form, FormKernels> = {
         spec: (accumulate) => ({ name: 'covariance_backward_dual_windows', code: covarianceBackwardDualWindowsWgsl, constants: { ACCUMULATE: accumulate } }),
         workgroups: (n, d) => windowBackwardWorkgroups(windowColumnGroups(n, d).width),
         bindings: () => { throw new Error('covariance_backward_dual_windows runs through windowBackwardPassList'); },
-        windows: {
-          transposed: (accumulate) => ({ name: 'covariance_backward_dual_windows', code: covarianceBackwardDualWindowsWgsl, constants: { ACCUMULATE: accumulate, TRANSPOSED: true } }),
-          pack: windowPanelsSpec,
-        },
+        windows: { pack: windowPanelsSpec },
       },
     },
   },
@@ -521,10 +531,10 @@ export const UNIFORM_BYTES = { dims: 16, gramDims: 48, termParams: 64, backwardP
 
 /**
  * A backward kernel's pipelines, in the order backwardPassList takes them: its pass, then its mirrored
- * pass or its panel copy where it has one; for 'windows', its pass, its by-columns pass and its copy.
+ * pass or its panel copy where it has one (for 'windows', its copy).
  */
 export function backwardSpecs(kernel: BackwardKernel, accumulate: boolean): KernelSpec[] {
-  if (kernel.windows) return [kernel.spec(accumulate), kernel.windows.transposed(accumulate), kernel.windows.pack];
+  if (kernel.windows) return [kernel.spec(accumulate), kernel.windows.pack];
   return [kernel.spec(accumulate), ...(kernel.mirrored ? [kernel.mirrored.spec] : []), ...(kernel.grouped ? [kernel.grouped.pack.spec] : [])];
 }
 

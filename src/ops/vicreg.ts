@@ -583,7 +583,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     };
     if (forms[form].backward[variant].windows) {
       const scratch = trial ?? { ...ws.windows!, records: ws.windows!.records[v].gpu, layout: ws.windows!.layout[v] };
-      return windowBackwardPassList(`${form} ${variant} backward ${VIEWS[v]}`, { main: pipes[0], transposed: pipes[1], pack: pipes[2] },
+      return windowBackwardPassList(`${form} ${variant} backward ${VIEWS[v]}`, { main: pipes[0], pack: pipes[1] },
         { ...buffers, records: scratch.records, panel: scratch.panel.gpu, texture: scratch.texture }, scratch.layout, rows, v, indirect?.('main'));
     }
     return backwardPassList(forms[form].backward[variant], `${form} ${variant} backward ${VIEWS[v]}`, pipes, buffers, params, rows, ws.d,
