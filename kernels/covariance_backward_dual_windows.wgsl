@@ -39,17 +39,24 @@
 //   4  grad4     storage, read_write  array<vec4<f32>>  n*d/4
 //   5  params    uniform              BackwardParams (as covariance_backward.wgsl; columnStart: the group's)
 //   6  upstream  storage, read        array<f32>        1: the upstream gradient
-//   7  panel     texture_storage_2d_array<rgba32float, read>  16 x n x strips: Zc of the group,
-//                strip q in layer q, columns 4x .. 4x+3 of the strip at (x, row) (centered_panels.wgsl, then copyBufferToTexture)
+//   7  panel     texture_storage_2d_array<rgba32float, read>  16 x n x strips: the group's columns,
+//                strip q in layer q, columns 4x .. 4x+3 of the strip at (x, row): Zc (centered_panels.wgsl,
+//                then copyBufferToTexture), or with RAW_PANEL Z itself (copyBufferToTexture from the view,
+//                one copy per strip), centered here as loaded with the same two subtractions, so the
+//                gradient is bitwise the same either way
 //   8  block     uniform              BlockParams
 //   9 .. 16 k0 .. k7  uniform         array<vec4<f32>, 4096>  K's block for (P, blocks[w]), where the view
 //                keeps it (any block where w >= blockCount)
 // Dispatch: (4, strips, 1) workgroups of LANES threads: x the 32-row block within P, y the strip. Row
 // blocks past n and strips past d return at once.
-// Requires: d % 4 == 0; the 'subgroups' feature with a subgroup size of exactly LANES; read-only
+// Rows of the texture past n (read by the last step when n % 4 != 0) are out of bounds: WGSL then gives
+// some texel's value (finite: the inputs were checked) or zero, and K's entries there are zeros, so they
+// add nothing.
+// Requires: d % 4 == 0 (RAW_PANEL: d % 64 == 0, the copy's bytesPerRow); the 'subgroups' feature with a subgroup size of exactly LANES; read-only
 // storage textures (the readonly_and_readwrite_storage_textures language feature); pointer parameters
 // in the uniform address space (unrestricted_pointer_parameters).
-// Variant: "windows" (lavapipe).
+// Variant: "windows" (lavapipe); RAW_PANEL where the view can be copied (COPY_SRC usage, d % 64 == 0),
+// which spares the pack pass over the view.
 
 enable subgroups;
 requires readonly_and_readwrite_storage_textures;
@@ -69,6 +76,7 @@ struct BackwardParams {
 struct BlockParams { blockRow: u32, blockCount: u32, flags: u32, lowerHalf: u32, blocks: array<vec4<u32>, 2> }
 
 override ACCUMULATE: bool = false;
+override RAW_PANEL: bool = false;   // the texture holds Z, not Zc (see panel above)
 const LANES: u32 = 8u;
 const SHARED: u32 = 32u;
 const OWN4: u32 = 2u;
@@ -172,9 +180,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   let lower = block.lowerHalf != 0u;
   let strip = wid.y;
   let i0l = wid.x * SHARED + 4u * lane;         // this lane's K rows i0 + 4 lane + m, within the block row
-  // Up to n rounded to 4: K's padding entries and the panel's padding rows are zeros (sample_gram_windows,
-  // centered_panels), so the last partial step adds nothing.
+  // Up to n rounded to 4: K's padding entries are zeros (sample_gram_windows), so the last partial step
+  // adds nothing (the texture's rows past n: see the header).
   let kMax = (n + 3u) / 4u * 4u;
+  // RAW_PANEL: this lane's columns' shift and center, to center the texture's Z as it is loaded.
+  var laneShift: array<vec4<f32>, OWN4>;
+  var laneCenter: array<vec4<f32>, OWN4>;
+  if (RAW_PANEL) {
+    for (var c = 0u; c < OWN4; c++) {
+      let j = 4u * (j40 + c * LANES + lane);
+      laneShift[c] = statsVec4(params.shiftOffset, j);
+      laneCenter[c] = statsVec4(params.centerOffset, j);
+    }
+  }
   let count = block.blockCount;
   var acc: Acc;
   // One loop over every window's columns, the window picked per step by a switch: the loop's body (the
@@ -189,7 +207,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
       let kv = windowK(w, i0l, k - kb, diagonal, columns, lower);
       var zc: ZcRows;
       for (var q = 0u; q < 4u; q++) {
-        for (var c = 0u; c < OWN4; c++) { zc[q][c] = textureLoad(panel, vec2<u32>(c * LANES + lane, k + q), strip); }
+        for (var c = 0u; c < OWN4; c++) {
+          let texel = textureLoad(panel, vec2<u32>(c * LANES + lane, k + q), strip);
+          if (RAW_PANEL) { zc[q][c] = (texel - laneShift[c]) - laneCenter[c]; } else { zc[q][c] = texel; }
+        }
       }
       accumulateBlock(&acc, 0u, kv[0], &zc);
       accumulateBlock(&acc, 1u, kv[1], &zc);
@@ -218,7 +239,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
       let index = i * d4 + j4;
       var sum = acc[r][c];
       if (first || diagonal) {
-        let x = z4[index];
+        var x: vec4<f32>;
+        // The texture's load is branch-free on lavapipe, a storage load is not (the header).
+        if (RAW_PANEL) { x = textureLoad(panel, vec2<u32>(c * LANES + lane, i), strip); } else { x = z4[index]; }
         let zci = (x - shift) - center;
         if (diagonal) {
           let il = i - P * BLOCK;

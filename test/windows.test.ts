@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createVICRegLoss, LimitError, OptionError, type VICRegLoss } from '../src/index.js';
 import { DEFAULTS } from '../src/ops/coefficients.js';
 import {
-  BACKWARD_WINDOWS, blockCount, forms, RECORD_BYTES, storedBlock, windowBackwardDispatches, windowColumnGroups, windowGramGroups, windowRecords, windowSuperTiles,
+  BACKWARD_WINDOWS, blockCount, forms, RECORD_BYTES, storedBlock, windowBackwardDispatches, windowColumnGroups, windowGramGroups, windowRawPanel, windowRecords, windowSuperTiles,
 } from '../src/ops/kernels.js';
 import { dominantFeatureViews, randomViews, referenceVICReg, relativeError, relativeNormError, scaled } from './reference/float64.js';
 import { checkAgainstReference, expectRepeatable, TERMS, type Shape } from './reference/checks.js';
@@ -79,8 +79,10 @@ describe('variant windows, form dual (poisoned scratch)', () => {
   });
   afterAll(() => vic?.destroy());
 
-  for (const [index, shape] of ([[2, 4], [3, 8], [17, 36], [65, 132], [130, 644], [257, 1156]] as Shape[]).entries()) {
-    it(`${shape[0]}x${shape[1]}`, async () => {
+  // d % 64 == 0 (3 x 64, 130 x 640, 257 x 1152): the backward copies the views' strips into its texture as
+  // they are (RAW_PANEL); the others pack Zc first.
+  for (const [index, shape] of ([[2, 4], [3, 8], [17, 36], [65, 132], [130, 644], [257, 1156], [3, 64], [130, 640], [257, 1152]] as Shape[]).entries()) {
+    it(`${shape[0]}x${shape[1]}${shape[1] % 64 === 0 ? ' (views copied as they are)' : ''}`, async () => {
       await check(vic, shape, 900 + index);
       expect(vic.lastPlan).toMatchObject({ variant: 'windows', form: 'dual', fellBack: false });
     });
@@ -141,8 +143,8 @@ describe('variant windows through encode()', () => {
     host?.destroy();
     vic?.destroy();
   });
-  const upload = (data: Float32Array) => {
-    const buffer = vic.device.createBuffer({ size: data.byteLength, usage: STORAGE | COPY_SRC | COPY_DST });
+  const upload = (data: Float32Array, usage = STORAGE | COPY_SRC | COPY_DST) => {
+    const buffer = vic.device.createBuffer({ size: data.byteLength, usage });
     vic.device.queue.writeBuffer(buffer, 0, data as Float32Array<ArrayBuffer>);
     live.push(buffer);
     return buffer;
@@ -173,6 +175,26 @@ describe('variant windows through encode()', () => {
     await (await vic.encode({ a: upload(a), b: upload(b), shape: [n, d], gradA, gradB, scale: 0.5, accumulate: true })).read();
     const twice = await download(gradA, n * d);
     expect(relativeNormError(twice, scaled(Array.from(hostGrads.gradA), 2))).toBeLessThan(1e-6);
+  });
+
+  it('the texture copied from the views as they are, or packed from them, gives the host path\'s gradients bitwise', async () => {
+    // 257 x 1152: the host path's views are the engine's (copyable): RAW_PANEL. Caller buffers without
+    // COPY_SRC cannot be copied: the backward packs Zc first (centered_panels), the same values.
+    const [n, d] = [257, 1152];
+    const { a, b } = randomViews(n, d, 995, { offset: 1e3 });
+    const hostTerms = await host.forward(a, b, [n, d]);
+    const hostGrads = await host.backward(1.5);
+    for (const usage of [STORAGE | COPY_SRC | COPY_DST, STORAGE | COPY_DST]) {
+      const views = [upload(a, usage), upload(b, usage)];
+      expect(windowRawPanel(views, d), `usage ${usage}`).toBe((usage & COPY_SRC) !== 0);
+      const nan = new Float32Array(n * d).fill(NaN);
+      const [gradA, gradB] = [upload(nan), upload(nan)];
+      const terms = await (await vic.encode({ a: views[0], b: views[1], shape: [n, d], gradA, gradB, scale: 1.5 })).read();
+      expect(terms).toEqual(hostTerms);
+      expect(Buffer.from((await download(gradA, n * d)).buffer).equals(Buffer.from(hostGrads.gradA.buffer)), `usage ${usage}`).toBe(true);
+      expect(Buffer.from((await download(gradB, n * d)).buffer).equals(Buffer.from(hostGrads.gradB.buffer)), `usage ${usage}`).toBe(true);
+    }
+    expect(windowRawPanel([upload(a)], d + 4)).toBe(false);   // a row not a multiple of 256 bytes
   });
 
   it('falls back to the primal form on the device (one feature x300, n = d/8)', async () => {

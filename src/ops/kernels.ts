@@ -134,9 +134,10 @@ export interface BackwardKernel {
   grouped?: { columnGroups(n: number, d: number): ColumnGroups; pack: { spec: KernelSpec; bindings(b: BackwardBuffers): GPUBuffer[] } };
   /**
    * A 'windows' kernel: per column group (windowColumnGroups) a panel copy (`pack`) copied on into the texture and, per block row,
-   * dispatches over K's blocks (windowBackwardDispatches).
+   * dispatches over K's blocks (windowBackwardDispatches); or, `raw` (where the view can be copied:
+   * windowRawPanel), the view's strips copied straight into the texture, and the kernel's RAW_PANEL pipeline.
    */
-  windows?: { pack: KernelSpec };
+  windows?: { pack: KernelSpec; raw(accumulate: boolean): KernelSpec };
 }
 
 /** How a grouped backward splits the columns: `groups` groups of `width` columns (a multiple of 64; the last may run past d). */
@@ -222,7 +223,8 @@ export function windowSuperTiles(n: number): { a: number; b: number; tiles: numb
 /** The backward's column groups: as the subgroup kernel's from PANEL_MIN_ROWS, but at every n (the texture). */
 export const windowColumnGroups = (_n: number, d: number): ColumnGroups => panelColumnGroups(d);
 /** The backward's panel texture for groups `width` columns wide: 16 texels wide (a strip), rows rounded up to 4 high, a layer per strip. */
-const windowTextureOf = (rows: number, width: number) => [STRIP / 4, ceilDiv(rows, 4) * 4, width / STRIP] as const;
+// n rows exactly: the raw copy has no more (the kernel's reads past n: its header).
+const windowTextureOf = (rows: number, width: number) => [STRIP / 4, rows, width / STRIP] as const;
 export const windowTextureSize = (n: number, d: number) => windowTextureOf(n, windowColumnGroups(n, d).width);
 
 /** Where view `view` keeps K's block (P, Q): A by (min, max), B by (max, min) (sample_gram_windows.wgsl). */
@@ -333,14 +335,24 @@ export function windowGramPassList(label: string, pipes: { gram: GPUComputePipel
   return dispatches;
 }
 
+/** COPY_SRC (GPUBufferUsage). */
+const COPY_SRC = 0x04;
+/**
+ * Whether the windowed backward can copy the views' strips straight into its texture (RAW_PANEL): each
+ * view copyable and a row of Z a multiple of 256 bytes (copyBufferToTexture's bytesPerRow).
+ */
+export const windowRawPanel = (views: readonly GPUBuffer[], d: number) => d % STRIP === 0 && views.every((v) => (v.usage & COPY_SRC) !== 0);
+
 /**
  * One view's windowed backward: per column group, its panel copy (centered_panels.wgsl) and the panels'
- * copy into the texture, then windowBackwardDispatches. (A kernel writing the texture by textureStore ran
- * at 1.0 GB/s on lavapipe, this pair at 1.9 GB/s: README "Algorithm".)
+ * copy into the texture, or with `raw` (windowRawPanel; the RAW_PANEL pipeline as `main`) a copy of each
+ * of the group's strips of Z into its layer, then windowBackwardDispatches. (A kernel writing the
+ * texture by textureStore ran at 1.0 GB/s on lavapipe, the pack and its copy at 1.9 GB/s: README
+ * "Algorithm"; the raw copies spare the pack's pass over the view.)
  */
 export function windowBackwardPassList(label: string, pipes: { main: GPUComputePipeline; pack: GPUComputePipeline },
   buffers: Omit<BackwardBuffers, 'params' | 'panel'> & WindowBuffers, records: WindowRecords, rows: number, view: 0 | 1,
-  indirect?: { indirect: GPUBuffer; offset: number }): Step[] {
+  indirect?: { indirect: GPUBuffer; offset: number }, raw?: { d: number }): Step[] {
   const { groups, backward, at } = records;
   const nb = blockCount(rows);
   const workgroups = indirect ?? windowBackwardWorkgroups(groups.width);
@@ -348,11 +360,22 @@ export function windowBackwardPassList(label: string, pipes: { main: GPUComputeP
   const steps: Step[] = [];
   for (let g = 0; g < groups.groups; g++) {
     const params = record(buffers.records, at.backwardParams + g, UNIFORM_BYTES.backwardParams);
-    steps.push({ label: `${label}: panels ${g}`, pipeline: pipes.pack, workgroups, bindings: [buffers.z, buffers.stats, buffers.panel, params] });
-    steps.push({
-      label: `${label}: texture ${g}`,
-      copy: { buffer: buffers.panel, bytesPerRow: STRIP * 4, rowsPerImage: windowPanelRows(rows), texture: buffers.texture.gpu, size: [texels, height, layers] },
-    });
+    if (raw) {
+      // Strip q of the group is rows x 64 floats of Z from column g width + 64 q: a layer each (strips past d: none).
+      const strips = Math.min(layers, raw.d / STRIP - g * layers);
+      for (let q = 0; q < strips; q++) {
+        steps.push({
+          label: `${label}: texture ${g} strip ${q}`,
+          copy: { buffer: buffers.z, offset: (g * groups.width + q * STRIP) * 4, bytesPerRow: raw.d * 4, rowsPerImage: height, texture: buffers.texture.gpu, origin: [0, 0, q], size: [texels, height, 1] },
+        });
+      }
+    } else {
+      steps.push({ label: `${label}: panels ${g}`, pipeline: pipes.pack, workgroups, bindings: [buffers.z, buffers.stats, buffers.panel, params] });
+      steps.push({
+        label: `${label}: texture ${g}`,
+        copy: { buffer: buffers.panel, bytesPerRow: STRIP * 4, rowsPerImage: windowPanelRows(rows), texture: buffers.texture.gpu, size: [texels, height, layers] },
+      });
+    }
     backward.forEach((dispatch, i) => {
       const windows = Array.from({ length: BACKWARD_WINDOWS }, (_, w) => window(buffers.matrix, w < dispatch.blocks.length ? storedBlock(view, dispatch.P, dispatch.blocks[w], nb) : 0));
       steps.push({
@@ -484,7 +507,10 @@ export const forms: Record<Form, FormKernels> = {
         spec: (accumulate) => ({ name: 'covariance_backward_dual_windows', code: covarianceBackwardDualWindowsWgsl, constants: { ACCUMULATE: accumulate } }),
         workgroups: (n, d) => windowBackwardWorkgroups(windowColumnGroups(n, d).width),
         bindings: () => { throw new Error('covariance_backward_dual_windows runs through windowBackwardPassList'); },
-        windows: { pack: windowPanelsSpec },
+        windows: {
+          pack: windowPanelsSpec,
+          raw: (accumulate) => ({ name: 'covariance_backward_dual_windows', code: covarianceBackwardDualWindowsWgsl, constants: { ACCUMULATE: accumulate, RAW_PANEL: true } }),
+        },
       },
     },
   },
@@ -531,10 +557,11 @@ export const UNIFORM_BYTES = { dims: 16, gramDims: 48, termParams: 64, backwardP
 
 /**
  * A backward kernel's pipelines, in the order backwardPassList takes them: its pass, then its mirrored
- * pass or its panel copy where it has one (for 'windows', its copy).
+ * pass or its panel copy where it has one (for 'windows', its copy; with `rawPanel`, its RAW_PANEL pass and
+ * still its copy, which then goes unused).
  */
-export function backwardSpecs(kernel: BackwardKernel, accumulate: boolean): KernelSpec[] {
-  if (kernel.windows) return [kernel.spec(accumulate), kernel.windows.pack];
+export function backwardSpecs(kernel: BackwardKernel, accumulate: boolean, rawPanel = false): KernelSpec[] {
+  if (kernel.windows) return [rawPanel ? kernel.windows.raw(accumulate) : kernel.spec(accumulate), kernel.windows.pack];
   return [kernel.spec(accumulate), ...(kernel.mirrored ? [kernel.mirrored.spec] : []), ...(kernel.grouped ? [kernel.grouped.pack.spec] : [])];
 }
 

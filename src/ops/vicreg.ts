@@ -18,7 +18,7 @@ import {
 } from './checks.js';
 import { resolveCoefficients, varianceScale } from './coefficients.js';
 import {
-  backwardParams, backwardParamsPerGroup, backwardPassList, backwardSpecs, blockedMatrixFloats, columnBlockGram, columnBlockWidth, columnStats, formDecision, forms, formVariant, gramDims, gramSpecs, lossTerms, packedMatrixFloats, PANEL_MIN_ROWS, statsLayout, UNIFORM_BYTES, VARIANTS, variantSupported, WINDOWS_MAX_ROWS,
+  backwardParams, backwardParamsPerGroup, backwardPassList, backwardSpecs, blockedMatrixFloats, windowRawPanel, columnBlockGram, columnBlockWidth, columnStats, formDecision, forms, formVariant, gramDims, gramSpecs, lossTerms, packedMatrixFloats, PANEL_MIN_ROWS, statsLayout, UNIFORM_BYTES, VARIANTS, variantSupported, WINDOWS_MAX_ROWS,
   windowBackwardPassList, windowPanelFloats, windowGramPassList, windowRecords, windowTextureSize, type Form, type Variant, type WindowRecords,
 } from './kernels.js';
 import { carryVariantChoices, choiceKey, choicesOf, exportVariantChoices, seedVariantChoices, validateVariantChoices, type ChoiceRole } from './variantChoices.js';
@@ -584,13 +584,18 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     if (forms[form].backward[variant].windows) {
       const scratch = trial ?? { ...ws.windows!, records: ws.windows!.records[v].gpu, layout: ws.windows!.layout[v] };
       return windowBackwardPassList(`${form} ${variant} backward ${VIEWS[v]}`, { main: pipes[0], pack: pipes[1] },
-        { ...buffers, records: scratch.records, panel: scratch.panel.gpu, texture: scratch.texture }, scratch.layout, rows, v, indirect?.('main'));
+        { ...buffers, records: scratch.records, panel: scratch.panel.gpu, texture: scratch.texture }, scratch.layout, rows, v, indirect?.('main'),
+        rawPanel(variant, views, ws.d) ? { d: ws.d } : undefined);
     }
     return backwardPassList(forms[form].backward[variant], `${form} ${variant} backward ${VIEWS[v]}`, pipes, buffers, params, rows, ws.d,
       { indirect, blockWidth: block?.width });
   }
 
-  const backwardSpecsOf = (form: Form, variant: Variant, accumulate: boolean) => backwardSpecs(forms[form].backward[variant], accumulate);
+  /** Whether a 'windows' backward copies the views' strips into its texture as they are (kernels.ts windowRawPanel). */
+  const rawPanel = (variant: Variant, views: readonly GPUBuffer[], d: number) => variant === 'windows' && windowRawPanel(views, d);
+  /** The backward's pipelines for these views (backwardSteps binds them in this order). */
+  const backwardSpecsOf = (form: Form, variant: Variant, accumulate: boolean, views: readonly GPUBuffer[], d: number) =>
+    backwardSpecs(forms[form].backward[variant], accumulate, rawPanel(variant, views, d));
 
   /**
    * One view's backward parameters: per column group for a grouped kernel (made on first need, with the
@@ -668,7 +673,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     return {
       async run(candidate, rows) {
         const kernel = forms[form].backward[candidate];
-        const pipes = await Promise.all(backwardSpecsOf(form, candidate, false).map((spec) => pipeline(device, spec)));
+        const pipes = await Promise.all(backwardSpecsOf(form, candidate, false, views, ws.d).map((spec) => pipeline(device, spec)));
         scratch ??= [storageBuffer(device, 'trial gradient', rows * ws.d * 4), uniformBuffer(device, 'trial backward params', UNIFORM_BYTES.backwardParams),
           storageBuffer(device, 'trial upstream', 4)];
         // 'windows': its own records, blocked matrix (zeros: the time does not depend on K), panels and texture.
@@ -784,7 +789,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
       const bw = ws.backward;
       const grads: [GPUBuffer, GPUBuffer] = [bw.grads[0].gpu, bw.grads[1].gpu];
       const variant = await backwardVariant(device, ws, form, views, gramVariantUsed, blocked);
-      const pipes = await Promise.all(backwardSpecsOf(form, variant, false).map((spec) => pipeline(device, spec)));
+      const pipes = await Promise.all(backwardSpecsOf(form, variant, false, views, d).map((spec) => pipeline(device, spec)));
       device.queue.writeBuffer(bw.upstream.gpu, 0, new Float32Array([scale]));
       const params = blocked ? undefined : BOTH.map((v) => backwardParamsOf(device, ws, form, variant, v));
       if (options.poisonScratch) {
@@ -861,11 +866,11 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
   }
 
   /** The kernels an encode() dispatches, so that they can be compiled before recording. */
-  function encodeSpecs(plan: EncodePlan, accumulate: boolean): KernelSpec[] {
+  function encodeSpecs(plan: EncodePlan, input: EncodeInputs): KernelSpec[] {
     const specs = [columnStats.spec, lossTerms.spec, formDecision.spec];
     for (const form of plan.run) {
       const c = plan.chosen[form]!;
-      specs.push(...gramSpecs(forms[form].gram[c.variant], true), ...backwardSpecsOf(form, c.backwardVariant, accumulate));
+      specs.push(...gramSpecs(forms[form].gram[c.variant], true), ...backwardSpecsOf(form, c.backwardVariant, input.accumulate, input.views, input.d));
     }
     return specs;
   }
@@ -883,7 +888,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
         plan.chosen[form] = { f: gramBuffers(device, ws, form, variant, true), variant, backwardVariant: await backwardVariant(device, ws, form, views, variant) };
       }
       const compiled = new Map<KernelSpec['name'], GPUComputePipeline>();
-      for (const spec of encodeSpecs(plan, input.accumulate)) compiled.set(specKey(spec), await pipeline(device, spec));
+      for (const spec of encodeSpecs(plan, input)) compiled.set(specKey(spec), await pipeline(device, spec));
       return recordEncode(device, ws, input, plan, (spec) => compiled.get(specKey(spec))!);
     });
   }
@@ -970,7 +975,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     }
     for (const form of run) {
       const { backwardVariant: variant } = chosen[form]!;
-      const pipes = backwardSpecsOf(form, variant, accumulate).map(pipelineOf);
+      const pipes = backwardSpecsOf(form, variant, accumulate, views, d).map(pipelineOf);
       // form_decision.wgsl's argument offsets: primal backward 24, dual backward 36, primal mirrored 48.
       const conditional = call.args
         ? (pass: 'main' | 'mirrored') => indirect(pass === 'mirrored' ? 48 : form === 'primal' ? 24 : 36)!

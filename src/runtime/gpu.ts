@@ -173,15 +173,18 @@ export interface Dispatch {
 /** A buffer copied into a texture between dispatches: the other kind of step in a pass list. */
 export interface TextureCopy {
   label: string;
-  copy: { buffer: GPUBuffer; bytesPerRow: number; rowsPerImage: number; texture: GPUTexture; size: readonly [number, number, number] };
+  copy: {
+    buffer: GPUBuffer; offset?: number; bytesPerRow: number; rowsPerImage: number;
+    texture: GPUTexture; origin?: readonly [number, number, number]; size: readonly [number, number, number];
+  };
 }
 export type Step = Dispatch | TextureCopy;
 
 /** Records a step: a dispatch in its own compute pass, or a copy. */
 export function encodeStep(device: GPUDevice, encoder: GPUCommandEncoder, step: Step): void {
   if (!('copy' in step)) return encodeDispatch(device, encoder, step);
-  const { buffer, bytesPerRow, rowsPerImage, texture, size } = step.copy;
-  encoder.copyBufferToTexture({ buffer, bytesPerRow, rowsPerImage }, { texture }, size);
+  const { buffer, offset = 0, bytesPerRow, rowsPerImage, texture, origin = [0, 0, 0], size } = step.copy;
+  encoder.copyBufferToTexture({ buffer, offset, bytesPerRow, rowsPerImage }, { texture, origin }, size);
 }
 
 /**
