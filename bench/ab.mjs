@@ -3,7 +3,7 @@
 // Why: on the shared 2-core hosts a kernel's time moves up to 2x within seconds (README, Performance),
 // so two `npm run bench` runs of two builds, minutes apart, cannot show a 5% change. Here both builds
 // run in the same process, on the same inputs, call by call in alternating order (A B, then B A), so
-// the host's slow and fast moments fall on both alike; the medians and their ratio are printed.
+// the host's slow and fast moments fall on both alike; the medians, ranges and their ratio are printed.
 // A = the engine's sources at REV (src/ and kernels/ from `git archive`), B = the working tree's; each is
 // bundled with esbuild into .ab/ (ignored by git) and imported from there, so both resolve `webgpu`
 // from this checkout's node_modules. Each side gets its own devices (one per mode), as a user would.
@@ -80,17 +80,9 @@ const sides = [
   { name: 'B', label: 'working tree', lib: await bundle(root, entry, join(root, '.ab', 'work', file)) },
 ];
 Object.assign(globalThis, globals);
-
-/** Deterministic inputs with a per-column offset and two related views (as the bench's). */
-function views(n, d) {
-  const a = new Float32Array(n * d), b = new Float32Array(n * d);
-  for (let i = 0; i < n * d; i++) {
-    const x = Math.sin(i * 12.9898 + n) * 43758.5453;
-    a[i] = 2 * (x - Math.floor(x)) - 1 + 0.01 * (i % d);
-    b[i] = a[i] + 0.1 * Math.cos(i * 0.731);
-  }
-  return { a, b };
-}
+// The bench's inputs (randomViews) and timing statistics (timingStats), from the working tree.
+const { randomViews, timingStats } = await bundle(root, 'bench/ab-tools.ts', join(root, '.ab', 'work', 'tools.js'));
+const views = (n, d) => randomViews(n, d, 1);
 
 /** One side's calls for one shape: each mode on its own engine instance, with its buffers kept. */
 /**
@@ -160,12 +152,13 @@ async function setup(lib, n, d, { a, b }, choices) {
   return { calls, plan, destroy: () => engines.forEach((e) => e.destroy()) };
 }
 
-const median = (x) => { const y = [...x].sort((p, q) => p - q); const m = y.length >> 1; return y.length % 2 ? y[m] : (y[m - 1] + y[m]) / 2; };
-const quantile = (x, f) => [...x].sort((p, q) => p - q)[Math.round(f * (x.length - 1))];
 const ms = (x) => `${x.toFixed(2)} ms`;
 
-const line = (what, ta, tb) => `${what}: A ${ms(median(ta))} (${ms(quantile(ta, 0.25))}-${ms(quantile(ta, 0.75))}), ` +
-  `B ${ms(median(tb))} (${ms(quantile(tb, 0.25))}-${ms(quantile(tb, 0.75))}), B/A ${(median(tb) / median(ta)).toFixed(3)}`;
+/** Median (min-max) of each side, and the ratio of the medians. */
+function line(what, ta, tb) {
+  const [a, b] = [timingStats(ta), timingStats(tb)];
+  return `${what}: A ${ms(a.medianMs)} (${ms(a.minMs)}-${ms(a.maxMs)}), B ${ms(b.medianMs)} (${ms(b.minMs)}-${ms(b.maxMs)}), B/A ${(b.medianMs / a.medianMs).toFixed(3)}`;
+}
 
 if (values.kernels) {
   console.log(`A = ${sides[0].label}, B = ${sides[1].label}; kernels alone, variant ${values.variant}; ${rounds} alternating runs of each`);

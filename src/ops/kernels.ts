@@ -19,7 +19,7 @@ import covarianceBackwardDualWorkgroupWgsl from '../../kernels/covariance_backwa
 import centeredPanelsWgsl from '../../kernels/centered_panels.wgsl';
 import sampleGramWindowsWgsl from '../../kernels/sample_gram_windows.wgsl';
 import covarianceBackwardDualWindowsWgsl from '../../kernels/covariance_backward_dual_windows.wgsl';
-import type { Binding, Dispatch, KernelSpec, Step } from '../runtime/gpu.js';
+import { Usage, type Binding, type Dispatch, type KernelSpec, type Step } from '../runtime/gpu.js';
 import { gradientCoefficients, type Coefficients } from './coefficients.js';
 
 const ceilDiv = (a: number, b: number) => Math.ceil(a / b);
@@ -335,13 +335,11 @@ export function windowGramPassList(label: string, pipes: { gram: GPUComputePipel
   return dispatches;
 }
 
-/** COPY_SRC (GPUBufferUsage). */
-const COPY_SRC = 0x04;
 /**
  * Whether the windowed backward can copy the views' strips straight into its texture (RAW_PANEL): each
  * view copyable and a row of Z a multiple of 256 bytes (copyBufferToTexture's bytesPerRow).
  */
-export const windowRawPanel = (views: readonly GPUBuffer[], d: number) => d % STRIP === 0 && views.every((v) => (v.usage & COPY_SRC) !== 0);
+export const windowRawPanel = (views: readonly GPUBuffer[], d: number) => d % STRIP === 0 && views.every((v) => (v.usage & Usage.COPY_SRC) !== 0);
 
 /**
  * One view's windowed backward: per column group, its panel copy (centered_panels.wgsl) and the panels'
@@ -350,7 +348,7 @@ export const windowRawPanel = (views: readonly GPUBuffer[], d: number) => d % ST
  * texture by textureStore ran at 1.0 GB/s on lavapipe, the pack and its copy at 1.9 GB/s: README
  * "Algorithm"; the raw copies spare the pack's pass over the view.)
  */
-export function windowBackwardPassList(label: string, pipes: { main: GPUComputePipeline; pack: GPUComputePipeline },
+export function windowBackwardPassList(label: string, pipes: { main: GPUComputePipeline; pack?: GPUComputePipeline },
   buffers: Omit<BackwardBuffers, 'params' | 'panel'> & WindowBuffers, records: WindowRecords, rows: number, view: 0 | 1,
   indirect?: { indirect: GPUBuffer; offset: number }, raw?: { d: number }): Step[] {
   const { groups, backward, at } = records;
@@ -370,6 +368,7 @@ export function windowBackwardPassList(label: string, pipes: { main: GPUComputeP
         });
       }
     } else {
+      if (!pipes.pack) throw new Error(`${label}: the packed texture needs the centered_panels pipeline`);
       steps.push({ label: `${label}: panels ${g}`, pipeline: pipes.pack, workgroups, bindings: [buffers.z, buffers.stats, buffers.panel, params] });
       steps.push({
         label: `${label}: texture ${g}`,
@@ -557,11 +556,11 @@ export const UNIFORM_BYTES = { dims: 16, gramDims: 48, termParams: 64, backwardP
 
 /**
  * A backward kernel's pipelines, in the order backwardPassList takes them: its pass, then its mirrored
- * pass or its panel copy where it has one (for 'windows', its copy; with `rawPanel`, its RAW_PANEL pass and
- * still its copy, which then goes unused).
+ * pass or its panel copy where it has one (for 'windows', its copy; with `rawPanel`, its RAW_PANEL pass
+ * alone: it copies no panel).
  */
 export function backwardSpecs(kernel: BackwardKernel, accumulate: boolean, rawPanel = false): KernelSpec[] {
-  if (kernel.windows) return [rawPanel ? kernel.windows.raw(accumulate) : kernel.spec(accumulate), kernel.windows.pack];
+  if (kernel.windows) return rawPanel ? [kernel.windows.raw(accumulate)] : [kernel.spec(accumulate), kernel.windows.pack];
   return [kernel.spec(accumulate), ...(kernel.mirrored ? [kernel.mirrored.spec] : []), ...(kernel.grouped ? [kernel.grouped.pack.spec] : [])];
 }
 

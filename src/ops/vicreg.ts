@@ -18,8 +18,8 @@ import {
 } from './checks.js';
 import { resolveCoefficients, varianceScale } from './coefficients.js';
 import {
-  backwardParams, backwardParamsPerGroup, backwardPassList, backwardSpecs, blockedMatrixFloats, windowRawPanel, columnBlockGram, columnBlockWidth, columnStats, formDecision, forms, formVariant, gramDims, gramSpecs, lossTerms, packedMatrixFloats, PANEL_MIN_ROWS, statsLayout, UNIFORM_BYTES, VARIANTS, variantSupported, WINDOWS_MAX_ROWS,
-  windowBackwardPassList, windowPanelFloats, windowGramPassList, windowRecords, windowTextureSize, type Form, type Variant, type WindowRecords,
+  backwardParams, backwardParamsPerGroup, backwardPassList, backwardSpecs, blockedMatrixFloats, columnBlockGram, columnBlockWidth, columnStats, formDecision, forms, formVariant, gramDims, gramSpecs, lossTerms, packedMatrixFloats, PANEL_MIN_ROWS, statsLayout, UNIFORM_BYTES, VARIANTS, variantSupported, WINDOWS_MAX_ROWS,
+  windowBackwardPassList, windowPanelFloats, windowGramPassList, windowRawPanel, windowRecords, windowTextureSize, type Form, type Variant, type WindowRecords,
 } from './kernels.js';
 import { carryVariantChoices, choiceKey, choicesOf, exportVariantChoices, seedVariantChoices, validateVariantChoices, type ChoiceRole } from './variantChoices.js';
 
