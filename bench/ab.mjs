@@ -26,7 +26,7 @@ const HELP = `npm run ab -- --base REV [options]
   --shapes NxD,...  shapes (default 256x1024)
   --rounds N        timed calls of each build and mode per shape (default 20)
   --warmup N        untimed calls of each first (default 3; the first compiles and runs variant trials)
-  --modes M,...     host, resident, encode (default host,resident)
+  --modes M,...     host, resident, encode, forward (default host,resident; forward: forward() alone on host arrays)
   --variant V       the engines' variant option (default auto); --form F likewise (default auto)
   --kernels         instead: each kernel alone (bench/kernels.ts of both sides; --variant as its filter)
   --help            this text`;
@@ -54,7 +54,7 @@ const shapes = values.shapes.split(',').map((s) => {
   if (!m || Number(m[1]) < 2 || Number(m[2]) < 1) fail(`--shapes: "${s}" is not NxD with n >= 2, d >= 1`);
   return [Number(m[1]), Number(m[2])];
 });
-const MODES = ['host', 'resident', 'encode'];
+const MODES = ['host', 'resident', 'encode', 'forward'];
 const modes = values.modes.split(',').map((m) => m.trim());
 for (const m of modes) if (!MODES.includes(m)) fail(`--modes: "${m}" is not one of ${MODES.join(', ')}`);
 
@@ -130,6 +130,8 @@ async function setup(lib, n, d, { a, b }, choices) {
     if (mode === 'host') {
       const out = { gradA: new Float32Array(n * d), gradB: new Float32Array(n * d) };
       calls.host = async () => { await vic.forward(a, b, [n, d]); await vic.backward(1, { out }); return () => out.gradA; };
+    } else if (mode === 'forward') {
+      calls.forward = async () => { const terms = await vic.forward(a, b, [n, d], { grad: false }); return () => new Float32Array(Object.values(terms)); };
     } else if (mode === 'resident') {
       const [ga, gb] = [upload(device, a), upload(device, b)];
       calls.resident = async () => {

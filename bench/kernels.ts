@@ -101,7 +101,9 @@ export async function benchKernels(shapes: [number, number][], only: Variant | '
           if (!variantSupported(variant, handle.features, n, d, form) || (only !== 'auto' && only !== variant)) continue;
           const gram = forms[form].gram[variant];
           const partials = make(storageBuffer(device, 'partials', gram.partials(n, d) * 4));
-          const gramPipes = await Promise.all(gramSpecs(gram, true).map((spec) => pipeline(device, spec)));
+          // 'windows' copies the views' strips as they are where it can (as the engine does: its views are copyable).
+          const raw = variant === 'windows' && windowRawPanel([views[0].gpu, views[1].gpu], d);
+          const gramPipes = await Promise.all(gramSpecs(gram, true, raw).map((spec) => pipeline(device, spec)));
           // 'windows': its records and scratch, as the engine makes them (vicreg.ts windowScratch).
           const window = variant === 'windows' ? (() => {
             const layout = windowRecords(DEFAULTS, n, d, n, 0, 0);
@@ -109,10 +111,10 @@ export async function benchKernels(shapes: [number, number][], only: Variant | '
             device.queue.writeBuffer(records.gpu, 0, layout.bytes);
             const texture = storageTexture(device, 'window texture', windowTextureSize(n, d));
             textures.push(texture);
-            return { layout, records: records.gpu, panel: make(createBuffer(device, 'window panels', windowPanelFloats(n, d) * 4, Usage.STORAGE | Usage.UNIFORM | Usage.COPY_SRC)).gpu, texture };
+            return { layout, records: records.gpu, panel: make(createBuffer(device, 'window panels', windowPanelFloats(n, d) * 4, Usage.STORAGE | Usage.COPY_SRC)).gpu, texture };
           })() : undefined;
           const gramDispatches: Step[] = window
-            ? windowGramPassList('gram', { gram: gramPipes[0], pack: gramPipes[1] }, { z: views[0].gpu, stats: stats.gpu, partials: partials.gpu, matrix: matrix.gpu, ...window }, window.layout, n)
+            ? windowGramPassList('gram', { gram: gramPipes[0], pack: gramPipes[1] }, { z: views[0].gpu, stats: stats.gpu, partials: partials.gpu, matrix: matrix.gpu, ...window }, window.layout, n, raw ? { d } : undefined)
             : [{
               label: 'gram', pipeline: gramPipes[0], workgroups: gram.workgroups(n, d),
               bindings: gram.bindings({ z: views[0].gpu, stats: stats.gpu, partials: partials.gpu, matrix: matrix.gpu, dims: dims.gpu }),
@@ -120,7 +122,7 @@ export async function benchKernels(shapes: [number, number][], only: Variant | '
           const gramMs = await timeDispatches(device, gramDispatches);
           const useful = (side * (side + 1)) / 2 * contraction;
           rows.push({
-            n, d, form, variant, kernel: `${gram.spec(true).name}${window ? ' + panels' : ''}`, ms: gramMs,
+            n, d, form, variant, kernel: `${gram.spec(true).name}${window ? (raw ? ' + texture copies' : ' + panels') : ''}`, ms: gramMs,
             rate: (2 * useful) / gramMs / 1e6, gemmEquivalent: (2 * side * side * contraction) / gramMs / 1e6, unit: 'GFLOP/s',
           });
           // The backward as the engine runs it (kernels.ts backwardPassList): with its mirrored pass, or per
@@ -133,8 +135,6 @@ export async function benchKernels(shapes: [number, number][], only: Variant | '
             device.queue.writeBuffer(buffer.gpu, 0, bytes);
             return buffer.gpu;
           });
-          // 'windows' copies the views' strips as they are where it can (as the engine does: its views are copyable).
-          const raw = window !== undefined && windowRawPanel([views[0].gpu, views[1].gpu], d);
           const pipes = await Promise.all(backwardSpecs(backward, false, raw).map((spec) => pipeline(device, spec)));
           const buffers = { z: views[0].gpu, other: views[1].gpu, stats: stats.gpu, matrix: matrix.gpu, grad: grad.gpu, upstream: upstream.gpu, panel };
           const backwardDispatches = window

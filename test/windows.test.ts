@@ -1,7 +1,7 @@
 // The 'windows' variant (dual form; kernels.ts): its plan (every block of K read once per block row, the
 // records), then the engine against the float64 reference with every scratch buffer and the panel texture
-// poisoned, on shapes that are not multiples of its blocks (128 rows), super-tiles (256), Gram column
-// groups (320 columns) or backward column groups (512), with more than 8 blocks per block row (chunks),
+// poisoned, on shapes that are not multiples of its blocks (128 rows), Gram tiles (32 x 64) or column
+// groups (512 columns), with more than 8 blocks per block row (chunks),
 // bitwise repeatable; encode() into poisoned caller buffers, overwriting and accumulating; the dual ->
 // primal fallback (the primal form then runs 'subgroup'); and where it cannot run. It needs what lavapipe
 // has (subgroups of 8, the WGSL language features of WINDOW_LANGUAGE_FEATURES): forced here, so on an
@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createVICRegLoss, LimitError, OptionError, type VICRegLoss } from '../src/index.js';
 import { DEFAULTS } from '../src/ops/coefficients.js';
 import {
-  BACKWARD_WINDOWS, blockCount, forms, RECORD_BYTES, storedBlock, windowBackwardDispatches, windowColumnGroups, windowGramGroups, windowRawPanel, windowRecords, windowSuperTiles,
+  BACKWARD_WINDOWS, blockCount, forms, RECORD_BYTES, storedBlock, windowBackwardDispatches, windowColumnGroups, windowGramTiles, windowGroupStrips, windowRawPanel, windowRecords,
 } from '../src/ops/kernels.js';
 import { dominantFeatureViews, randomViews, referenceVICReg, relativeError, relativeNormError, scaled } from './reference/float64.js';
 import { checkAgainstReference, expectRepeatable, TERMS, type Shape } from './reference/checks.js';
@@ -51,21 +51,26 @@ describe('the windows plan (kernels.ts)', () => {
     }
   });
 
-  it('the Gram covers each super-tile once per column group; partials and records add up', () => {
-    for (const [n, d] of [[3, 8], [257, 1156], [2048, 8192]] as Shape[]) {
-      const tiles = windowSuperTiles(n);
-      const side = Math.ceil(blockCount(n) * 128 / 256);
-      expect(tiles.length).toBe(side * (side + 1) / 2);
-      const partials = forms.dual.gram.windows.partials(n, d);
-      expect(tiles.at(-1)!.partialOffset + tiles.at(-1)!.tiles * 8).toBe(partials);
-      const groups = windowGramGroups(d);
-      expect(Array.from({ length: groups.groups }, (_, g) => groups.strips(g)).reduce((a, b) => a + b)).toBe(Math.ceil(d / 64));
+  it('the Gram runs one dispatch per column group over the tiles on or above the diagonal; partials and records add up', () => {
+    for (const [n, d] of [[3, 8], [257, 1156], [300, 1152], [2048, 8192]] as Shape[]) {
+      // Column tiles of 64 over K's blocked side (128 nb): X (X + 1) tiles of 32 x 64 on or above the diagonal.
+      const X = (blockCount(n) * 128) / 64;
+      expect(windowGramTiles(n)).toBe(X * (X + 1));
+      expect(forms.dual.gram.windows.partials(n, d)).toBe(windowGramTiles(n) * 8);
+      const groups = windowColumnGroups(n, d);
+      const strips = Array.from({ length: groups.groups }, (_, g) => windowGroupStrips(groups, d, g));
+      expect(strips.reduce((a, b) => a + b)).toBe(Math.ceil(d / 64));
+      expect(strips.every((q) => q >= 1 && q <= groups.width / 64)).toBe(true);
       const records = windowRecords(DEFAULTS, n, d, n, 1, 1000);
-      const count = groups.groups * tiles.length + groups.groups + windowBackwardDispatches(n, 1).length + windowColumnGroups(n, d).groups;
+      const count = groups.groups + windowBackwardDispatches(n, 1).length + groups.groups;
       expect(records.bytes.byteLength).toBe(count * RECORD_BYTES);
-      // Each WindowDims: n, strips, partialOffset (from the view's base), flags (first, last group), a, b, view.
-      const last = new Uint32Array(records.bytes, ((groups.groups - 1) * tiles.length) * RECORD_BYTES, 8);
-      expect([...last]).toEqual([n, groups.strips(groups.groups - 1), 1000, groups.groups === 1 ? 3 : 2, 0, 0, 1, 0]);
+      // Each WindowDims: n, strips, partialOffset (the view's base), flags (first, last group), view, the
+      // group's first column, shift and center offsets (view B's: d and 3 d).
+      for (let g = 0; g < groups.groups; g++) {
+        const dims = new Uint32Array(records.bytes, g * RECORD_BYTES, 8);
+        const flags = (g === 0 ? 1 : 0) | (g === groups.groups - 1 ? 2 : 0);
+        expect([...dims]).toEqual([n, strips[g], 1000, flags, 1, g * groups.width, d, 3 * d]);
+      }
     }
   });
 });
@@ -229,7 +234,7 @@ describe('where the windows variant cannot run', () => {
     const auto = await createVICRegLoss({ maxBindingSize: 48 * 1024, device: forced.device });
     try {
       await expect(forced.forward(a, b, [40, 128])).rejects.toThrow(LimitError);
-      await expect(forced.forward(a, b, [40, 128])).rejects.toThrow(/variant 'windows' needs its column panels \(327680 bytes\) in one binding/);
+      await expect(forced.forward(a, b, [40, 128])).rejects.toThrow(/variant 'windows' needs its 40 x 40 blocked matrix \(66048 bytes\) in one binding/);
       const terms = await auto.forward(a, b, [40, 128]);
       expect(auto.lastPlan!.variant).not.toBe('windows');
       expect(relativeError(terms.loss, referenceVICReg(a, b, [40, 128]).loss)).toBeLessThan(1e-5);

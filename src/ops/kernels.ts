@@ -100,9 +100,9 @@ export interface BackwardBuffers {
 export interface WindowBuffers {
   /** windowRecords(...).bytes, a UNIFORM buffer, for the view being run. */
   records: GPUBuffer;
-  /** The panels (centered_panels.wgsl) of the Gram's and then the backward's column groups: STORAGE | UNIFORM | COPY_SRC, windowPanelFloats(n, d) floats. */
+  /** The panels (centered_panels.wgsl) of a column group: STORAGE | COPY_SRC, windowPanelFloats(n, d) floats (unused where the views are copied as they are). */
   panel: GPUBuffer;
-  /** The backward's panels: a 16 x ceil4(n) x strips rgba32float texture (windowTextureSize), copied from `panel` per group. */
+  /** The Gram's and the backward's panels: a 16 x n x strips rgba32float texture (windowTextureSize), filled per group (windowTextureSteps). */
   texture: { gpu: GPUTexture; view: GPUTextureView };
 }
 
@@ -113,8 +113,11 @@ export interface GramKernel {
   /** Partial sums one view's dispatch writes (loss_terms reads this many per view). */
   partials(n: number, d: number): number;
   bindings(b: GramBuffers): GPUBuffer[];
-  /** A 'windows' kernel: many dispatches per view (gramPassList), after its panel copies (`pack`). */
-  windows?: { pack: KernelSpec };
+  /**
+   * A 'windows' kernel: per column group (windowColumnGroups) the group's texture filled by a panel copy
+   * (`pack`) or, `raw` (windowRawPanel), by copies of the view's strips, and one dispatch (windowGramPassList).
+   */
+  windows?: { pack: KernelSpec; raw(): KernelSpec };
 }
 
 export interface BackwardKernel {
@@ -160,6 +163,8 @@ const STRIP = SUBGROUP_LANES * SUBGROUP_BACKWARD_OWN_COLUMNS;   // columns per b
  */
 export const PANEL_MIN_ROWS = 512;
 export const PANEL_MAX_STRIPS = 8;
+/** centered_panels.wgsl: a column group of Zc in 64-column panels (the subgroup dual backward's; the windows kernels' where the view cannot be copied as it is). */
+const panelsSpec: KernelSpec = { name: 'centered_panels', code: centeredPanelsWgsl };
 
 /** The dual subgroup backward's column groups: equal widths, as few groups as the panel size allows. */
 export function columnGroups(n: number, d: number): ColumnGroups {
@@ -172,58 +177,32 @@ function panelColumnGroups(d: number): ColumnGroups {
   return { panels: true, groups, width: ceilDiv(strips, groups) * STRIP };
 }
 
-// 'windows' geometry (sample_gram_windows.wgsl, covariance_backward_dual_windows.wgsl, centered_*.wgsl).
-/** A uniform binding's size (the least maxUniformBufferBindingSize a device may have): one window. */
+// 'windows' geometry (sample_gram_windows.wgsl, covariance_backward_dual_windows.wgsl, centered_panels.wgsl).
+/** A uniform binding's size (the least maxUniformBufferBindingSize a device may have): one window of K. */
 export const WINDOW_BYTES = 65536;
-/** Rows of one 64-column strip in a window. */
-export const WINDOW_ROWS = WINDOW_BYTES / (STRIP * 4);
-/** Strips per column group of the Gram (sample_gram_windows.wgsl's STRIPS: 10 windows and its dims in 12 uniform bindings). */
-export const GRAM_WINDOW_STRIPS = 5;
 /** K's blocks: BLOCK x BLOCK floats, one window. */
 export const BLOCK = 128;
 /** K's blocks per backward dispatch (covariance_backward_dual_windows.wgsl's WINDOWS). */
 export const BACKWARD_WINDOWS = 8;
-/** Past this, the super-tiles (n/256)^2/2 and the backward's dispatches per group (n/128)^2/8 grow too many. */
+/** Past this, the backward's dispatches per group (n/128)^2/8 grow too many. */
 export const WINDOWS_MAX_ROWS = 4096;
 /** Per-dispatch uniform records, at 256 bytes: the offset alignment every device accepts. */
 export const RECORD_BYTES = 256;
-const GRAM_WINDOW_TILES = { offDiagonal: 32, diagonal: 20 } as const;   // per super-tile (the WGSL's dispatch)
 
 export const blockCount = (n: number) => ceilDiv(n, BLOCK);
 /** The blocked matrix of both views (sample_gram_windows.wgsl's layout): nb^2 blocks, then B's diagonal (128 nb). */
 export const blockedMatrixFloats = (n: number) => blockCount(n) ** 2 * BLOCK * BLOCK + blockCount(n) * BLOCK;
-/** Rows of the Gram's panel: the blocked side rounded up to whole windows. */
-export const windowPanelRows = (n: number) => ceilDiv(blockCount(n) * BLOCK, WINDOW_ROWS) * WINDOW_ROWS;
-/** The panel buffer: the Gram's groups (GRAM_WINDOW_STRIPS strips) or the backward's (windowColumnGroups), whichever is wider. */
-export const windowPanelFloats = (n: number, d: number) => Math.max(GRAM_WINDOW_STRIPS * STRIP, windowColumnGroups(n, d).width) * windowPanelRows(n);
-/** centered_panels.wgsl with rows padded to whole windows: the windows Gram's and backward's copy of Zc. */
-const windowPanelsSpec: KernelSpec = { name: 'centered_panels (windows)', code: centeredPanelsWgsl, constants: { WINDOW_ROWS } };
+/** The panel buffer: one column group (windowColumnGroups) of n rows. */
+export const windowPanelFloats = (n: number, d: number) => windowColumnGroups(n, d).width * n;
 
-/** The Gram's column groups: GRAM_WINDOW_STRIPS strips each (the last one's strips past d are skipped). */
-export function windowGramGroups(d: number): { groups: number; width: number; strips(g: number): number } {
-  const strips = ceilDiv(d, STRIP);
-  return { groups: ceilDiv(strips, GRAM_WINDOW_STRIPS), width: GRAM_WINDOW_STRIPS * STRIP, strips: (g) => Math.min(GRAM_WINDOW_STRIPS, strips - g * GRAM_WINDOW_STRIPS) };
-}
-
-/** The Gram's super-tiles (a, b), a <= b, of WINDOW_ROWS x WINDOW_ROWS entries, with their tiles and first partial. */
-export function windowSuperTiles(n: number): { a: number; b: number; tiles: number; partialOffset: number }[] {
-  const count = ceilDiv(blockCount(n) * BLOCK, WINDOW_ROWS);
-  const tiles = [];
-  let partialOffset = 0;
-  for (let a = 0; a < count; a++) {
-    for (let b = a; b < count; b++) {
-      const t = a === b ? GRAM_WINDOW_TILES.diagonal : GRAM_WINDOW_TILES.offDiagonal;
-      tiles.push({ a, b, tiles: t, partialOffset });
-      partialOffset += t * SUBGROUP_LANES;
-    }
-  }
-  return tiles;
-}
-
-/** The backward's column groups: as the subgroup kernel's from PANEL_MIN_ROWS, but at every n (the texture). */
+/** The Gram's and the backward's column groups: as the subgroup backward's from PANEL_MIN_ROWS, but at every n (the texture). */
 export const windowColumnGroups = (_n: number, d: number): ColumnGroups => panelColumnGroups(d);
-/** The backward's panel texture for groups `width` columns wide: 16 texels wide (a strip), rows rounded up to 4 high, a layer per strip. */
-// n rows exactly: the raw copy has no more (the kernel's reads past n: its header).
+/** Strips of column group g within d (the last group's may be fewer than its layers). */
+export const windowGroupStrips = (groups: ColumnGroups, d: number, g: number) => Math.min(groups.width / STRIP, ceilDiv(d, STRIP) - g * (groups.width / STRIP));
+/** The windows Gram's tiles: those on or above the diagonal of K's blocked side, 128 nb (the subgroup Gram's order). */
+export const windowGramTiles = (n: number) => upperTileCount(blockCount(n) * BLOCK);
+/** The panel texture for groups `width` columns wide: 16 texels wide (a strip), n rows, a layer per strip. */
+// n rows exactly: the raw copy has no more (the kernels' reads past n: their headers).
 const windowTextureOf = (rows: number, width: number) => [STRIP / 4, rows, width / STRIP] as const;
 export const windowTextureSize = (n: number, d: number) => windowTextureOf(n, windowColumnGroups(n, d).width);
 
@@ -269,29 +248,21 @@ export function windowBackwardDispatches(n: number, view: 0 | 1): WindowBackward
 
 /**
  * One view's uniform records for the 'windows' kernels, RECORD_BYTES apart: the Gram's WindowDims per
- * (group, super-tile), then its panel copies' BackwardParams per group, then the backward's BlockParams
- * per windowBackwardDispatches entry, then its BackwardParams per column group. `rows` = n but in a trial;
- * the view's partials from `partialBase`.
+ * column group, then the backward's BlockParams per windowBackwardDispatches entry, then BackwardParams
+ * per column group (the panel copies' and the backward's). `rows` = n but in a trial; the view's
+ * partials from `partialBase`.
  */
 export function windowRecords(c: Coefficients, n: number, d: number, rows: number, view: 0 | 1, partialBase: number) {
-  const gram = windowGramGroups(d);
-  const superTiles = windowSuperTiles(rows);
   const backward = windowBackwardDispatches(rows, view);
   const groups = windowColumnGroups(rows, d);
-  const at = {
-    gramDims: 0,
-    gramPack: gram.groups * superTiles.length,
-    blocks: gram.groups * superTiles.length + gram.groups,
-    backwardParams: gram.groups * superTiles.length + gram.groups + backward.length,
-  };
+  const at = { gramDims: 0, blocks: groups.groups, backwardParams: groups.groups + backward.length };
   const count = at.backwardParams + groups.groups;
   const bytes = new ArrayBuffer(count * RECORD_BYTES);
-  for (let g = 0; g < gram.groups; g++) {
-    const flags = (g === 0 ? 1 : 0) | (g === gram.groups - 1 ? 2 : 0);
-    superTiles.forEach((t, i) => new Uint32Array(bytes, (at.gramDims + g * superTiles.length + i) * RECORD_BYTES, 8)
-      .set([rows, gram.strips(g), partialBase + t.partialOffset, flags, t.a, t.b, view, 0]));
-    new Uint8Array(bytes, (at.gramPack + g) * RECORD_BYTES, UNIFORM_BYTES.backwardParams)
-      .set(new Uint8Array(backwardParams(c, n, d, rows, view, undefined, { index: g, of: { panels: true, groups: gram.groups, width: gram.width } })));
+  const layout = statsLayout(d);
+  for (let g = 0; g < groups.groups; g++) {
+    const flags = (g === 0 ? 1 : 0) | (g === groups.groups - 1 ? 2 : 0);
+    new Uint32Array(bytes, (at.gramDims + g) * RECORD_BYTES, 8)
+      .set([rows, windowGroupStrips(groups, d, g), partialBase, flags, view, g * groups.width, layout.shift[view], layout.center[view]]);
   }
   backward.forEach((dispatch, i) => {
     const record = new Uint32Array(bytes, (at.blocks + i) * RECORD_BYTES, 12);
@@ -302,51 +273,62 @@ export function windowRecords(c: Coefficients, n: number, d: number, rows: numbe
     new Uint8Array(bytes, (at.backwardParams + g) * RECORD_BYTES, UNIFORM_BYTES.backwardParams)
       .set(new Uint8Array(backwardParams(c, n, d, rows, view, undefined, { index: g, of: groups })));
   }
-  return { bytes, at, superTiles, backward, gram, groups };
+  return { bytes, at, backward, groups };
 }
 export type WindowRecords = ReturnType<typeof windowRecords>;
 
 const record = (buffer: GPUBuffer, index: number, size: number): GPUBufferBinding => ({ buffer, offset: index * RECORD_BYTES, size });
 const window = (buffer: GPUBuffer, index: number): GPUBufferBinding => ({ buffer, offset: index * WINDOW_BYTES, size: WINDOW_BYTES });
 
-/** One view's windowed Gram: per column group, its panel copy and one dispatch per super-tile. */
-export function windowGramPassList(label: string, pipes: { gram: GPUComputePipeline; pack: GPUComputePipeline }, buffers: Omit<GramBuffers, 'dims'> & WindowBuffers,
-  records: WindowRecords, rows: number): Dispatch[] {
-  const { superTiles, gram, at } = records;
-  const windowsPerStrip = windowPanelRows(rows) / WINDOW_ROWS;
-  const dispatches: Dispatch[] = [];
-  for (let g = 0; g < gram.groups; g++) {
-    dispatches.push({
-      label: `${label}: panels ${g}`, pipeline: pipes.pack, workgroups: [windowPanelRows(rows) / SUBGROUP_SHARED, GRAM_WINDOW_STRIPS],
-      bindings: [buffers.z, buffers.stats, buffers.panel, record(buffers.records, at.gramPack + g, UNIFORM_BYTES.backwardParams)],
-    });
-    const strips = gram.strips(g);
-    superTiles.forEach((t, i) => {
-      // Strips past this group's last one bind strip 0's windows (the kernel skips them).
-      const strip = (q: number, rowWindow: number) => window(buffers.panel, (q < strips ? q : 0) * windowsPerStrip + rowWindow);
-      const qs = Array.from({ length: GRAM_WINDOW_STRIPS }, (_, q) => q);
-      dispatches.push({
-        label: `${label}: group ${g} super-tile (${t.a}, ${t.b})`, pipeline: pipes.gram, workgroups: [t.tiles],
-        bindings: [buffers.partials, buffers.matrix, record(buffers.records, at.gramDims + g * superTiles.length + i, 32),
-          ...qs.map((q) => strip(q, t.a)), ...qs.map((q) => strip(q, t.b))],
-      });
-    });
-  }
-  return dispatches;
-}
-
 /**
- * Whether the windowed backward can copy the views' strips straight into its texture (RAW_PANEL): each
+ * Whether the windowed kernels can copy the views' strips straight into their texture (RAW_PANEL): each
  * view copyable and a row of Z a multiple of 256 bytes (copyBufferToTexture's bytesPerRow).
  */
 export const windowRawPanel = (views: readonly GPUBuffer[], d: number) => d % STRIP === 0 && views.every((v) => (v.usage & Usage.COPY_SRC) !== 0);
 
 /**
- * One view's windowed backward: per column group, its panel copy (centered_panels.wgsl) and the panels'
- * copy into the texture, or with `raw` (windowRawPanel; the RAW_PANEL pipeline as `main`) a copy of each
- * of the group's strips of Z into its layer, then windowBackwardDispatches. (A kernel writing the
- * texture by textureStore ran at 1.0 GB/s on lavapipe, the pack and its copy at 1.9 GB/s: README
- * "Algorithm"; the raw copies spare the pack's pass over the view.)
+ * Column group g of the view into the texture: with `raw` (windowRawPanel) a copy of each of the group's
+ * strips of Z into its layer, else the group's panel copy (centered_panels.wgsl, `pack`) and that
+ * panel's copy into the texture. (A kernel writing the texture by textureStore ran at 1.0 GB/s on
+ * lavapipe, the pack and its copy at 1.9 GB/s: README "Algorithm"; the raw copies spare the pack's pass
+ * over the view.) `workgroups`: the pack's (the backward's own, or its indirect arguments).
+ */
+function windowTextureSteps(label: string, pack: GPUComputePipeline | undefined, buffers: { z: GPUBuffer; stats: GPUBuffer } & WindowBuffers, records: WindowRecords,
+  rows: number, g: number, workgroups: Dispatch['workgroups'], raw?: { d: number }): Step[] {
+  const { groups, at } = records;
+  const [texels, height, layers] = windowTextureOf(rows, groups.width);
+  if (raw) {
+    // Strip q of the group is rows x 64 floats of Z from column g width + 64 q: a layer each (strips past d: none).
+    return Array.from({ length: windowGroupStrips(groups, raw.d, g) }, (_, q) => ({
+      label: `${label}: texture ${g} strip ${q}`,
+      copy: { buffer: buffers.z, offset: (g * groups.width + q * STRIP) * 4, bytesPerRow: raw.d * 4, rowsPerImage: height, texture: buffers.texture.gpu, origin: [0, 0, q], size: [texels, height, 1] },
+    }));
+  }
+  if (!pack) throw new Error(`${label}: the packed texture needs the centered_panels pipeline`);
+  return [
+    { label: `${label}: panels ${g}`, pipeline: pack, workgroups, bindings: [buffers.z, buffers.stats, buffers.panel, record(buffers.records, at.backwardParams + g, UNIFORM_BYTES.backwardParams)] },
+    { label: `${label}: texture ${g}`, copy: { buffer: buffers.panel, bytesPerRow: STRIP * 4, rowsPerImage: rows, texture: buffers.texture.gpu, size: [texels, height, layers] } },
+  ];
+}
+
+/** One view's windowed Gram: per column group, the group's texture (windowTextureSteps) and one dispatch over K's upper tiles. */
+export function windowGramPassList(label: string, pipes: { gram: GPUComputePipeline; pack?: GPUComputePipeline }, buffers: Omit<GramBuffers, 'dims'> & WindowBuffers,
+  records: WindowRecords, rows: number, raw?: { d: number }): Step[] {
+  const { groups, at } = records;
+  const steps: Step[] = [];
+  for (let g = 0; g < groups.groups; g++) {
+    steps.push(...windowTextureSteps(label, pipes.pack, buffers, records, rows, g, windowBackwardWorkgroups(groups.width), raw));
+    steps.push({
+      label: `${label}: group ${g}`, pipeline: pipes.gram, workgroups: [windowGramTiles(rows)],
+      bindings: [buffers.partials, buffers.matrix, buffers.stats, record(buffers.records, at.gramDims + g, 32), buffers.texture.view],
+    });
+  }
+  return steps;
+}
+
+/**
+ * One view's windowed backward: per column group, the group's texture (windowTextureSteps; with `raw`
+ * the RAW_PANEL pipeline as `main`), then windowBackwardDispatches.
  */
 export function windowBackwardPassList(label: string, pipes: { main: GPUComputePipeline; pack?: GPUComputePipeline },
   buffers: Omit<BackwardBuffers, 'params' | 'panel'> & WindowBuffers, records: WindowRecords, rows: number, view: 0 | 1,
@@ -354,27 +336,10 @@ export function windowBackwardPassList(label: string, pipes: { main: GPUComputeP
   const { groups, backward, at } = records;
   const nb = blockCount(rows);
   const workgroups = indirect ?? windowBackwardWorkgroups(groups.width);
-  const [texels, height, layers] = windowTextureOf(rows, groups.width);
   const steps: Step[] = [];
   for (let g = 0; g < groups.groups; g++) {
     const params = record(buffers.records, at.backwardParams + g, UNIFORM_BYTES.backwardParams);
-    if (raw) {
-      // Strip q of the group is rows x 64 floats of Z from column g width + 64 q: a layer each (strips past d: none).
-      const strips = Math.min(layers, raw.d / STRIP - g * layers);
-      for (let q = 0; q < strips; q++) {
-        steps.push({
-          label: `${label}: texture ${g} strip ${q}`,
-          copy: { buffer: buffers.z, offset: (g * groups.width + q * STRIP) * 4, bytesPerRow: raw.d * 4, rowsPerImage: height, texture: buffers.texture.gpu, origin: [0, 0, q], size: [texels, height, 1] },
-        });
-      }
-    } else {
-      if (!pipes.pack) throw new Error(`${label}: the packed texture needs the centered_panels pipeline`);
-      steps.push({ label: `${label}: panels ${g}`, pipeline: pipes.pack, workgroups, bindings: [buffers.z, buffers.stats, buffers.panel, params] });
-      steps.push({
-        label: `${label}: texture ${g}`,
-        copy: { buffer: buffers.panel, bytesPerRow: STRIP * 4, rowsPerImage: windowPanelRows(rows), texture: buffers.texture.gpu, size: [texels, height, layers] },
-      });
-    }
+    steps.push(...windowTextureSteps(label, pipes.pack, buffers, records, rows, g, workgroups, raw));
     backward.forEach((dispatch, i) => {
       const windows = Array.from({ length: BACKWARD_WINDOWS }, (_, w) => window(buffers.matrix, w < dispatch.blocks.length ? storedBlock(view, dispatch.P, dispatch.blocks[w], nb) : 0));
       steps.push({
@@ -483,11 +448,11 @@ export const forms: Record<Form, FormKernels> = {
       },
       windows: {
         spec: () => ({ name: 'sample_gram_windows', code: sampleGramWindowsWgsl }),
-        // Per super-tile (windowGramPassList builds the dispatches); the most of them.
-        workgroups: () => [GRAM_WINDOW_TILES.offDiagonal, 1],
-        partials: (n) => windowSuperTiles(n).reduce((sum, t) => sum + t.tiles, 0) * SUBGROUP_LANES,
+        // One dispatch per column group (windowGramPassList builds them).
+        workgroups: (n) => [windowGramTiles(n), 1],
+        partials: (n) => windowGramTiles(n) * SUBGROUP_LANES,
         bindings: () => { throw new Error('sample_gram_windows runs through windowGramPassList'); },
-        windows: { pack: windowPanelsSpec },
+        windows: { pack: panelsSpec, raw: () => ({ name: 'sample_gram_windows', code: sampleGramWindowsWgsl, constants: { RAW_PANEL: true } }) },
       },
     },
     backward: {
@@ -499,7 +464,7 @@ export const forms: Record<Form, FormKernels> = {
         bindings: (b) => [b.z, b.other, b.stats, b.matrix, b.grad, b.params, b.upstream, b.panel, b.matrix],
         grouped: {
           columnGroups,
-          pack: { spec: { name: 'centered_panels', code: centeredPanelsWgsl }, bindings: (b) => [b.z, b.stats, b.panel, b.params] },
+          pack: { spec: panelsSpec, bindings: (b) => [b.z, b.stats, b.panel, b.params] },
         },
       },
       windows: {
@@ -507,7 +472,7 @@ export const forms: Record<Form, FormKernels> = {
         workgroups: (n, d) => windowBackwardWorkgroups(windowColumnGroups(n, d).width),
         bindings: () => { throw new Error('covariance_backward_dual_windows runs through windowBackwardPassList'); },
         windows: {
-          pack: windowPanelsSpec,
+          pack: panelsSpec,
           raw: (accumulate) => ({ name: 'covariance_backward_dual_windows', code: covarianceBackwardDualWindowsWgsl, constants: { ACCUMULATE: accumulate, RAW_PANEL: true } }),
         },
       },
@@ -564,9 +529,10 @@ export function backwardSpecs(kernel: BackwardKernel, accumulate: boolean, rawPa
   return [kernel.spec(accumulate), ...(kernel.mirrored ? [kernel.mirrored.spec] : []), ...(kernel.grouped ? [kernel.grouped.pack.spec] : [])];
 }
 
-/** A Gram kernel's pipelines: its own, then its panel copy where it has one ('windows'). */
-export function gramSpecs(kernel: GramKernel, writeMatrix: boolean): KernelSpec[] {
-  return [kernel.spec(writeMatrix), ...(kernel.windows ? [kernel.windows.pack] : [])];
+/** A Gram kernel's pipelines: its own, then its panel copy where it has one ('windows'; with `rawPanel`, its RAW_PANEL pass alone). */
+export function gramSpecs(kernel: GramKernel, writeMatrix: boolean, rawPanel = false): KernelSpec[] {
+  if (kernel.windows) return rawPanel ? [kernel.windows.raw()] : [kernel.spec(writeMatrix), kernel.windows.pack];
+  return [kernel.spec(writeMatrix)];
 }
 
 /**
@@ -644,8 +610,10 @@ export function allKernelSpecs(): KernelSpec[] {
   const specs: KernelSpec[] = [columnStats.spec, lossTerms.spec, formDecision.spec, columnBlockGram.spec];
   for (const form of Object.keys(forms) as Form[]) {
     for (const variant of VARIANTS) {
-      specs.push(...gramSpecs(forms[form].gram[variant], true), ...gramSpecs(forms[form].gram[variant], false));
-      specs.push(...backwardSpecs(forms[form].backward[variant], false), ...backwardSpecs(forms[form].backward[variant], true));
+      const gram = forms[form].gram[variant];
+      const backward = forms[form].backward[variant];
+      specs.push(...gramSpecs(gram, true), ...gramSpecs(gram, false), ...(gram.windows ? gramSpecs(gram, true, true) : []));
+      specs.push(...backwardSpecs(backward, false), ...backwardSpecs(backward, true), ...(backward.windows ? [...backwardSpecs(backward, false, true), ...backwardSpecs(backward, true, true)] : []));
     }
   }
   return specs;

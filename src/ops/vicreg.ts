@@ -83,7 +83,7 @@ interface Workspace {
   windows?: WindowScratch;
 }
 
-/** A 'windows' trial's own records (for its rows), matrix, panels and texture (1 x 1 x 1 for a Gram trial, which does not read it). */
+/** A 'windows' trial's own records (for its rows), matrix, panels and texture. */
 interface WindowTrial { records: GPUBuffer; layout: WindowRecords; matrix: GPUBuffer; panel: Buffer; texture: Texture }
 
 /**
@@ -349,7 +349,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
       }) as [Buffer, Buffer];
       ws.windows = {
         records, layout,
-        panel: createBuffer(device, 'window panels', windowPanelFloats(n, d) * 4, Usage.STORAGE | Usage.UNIFORM | Usage.COPY_SRC | Usage.COPY_DST),
+        panel: createBuffer(device, 'window panels', windowPanelFloats(n, d) * 4, Usage.STORAGE | Usage.COPY_SRC | Usage.COPY_DST),
         texture: storageTexture(device, 'backward column panels (texture)', windowTextureSize(n, d)),
       };
     }
@@ -475,12 +475,12 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
   }
 
   /**
-   * One view's Gram dispatches: one, or for 'windows' per column group its panel copy and a dispatch per
-   * super-tile (on the workspace's records and scratch, or a trial's `records` and `matrix`). `pipes` as
-   * gramSpecs lists them.
+   * One view's Gram steps: one dispatch, or for 'windows' per column group its texture and one dispatch
+   * (on the workspace's records and scratch, or a trial's `records` and `matrix`). `pipes` as
+   * gramSpecsOf lists them.
    */
-  function gramDispatches(form: Form, variant: Variant, ws: Workspace, f: FormBuffers, views: [GPUBuffer, GPUBuffer], v: 0 | 1, dims: GPUBuffer,
-    pipes: readonly GPUComputePipeline[], rows: number, trial?: WindowTrial): Dispatch[] {
+  function gramSteps(form: Form, variant: Variant, ws: Workspace, f: FormBuffers, views: [GPUBuffer, GPUBuffer], v: 0 | 1, dims: GPUBuffer,
+    pipes: readonly GPUComputePipeline[], rows: number, trial?: WindowTrial): Step[] {
     const kernel = forms[form].gram[variant];
     const label = `${form} ${variant} gram ${VIEWS[v]}`;
     const matrix = (f.matrix ?? ws.placeholder).gpu;
@@ -489,7 +489,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
       return windowGramPassList(label, { gram: pipes[0], pack: pipes[1] }, {
         z: views[v], stats: ws.stats.gpu, partials: f.partials.gpu, matrix: scratch.matrix,
         records: scratch.records, panel: scratch.panel.gpu, texture: scratch.texture,
-      }, scratch.layout, rows);
+      }, scratch.layout, rows, rawPanel(variant, views, ws.d) ? { d: ws.d } : undefined);
     }
     return [{
       label, pipeline: pipes[0], workgroups: kernel.workgroups(rows, ws.d),
@@ -512,12 +512,12 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     let windows: ReturnType<typeof windowTrial> | undefined;
     const gramTrial: VariantTrial = {
       async run(variant, rows) {
-        const pipes = await Promise.all(gramSpecs(forms[form].gram[variant], keepMatrix).map((spec) => pipeline(device, spec)));
+        const pipes = await Promise.all(gramSpecsOf(form, variant, keepMatrix, views, ws.d).map((spec) => pipeline(device, spec)));
         dims ??= trialDims(device, ws, form, rows);
-        if (variant === 'windows') windows ??= windowTrial(device, ws, rows, false);
+        if (variant === 'windows') windows ??= windowTrial(device, ws, rows);
         const encoder = device.createCommandEncoder({ label: 'variant trial' });
-        for (const dispatch of gramDispatches(form, variant, ws, f, views, 0, dims.gpu, pipes, rows, variant === 'windows' ? windows!.trial : undefined)) {
-          encodeDispatch(device, encoder, dispatch);
+        for (const step of gramSteps(form, variant, ws, f, views, 0, dims.gpu, pipes, rows, variant === 'windows' ? windows!.trial : undefined)) {
+          encodeStep(device, encoder, step);
         }
         device.queue.submit([encoder.finish()]);
         await quietly(() => device.queue.onSubmittedWorkDone());
@@ -555,14 +555,14 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     return `${keepMatrix && candidates(`gram|${form}`, n, d).supported.includes('windows') ? 'pair' : 'gram'}|${form}`;
   }
 
-  /** A 'windows' trial's scratch for `rows` rows (the texture only `withTexture`: the backward reads it), and how to free it. */
-  function windowTrial(device: GPUDevice, ws: Workspace, rows: number, withTexture: boolean): { trial: WindowTrial; destroy: () => void } {
+  /** A 'windows' trial's scratch for `rows` rows, and how to free it. */
+  function windowTrial(device: GPUDevice, ws: Workspace, rows: number): { trial: WindowTrial; destroy: () => void } {
     const layout = windowRecords(coefficients, ws.n, ws.d, rows, 0, 0);
     const records = uniformBuffer(device, 'trial window records', layout.bytes.byteLength);
     device.queue.writeBuffer(records.gpu, 0, layout.bytes);
     const matrix = createBuffer(device, 'trial blocked matrix', blockedMatrixFloats(rows) * 4, Usage.STORAGE | Usage.UNIFORM);
-    const panel = createBuffer(device, 'trial window panels', windowPanelFloats(rows, ws.d) * 4, Usage.STORAGE | Usage.UNIFORM | Usage.COPY_SRC);
-    const texture = storageTexture(device, 'trial texture', withTexture ? windowTextureSize(rows, ws.d) : [1, 1, 1]);
+    const panel = createBuffer(device, 'trial window panels', windowPanelFloats(rows, ws.d) * 4, Usage.STORAGE | Usage.COPY_SRC);
+    const texture = storageTexture(device, 'trial texture', windowTextureSize(rows, ws.d));
     return {
       trial: { records: records.gpu, layout, matrix: matrix.gpu, panel, texture },
       destroy: () => {
@@ -591,8 +591,11 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
       { indirect, blockWidth: block?.width });
   }
 
-  /** Whether a 'windows' backward copies the views' strips into its texture as they are (kernels.ts windowRawPanel). */
+  /** Whether the 'windows' kernels copy the views' strips into their texture as they are (kernels.ts windowRawPanel). */
   const rawPanel = (variant: Variant, views: readonly GPUBuffer[], d: number) => variant === 'windows' && windowRawPanel(views, d);
+  /** The Gram's pipelines for these views (gramSteps binds them in this order). */
+  const gramSpecsOf = (form: Form, variant: Variant, keepMatrix: boolean, views: readonly GPUBuffer[], d: number) =>
+    gramSpecs(forms[form].gram[variant], keepMatrix, rawPanel(variant, views, d));
   /** The backward's pipelines for these views (backwardSteps binds them in this order). */
   const backwardSpecsOf = (form: Form, variant: Variant, accumulate: boolean, views: readonly GPUBuffer[], d: number) =>
     backwardSpecs(forms[form].backward[variant], accumulate, rawPanel(variant, views, d));
@@ -677,7 +680,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
         scratch ??= [storageBuffer(device, 'trial gradient', rows * ws.d * 4), uniformBuffer(device, 'trial backward params', UNIFORM_BYTES.backwardParams),
           storageBuffer(device, 'trial upstream', 4)];
         // 'windows': its own records, blocked matrix (zeros: the time does not depend on K), panels and texture.
-        if (kernel.windows) windows ??= windowTrial(device, ws, rows, true);
+        if (kernel.windows) windows ??= windowTrial(device, ws, rows);
         else device.queue.writeBuffer(scratch[1].gpu, 0, backwardParamsPerGroup(kernel, coefficients, ws.n, ws.d, rows, 0)[0]);
         const encoder = device.createCommandEncoder({ label: 'variant trial' });
         // Trials run on at most TRIAL_ROWS rows: one column group, no panels (kernels.ts PANEL_MIN_ROWS).
@@ -704,10 +707,11 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     formBuffers(device, ws, form, keepMatrix);
     const variant = await gramVariant(device, ws, form, keepMatrix, views);
     const f = gramBuffers(device, ws, form, variant, keepMatrix);
-    const [statsPipe, termsPipe, ...gramPipes] = await Promise.all([columnStats.spec, lossTerms.spec, ...gramSpecs(forms[form].gram[variant], keepMatrix)]
+    const [statsPipe, termsPipe, ...gramPipes] = await Promise.all([columnStats.spec, lossTerms.spec, ...gramSpecsOf(form, variant, keepMatrix, views, d)]
       .map((spec) => pipeline(device, spec)));
     if (options.poisonScratch) {
       poison(device, [...(withStats ? [ws.stats, ws.flags] : []), ws.result, f.partials, ...(f.matrix ? [f.matrix] : []), ...(variant === 'windows' ? [ws.windows!.panel] : [])]);
+      if (variant === 'windows') poisonTexture(device, ws.windows!.texture);
     }
     const encoder = device.createCommandEncoder({ label: `vicreg forward (${form}, ${variant})` });
     if (withStats) {
@@ -717,7 +721,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
       });
     }
     for (const v of BOTH) {
-      for (const dispatch of gramDispatches(form, variant, ws, f, views, v, f.gramDims[v].gpu, gramPipes, ws.n)) encodeDispatch(device, encoder, dispatch);
+      for (const step of gramSteps(form, variant, ws, f, views, v, f.gramDims[v].gpu, gramPipes, ws.n)) encodeStep(device, encoder, step);
     }
     encodeDispatch(device, encoder, {
       label: 'loss_terms', pipeline: termsPipe, workgroups: lossTerms.workgroups(),
@@ -870,7 +874,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     const specs = [columnStats.spec, lossTerms.spec, formDecision.spec];
     for (const form of plan.run) {
       const c = plan.chosen[form]!;
-      specs.push(...gramSpecs(forms[form].gram[c.variant], true), ...backwardSpecsOf(form, c.backwardVariant, input.accumulate, input.views, input.d));
+      specs.push(...gramSpecsOf(form, c.variant, true, input.views, input.d), ...backwardSpecsOf(form, c.backwardVariant, input.accumulate, input.views, input.d));
     }
     return specs;
   }
@@ -945,12 +949,12 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     const indirect = (offset: number) => (call.args ? { indirect: call.args.gpu, offset } : undefined);
     for (const form of run) {
       const { f, variant } = chosen[form]!;
-      const gramPipes = gramSpecs(forms[form].gram[variant], true).map(pipelineOf);
+      const gramPipes = gramSpecsOf(form, variant, true, views, d).map(pipelineOf);
       // On standby (the primal form behind the dual one), the passes run only if the device says so.
       const standby = form === 'primal' && dual;
       for (const v of BOTH) {
-        for (const dispatch of gramDispatches(form, variant, ws, f, views, v, f.gramDims[v].gpu, gramPipes, n)) {
-          encodeDispatch(device, encoder, standby ? { ...dispatch, workgroups: indirect(0)! } : dispatch);
+        for (const step of gramSteps(form, variant, ws, f, views, v, f.gramDims[v].gpu, gramPipes, n)) {
+          encodeStep(device, encoder, standby && !('copy' in step) ? { ...step, workgroups: indirect(0)! } : step);
         }
       }
       encodeDispatch(device, encoder, {
