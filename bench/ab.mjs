@@ -169,7 +169,8 @@ if (values.kernels) {
     for (const s of r % 2 ? [0, 1] : [1, 0]) {
       const { rows } = await sides[s].lib.benchKernels(shapes, values.variant, () => {});
       for (const row of rows) {
-        const key = `${row.n}x${row.d} ${row.form}/${row.variant} ${row.kernel}`;
+        // The kernel's own name (what its pass list adds, "+ panels" and the like, may differ between the sides).
+        const key = `${row.n}x${row.d} ${row.form}/${row.variant} ${row.kernel.split(' + ')[0]}`;
         if (!times.has(key)) times.set(key, [[], []]);
         times.get(key)[s].push(row.ms);
       }
