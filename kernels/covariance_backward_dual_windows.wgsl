@@ -9,7 +9,7 @@
 //   varCoef_j = varWeight / std_j if std_j = sqrt(var_j + eps) < gamma, else 0
 // One dispatch covers one block row P of the gradient (rows 128 P .. 128 P + 127), one column group (the
 // panel texture's strips) and up to WINDOWS blocks of columns of K (block.blocks): the host runs, per
-// block row, all of K's blocks, block P itself first (read both ways), then those the view keeps by rows,
+// block row, all of K's blocks, block P itself first, then those the view keeps by rows,
 // then those it keeps by columns (flags bit 8 + w: window w is read by columns), WINDOWS at a time; so
 // up to 1024 rows a block row is one dispatch, and each gradient element is written once. The first
 // dispatch of a block row writes the invariance, variance and -var Zc terms with its part of the sum; the
@@ -26,26 +26,25 @@
 // K's blocks (kernels.ts blockedMatrixFloats): block (r, c) at (r nb + c) 16384 floats, nb = ceil(n/128);
 // view A's entry (i, k) at (row % 128) 128 + col % 128 of block (row/128, col/128) with (row, col) =
 // (min(i,k), max(i,k)), view B's with (max, min): so view A keeps block (P, Q) by rows where P < Q and by
-// columns (as block (Q, P)) where P > Q, view B the other way. The diagonal blocks hold A's upper
-// triangle with the diagonal and B's strict lower one; B's diagonal is after the blocks, at nb^2 16384 + i.
-// The loop reads K_B,ii from A's slot; the dispatch that holds block P corrects that in its epilogue
-// (flags bit 1), adding (K_B,ii - K_A,ii) Zc_ij.
+// columns (as block (Q, P)) where P > Q, view B the other way. The diagonal blocks are kept whole, view A's
+// at (P, P) and view B's after the others, at (nb^2 + P) 16384, so block P itself is read by rows too.
+// (Before, a diagonal block held A's upper and B's lower triangle, read both ways at once and corrected
+// for B's diagonal: 8% of this kernel's time at 256 x 1024, README "Performance".)
 //
 // Bindings (group 0):
 //   0  z4        storage, read        array<vec4<f32>>  n*d/4 this view
 //   1  other4    storage, read        array<vec4<f32>>  n*d/4 the other view
 //   2  stats     storage, read        array<f32>        column_stats layout
-//   3  gram      storage, read        array<f32>        the blocked matrix (read in the epilogue only)
-//   4  grad4     storage, read_write  array<vec4<f32>>  n*d/4
-//   5  params    uniform              BackwardParams (as covariance_backward.wgsl; columnStart: the group's)
-//   6  upstream  storage, read        array<f32>        1: the upstream gradient
-//   7  panel     texture_storage_2d_array<rgba32float, read>  16 x n x strips: the group's columns,
+//   3  grad4     storage, read_write  array<vec4<f32>>  n*d/4
+//   4  params    uniform              BackwardParams (as covariance_backward.wgsl; columnStart: the group's)
+//   5  upstream  storage, read        array<f32>        1: the upstream gradient
+//   6  panel     texture_storage_2d_array<rgba32float, read>  16 x n x strips: the group's columns,
 //                strip q in layer q, columns 4x .. 4x+3 of the strip at (x, row): Zc (centered_panels.wgsl,
 //                then copyBufferToTexture), or with RAW_PANEL Z itself (copyBufferToTexture from the view,
 //                one copy per strip), centered here as loaded with the same two subtractions, so the
 //                gradient is bitwise the same either way
-//   8  block     uniform              BlockParams
-//   9 .. 16 k0 .. k7  uniform         array<vec4<f32>, 4096>  K's block for (P, blocks[w]), where the view
+//   7  block     uniform              BlockParams
+//   8 .. 15 k0 .. k7  uniform         array<vec4<f32>, 4096>  K's block for (P, blocks[w]), where the view
 //                keeps it (any block where w >= blockCount)
 // Dispatch: (4, strips, 1) workgroups of LANES threads: x the 32-row block within P, y the strip. Row
 // blocks past n and strips past d return at once.
@@ -70,8 +69,8 @@ struct BackwardParams {
 }
 
 // blockRow: P; blockCount: windows bound (at most WINDOWS); flags: bit 0 the first dispatch of this block
-// row (writes), bit 1 view B's diagonal correction, bit 2 window 0 is block P itself (read both ways),
-// bit 8 + w window w holds the view's block by columns; lowerHalf: 1 for view B; blocks: the block of
+// row (writes), bit 8 + w window w holds the view's block by columns; lowerHalf: 1 for view B (the host
+// picks the view's blocks; not read here); blocks: the block of
 // columns (k / 128) of each window.
 struct BlockParams { blockRow: u32, blockCount: u32, flags: u32, lowerHalf: u32, blocks: array<vec4<u32>, 2> }
 
@@ -92,20 +91,19 @@ const_assert BLOCK_FLOATS == 4u * 4096u;
 @group(0) @binding(0) var<storage, read> z4: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> other4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> stats: array<f32>;
-@group(0) @binding(3) var<storage, read> gram: array<f32>;
-@group(0) @binding(4) var<storage, read_write> grad4: array<vec4<f32>>;
-@group(0) @binding(5) var<uniform> params: BackwardParams;
-@group(0) @binding(6) var<storage, read> upstream: array<f32>;
-@group(0) @binding(7) var panel: texture_storage_2d_array<rgba32float, read>;
-@group(0) @binding(8) var<uniform> block: BlockParams;
-@group(0) @binding(9) var<uniform> k0: Window;
-@group(0) @binding(10) var<uniform> k1: Window;
-@group(0) @binding(11) var<uniform> k2: Window;
-@group(0) @binding(12) var<uniform> k3: Window;
-@group(0) @binding(13) var<uniform> k4: Window;
-@group(0) @binding(14) var<uniform> k5: Window;
-@group(0) @binding(15) var<uniform> k6: Window;
-@group(0) @binding(16) var<uniform> k7: Window;
+@group(0) @binding(3) var<storage, read_write> grad4: array<vec4<f32>>;
+@group(0) @binding(4) var<uniform> params: BackwardParams;
+@group(0) @binding(5) var<storage, read> upstream: array<f32>;
+@group(0) @binding(6) var panel: texture_storage_2d_array<rgba32float, read>;
+@group(0) @binding(7) var<uniform> block: BlockParams;
+@group(0) @binding(8) var<uniform> k0: Window;
+@group(0) @binding(9) var<uniform> k1: Window;
+@group(0) @binding(10) var<uniform> k2: Window;
+@group(0) @binding(11) var<uniform> k3: Window;
+@group(0) @binding(12) var<uniform> k4: Window;
+@group(0) @binding(13) var<uniform> k5: Window;
+@group(0) @binding(14) var<uniform> k6: Window;
+@group(0) @binding(15) var<uniform> k7: Window;
 
 fn statsVec4(offset: u32, column: u32) -> vec4<f32> {
   let o = offset + column;
@@ -127,19 +125,6 @@ fn byColumns(win: ptr<uniform, Window>, i0l: u32, kl: u32) -> array<vec4<f32>, 4
   return array<vec4<f32>, 4>(vec4<f32>(c0.x, c1.x, c2.x, c3.x), vec4<f32>(c0.y, c1.y, c2.y, c3.y),
                              vec4<f32>(c0.z, c1.z, c2.z, c3.z), vec4<f32>(c0.w, c1.w, c2.w, c3.w));
 }
-// A diagonal block: view A's upper triangle by rows and its lower one by columns (view B the other way).
-fn mixed(win: ptr<uniform, Window>, i0l: u32, kl: u32, lower: bool) -> array<vec4<f32>, 4> {
-  let r = byRows(win, i0l, kl);
-  let c = byColumns(win, i0l, kl);
-  var kv: array<vec4<f32>, 4>;
-  for (var m = 0u; m < 4u; m++) {
-    let i = vec4<u32>(i0l + m);
-    let k = vec4<u32>(kl) + vec4<u32>(0u, 1u, 2u, 3u);
-    kv[m] = select(r[m], c[m], select(i > k, i < k, lower));
-  }
-  return kv;
-}
-
 // Rows 4 s + m of the block (s = each lane) += K(those rows, k .. k+3) Zc(k .. k+3, own columns).
 fn accumulateBlock(acc: ptr<function, Acc>, m: u32, mine: vec4<f32>, zc: ptr<function, ZcRows>) {
   for (var s = 0u; s < LANES; s++) {
@@ -151,9 +136,8 @@ fn accumulateBlock(acc: ptr<function, Acc>, m: u32, mine: vec4<f32>, zc: ptr<fun
 }
 
 // K over this lane's rows and the 4 columns kl .. kl+3 of window w, read as the window holds them:
-// by rows, by columns (`columns`), or both ways (`diagonal`: window 0 is the block row's own block).
-fn windowK(w: u32, i0l: u32, kl: u32, diagonal: bool, columns: bool, lower: bool) -> array<vec4<f32>, 4> {
-  if (diagonal) { return mixed(&k0, i0l, kl, lower); }
+// by rows, or by columns (`columns`).
+fn windowK(w: u32, i0l: u32, kl: u32, columns: bool) -> array<vec4<f32>, 4> {
   switch (w) {
     case 0u: { return gatherK(&k0, i0l, kl, columns); }
     case 1u: { return gatherK(&k1, i0l, kl, columns); }
@@ -177,7 +161,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   let i0 = block.blockRow * BLOCK + wid.x * SHARED;
   let j40 = params.columnStart / 4u + wid.y * (LANES * OWN4);
   if (i0 >= n || j40 >= d4) { return; }
-  let lower = block.lowerHalf != 0u;
   let strip = wid.y;
   let i0l = wid.x * SHARED + 4u * lane;         // this lane's K rows i0 + 4 lane + m, within the block row
   // Up to n rounded to 4: K's padding entries are zeros (sample_gram_windows), so the last partial step
@@ -198,13 +181,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   // One loop over every window's columns, the window picked per step by a switch: the loop's body (the
   // multiply-adds, 2048 per lane and step) exists once. With a loop per window, lavapipe's compile of
   // this kernel took 16-45 s (LLVM), against a few here; the switch costs a few branches per step.
-  let diagonalFirst = (block.flags & 4u) != 0u;
   for (var w = 0u; w < count; w++) {
     let kb = block.blocks[w / 4u][w % 4u] * BLOCK;
-    let diagonal = diagonalFirst && w == 0u;
     let columns = ((block.flags >> (8u + w)) & 1u) != 0u;
     for (var k = kb; k < min(kb + BLOCK, kMax); k += 4u) {
-      let kv = windowK(w, i0l, k - kb, diagonal, columns, lower);
+      let kv = windowK(w, i0l, k - kb, columns);
       var zc: ZcRows;
       for (var q = 0u; q < 4u; q++) {
         for (var c = 0u; c < OWN4; c++) {
@@ -222,9 +203,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   let scale = upstream[0];
   let inv = 1.0 / f32(n - 1u);
   let first = (block.flags & 1u) != 0u;
-  let diagonal = (block.flags & 2u) != 0u;
-  let nb = (n + BLOCK - 1u) / BLOCK;
-  let P = block.blockRow;
   for (var c = 0u; c < OWN4; c++) {
     let j4 = j40 + c * LANES + lane;
     if (j4 >= d4) { continue; }
@@ -237,23 +215,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
       let i = i0 + r;
       if (i >= n) { continue; }
       let index = i * d4 + j4;
-      var sum = acc[r][c];
-      if (first || diagonal) {
+      let sum = acc[r][c];
+      if (first) {
         var x: vec4<f32>;
         // The texture's load is branch-free on lavapipe, a storage load is not (the header).
         if (RAW_PANEL) { x = textureLoad(panel, vec2<u32>(c * LANES + lane, i), strip); } else { x = z4[index]; }
         let zci = (x - shift) - center;
-        if (diagonal) {
-          let il = i - P * BLOCK;
-          let kA = gram[(P * nb + P) * BLOCK_FLOATS + il * BLOCK + il];
-          let kB = gram[nb * nb * BLOCK_FLOATS + i];
-          sum += (kB - kA) * zci;
-        }
-        if (first) {
-          let g = params.invCoef * (x - other4[index]) + varCoef * zci + params.covCoef * (sum * inv - variance * zci);
-          if (ACCUMULATE) { grad4[index] += scale * g; } else { grad4[index] = scale * g; }
-          continue;
-        }
+        let g = params.invCoef * (x - other4[index]) + varCoef * zci + params.covCoef * (sum * inv - variance * zci);
+        if (ACCUMULATE) { grad4[index] += scale * g; } else { grad4[index] = scale * g; }
+        continue;
       }
       grad4[index] += scale * (params.covCoef * inv) * sum;
     }

@@ -22,11 +22,13 @@
 // as everywhere else; each lane loads the strip's shift and center for a quarter of its columns
 // before the strip, and each step takes its 4 columns' by subgroupShuffle. Without it the texture holds
 // Zc (centered_panels.wgsl, then copyBufferToTexture).
-// K's layout (kernels.ts blockedMatrix): 128 x 128 blocks, block (r, c) at (r nb + c) 16384 floats, nb =
-// ceil(n/128); view A's entry (i, k), i <= k, in block (i/128, k/128) at (i % 128) 128 + k % 128; view B's
-// at the transposed place, (k/128, i/128) and (k % 128) 128 + i % 128, but its diagonal after the blocks,
-// at nb^2 16384 + i. Entries (i, k) with i > k are not kept: the tile holding (k, i) has them. Entries past
-// n, up to 128 nb, are written as zeros (the backward reads them without a mask).
+// K's layout (kernels.ts blockedMatrixFloats): 128 x 128 blocks of 16384 floats, nb = ceil(n/128); block
+// (r, c) at (r nb + c) 16384, and view B's diagonal blocks after those, block (P, P) at (nb^2 + P) 16384.
+// View A's entry (i, k), i <= k, in block (i/128, k/128) at (i % 128) 128 + k % 128; view B's at the
+// transposed place, (k/128, i/128) and (k % 128) 128 + i % 128. The diagonal blocks (A's in place, B's
+// after) are kept whole, both triangles (the last group writes each entry there twice), so that the
+// backward reads them as any other block. Entries past n, up to 128 nb, are written as zeros (the
+// backward reads them without a mask).
 //
 // Bindings (group 0):
 //   0  partials  storage, read_write  array<f32>        LANES per tile: partialOffset + t*LANES + lane
@@ -75,11 +77,19 @@ fn upperTile(t: u32) -> vec2<u32> {
   return vec2<u32>(x, t - x * (x + 1u));
 }
 
-// Where the view keeps K's entry (i, k), i <= k.
+// Where the view keeps K's entry (i, k), i <= k (in a diagonal block, its upper triangle).
 fn blockedIndex(i: u32, k: u32, nb: u32, lower: bool) -> u32 {
-  if (!lower) { return ((i / BLOCK) * nb + k / BLOCK) * BLOCK_FLOATS + (i % BLOCK) * BLOCK + k % BLOCK; }
-  if (i == k) { return nb * nb * BLOCK_FLOATS + i; }
-  return ((k / BLOCK) * nb + i / BLOCK) * BLOCK_FLOATS + (k % BLOCK) * BLOCK + i % BLOCK;
+  let P = i / BLOCK;
+  let Q = k / BLOCK;
+  if (P == Q) { return select(P * nb + P, nb * nb + P, lower) * BLOCK_FLOATS + (i % BLOCK) * BLOCK + k % BLOCK; }
+  if (!lower) { return (P * nb + Q) * BLOCK_FLOATS + (i % BLOCK) * BLOCK + k % BLOCK; }
+  return (Q * nb + P) * BLOCK_FLOATS + (k % BLOCK) * BLOCK + i % BLOCK;
+}
+
+// Entry (k, i), i < k, of a diagonal block (the lower triangle's copy of blockedIndex(i, k)).
+fn mirrorIndex(i: u32, k: u32, nb: u32, lower: bool) -> u32 {
+  let P = i / BLOCK;
+  return select(P * nb + P, nb * nb + P, lower) * BLOCK_FLOATS + (k % BLOCK) * BLOCK + i % BLOCK;
 }
 
 // Rows p*LANES .. p*LANES + LANES - 1 of the tile += the 4 columns of Zc in mine (lane s's) . own.
@@ -109,6 +119,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
           let i = i0 + r;
           let k = k0 + c * LANES + lane;
           if (i <= k) { gram[blockedIndex(i, k, nb, lower)] = 0.0; }
+          if (i < k && i / BLOCK == k / BLOCK) { gram[mirrorIndex(i, k, nb, lower)] = 0.0; }
         }
       }
     }
@@ -174,6 +185,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
         let scaled = value * inv;
         sumSq += select(2.0, 1.0, i == k) * scaled * scaled;
         gram[blockedIndex(i, k, nb, lower)] = value;
+        if (last && i < k && i / BLOCK == k / BLOCK) { gram[mirrorIndex(i, k, nb, lower)] = value; }
       }
     }
   }

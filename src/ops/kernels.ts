@@ -190,8 +190,8 @@ export const WINDOWS_MAX_ROWS = 4096;
 export const RECORD_BYTES = 256;
 
 export const blockCount = (n: number) => ceilDiv(n, BLOCK);
-/** The blocked matrix of both views (sample_gram_windows.wgsl's layout): nb^2 blocks, then B's diagonal (128 nb). */
-export const blockedMatrixFloats = (n: number) => blockCount(n) ** 2 * BLOCK * BLOCK + blockCount(n) * BLOCK;
+/** The blocked matrix of both views (sample_gram_windows.wgsl's layout): nb^2 blocks, then B's nb diagonal blocks. */
+export const blockedMatrixFloats = (n: number) => (blockCount(n) ** 2 + blockCount(n)) * BLOCK * BLOCK;
 /** The panel buffer: one column group (windowColumnGroups) of n rows. */
 export const windowPanelFloats = (n: number, d: number) => windowColumnGroups(n, d).width * n;
 
@@ -206,8 +206,9 @@ export const windowGramTiles = (n: number) => upperTileCount(blockCount(n) * BLO
 const windowTextureOf = (rows: number, width: number) => [STRIP / 4, rows, width / STRIP] as const;
 export const windowTextureSize = (n: number, d: number) => windowTextureOf(n, windowColumnGroups(n, d).width);
 
-/** Where view `view` keeps K's block (P, Q): A by (min, max), B by (max, min) (sample_gram_windows.wgsl). */
+/** Where view `view` keeps K's block (P, Q): A by (min, max), B by (max, min), B's diagonal blocks after the nb^2 (sample_gram_windows.wgsl). */
 export function storedBlock(view: 0 | 1, P: number, Q: number, nb: number): number {
+  if (P === Q) return view === 0 ? P * nb + P : nb * nb + P;
   const [r, c] = (view === 0) === (P <= Q) ? [P, Q] : [Q, P];
   return r * nb + c;
 }
@@ -239,7 +240,7 @@ export function windowBackwardDispatches(n: number, view: 0 | 1): WindowBackward
     for (let c = 0; c * BACKWARD_WINDOWS < all.length; c++) {
       const blocks = all.slice(c * BACKWARD_WINDOWS, (c + 1) * BACKWARD_WINDOWS);
       const columns = blocks.map((_, w) => c * BACKWARD_WINDOWS + w > byRows.length);
-      const flags = (c === 0 ? 1 | 4 | (view === 1 ? 2 : 0) : 0) | columns.reduce((f, x, w) => f | (x ? 1 << (BY_COLUMNS_BIT + w) : 0), 0);
+      const flags = (c === 0 ? 1 : 0) | columns.reduce((f, x, w) => f | (x ? 1 << (BY_COLUMNS_BIT + w) : 0), 0);
       out.push({ P, blocks, byColumns: columns, flags });
     }
   }
@@ -345,7 +346,7 @@ export function windowBackwardPassList(label: string, pipes: { main: GPUComputeP
       steps.push({
         label: `${label}: group ${g} block row ${dispatch.P}, blocks ${dispatch.blocks.map((Q, w) => `${Q}${dispatch.byColumns[w] ? ' (by columns)' : ''}`).join(', ')}`,
         pipeline: pipes.main, workgroups,
-        bindings: [buffers.z, buffers.other, buffers.stats, buffers.matrix, buffers.grad, params, buffers.upstream, buffers.texture.view,
+        bindings: [buffers.z, buffers.other, buffers.stats, buffers.grad, params, buffers.upstream, buffers.texture.view,
           record(buffers.records, at.blocks + i, 48), ...windows],
       });
     });
