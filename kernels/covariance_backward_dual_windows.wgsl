@@ -29,7 +29,7 @@
 // columns (as block (Q, P)) where P > Q, view B the other way. The diagonal blocks are kept whole, view A's
 // at (P, P) and view B's after the others, at (nb^2 + P) 16384, so block P itself is read by rows too.
 // (Before, a diagonal block held A's upper and B's lower triangle, read both ways at once and corrected
-// for B's diagonal: 8% of this kernel's time at 256 x 1024, README "Performance".)
+// for B's diagonal: 8% of this kernel's time at 256 x 1024, README "Algorithm".)
 //
 // Bindings (group 0):
 //   0  z4        storage, read        array<vec4<f32>>  n*d/4 this view

@@ -16,8 +16,8 @@
 // execution mask and on its bounds; a texture load is a call without per-lane branches. The same
 // texture as the backward's means no panel of its own: where the view can be copied (RAW_PANEL) the
 // group's strips are copied into it as they are, with no pass over the view, and K is one dispatch per
-// group, not per 256-row super-tile and 5-strip group as when this kernel read uniform windows (README
-// "Performance").
+// group, not per 256-row super-tile and 5-strip group as when this kernel read uniform windows: 5.03 ->
+// 2.21 ms a view at 256 x 1024 (README, Algorithm).
 // RAW_PANEL: the texture holds Z itself, centered here as it is loaded with the same two subtractions
 // as everywhere else; each lane loads the strip's shift and center for a quarter of its columns
 // before the strip, and each step takes its 4 columns' by subgroupShuffle. Without it the texture holds

@@ -307,9 +307,10 @@ export interface VariantPlan {
 }
 
 /**
- * The variants native hosts get plans for. 'windows' (kernels.ts) is the engine's only: per view it runs
- * a dispatch per column group and 256-row super-tile (Gram) or per 128-row block row and 8 blocks of K
- * (backward), each binding its own uniform windows, which these formulas do not describe yet.
+ * The variants native hosts get plans for. 'windows' (kernels.ts) is the engine's only: per view and
+ * column group it fills a texture with copies and runs a dispatch (Gram) or one per 128-row block row
+ * and 8 blocks of K (backward, each binding its own uniform windows), which these formulas do not
+ * describe yet.
  */
 export type ManifestVariant = Exclude<Variant, 'windows'>;
 
