@@ -195,8 +195,19 @@ export const blockedMatrixFloats = (n: number) => (blockCount(n) ** 2 + blockCou
 /** The panel buffer: one column group (windowColumnGroups) of n rows. */
 export const windowPanelFloats = (n: number, d: number) => windowColumnGroups(n, d).width * n;
 
-/** The Gram's and the backward's column groups: as the subgroup backward's from PANEL_MIN_ROWS, but at every n (the texture). */
-export const windowColumnGroups = (_n: number, d: number): ColumnGroups => panelColumnGroups(d);
+/**
+ * The Gram's and the backward's column groups: equal widths, at most PANEL_MAX_STRIPS strips (as the
+ * subgroup backward's) from PANEL_MIN_ROWS rows, and below that as many as keep the texture within
+ * PANEL_MIN_ROWS x 512 floats (1 MiB), up to WINDOW_GROUP_MAX_STRIPS: fewer groups mean fewer dispatches
+ * and fewer rounds of the Gram's running sums (README, Algorithm).
+ */
+export function windowColumnGroups(n: number, d: number): ColumnGroups {
+  const most = Math.min(WINDOW_GROUP_MAX_STRIPS, Math.max(PANEL_MAX_STRIPS, Math.floor((PANEL_MAX_STRIPS * PANEL_MIN_ROWS) / Math.max(n, 1))));
+  const strips = ceilDiv(d, STRIP);
+  const groups = ceilDiv(strips, most);
+  return { panels: true, groups, width: ceilDiv(strips, groups) * STRIP };
+}
+const WINDOW_GROUP_MAX_STRIPS = 64;
 /** Strips of column group g within d (the last group's may be fewer than its layers). */
 export const windowGroupStrips = (groups: ColumnGroups, d: number, g: number) => Math.min(groups.width / STRIP, ceilDiv(d, STRIP) - g * (groups.width / STRIP));
 /** The windows Gram's tiles: those on or above the diagonal of K's blocked side, 128 nb (the subgroup Gram's order). */
