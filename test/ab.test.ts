@@ -11,13 +11,13 @@ const ab = (...args: string[]) => spawnSync('node', ['bench/ab.mjs', ...args], {
 
 describe('npm run ab', () => {
   it('runs HEAD against the working tree, every mode, with the gradients compared', () => {
-    const run = ab('--base', 'HEAD', '--shapes', '12x40', '--rounds', '2', '--warmup', '1', '--modes', 'host,resident,encode');
+    const run = ab('--base', 'HEAD', '--shapes', '12x40', '--rounds', '2', '--warmup', '1', '--modes', 'host,resident,encode,forward');
     expect(run.stderr.replace(/^Warning: .*\n/gm, '')).toBe('');
     expect(run.status).toBe(0);
     expect(run.stdout).toMatch(/^A = HEAD \([0-9a-f]{7}\), B = working tree; variant auto, form auto; 2 alternating calls/m);
     // Which of the two it says depends on the working tree; that it says one of them, for view A, does not.
     expect(run.stdout).toMatch(/^12x40: the working tree's trial chose \w+\/\w+; the runs: \w+\/\w+ \/ \w+\/\w+ \(A \/ B\); gradients \(host, view A\) (bitwise the same|differ in \d+ of 480 elements)$/m);
-    for (const mode of ['host', 'resident', 'encode']) {
+    for (const mode of ['host', 'resident', 'encode', 'forward']) {
       expect(run.stdout).toMatch(new RegExp(`^12x40 ${mode}: A [\\d.]+ ms \\([\\d.]+ ms-[\\d.]+ ms\\), B [\\d.]+ ms \\([\\d.]+ ms-[\\d.]+ ms\\), B/A [\\d.]+$`, 'm'));
     }
   });
@@ -34,7 +34,7 @@ describe('npm run ab', () => {
   it('rejects bad arguments by name', () => {
     const cases: [string[], string][] = [
       [['--shapes', '8x8'], '--base REV is required'],
-      [['--base', 'HEAD', '--modes', 'host,gpu'], '--modes: "gpu" is not one of host, resident, encode'],
+      [['--base', 'HEAD', '--modes', 'host,gpu'], '--modes: "gpu" is not one of host, resident, encode, forward'],
       [['--base', 'HEAD', '--rounds', '0'], '--rounds must be an integer >= 1, got "0"'],
       [['--base', 'HEAD', '--shapes', '1x8'], '--shapes: "1x8" is not NxD with n >= 2, d >= 1'],
     ];
