@@ -192,7 +192,7 @@ for (const [n, d] of shapes) {
   for (const s of made) grads.push(await (await s.calls[first]())());
   const differing = grads[0].reduce((k, x, i) => k + (Object.is(x, grads[1][i]) ? 0 : 1), 0);
   const plans = made.map((s) => s.plan()).join(' / ');
-  console.log(`${n}x${d}: the working tree's trial chose ${plan}; the runs: ${plans} (A / B); gradients (${first}, view A) ${differing === 0 ? 'bitwise the same' : `differ in ${differing} of ${grads[0].length} elements`}`);
+  console.log(`${n}x${d}: the working tree's trial chose ${plan}; the runs: ${plans} (A / B); ${first === 'forward' ? 'terms' : 'gradients'} (${first}${first === 'forward' ? '' : ', view A'}) ${differing === 0 ? 'bitwise the same' : `differ in ${differing} of ${grads[0].length} ${first === 'forward' ? 'values' : 'elements'}`}`);
   const times = made.map(() => Object.fromEntries(modes.map((m) => [m, []])));
   for (let r = 0; r < rounds; r++) {
     for (const mode of modes) {

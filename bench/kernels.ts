@@ -150,7 +150,7 @@ export async function benchKernels(shapes: [number, number][], only: Variant | '
           }
           const backwardMs = await timeDispatches(device, backwardDispatches);
           rows.push({
-            n, d, form, variant, kernel: `${backward.spec(false).name}${backward.mirrored ? ' + mirrored' : ''}${packs.length ? ' + panels' : ''}`, ms: backwardMs,
+            n, d, form, variant, kernel: `${backward.spec(false).name}${backward.mirrored ? ' + mirrored' : ''}${packs.length ? (raw ? ' + texture copies' : ' + panels') : ''}`, ms: backwardMs,
             rate: (2 * n * d * side) / backwardMs / 1e6, unit: 'GFLOP/s',
           });
           progress(`kernels ${n}x${d}: ${form}/${variant} gram ${gramMs.toFixed(2)} ms, backward ${backwardMs.toFixed(2)} ms`);

@@ -69,10 +69,10 @@ struct BackwardParams {
 }
 
 // blockRow: P; blockCount: windows bound (at most WINDOWS); flags: bit 0 the first dispatch of this block
-// row (writes), bit 8 + w window w holds the view's block by columns; lowerHalf: 1 for view B (the host
-// picks the view's blocks; not read here); blocks: the block of
+// row (writes), bit 8 + w window w holds the view's block by columns (the host picks the view's blocks);
+// blocks: the block of
 // columns (k / 128) of each window.
-struct BlockParams { blockRow: u32, blockCount: u32, flags: u32, lowerHalf: u32, blocks: array<vec4<u32>, 2> }
+struct BlockParams { blockRow: u32, blockCount: u32, flags: u32, _pad0: u32, blocks: array<vec4<u32>, 2> }
 
 override ACCUMULATE: bool = false;
 override RAW_PANEL: bool = false;   // the texture holds Z, not Zc (see panel above)

@@ -6,8 +6,8 @@
 //   K_ik (=, or += after the first group) sum over this group's columns j of Zc_ij Zc_kj
 //   where flags bit 1 (the last group): partials[p] = sum over this lane's entries with i <= k < n of
 //   w (K_ik / (n-1))^2, w = 2 if i < k, 1 if i = k, so the sum over all p = ||K||_F^2 / (n-1)^2.
-// The columns come in the backward's column groups (kernels.ts windowColumnGroups: at most 8 strips of 64
-// columns); per group the host fills the panel texture the backward reads (a strip a layer) and runs one
+// The columns come in the backward's column groups (kernels.ts windowColumnGroups: 8 strips of 64 columns
+// from 512 rows, up to 64 below); per group the host fills the panel texture the backward reads (a strip a layer) and runs one
 // dispatch of this kernel over every tile on or above K's diagonal, which adds the group's part to
 // the running sums it loads from K and stores back. Each workgroup is one subgroup of LANES = 8 and owns
 // a 32 x 64 tile (rows shared by the lanes and passed by subgroupShuffle, 8 columns a lane), as
@@ -19,8 +19,8 @@
 // group, not per 256-row super-tile and 5-strip group as when this kernel read uniform windows: 5.03 ->
 // 2.21 ms a view at 256 x 1024 (README, Algorithm).
 // RAW_PANEL: the texture holds Z itself, centered here as it is loaded with the same two subtractions
-// as everywhere else; each lane loads the strip's shift and center for a quarter of its columns
-// before the strip, and each step takes its 4 columns' by subgroupShuffle. Without it the texture holds
+// as everywhere else; before each strip, lanes 0-3 load its shift and lanes 4-7 its center, each lane
+// for a quarter of the strip's texels, and each step takes its 4 columns' by subgroupShuffle. Without it the texture holds
 // Zc (centered_panels.wgsl, then copyBufferToTexture).
 // K's layout (kernels.ts blockedMatrixFloats): 128 x 128 blocks of 16384 floats, nb = ceil(n/128); block
 // (r, c) at (r nb + c) 16384, and view B's diagonal blocks after those, block (P, P) at (nb^2 + P) 16384.

@@ -5,9 +5,9 @@
 // side^2/128 floats), 16 (n + d) floats and 8 KiB, and from 512 rows the dual backward's column panels
 // (n x 512 floats at most, kernels.ts PANEL_MAX_STRIPS); and the packed matrix must be there. (Two
 // unpacked matrices, as before, fail every shape below.)
-// With the 'windows' variant (dual form), the matrix is blocked (n rounded up to 128, squared, plus 128 nb
-// floats), and the Gram's panel (5 strips x n rounded up to 256 rows x 64 floats), the backward's panel
-// texture (n rounded up to 4, x 512 floats at most) and the per-dispatch records come on top: O(n + d) too.
+// With the 'windows' variant (dual form), the matrix is blocked (nb^2 + nb blocks of 128 x 128, nb =
+// ceil(n/128)), and its panel buffer and texture (a column group: n x 512 floats from 512 rows, at most
+// 512 x 512 below; kernels.ts windowColumnGroups) and the per-dispatch records come on top: O(n + d) too.
 // encode() with encodeFallback 'none' on a dual problem holds no primal matrix either.
 import { describe, expect, it } from 'vitest';
 import { bufferCounts, createVICRegLoss } from '../src/index.js';

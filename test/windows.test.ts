@@ -1,7 +1,7 @@
 // The 'windows' variant (dual form; kernels.ts): its plan (every block of K read once per block row, the
 // records), then the engine against the float64 reference with every scratch buffer and the panel texture
 // poisoned, on shapes that are not multiples of its blocks (128 rows), Gram tiles (32 x 64) or column
-// groups (512 columns), with more than 8 blocks per block row (chunks),
+// groups (windowColumnGroups), with more than 8 blocks per block row (chunks),
 // bitwise repeatable; encode() into poisoned caller buffers, overwriting and accumulating; the dual ->
 // primal fallback (the primal form then runs 'subgroup'); and where it cannot run. It needs what lavapipe
 // has (subgroups of 8, the WGSL language features of WINDOW_LANGUAGE_FEATURES): forced here, so on an
@@ -84,9 +84,10 @@ describe('variant windows, form dual (poisoned scratch)', () => {
   });
   afterAll(() => vic?.destroy());
 
-  // d % 64 == 0 (3 x 64, 130 x 640, 257 x 1152): the backward copies the views' strips into its texture as
-  // they are (RAW_PANEL); the others pack Zc first.
-  for (const [index, shape] of ([[2, 4], [3, 8], [17, 36], [65, 132], [130, 644], [257, 1156], [3, 64], [130, 640], [257, 1152]] as Shape[]).entries()) {
+  // d % 64 == 0 (3 x 64, 130 x 640, 257 x 1152, 257 x 1216): the Gram and the backward copy the views'
+  // strips into their texture as they are (RAW_PANEL); the others pack Zc first. 257 x 1216: two column
+  // groups of 10 strips, the last with 9, so a stale layer would be read.
+  for (const [index, shape] of ([[2, 4], [3, 8], [17, 36], [65, 132], [130, 644], [257, 1156], [3, 64], [130, 640], [257, 1152], [257, 1216]] as Shape[]).entries()) {
     it(`${shape[0]}x${shape[1]}${shape[1] % 64 === 0 ? ' (views copied as they are)' : ''}`, async () => {
       await check(vic, shape, 900 + index);
       expect(vic.lastPlan).toMatchObject({ variant: 'windows', form: 'dual', fellBack: false });

@@ -63,7 +63,8 @@ import type { Form, Variant } from '../types.js';
  * - 'windows': the dual form only (the primal form runs 'subgroup' where it is forced): the subgroup
  *   kernels' shape, but every operand of the inner loops read through 64 KiB uniform-buffer windows or a
  *   storage texture, never a storage buffer (on lavapipe a storage load is a branch per lane; a uniform
- *   load is a branch-free gather). Many small dispatches (WINDOW_* below). Needs what 'subgroup' needs
+ *   load is a branch-free gather). Per column group: texture copies, then one Gram dispatch, or one
+ *   backward dispatch per block row and 8 blocks of K (windowGramPassList, windowBackwardPassList). Needs what 'subgroup' needs
  *   and the WGSL language features of WINDOW_LANGUAGE_FEATURES (runtime/device.ts), n <= WINDOWS_MAX_ROWS.
  */
 export const VARIANTS: readonly Variant[] = ['tiled', 'subgroup', 'workgroup', 'windows'];
@@ -278,7 +279,7 @@ export function windowRecords(c: Coefficients, n: number, d: number, rows: numbe
   }
   backward.forEach((dispatch, i) => {
     const record = new Uint32Array(bytes, (at.blocks + i) * RECORD_BYTES, 12);
-    record.set([dispatch.P, dispatch.blocks.length, dispatch.flags, view]);
+    record.set([dispatch.P, dispatch.blocks.length, dispatch.flags, 0]);
     record.set(dispatch.blocks, 4);
   });
   for (let g = 0; g < groups.groups; g++) {

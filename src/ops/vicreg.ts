@@ -350,7 +350,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
       ws.windows = {
         records, layout,
         panel: createBuffer(device, 'window panels', windowPanelFloats(n, d) * 4, Usage.STORAGE | Usage.COPY_SRC | Usage.COPY_DST),
-        texture: storageTexture(device, 'backward column panels (texture)', windowTextureSize(n, d)),
+        texture: storageTexture(device, 'window column panels (texture)', windowTextureSize(n, d)),
       };
     }
     return ws.windows;
@@ -683,7 +683,8 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
         if (kernel.windows) windows ??= windowTrial(device, ws, rows);
         else device.queue.writeBuffer(scratch[1].gpu, 0, backwardParamsPerGroup(kernel, coefficients, ws.n, ws.d, rows, 0)[0]);
         const encoder = device.createCommandEncoder({ label: 'variant trial' });
-        // Trials run on at most TRIAL_ROWS rows: one column group, no panels (kernels.ts PANEL_MIN_ROWS).
+        // Trials run on at most TRIAL_ROWS rows: one column group, no panels (kernels.ts PANEL_MIN_ROWS); a
+        // windows trial's groups are those of its rows (wider than n's from 512 rows: windowColumnGroups).
         const steps = backwardSteps(form, candidate, ws, views, [scratch[0].gpu, scratch[0].gpu], scratch[2].gpu, 0, pipes, [scratch[1].gpu], rows,
           undefined, undefined, kernel.windows ? windows!.trial : undefined);
         for (const step of steps) encodeStep(device, encoder, step);
