@@ -92,6 +92,13 @@ fn mirrorIndex(i: u32, k: u32, nb: u32, lower: bool) -> u32 {
   return select(P * nb + P, nb * nb + P, lower) * BLOCK_FLOATS + (k % BLOCK) * BLOCK + i % BLOCK;
 }
 
+// Zc at texel x of strip q, row `row`: the texel, centered here with RAW_PANEL.
+fn panelZc(x: u32, row: u32, q: u32, shift: vec4<f32>, center: vec4<f32>) -> vec4<f32> {
+  let texel = textureLoad(panel, vec2<u32>(x, row), q);
+  if (RAW_PANEL) { return (texel - shift) - center; }
+  return texel;
+}
+
 // Rows p*LANES .. p*LANES + LANES - 1 of the tile += the 4 columns of Zc in mine (lane s's) . own.
 fn accumulateBlock(acc: ptr<function, Acc>, p: u32, mine: vec4<f32>, own: ptr<function, array<vec4<f32>, OWN>>) {
   for (var s = 0u; s < LANES; s++) {
@@ -157,15 +164,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
         center = subgroupShuffle(quarter, 4u + x % 4u);
       }
       var own: array<vec4<f32>, OWN>;
-      for (var c = 0u; c < OWN; c++) {
-        let texel = textureLoad(panel, vec2<u32>(x, k0 + c * LANES + lane), q);
-        if (RAW_PANEL) { own[c] = (texel - shift) - center; } else { own[c] = texel; }
-      }
+      for (var c = 0u; c < OWN; c++) { own[c] = panelZc(x, k0 + c * LANES + lane, q, shift, center); }
       var mine: array<vec4<f32>, 4>;
-      for (var p = 0u; p < 4u; p++) {
-        let texel = textureLoad(panel, vec2<u32>(x, i0 + p * LANES + lane), q);
-        if (RAW_PANEL) { mine[p] = (texel - shift) - center; } else { mine[p] = texel; }
-      }
+      for (var p = 0u; p < 4u; p++) { mine[p] = panelZc(x, i0 + p * LANES + lane, q, shift, center); }
       accumulateBlock(&acc, 0u, mine[0], &own);
       accumulateBlock(&acc, 1u, mine[1], &own);
       accumulateBlock(&acc, 2u, mine[2], &own);

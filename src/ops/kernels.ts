@@ -171,10 +171,10 @@ const panelsSpec: KernelSpec = { name: 'centered_panels', code: centeredPanelsWg
 export function columnGroups(n: number, d: number): ColumnGroups {
   return n < PANEL_MIN_ROWS ? { panels: false, groups: 1, width: ceilDiv(d, STRIP) * STRIP } : panelColumnGroups(d);
 }
-/** Column groups read from panels: as few as PANEL_MAX_STRIPS strips a group allow, of equal widths. */
-function panelColumnGroups(d: number): ColumnGroups {
+/** Column groups read from panels: as few as `most` strips a group (PANEL_MAX_STRIPS) allow, of equal widths. */
+function panelColumnGroups(d: number, most = PANEL_MAX_STRIPS): ColumnGroups {
   const strips = ceilDiv(d, STRIP);
-  const groups = ceilDiv(strips, PANEL_MAX_STRIPS);
+  const groups = ceilDiv(strips, most);
   return { panels: true, groups, width: ceilDiv(strips, groups) * STRIP };
 }
 
@@ -203,10 +203,7 @@ export const windowPanelFloats = (n: number, d: number) => windowColumnGroups(n,
  * and fewer rounds of the Gram's running sums (README, Algorithm).
  */
 export function windowColumnGroups(n: number, d: number): ColumnGroups {
-  const most = Math.min(WINDOW_GROUP_MAX_STRIPS, Math.max(PANEL_MAX_STRIPS, Math.floor((PANEL_MAX_STRIPS * PANEL_MIN_ROWS) / Math.max(n, 1))));
-  const strips = ceilDiv(d, STRIP);
-  const groups = ceilDiv(strips, most);
-  return { panels: true, groups, width: ceilDiv(strips, groups) * STRIP };
+  return panelColumnGroups(d, Math.min(WINDOW_GROUP_MAX_STRIPS, Math.max(PANEL_MAX_STRIPS, Math.floor((PANEL_MAX_STRIPS * PANEL_MIN_ROWS) / Math.max(n, 1)))));
 }
 const WINDOW_GROUP_MAX_STRIPS = 64;
 /** Strips of column group g within d (the last group's may be fewer than its layers). */
@@ -365,6 +362,11 @@ export function windowBackwardPassList(label: string, pipes: { main: GPUComputeP
   }
   return steps;
 }
+/** The windows kernels' pipelines, with RAW_PANEL where the views are copied into the texture as they are. */
+const windowsGramSpec = (raw: boolean): KernelSpec => ({ name: 'sample_gram_windows', code: sampleGramWindowsWgsl, ...(raw ? { constants: { RAW_PANEL: true } } : {}) });
+const windowsBackwardSpec = (accumulate: boolean, raw: boolean): KernelSpec =>
+  ({ name: 'covariance_backward_dual_windows', code: covarianceBackwardDualWindowsWgsl, constants: { ACCUMULATE: accumulate, ...(raw ? { RAW_PANEL: true } : {}) } });
+
 /** Per dispatch: the 32-row blocks of a 128-row block row along x, the group's strips along y. */
 const windowBackwardWorkgroups = (width: number) => [BLOCK / SUBGROUP_SHARED, width / STRIP] as const;
 
@@ -460,12 +462,12 @@ export const forms: Record<Form, FormKernels> = {
         bindings: (b) => [b.z, b.stats, b.partials, b.matrix, b.dims],
       },
       windows: {
-        spec: () => ({ name: 'sample_gram_windows', code: sampleGramWindowsWgsl }),
+        spec: () => windowsGramSpec(false),
         // One dispatch per column group (windowGramPassList builds them).
         workgroups: (n) => [windowGramTiles(n), 1],
         partials: (n) => windowGramTiles(n) * SUBGROUP_LANES,
         bindings: () => { throw new Error('sample_gram_windows runs through windowGramPassList'); },
-        windows: { pack: panelsSpec, raw: () => ({ name: 'sample_gram_windows', code: sampleGramWindowsWgsl, constants: { RAW_PANEL: true } }) },
+        windows: { pack: panelsSpec, raw: () => windowsGramSpec(true) },
       },
     },
     backward: {
@@ -481,12 +483,12 @@ export const forms: Record<Form, FormKernels> = {
         },
       },
       windows: {
-        spec: (accumulate) => ({ name: 'covariance_backward_dual_windows', code: covarianceBackwardDualWindowsWgsl, constants: { ACCUMULATE: accumulate } }),
+        spec: (accumulate) => windowsBackwardSpec(accumulate, false),
         workgroups: (n, d) => windowBackwardWorkgroups(windowColumnGroups(n, d).width),
         bindings: () => { throw new Error('covariance_backward_dual_windows runs through windowBackwardPassList'); },
         windows: {
           pack: panelsSpec,
-          raw: (accumulate) => ({ name: 'covariance_backward_dual_windows', code: covarianceBackwardDualWindowsWgsl, constants: { ACCUMULATE: accumulate, RAW_PANEL: true } }),
+          raw: (accumulate) => windowsBackwardSpec(accumulate, true),
         },
       },
     },

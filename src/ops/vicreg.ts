@@ -85,6 +85,8 @@ interface Workspace {
 
 /** A 'windows' trial's own records (for its rows), matrix, panels and texture. */
 interface WindowTrial { records: GPUBuffer; layout: WindowRecords; matrix: GPUBuffer; panel: Buffer; texture: Texture }
+/** A WindowTrial made on first need and freed once (vicreg.ts windowTrials). */
+interface WindowTrials { get(rows: number): WindowTrial; destroy(): void }
 
 /**
  * A measured trial of the variants for one role: `run` runs one variant's kernels on the first `rows`
@@ -509,14 +511,14 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     const side = (rows: number) => forms[form].side(rows, ws.d);
     const gramMacs = (rows: number) => side(rows) * side(rows) * (form === 'dual' ? ws.d : rows) / 2;
     let dims: Buffer | undefined;
-    let windows: ReturnType<typeof windowTrial> | undefined;
+    // One 'windows' scratch for the Gram's trial and, in a pair, the backward's that follows it.
+    const windows = windowTrials(device, ws);
     const gramTrial: VariantTrial = {
       async run(variant, rows) {
         const pipes = await Promise.all(gramSpecsOf(form, variant, keepMatrix, views, ws.d).map((spec) => pipeline(device, spec)));
         dims ??= trialDims(device, ws, form, rows);
-        if (variant === 'windows') windows ??= windowTrial(device, ws, rows);
         const encoder = device.createCommandEncoder({ label: 'variant trial' });
-        for (const step of gramSteps(form, variant, ws, f, views, 0, dims.gpu, pipes, rows, variant === 'windows' ? windows!.trial : undefined)) {
+        for (const step of gramSteps(form, variant, ws, f, views, 0, dims.gpu, pipes, rows, variant === 'windows' ? windows.get(rows) : undefined)) {
           encodeStep(device, encoder, step);
         }
         device.queue.submit([encoder.finish()]);
@@ -524,7 +526,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
       },
       release() {
         destroyBuffer(dims);
-        windows?.destroy();
+        windows.destroy();
       },
     };
     const role = gramRole(form, keepMatrix, ws.n, ws.d);
@@ -534,7 +536,7 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     // backward's own trial then picks among them; the one of the same name stands in for it here.) The
     // budget is the Gram's, so the pair is timed wherever the Gram alone would be (the dual backward's
     // trial costs twice the Gram's: n d n against n^2 d / 2 multiply-adds).
-    const backward = backwardTrial(device, ws, form, views);
+    const backward = backwardTrial(device, ws, form, views, windows);
     return chooseVariant(role, ws.n, ws.d, gramMacs, {
       async run(variant, rows) {
         await gramTrial.run(variant, rows);
@@ -555,19 +557,27 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     return `${keepMatrix && candidates(`gram|${form}`, n, d).supported.includes('windows') ? 'pair' : 'gram'}|${form}`;
   }
 
-  /** A 'windows' trial's scratch for `rows` rows, and how to free it. */
-  function windowTrial(device: GPUDevice, ws: Workspace, rows: number): { trial: WindowTrial; destroy: () => void } {
-    const layout = windowRecords(coefficients, ws.n, ws.d, rows, 0, 0);
-    const records = uniformBuffer(device, 'trial window records', layout.bytes.byteLength);
-    device.queue.writeBuffer(records.gpu, 0, layout.bytes);
-    const matrix = createBuffer(device, 'trial blocked matrix', blockedMatrixFloats(rows) * 4, Usage.STORAGE | Usage.UNIFORM);
-    const panel = createBuffer(device, 'trial window panels', windowPanelFloats(rows, ws.d) * 4, Usage.STORAGE | Usage.COPY_SRC);
-    const texture = storageTexture(device, 'trial texture', windowTextureSize(rows, ws.d));
+  /** 'windows' trial scratch, made on the first `get` for that call's rows (every trial of a choice runs the same rows), and how to free it. */
+  function windowTrials(device: GPUDevice, ws: Workspace): WindowTrials {
+    let made: { trial: WindowTrial; buffers: Buffer[] } | undefined;
     return {
-      trial: { records: records.gpu, layout, matrix: matrix.gpu, panel, texture },
-      destroy: () => {
-        [records, matrix, panel].forEach(destroyBuffer);
-        destroyTexture(texture);
+      get(rows) {
+        if (!made) {
+          const layout = windowRecords(coefficients, ws.n, ws.d, rows, 0, 0);
+          const records = uniformBuffer(device, 'trial window records', layout.bytes.byteLength);
+          device.queue.writeBuffer(records.gpu, 0, layout.bytes);
+          const matrix = createBuffer(device, 'trial blocked matrix', blockedMatrixFloats(rows) * 4, Usage.STORAGE | Usage.UNIFORM);
+          const panel = createBuffer(device, 'trial window panels', windowPanelFloats(rows, ws.d) * 4, Usage.STORAGE | Usage.COPY_SRC);
+          const texture = storageTexture(device, 'trial texture', windowTextureSize(rows, ws.d));
+          made = { trial: { records: records.gpu, layout, matrix: matrix.gpu, panel, texture }, buffers: [records, matrix, panel] };
+        }
+        return made.trial;
+      },
+      destroy() {
+        if (!made) return;
+        made.buffers.forEach(destroyBuffer);
+        destroyTexture(made.trial.texture);
+        made = undefined;
       },
     };
   }
@@ -668,32 +678,32 @@ function createOnDevice(acquired: DeviceHandle, options: VICRegOptions): VICRegL
     return chooseVariant(`backward|${form}`, ws.n, ws.d, (rows) => (blocked ? Infinity : rows * ws.d * side), backwardTrial(device, ws, form, views), gramVariant);
   }
 
-  /** Backward trials (VariantTrial) on the first `rows` rows of view A. */
-  function backwardTrial(device: GPUDevice, ws: Workspace, form: Form, views: [GPUBuffer, GPUBuffer]): VariantTrial {
+  /** Backward trials (VariantTrial) on the first `rows` rows of view A; `shared`: a pair's 'windows' scratch (its Gram trial's, which frees it). */
+  function backwardTrial(device: GPUDevice, ws: Workspace, form: Form, views: [GPUBuffer, GPUBuffer], shared?: WindowTrials): VariantTrial {
     // The trial writes a scratch gradient, never the caller's (encode() may be accumulating into it).
     let scratch: readonly [Buffer, Buffer, Buffer] | undefined;
-    let windows: ReturnType<typeof windowTrial> | undefined;
+    const windows = shared ?? windowTrials(device, ws);
     return {
       async run(candidate, rows) {
         const kernel = forms[form].backward[candidate];
         const pipes = await Promise.all(backwardSpecsOf(form, candidate, false, views, ws.d).map((spec) => pipeline(device, spec)));
         scratch ??= [storageBuffer(device, 'trial gradient', rows * ws.d * 4), uniformBuffer(device, 'trial backward params', UNIFORM_BYTES.backwardParams),
           storageBuffer(device, 'trial upstream', 4)];
-        // 'windows': its own records, blocked matrix (zeros: the time does not depend on K), panels and texture.
-        if (kernel.windows) windows ??= windowTrial(device, ws, rows);
-        else device.queue.writeBuffer(scratch[1].gpu, 0, backwardParamsPerGroup(kernel, coefficients, ws.n, ws.d, rows, 0)[0]);
+        // 'windows': the trial's records, blocked matrix (the Gram trial's K in a pair, else zeros: the time
+        // does not depend on K), panels and texture.
+        if (!kernel.windows) device.queue.writeBuffer(scratch[1].gpu, 0, backwardParamsPerGroup(kernel, coefficients, ws.n, ws.d, rows, 0)[0]);
         const encoder = device.createCommandEncoder({ label: 'variant trial' });
         // Trials run on at most TRIAL_ROWS rows: one column group, no panels (kernels.ts PANEL_MIN_ROWS); a
         // windows trial's groups are those of its rows (wider than n's from 512 rows: windowColumnGroups).
         const steps = backwardSteps(form, candidate, ws, views, [scratch[0].gpu, scratch[0].gpu], scratch[2].gpu, 0, pipes, [scratch[1].gpu], rows,
-          undefined, undefined, kernel.windows ? windows!.trial : undefined);
+          undefined, undefined, kernel.windows ? windows.get(rows) : undefined);
         for (const step of steps) encodeStep(device, encoder, step);
         device.queue.submit([encoder.finish()]);
         await quietly(() => device.queue.onSubmittedWorkDone());
       },
       release() {
         scratch?.forEach(destroyBuffer);
-        windows?.destroy();
+        if (!shared) windows.destroy();
       },
     };
   }
