@@ -28,8 +28,7 @@ import { createTfjsReference, installNavigatorGpu, type TfjsReference, type Tfjs
 import { benchKernels } from './kernels.js';
 import { benchPhases, phaseTable } from './phases.js';
 import { OPENBLAS_SETTLE_MS, startOpenblas, type OpenblasBaseline } from './openblas.js';
-import { VARIANTS } from '../src/ops/kernels.js';
-import type { Variant } from '../src/types.js';
+import { VARIANT_NAMES, type Variant } from '../src/types.js';
 
 const DEFAULT_SHAPES = '256x1024,1024x1024,128x4096,128x8192,2048x2048,2048x8192';
 const HELP = `npm run bench -- [options]
@@ -139,7 +138,7 @@ function parseOptions(argv: string[]): Options | 'help' {
   const form = values.form ?? 'auto';
   if (form !== 'auto' && form !== 'primal' && form !== 'dual') throw new UsageError(`--form must be auto, primal or dual, got "${form}"`);
   const variant = values.variant ?? 'auto';
-  if (variant !== 'auto' && !(VARIANTS as readonly string[]).includes(variant)) throw new UsageError(`--variant must be auto or one of ${VARIANTS.join(', ')}, got "${variant}"`);
+  if (variant !== 'auto' && !(VARIANT_NAMES as readonly string[]).includes(variant)) throw new UsageError(`--variant must be auto or one of ${VARIANT_NAMES.join(', ')}, got "${variant}"`);
   const maxSeconds = Number(values['tfjs-max-seconds'] ?? 60);
   if (!(maxSeconds > 0)) throw new UsageError(`--tfjs-max-seconds must be a positive number, got "${values['tfjs-max-seconds']}"`);
   return {

@@ -10,13 +10,12 @@
 // variant has one; the dual subgroup backward includes its panel copies (centered_panels, also timed alone).
 // column_stats is reported in GB/s of the two n x d views it reads, centered_panels in GB/s of the one it copies.
 import { acquireDevice } from '../src/runtime/device.js';
-import { createBuffer, destroyBuffer, destroyTexture, encodeStep, pipeline, storageBuffer, storageTexture, uniformBuffer, Usage, type Buffer, type Step } from '../src/runtime/gpu.js';
+import { createBuffer, destroyBuffer, encodeStep, pipeline, storageBuffer, uniformBuffer, Usage, type Buffer, type Step } from '../src/runtime/gpu.js';
 import { quietly } from '../src/runtime/polling.js';
-import { DEFAULTS } from '../src/ops/coefficients.js';
-import {
-  backwardParamsPerGroup, backwardPassList, backwardSpecs, blockedMatrixFloats, columnStats, forms, gramDims, gramSpecs, packedMatrixFloats, statsLayout, UNIFORM_BYTES, VARIANTS, variantSupported,
-  windowBackwardPassList, windowPanelFloats, windowRawPanel, windowGramPassList, windowRecords, windowTextureSize,
-} from '../src/ops/kernels.js';
+import { DEFAULTS } from '../src/engine/coefficients.js';
+import { gradientSteps, gramSteps, type PassScope } from '../src/engine/passes.js';
+import { FORMS, LANGUAGE_FEATURES, VARIANTS } from '../src/variants/registry.js';
+import { backwardParams, columnStats, gramDims, side as sideOf, statsLayout, UNIFORM_BYTES } from '../src/variants/shared.js';
 import type { Form, Variant } from '../src/types.js';
 
 const REPS = 5;
@@ -56,13 +55,12 @@ async function timeDispatches(device: GPUDevice, dispatches: Step[]): Promise<nu
 
 /** Times every kernel of both forms and every variant the device supports, at n x d. */
 export async function benchKernels(shapes: [number, number][], only: Variant | 'auto', progress: (line: string) => void): Promise<{ adapter: string; rows: KernelTiming[] }> {
-  const handle = await acquireDevice();
+  const handle = await acquireDevice(undefined, LANGUAGE_FEATURES);
   const { device } = handle;
   const rows: KernelTiming[] = [];
   try {
     for (const [n, d] of shapes) {
       const made: Buffer[] = [];
-      const textures: ReturnType<typeof storageTexture>[] = [];
       const make = (b: Buffer) => (made.push(b), b);
       const random = (count: number, spread: number) => Float32Array.from({ length: count }, (_, i) => spread * Math.sin(i * 12.9898 + n * 78.233 + d));
       const views = [make(storageBuffer(device, 'A', n * d * 4)), make(storageBuffer(device, 'B', n * d * 4))];
@@ -84,80 +82,65 @@ export async function benchKernels(shapes: [number, number][], only: Variant | '
       const grad = make(storageBuffer(device, 'grad', n * d * 4));
       const upstream = make(storageBuffer(device, 'upstream', 4));
       device.queue.writeBuffer(upstream.gpu, 0, new Float32Array([1]));
-      const placeholder = make(storageBuffer(device, 'no panel', 16));
-      for (const form of ['primal', 'dual'] as Form[]) {
-        const side = forms[form].side(n, d);
+      const params = make(uniformBuffer(device, 'backward params', UNIFORM_BYTES.backwardParams));
+      device.queue.writeBuffer(params.gpu, 0, backwardParams(DEFAULTS, n, d, n, 0));
+      const dims = make(uniformBuffer(device, 'gram dims', UNIFORM_BYTES.gramDims));
+      const viewBuffers = [views[0].gpu, views[1].gpu] as const;
+      const scope: PassScope = { rows: n, d, traits: handle.traits, views: viewBuffers, stats: stats.gpu };
+      const limit = device.limits.maxStorageBufferBindingSize;
+      for (const form of FORMS) {
+        const side = sideOf(form, n, d);
         const contraction = form === 'primal' ? n : d;
-        const windows = variantSupported('windows', handle.features, n, d, form) && (only === 'auto' || only === 'windows');
-        const matrixBytes = Math.max(packedMatrixFloats(side), windows ? blockedMatrixFloats(n) : 0) * 4;
-        if (matrixBytes > device.limits.maxStorageBufferBindingSize) {
-          progress(`kernels ${n}x${d}: ${form} skipped (its matrix, ${(matrixBytes / 2 ** 20).toFixed(0)} MiB, is past the binding limit)`);
-          continue;
-        }
-        const matrix = make(createBuffer(device, `${form} matrix`, matrixBytes, Usage.STORAGE | Usage.COPY_DST | (windows ? Usage.UNIFORM : 0)));
-        const dims = make(uniformBuffer(device, 'gram dims', UNIFORM_BYTES.gramDims));
         device.queue.writeBuffer(dims.gpu, 0, gramDims(form, n, d, 0, 0));
         for (const variant of VARIANTS) {
-          if (!variantSupported(variant, handle.features, n, d, form) || (only !== 'auto' && only !== variant)) continue;
-          const gram = forms[form].gram[variant];
-          const partials = make(storageBuffer(device, 'partials', gram.partials(n, d) * 4));
-          // 'windows' copies the views' strips as they are where it can (as the engine does: its views are copyable).
-          const raw = variant === 'windows' && windowRawPanel([views[0].gpu, views[1].gpu], d);
-          const gramPipes = await Promise.all(gramSpecs(gram, true, raw).map((spec) => pipeline(device, spec)));
-          // 'windows': its records and scratch, as the engine makes them (vicreg.ts windowScratch).
-          const window = variant === 'windows' ? (() => {
-            const layout = windowRecords(DEFAULTS, n, d, n, 0, 0);
-            const records = make(uniformBuffer(device, 'window records', layout.bytes.byteLength));
-            device.queue.writeBuffer(records.gpu, 0, layout.bytes);
-            const texture = storageTexture(device, 'window texture', windowTextureSize(n, d));
-            textures.push(texture);
-            return { layout, records: records.gpu, panel: make(createBuffer(device, 'window panels', windowPanelFloats(n, d) * 4, Usage.STORAGE | Usage.COPY_SRC)).gpu, texture };
-          })() : undefined;
-          const gramDispatches: Step[] = window
-            ? windowGramPassList('gram', { gram: gramPipes[0], pack: gramPipes[1] }, { z: views[0].gpu, stats: stats.gpu, partials: partials.gpu, matrix: matrix.gpu, ...window }, window.layout, n, raw ? { d } : undefined)
-            : [{
-              label: 'gram', pipeline: gramPipes[0], workgroups: gram.workgroups(n, d),
-              bindings: gram.bindings({ z: views[0].gpu, stats: stats.gpu, partials: partials.gpu, matrix: matrix.gpu, dims: dims.gpu }),
-            }];
+          const kernels = variant.forms[form];
+          if (!kernels || (only !== 'auto' && only !== variant.name)) continue;
+          const refused = variant.refuse({ traits: handle.traits, n, d, form, bindingLimit: limit });
+          const matrixBytes = kernels.matrix.floats(form, n, d) * 4;
+          if (refused || matrixBytes > limit) {
+            progress(`kernels ${n}x${d}: ${form}/${variant.name} skipped (${refused ? `it needs ${refused.reason}` : `its matrix, ${(matrixBytes / 2 ** 20).toFixed(0)} MiB, is past the binding limit`})`);
+            continue;
+          }
+          const matrix = make(createBuffer(device, `${form} matrix`, matrixBytes, Usage.STORAGE | Usage.COPY_DST | (kernels.matrix.uniform ? Usage.UNIFORM : 0)));
+          const partials = make(storageBuffer(device, 'partials', kernels.gram.partials(n, d, handle.traits) * 4));
+          // The variant's scratch, as the engine makes it (its views are copyable, as the engine's copies of host arrays are).
+          const scratch = kernels.scratch?.({
+            device, n, d, rows: n, coefficients: DEFAULTS, traits: handle.traits, views: [0], partialsPerView: 0, checkBinding: () => undefined,
+          });
+          const context = { d, traits: handle.traits, views: viewBuffers };
+          const gramPipes = await Promise.all(kernels.gram.specs({ ...context, writeMatrix: true }).map((spec) => pipeline(device, spec)));
+          const gramDispatches = gramSteps(scope, { program: kernels.gram, pipelines: gramPipes, partials: partials.gpu, matrix: matrix.gpu, dims: [dims.gpu], scratch }, 0);
+          const copies = (steps: Step[], main: GPUComputePipeline) => steps.filter((x) => 'copy' in x || x.pipeline !== main);
           const gramMs = await timeDispatches(device, gramDispatches);
           const useful = (side * (side + 1)) / 2 * contraction;
+          const gramCopies = copies(gramDispatches, gramPipes[0]).length > 0;
           rows.push({
-            n, d, form, variant, kernel: `${gram.spec(true).name}${window ? (raw ? ' + texture copies' : ' + panels') : ''}`, ms: gramMs,
+            n, d, form, variant: variant.name, kernel: `${kernels.gram.kernel}${gramCopies ? ' + texture copies' : ''}`, ms: gramMs,
             rate: (2 * useful) / gramMs / 1e6, gemmEquivalent: (2 * side * side * contraction) / gramMs / 1e6, unit: 'GFLOP/s',
           });
-          // The backward as the engine runs it (kernels.ts backwardPassList): with its mirrored pass, or per
-          // column group with its panel copies, which are also timed alone.
-          const backward = forms[form].backward[variant];
-          const groups = backward.grouped?.columnGroups(n, d);
-          const panel = groups?.panels ? make(storageBuffer(device, 'panel', n * groups.width * 4)).gpu : placeholder.gpu;
-          const params = backwardParamsPerGroup(backward, DEFAULTS, n, d, n, 0).map((bytes) => {
-            const buffer = make(uniformBuffer(device, 'backward params', UNIFORM_BYTES.backwardParams));
-            device.queue.writeBuffer(buffer.gpu, 0, bytes);
-            return buffer.gpu;
-          });
-          const pipes = await Promise.all(backwardSpecs(backward, false, raw).map((spec) => pipeline(device, spec)));
-          const buffers = { z: views[0].gpu, other: views[1].gpu, stats: stats.gpu, matrix: matrix.gpu, grad: grad.gpu, upstream: upstream.gpu, panel };
-          const backwardDispatches = window
-            ? windowBackwardPassList('backward', { main: pipes[0], pack: pipes[1] }, { ...buffers, ...window }, window.layout, n, 0, undefined, raw ? { d } : undefined)
-            : backwardPassList(backward, 'backward', pipes, buffers, params, n, d);
-          const packPipe = backward.grouped ? pipes[pipes.length - 1] : window ? pipes[1] : undefined;
-          // The panel copies, and with 'windows' their copies into the texture.
-          const packs = backwardDispatches.filter((x) => 'copy' in x || x.pipeline === packPipe);
+          // The gradient as the engine runs it: with its mirrored pass, or per column group with its
+          // copies (panels, texture copies), which are also timed alone.
+          const pipes = await Promise.all(kernels.gradient.specs({ ...context, accumulate: false }).map((spec) => pipeline(device, spec)));
+          const backwardDispatches = gradientSteps(scope, {
+            program: kernels.gradient, pipelines: pipes, matrix: matrix.gpu, grads: [grad.gpu, grad.gpu], upstream: upstream.gpu, params: [params.gpu], scratch,
+          }, 0);
+          const packs = backwardDispatches.filter((x) => 'copy' in x || (x.pipeline !== pipes[0] && !x.label.includes('mirrored')));
           if (packs.length) {
             const packMs = await timeDispatches(device, packs);
-            const what = backward.grouped?.pack.spec.name ?? (raw ? 'copyBufferToTexture of the view' : `${backward.windows!.pack.name} + copyBufferToTexture`);
-            rows.push({ n, d, form, variant, kernel: what, ms: packMs, rate: (n * d * 4) / packMs / 1e6, unit: 'GB/s' });
+            const what = [...new Set(packs.map((x) => ('copy' in x ? 'copyBufferToTexture' : x.label.replace(/^.*: (\w+).*$/, '$1'))))].join(' + ');
+            rows.push({ n, d, form, variant: variant.name, kernel: `${kernels.gradient.kernel}: ${what}`, ms: packMs, rate: (n * d * 4) / packMs / 1e6, unit: 'GB/s' });
           }
           const backwardMs = await timeDispatches(device, backwardDispatches);
+          const mirrored = backwardDispatches.some((x) => x.label.includes('mirrored'));
           rows.push({
-            n, d, form, variant, kernel: `${backward.spec(false).name}${backward.mirrored ? ' + mirrored' : ''}${packs.length ? (raw ? ' + texture copies' : ' + panels') : ''}`, ms: backwardMs,
+            n, d, form, variant: variant.name, kernel: `${kernels.gradient.kernel}${mirrored ? ' + mirrored' : ''}${packs.length ? ' + copies' : ''}`, ms: backwardMs,
             rate: (2 * n * d * side) / backwardMs / 1e6, unit: 'GFLOP/s',
           });
-          progress(`kernels ${n}x${d}: ${form}/${variant} gram ${gramMs.toFixed(2)} ms, backward ${backwardMs.toFixed(2)} ms`);
+          progress(`kernels ${n}x${d}: ${form}/${variant.name} gram ${gramMs.toFixed(2)} ms, backward ${backwardMs.toFixed(2)} ms`);
+          scratch?.destroy();
         }
       }
       made.forEach(destroyBuffer);
-      textures.splice(0).forEach(destroyTexture);
     }
   } finally {
     device.destroy();

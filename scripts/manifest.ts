@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import {
   BUFFERS, DEFAULT_COEFFICIENTS, FORMS, HOST, INPUTS, KERNELS, PRESETS, VARIANTS, backwardPasses, forwardPasses, planVariables, type ManifestVariant,
   passesOf, type GroupLoop, type KernelId, type PassPlan,
-} from '../src/ops/plan.js';
+} from '../src/manifest/plan.js';
 import type { Form } from '../src/types.js';
 import { FORMULA_GRAMMAR, namesIn } from './formula.js';
 import { reflect, workgroupBytes, workgroupSize, type Reflection, type StructLayout } from './wgsl-reflect.js';
@@ -23,7 +23,7 @@ const PLAN_VARIABLE_NOTES: Record<string, string> = {
   tiles: '32 x 32 tiles per side of the Gram matrix (GramDims.tiles)',
   upperTiles: "the subgroup Gram kernels' tiles (32 x 64) on or above the diagonal: one workgroup each (their upperTileCount)",
   partialsPerView: 'partial sums one Gram pass writes per view',
-  panels: '1 where the dual subgroup backward reads Zc from column panels (centered_panels), else 0',
+  panels: '1 where the dual subgroup backward reads Zc from column panels (subgroup/centered_panels), else 0',
   panelGroups: 'iterations of a group loop (forEachGroup): column groups of the dual subgroup backward; 1 where panels = 0',
   panelWidth: 'columns per group (a multiple of 64; the last group may run past d)',
 };

@@ -3,7 +3,9 @@
 /** 'paper': variance = v(A) + v(B) (paper Eq. 1). 'official': (v(A) + v(B)) / 2 (facebookresearch/vicreg). */
 export type Preset = 'paper' | 'official';
 export type Form = 'primal' | 'dual';
-export type Variant = 'tiled' | 'subgroup' | 'workgroup' | 'windows';
+/** The kernel variants (src/variants/registry.ts describes each). */
+export const VARIANT_NAMES = ['tiled', 'subgroup', 'workgroup', 'windows'] as const;
+export type Variant = typeof VARIANT_NAMES[number];
 
 export interface VICRegOptions {
   /** Invariance weight (default 25). */

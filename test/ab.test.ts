@@ -26,7 +26,7 @@ describe('npm run ab', () => {
     const run = ab('--base', 'HEAD', '--kernels', '--shapes', '12x64', '--rounds', '2', '--variant', 'tiled');
     expect(run.status, run.stderr).toBe(0);
     expect(run.stdout).toMatch(/^A = HEAD \([0-9a-f]{7}\), B = working tree; kernels alone, variant tiled; 2 alternating runs/m);
-    for (const kernel of ['both/only column_stats', 'dual/tiled sample_gram', 'primal/tiled gram_offdiag_squares']) {
+    for (const kernel of ['both/only column_stats', 'dual/tiled tiled/dual_gram', 'primal/tiled tiled/primal_gram']) {
       expect(run.stdout).toMatch(new RegExp(`^12x64 ${kernel}.*: A [\\d.]+ ms .*, B/A [\\d.]+$`, 'm'));
     }
   });

@@ -3,16 +3,16 @@
 // device copies of the inputs, the gradients and their readback staging must fit the packed matrix of
 // both views, side^2 + side floats (side = min(n, d) in the cheaper form), plus the Gram partials (at most
 // side^2/128 floats), 16 (n + d) floats and 8 KiB, and from 512 rows the dual backward's column panels
-// (n x 512 floats at most, kernels.ts PANEL_MAX_STRIPS); and the packed matrix must be there. (Two
+// (n x 512 floats at most, subgroup.ts PANEL_MAX_STRIPS); and the packed matrix must be there. (Two
 // unpacked matrices, as before, fail every shape below.)
 // With the 'windows' variant (dual form), the matrix is blocked (nb^2 + nb blocks of 128 x 128, nb =
 // ceil(n/128)), and its panel buffer and texture (a column group: n x 512 floats from 512 rows, at most
-// 512 x 512 below; kernels.ts windowColumnGroups) and the per-dispatch records come on top: O(n + d) too.
+// 512 x 512 below; windows.ts windowColumnGroups) and the per-dispatch records come on top: O(n + d) too.
 // encode() with encodeFallback 'none' on a dual problem holds no primal matrix either.
 import { describe, expect, it } from 'vitest';
 import { bufferCounts, createVICRegLoss } from '../src/index.js';
-import { DEFAULTS } from '../src/ops/coefficients.js';
-import { blockedMatrixFloats, windowPanelFloats, windowRecords, windowTextureSize } from '../src/ops/kernels.js';
+import { DEFAULTS } from '../src/engine/coefficients.js';
+import { blockedMatrixFloats, windowPanelFloats, windowRecords, windowTextureSize } from '../src/variants/lavapipe/windows.js';
 import type { Variant } from '../src/types.js';
 import { randomViews } from './reference/float64.js';
 

@@ -1,24 +1,26 @@
-// src/ops/plan.ts (the loss as data, for native hosts) against the engine: every formula string is
-// evaluated for many shapes and coefficient sets and compared with what the engine computes
-// (kernels.ts: dispatch geometry, partial counts, stats layout, binding order, pipeline constants;
-// coefficients.ts: gradient coefficients, variance scale; vicreg.ts: form choice, fallback threshold).
+// src/manifest/plan.ts (the loss as data, for native hosts) against the engine: every formula string is
+// evaluated for many shapes and coefficient sets and compared with what the engine computes (the
+// variants' programs, src/variants: dispatch geometry, partial counts, binding order, pipeline
+// constants; shared.ts: stats layout, uniforms; coefficients.ts: gradient coefficients, variance scale;
+// forward.ts: form choice, fallback threshold).
 // Also: the formula evaluator itself, and kernels/manifest.json being what the generator makes now.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { DEFAULTS, gradientCoefficients, resolveCoefficients, varianceScale } from '../src/ops/coefficients.js';
-import {
-  backwardParams, columnGroups, columnStats, formDecision, forms, lossTerms, PACKING, statsLayout, UNIFORM_BYTES, variantSupported,
-  type BackwardKernel, type GramKernel,
-} from '../src/ops/kernels.js';
+import { DEFAULTS, gradientCoefficients, resolveCoefficients, varianceScale } from '../src/engine/coefficients.js';
+import type { Dispatch } from '../src/runtime/gpu.js';
+import type { DeviceTraits } from '../src/variants/program.js';
+import { REGISTRY } from '../src/variants/registry.js';
+import { backwardParams, columnStats, formDecision, lossTerms, PACKING, side as sideOf, statsLayout, UNIFORM_BYTES } from '../src/variants/shared.js';
+import { columnGroups } from '../src/variants/subgroup.js';
 import {
   BUFFERS, DEFAULT_COEFFICIENTS, HOST, KERNELS, MIN_DUAL_SHARE as PLAN_MIN_DUAL_SHARE, PRESETS, VARIANTS, backwardPasses, forwardPasses,
   passesOf, planVariables, type KernelId, type Role,
-} from '../src/ops/plan.js';
-import { cheaperForm, MIN_DUAL_SHARE } from '../src/ops/vicreg.js';
+} from '../src/manifest/plan.js';
+import { cheaperForm, MIN_DUAL_SHARE } from '../src/engine/forward.js';
 import type { Form, Preset } from '../src/types.js';
-import type { ManifestVariant } from '../src/ops/plan.js';
+import type { ManifestVariant } from '../src/manifest/plan.js';
 import { bind, evaluate, namesIn } from '../scripts/formula.js';
 import { buildManifest } from '../scripts/manifest.js';
 import { reflect } from '../scripts/wgsl-reflect.js';
@@ -50,6 +52,50 @@ function envFor(n: number, d: number, c = COEFFICIENT_SETS[0]) {
 }
 
 const dispatch = (id: KernelId, env: Record<string, number>) => KERNELS[id].dispatch.map((f) => evaluate(f, env));
+
+/** The adapter the manifest's subgroup plans are for: subgroups of 8. */
+const TRAITS: DeviceTraits = { features: new Set(['subgroups']), subgroupMinSize: 8, subgroupMaxSize: 8, language: new Set() };
+/** Whether a variant runs an n x d problem (in either form: the manifest's variants need the same of both). */
+const runs = (variant: ManifestVariant, n: number, d: number) => !REGISTRY[variant].refuse({ traits: TRAITS, n, d, form: 'primal', bindingLimit: Infinity });
+
+/**
+ * A device that makes stand-in buffers (a variant's scratch, on no GPU): each is its label, so a
+ * binding shows what it is.
+ */
+const standInDevice = {
+  createBuffer: ({ label, size, usage }: GPUBufferDescriptor) => ({ label, size, usage, destroy() {} }),
+  createTexture: ({ label }: GPUTextureDescriptor) => ({ label, destroy() {}, createView: () => ({ label }) }),
+  queue: { writeBuffer() {}, writeTexture() {} },
+} as unknown as GPUDevice;
+const LOGICAL = ['z', 'other', 'stats', 'partials', 'matrix', 'dims', 'grad', 'params', 'upstream'] as const;
+const logical = Object.fromEntries(LOGICAL.map((role) => [role, { label: role }])) as unknown as Record<typeof LOGICAL[number], GPUBuffer>;
+/** The role of a binding: a logical buffer's name, or a scratch buffer's kind. */
+/** A dispatch's workgroup counts (the engine's passes here are never indirect). */
+const counts = (x: Dispatch) => x.workgroups as readonly number[];
+const roleOf = (binding: unknown): string => {
+  const label = (binding as { label: string; buffer?: { label: string } }).buffer?.label ?? (binding as { label: string }).label;
+  return /params/.test(label) ? 'params' : /panels/.test(label) ? 'panel' : label;
+};
+
+/** A variant's dispatches for view A of an n x d problem, as the engine builds them, each pipeline its kernel's name. */
+function programDispatches(variant: ManifestVariant, form: Form, n: number, d: number) {
+  const kernels = REGISTRY[variant].forms[form]!;
+  const views = [logical.z, logical.other];
+  const context = { d, traits: TRAITS, views };
+  const gramSpecs = kernels.gram.specs({ ...context, writeMatrix: true });
+  const gradientSpecs = kernels.gradient.specs({ ...context, accumulate: false });
+  const scratch = kernels.scratch?.({ device: standInDevice, n, d, rows: n, coefficients: DEFAULTS, traits: TRAITS, views: [0], partialsPerView: 0, checkBinding: () => undefined });
+  const asPipelines = (specs: { name: string }[]) => specs.map((spec) => spec.name as unknown as GPUComputePipeline);
+  const gram = kernels.gram.steps({
+    view: 0, rows: n, d, traits: TRAITS, views, pipelines: asPipelines(gramSpecs), scratch,
+    buffers: { z: logical.z, stats: logical.stats, partials: logical.partials, matrix: logical.matrix, dims: logical.dims },
+  }) as Dispatch[];
+  const gradient = kernels.gradient.steps({
+    view: 0, rows: n, d, traits: TRAITS, views, pipelines: asPipelines(gradientSpecs), scratch,
+    buffers: { z: logical.z, other: logical.other, stats: logical.stats, matrix: logical.matrix, grad: logical.grad, upstream: logical.upstream, params: logical.params },
+  }) as Dispatch[];
+  return { kernels, gramSpecs, gradientSpecs, gram, gradient, scratch };
+}
 /** The engine's workgroups padded to three dimensions. */
 const three = (w: readonly number[]) => [w[0], w[1] ?? 1, w[2] ?? 1];
 const close = (a: number, b: number) => Math.abs(a - b) <= 1e-12 * Math.max(1, Math.abs(a), Math.abs(b));
@@ -85,9 +131,7 @@ describe('plan.ts against the engine', () => {
     for (const preset of ['paper', 'official'] as Preset[]) expect(evaluate(PRESETS[preset].k, {})).toBe(varianceScale(preset));
     for (const [n, d] of all) {
       expect(evaluate(HOST.formChoice.dualWhen, { n, d }) ? 'dual' : 'primal', `${n}x${d}`).toBe(cheaperForm(n, d));
-      expect(!!evaluate(VARIANTS.subgroup.requires.when, { n, d })).toBe(variantSupported('subgroup', { subgroupSize: 8 }, n, d, 'primal'));
-      expect(!!evaluate(VARIANTS.tiled.requires.when, { n, d })).toBe(variantSupported('tiled', {}, n, d, 'primal'));
-      expect(!!evaluate(VARIANTS.workgroup.requires.when, { n, d })).toBe(variantSupported('workgroup', {}, n, d, 'primal'));
+      for (const variant of VARIANT_NAMES) expect(!!evaluate(VARIANTS[variant].requires.when, { n, d }), `${variant} ${n}x${d}`).toBe(runs(variant, n, d));
     }
     for (const [shares, keep] of [[[0.9, 0.6], true], [[0.5, 0.7], true], [[0.49, 0.9], false], [[NaN, 1], false], [[1, NaN], false]] as const) {
       const env = { offDiagonalShareA: shares[0], offDiagonalShareB: shares[1], minDualShare: HOST.fallback.minDualShare };
@@ -95,41 +139,49 @@ describe('plan.ts against the engine', () => {
     }
   });
 
-  it('dispatch counts and partial counts are kernels.ts\'s', () => {
+  it("dispatch counts and partial counts are the variants' programs'", () => {
     for (const [n, d] of all) {
       const env = envFor(n, d);
       expect(dispatch('column_stats', env)).toEqual(three(columnStats.workgroups(d)));
       expect(dispatch('loss_terms', env)).toEqual(three(lossTerms.workgroups()));
       expect(dispatch('form_decision', env)).toEqual(three(formDecision.workgroups()));
       for (const variant of VARIANT_NAMES) {
+        if (!runs(variant, n, d)) continue;
         for (const form of FORM_NAMES) {
           const vars = bind(env, planVariables(variant, form));
-          const gram: GramKernel = forms[form].gram[variant];
-          const backward: BackwardKernel = forms[form].backward[variant];
+          const { kernels, gram, gradient } = programDispatches(variant, form, n, d);
           const label = `${variant} ${form} ${n}x${d}`;
-          expect(vars.side, label).toBe(forms[form].side(n, d));
-          expect(vars.partialsPerView, label).toBe(gram.partials(n, d));
-          expect(dispatch(VARIANTS[variant].gram[form], vars), label).toEqual(three(gram.workgroups(n, d)));
-          expect(dispatch(VARIANTS[variant].backward[form], vars), label).toEqual(three(backward.workgroups(n, d)));
-          const mirrored = VARIANTS[variant].mirroredBackward?.[form];
-          expect(mirrored !== undefined, label).toBe(backward.mirrored !== undefined);
-          if (mirrored) expect(dispatch(mirrored, vars), label).toEqual(three(backward.mirrored!.workgroups(n, d)));
-          const pack = VARIANTS[variant].groupedBackward?.[form];
-          expect(pack !== undefined, label).toBe(backward.grouped !== undefined);
-          if (pack) {
-            const groups = backward.grouped!.columnGroups(n, d);
+          expect(vars.side, label).toBe(sideOf(form, n, d));
+          expect(vars.partialsPerView, label).toBe(kernels.gram.partials(n, d, TRAITS));
+          expect(gram.map((x) => String(x.pipeline)), label).toEqual([VARIANTS[variant].gram[form]]);
+          expect(dispatch(VARIANTS[variant].gram[form], vars), label).toEqual(three(counts(gram[0])));
+          const main = gradient.filter((x) => String(x.pipeline) === VARIANTS[variant].backward[form]);
+          expect(main.length, label).toBeGreaterThan(0);
+          for (const x of main) expect(dispatch(VARIANTS[variant].backward[form], vars), label).toEqual(three(counts(x)));
+          const mirroredId = VARIANTS[variant].mirroredBackward?.[form];
+          const mirrored = gradient.filter((x) => x.label.includes('mirrored'));
+          expect(mirrored.length, label).toBe(mirroredId ? 1 : 0);
+          if (mirroredId) expect(dispatch(mirroredId, vars), label).toEqual(three(counts(mirrored[0])));
+          const packId = VARIANTS[variant].groupedBackward?.[form];
+          if (packId) {
+            const groups = columnGroups(n, d);
             expect([vars.panels, vars.panelGroups, vars.panelWidth], label).toEqual([Number(groups.panels), groups.groups, groups.width]);
+            expect(main.length, label).toBe(groups.groups);
+            const packs = gradient.filter((x) => String(x.pipeline) === packId);
             // The engine skips the copy where the groups read Z itself; the plan dispatches no workgroups.
-            expect(dispatch(pack, vars), label).toEqual(groups.panels ? three(backward.workgroups(n, d)) : [0, backward.workgroups(n, d)[1], 1]);
+            expect(packs.length, label).toBe(groups.panels ? groups.groups : 0);
+            expect(dispatch(packId, vars), label).toEqual(groups.panels ? three(counts(packs[0])) : [0, counts(main[0])[1], 1]);
             // Every column in exactly one group, no group wholly past d.
             expect(groups.groups * groups.width >= d && (groups.groups - 1) * groups.width < d && groups.width % 64 === 0, label).toBe(true);
+          } else {
+            expect(main.length, label).toBe(1);
           }
         }
       }
     }
   });
 
-  it('uniform values are what vicreg.ts writes, the coefficients coefficients.ts\'s', () => {
+  it("uniform values are what the engine writes (shared.ts), the coefficients coefficients.ts's", () => {
     for (const [n, d] of all.filter((_, i) => i % 7 === 0)) {
       const layout = statsLayout(d);
       for (const c of COEFFICIENT_SETS) {
@@ -138,7 +190,7 @@ describe('plan.ts against the engine', () => {
         for (const v of [0, 1] as const) {
           const p = BUFFERS[`backwardParams${'AB'[v]}`].values!;
           const value = (field: string) => evaluate(p[field], env);
-          // vicreg.ts backwardParams(): [n, d, shift, center, variance, columnStart 0, matrixStride d, PACKING[v]] and coefficients.
+          // backwardParams(): [n, d, shift, center, variance, columnStart 0, matrixStride d, PACKING[v]] and coefficients.
           expect([value('n'), value('d'), value('shiftOffset'), value('centerOffset'), value('varOffset'), value('columnStart'), value('matrixStride'), value('packing')])
             .toEqual([n, d, layout.shift[v], layout.center[v], layout.variance[v], 0, d, PACKING[v]]);
           expect(close(value('invCoef'), k.invCoef) && close(value('varWeight'), k.varWeight) && close(value('covCoef'), k.covCoef),
@@ -148,11 +200,11 @@ describe('plan.ts against the engine', () => {
         for (const variant of VARIANT_NAMES) {
           for (const form of FORM_NAMES) {
             const vars = bind(env, planVariables(variant, form));
-            const side = forms[form].side(n, d);
-            const partials = forms[form].gram[variant].partials(n, d);
+            const side = sideOf(form, n, d);
+            const partials = REGISTRY[variant].forms[form]!.gram.partials(n, d, TRAITS);
             for (const v of [0, 1] as const) {
               const g = BUFFERS[`gramDims${'AB'[v]}`].values!;
-              // vicreg.ts formBuffers(): [n, d, ceil(side/32), v * partialsPerView, shift, center, 0, 0, v]; the engine's
+              // gramDims() as workspace.ts formBuffers() writes it: [n, d, ceil(side/32), v * partialsPerView, shift, center, 0, 0, v]; the engine's
               // partialsPerView is the largest over variants, the plan's the variant's own (both valid).
               expect(['n', 'd', 'tiles', 'partialOffset', 'shiftOffset', 'centerOffset', 'lowerHalf'].map((f) => evaluate(g[f], vars)))
                 .toEqual([n, d, Math.ceil(side / 32), v * partials, layout.shift[v], layout.center[v], v]);
@@ -196,7 +248,7 @@ describe('plan.ts against the engine', () => {
     for (const [n, d] of all.filter((_, i) => i % 5 === 0)) {
       expect(evaluate(BUFFERS.stats.count!, { d })).toBe(statsLayout(d).floats);
       for (const variant of VARIANT_NAMES) {
-        if (!variantSupported(variant, { subgroupSize: 8 }, n, d, 'primal')) continue;
+        if (!runs(variant, n, d)) continue;
         for (const form of FORM_NAMES) {
           const vars = bind(envFor(n, d), planVariables(variant, form));
           for (const pass of passesOf([...forwardPasses(variant, form), ...backwardPasses(variant, form)])) {
@@ -212,54 +264,41 @@ describe('plan.ts against the engine', () => {
     }
   });
 
-  it('binding roles in WGSL order are kernels.ts\'s binding order; overrides are the specs\' constants', () => {
+  it("binding roles in WGSL order are the programs' binding order; overrides are the specs' constants", () => {
     const roles = (id: KernelId) => reflect(readFileSync(join(ROOT, 'kernels', KERNELS[id].file), 'utf8')).bindings
       .map((b) => (KERNELS[id].bindings as Record<string, { role: string }>)[b.name].role);
-    // kernels.ts's bindings() with each logical buffer standing for itself.
-    const gramLogical = { z: 'z', stats: 'stats', partials: 'partials', matrix: 'matrix', dims: 'dims' } as unknown as Parameters<GramKernel['bindings']>[0];
-    const backwardLogical = { z: 'z', other: 'other', stats: 'stats', matrix: 'matrix', grad: 'grad', params: 'params', upstream: 'upstream', panel: 'panel' } as unknown as Parameters<BackwardKernel['bindings']>[0];
     const constants = (c: Record<string, number | boolean> | undefined) => Object.fromEntries(Object.entries(c ?? {}).map(([k, v]) => [k, Number(v)]));
     for (const variant of VARIANT_NAMES) {
       for (const form of FORM_NAMES) {
-        const gramId = VARIANTS[variant].gram[form];
-        const backwardId = VARIANTS[variant].backward[form];
-        expect(roles(gramId)).toEqual(forms[form].gram[variant].bindings(gramLogical));
-        expect(roles(backwardId)).toEqual(forms[form].backward[variant].bindings(backwardLogical));
-        expect(constants(KERNELS[gramId].overrides)).toEqual(constants(forms[form].gram[variant].spec(true).constants));
-        expect(constants(KERNELS[backwardId].overrides)).toEqual(constants(forms[form].backward[variant].spec(false).constants));
-        expect(forms[form].gram[variant].spec(true).code).toBe(readFileSync(join(ROOT, 'kernels', KERNELS[gramId].file), 'utf8'));
-        const mirroredId = VARIANTS[variant].mirroredBackward?.[form];
-        const mirrored = forms[form].backward[variant].mirrored;
-        if (mirroredId && mirrored) {
-          expect(roles(mirroredId)).toEqual(mirrored.bindings(backwardLogical));
-          expect(constants(KERNELS[mirroredId].overrides)).toEqual(constants(mirrored.spec.constants));
-          expect(mirrored.spec.code).toBe(readFileSync(join(ROOT, 'kernels', KERNELS[mirroredId].file), 'utf8'));
+        // A shape where every pass runs (panels from 512 rows).
+        const { gramSpecs, gradientSpecs, gram, gradient } = programDispatches(variant, form, 520, 1156);
+        for (const x of [...gram, ...gradient]) {
+          const id = String(x.pipeline) as KernelId;
+          const spec = [...gramSpecs, ...gradientSpecs].find((s) => s.name === id)!;
+          expect(roles(id), `${variant} ${form} ${x.label}`).toEqual(x.bindings.map(roleOf));
+          expect(constants(KERNELS[id].overrides), id).toEqual(constants({ ...spec.constants, ...('WRITE_MATRIX' in (spec.constants ?? {}) ? { WRITE_MATRIX: true } : {}) }));
+          expect(spec.code, id).toBe(readFileSync(join(ROOT, 'kernels', KERNELS[id].file), 'utf8'));
         }
-        const packId = VARIANTS[variant].groupedBackward?.[form];
-        const grouped = forms[form].backward[variant].grouped;
-        if (packId && grouped) {
-          expect(roles(packId)).toEqual(grouped.pack.bindings(backwardLogical));
-          expect(constants(KERNELS[packId].overrides)).toEqual(constants(grouped.pack.spec.constants));
-          expect(grouped.pack.spec.code).toBe(readFileSync(join(ROOT, 'kernels', KERNELS[packId].file), 'utf8'));
-        }
+        expect([VARIANTS[variant].gram[form], VARIANTS[variant].backward[form], VARIANTS[variant].mirroredBackward?.[form], VARIANTS[variant].groupedBackward?.[form]]
+          .filter(Boolean).sort()).toEqual([...new Set([...gram, ...gradient].map((x) => String(x.pipeline)))].sort());
       }
     }
-    // vicreg.ts binds column_stats as [a, b, stats, flags, dims] and loss_terms as [stats, flags, partials, result, params].
+    // The engine binds column_stats as [a, b, stats, flags, dims] and loss_terms as [stats, flags, partials, result, params] (passes.ts).
     expect(roles('column_stats')).toEqual(['a', 'b', 'stats', 'flags', 'dims']);
     expect(roles('loss_terms')).toEqual(['stats', 'flags', 'partials', 'result', 'params']);
     expect(constants(KERNELS.column_stats.overrides)).toEqual(constants(columnStats.spec.constants));
     expect(constants(KERNELS.loss_terms.overrides)).toEqual(constants(lossTerms.spec.constants));
   });
 
-  it('uniform structs parsed from the WGSL fit kernels.ts\'s UNIFORM_BYTES', () => {
+  it("uniform structs parsed from the WGSL fit shared.ts's UNIFORM_BYTES", () => {
     const manifest = buildManifest(ROOT);
     const size = (id: KernelId, struct: string) => (manifest.kernels[id].structs as Record<string, { size: number }>)[struct].size;
     const round16 = (x: number) => Math.ceil(x / 16) * 16;
     expect(round16(size('column_stats', 'Dims'))).toBe(UNIFORM_BYTES.dims);
-    expect(size('gram_offdiag_squares', 'GramDims')).toBe(UNIFORM_BYTES.gramDims);
-    expect(size('sample_gram_subgroup', 'GramDims')).toBe(UNIFORM_BYTES.gramDims);
+    expect(size('tiled/primal_gram', 'GramDims')).toBe(UNIFORM_BYTES.gramDims);
+    expect(size('subgroup/dual_gram', 'GramDims')).toBe(UNIFORM_BYTES.gramDims);
     expect(size('loss_terms', 'TermParams')).toBe(UNIFORM_BYTES.termParams);
-    expect(size('covariance_backward_dual', 'BackwardParams')).toBe(UNIFORM_BYTES.backwardParams);
+    expect(size('tiled/dual_gradient', 'BackwardParams')).toBe(UNIFORM_BYTES.backwardParams);
     expect(size('form_decision', 'DecisionParams')).toBe(UNIFORM_BYTES.decisionParams);
   });
 

@@ -1,9 +1,13 @@
-// Every kernel variant in both forms against the float64 reference, with every scratch and output buffer
-// poisoned (NaN) before each call, so an element that a kernel fails to write fails the test. Shapes are
-// not multiples of the variants' tiles (32 x 32 'tiled'; 32 x 64 'subgroup'; 64 x 64 'workgroup').
+// Every kernel variant of the registry in both forms (each form it has kernels for) against the float64
+// reference, with every scratch and output buffer poisoned (NaN) before each call, so an element that a
+// kernel fails to write fails the test. Shapes are not multiples of the variants' tiles (32 x 32
+// 'tiled'; 32 x (8 x subgroup size) 'subgroup'; 64 x 64 'workgroup'; 128-row blocks 'windows'). A variant
+// this adapter cannot run is skipped by name, with why; at least one runs each form.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createVICRegLoss, OptionError, type VICRegLoss } from '../src/index.js';
-import type { Form, Variant } from '../src/types.js';
+import type { Form } from '../src/types.js';
+import { FORMS, runsFor, VARIANTS } from '../src/variants/registry.js';
+import { cannotRun, titled, variantsHere } from './reference/adapter.js';
 import { dominantFeatureViews, randomViews, referenceVICReg, relativeError, relativeNormError } from './reference/float64.js';
 import { checkAgainstReference, expectRepeatable, TERMS, type Shape } from './reference/checks.js';
 
@@ -12,9 +16,13 @@ const options = { lambda: 3, mu: 11, nu: 0.7, gamma: 0.9, eps: 1e-3, preset: 'of
 const SHAPES: Shape[] = [[2, 4], [3, 8], [17, 36], [33, 100], [65, 132], [100, 256], [130, 68], [47, 516]];
 const check = (vic: VICRegLoss, shape: Shape, seed: number, scale?: number) => checkAgainstReference(vic, shape, seed, options, scale);
 
-for (const variant of ['tiled', 'subgroup', 'workgroup'] as Variant[]) {
-  for (const form of ['primal', 'dual'] as Form[]) {
-    describe(`variant ${variant}, form ${form} (poisoned scratch)`, () => {
+for (const form of FORMS) {
+  it(`at least one variant runs the ${form} form here (of ${VARIANTS.map((v) => v.name).join(', ')})`, () => {
+    expect(variantsHere(form, 65, 132).runs.length).toBeGreaterThan(0);
+  });
+  for (const { name: variant } of VARIANTS.filter((v) => v.forms[form])) {
+    const why = cannotRun(variant, form, 65, 132);
+    describe.skipIf(why)(titled(`variant ${variant}, form ${form} (poisoned scratch)`, why), () => {
       let vic: VICRegLoss;
       beforeAll(async () => {
         vic = await createVICRegLoss({ ...options, variant, form, poisonScratch: true });
@@ -22,11 +30,11 @@ for (const variant of ['tiled', 'subgroup', 'workgroup'] as Variant[]) {
       afterAll(() => vic?.destroy());
 
       for (const [index, shape] of SHAPES.entries()) {
-        it(`${shape[0]}x${shape[1]}`, async () => {
+        it.skipIf(cannotRun(variant, form, ...shape))(titled(`${shape[0]}x${shape[1]}`, cannotRun(variant, form, ...shape)), async () => {
           await check(vic, shape, 700 + index);
           const plan = vic.lastPlan!;
-          expect(plan.variant).toBe(variant);
           // A forced dual form still falls back where it must (n >= d makes the diagonal share large).
+          expect(plan.variant).toBe(runsFor(variant, plan.form).name);
           if (form === 'primal') expect(plan.form).toBe('primal');
         });
       }
@@ -39,7 +47,8 @@ for (const variant of ['tiled', 'subgroup', 'workgroup'] as Variant[]) {
 // From PANEL_MIN_ROWS = 512 rows the subgroup dual backward copies Zc's columns into panels group by group
 // (centered_panels.wgsl) and reads them there: 520 x 1156 has 3 groups of 448 columns, the last one
 // ending past d; 512 x 1540 has 4 groups of 448, the last with 3 strips wholly past d (skipped).
-describe('variant subgroup, form dual, column panels (n >= 512, poisoned scratch)', () => {
+const panelsWhy = cannotRun('subgroup', 'dual', 512, 1540);
+describe.skipIf(panelsWhy)(titled('variant subgroup, form dual, column panels (n >= 512, poisoned scratch)', panelsWhy), () => {
   let vic: VICRegLoss;
   beforeAll(async () => {
     vic = await createVICRegLoss({ ...options, variant: 'subgroup', form: 'dual', poisonScratch: true });
@@ -60,7 +69,7 @@ describe('variant subgroup, form dual, column panels (n >= 512, poisoned scratch
 });
 
 describe('variant choice', () => {
-  it("rejects a forced 'subgroup' variant where d % 4 != 0, naming why, and stays usable", async () => {
+  it.skipIf(cannotRun('subgroup', 'dual', 5, 8))(titled("rejects a forced 'subgroup' variant where d % 4 != 0, naming why, and stays usable", cannotRun('subgroup', 'dual', 5, 8)), async () => {
     const vic = await createVICRegLoss({ variant: 'subgroup' });
     try {
       const { a, b } = randomViews(5, 6, 1);
@@ -74,18 +83,19 @@ describe('variant choice', () => {
     }
   });
 
-  it("'auto' takes a portable variant where the subgroup one cannot run (d % 4 != 0)", async () => {
+  it("'auto' takes a variant that runs the shape where others cannot (d % 4 != 0)", async () => {
     const vic = await createVICRegLoss();
     try {
       const { a, b } = randomViews(9, 30, 3);
       await vic.forward(a, b, [9, 30]);
-      expect(['tiled', 'workgroup']).toContain(vic.lastPlan!.variant);
+      expect(variantsHere('dual', 9, 30).runs).toContain(vic.lastPlan!.variant);
+      expect(vic.lastPlan!.variant).not.toBe('subgroup');
     } finally {
       vic.destroy();
     }
   });
 
-  it('a cached choice of one shape class never applies a variant that cannot run on another shape of it (d % 4)', async () => {
+  it.skipIf(cannotRun('subgroup', 'primal', 4, 8192))(titled('a cached choice of one shape class never applies a variant that cannot run on another shape of it (d % 4)', cannotRun('subgroup', 'primal', 4, 8192)), async () => {
     // 4 x 8192 in the primal form is past the trial's budget, so the static preference (subgroup, where the
     // device has it) runs for its class; 4 x 8191 is in the same class, where subgroup cannot run.
     const first = await createVICRegLoss({ form: 'primal' });
@@ -105,8 +115,10 @@ describe('variant choice', () => {
     }
   });
 
-  it("falls back from the dual form with each variant on the adversarial case (one feature x300, n = d/8)", async () => {
-    for (const variant of ['tiled', 'subgroup', 'workgroup'] as Variant[]) {
+  it("falls back from the dual form with each variant that runs here on the adversarial case (one feature x300, n = d/8)", async () => {
+    const { runs } = variantsHere('dual', 32, 256);
+    expect(runs.length).toBeGreaterThan(0);
+    for (const variant of runs) {
       const vic = await createVICRegLoss({ variant, form: 'dual', poisonScratch: true });
       try {
         const [n, d] = [32, 256];
@@ -114,7 +126,7 @@ describe('variant choice', () => {
         const terms = await vic.forward(a, b, [n, d]);
         const grads = await vic.backward();
         const reference = referenceVICReg(a, b, [n, d]);
-        expect(vic.lastPlan).toMatchObject({ form: 'primal', fellBack: true, variant });
+        expect(vic.lastPlan).toMatchObject({ form: 'primal', fellBack: true, variant: runsFor(variant, 'primal').name });
         expect(relativeError(terms.covariance, reference.covariance)).toBeLessThan(1e-5);
         expect(relativeNormError(grads.gradA, reference.gradA)).toBeLessThan(1e-4);
       } finally {

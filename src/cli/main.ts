@@ -8,7 +8,7 @@ import { createVICRegLoss } from '../index.js';
 import { ArgumentError, ShapeError, VICRegError } from '../errors.js';
 import { formatShape, readNpyFile, writeNpyFile } from '../io/npy.js';
 import { randomBatch } from '../io/random.js';
-import { variantChoicesProblem } from '../ops/variantChoices.js';
+import { variantChoicesProblem } from '../engine/choices.js';
 import type { Preset, VariantChoices, VICRegLoss, VICRegOptions, VICRegTerms } from '../types.js';
 
 const HELP = `vicreg-wgsl: the VICReg loss (forward and backward) in WGSL compute kernels, on WebGPU.

@@ -1,6 +1,7 @@
 // Device acquisition: a caller's GPUDevice, navigator.gpu in browsers, or Dawn (the `webgpu` package)
 // in Node. Requests the adapter's largest storage-buffer limits, since the Gram matrices grow as d^2.
 import { DeviceError } from '../errors.js';
+import type { DeviceTraits } from '../variants/program.js';
 
 export interface DeviceHandle {
   device: GPUDevice;
@@ -8,12 +9,8 @@ export interface DeviceHandle {
   adapterName: string;
   /** True when the engine acquired the device and so destroys it. */
   owned: boolean;
-  /**
-   * Optional features the device has and kernels may use: `subgroupSize` is set when the device has
-   * 'subgroups' and one fixed subgroup size (the adapter's min and max agree); `windowLanguage` when its
-   * WGSL has the language features the 'windows' kernels require (WINDOW_LANGUAGE_FEATURES).
-   */
-  features: { subgroups: boolean; subgroupSize?: number; windowLanguage: boolean };
+  /** What the device offers the kernels: its optional features, subgroup sizes and WGSL language features. */
+  traits: DeviceTraits;
   /**
    * Keeps Dawn's GPU object (from `webgpu`'s create()) reachable for as long as the device lives: if it
    * is garbage-collected, Dawn crashes later in its event processing.
@@ -40,16 +37,12 @@ async function nodeGPU(): Promise<GPU> {
   return nodeGpu;
 }
 
-/** WGSL language features the 'windows' kernels use (read-only storage textures, uniform pointer parameters). */
-export const WINDOW_LANGUAGE_FEATURES = ['readonly_and_readwrite_storage_textures', 'unrestricted_pointer_parameters'] as const;
-
-function deviceFeatures(subgroups: boolean, info: GPUAdapterInfo | undefined, gpu: GPU | undefined): DeviceHandle['features'] {
-  const min = (info as { subgroupMinSize?: number } | undefined)?.subgroupMinSize;
-  const max = (info as { subgroupMaxSize?: number } | undefined)?.subgroupMaxSize;
-  const language = gpu?.wgslLanguageFeatures;
+function traitsOf(features: ReadonlySet<string>, info: GPUAdapterInfo | undefined, gpu: GPU | undefined): DeviceTraits {
+  const sizes = info as { subgroupMinSize?: number; subgroupMaxSize?: number } | undefined;
   return {
-    subgroups, subgroupSize: subgroups && min !== undefined && min === max ? min : undefined,
-    windowLanguage: !!language && WINDOW_LANGUAGE_FEATURES.every((f) => language.has(f)),
+    features: new Set(features),
+    ...(features.has('subgroups') && sizes?.subgroupMinSize !== undefined ? { subgroupMinSize: sizes.subgroupMinSize, subgroupMaxSize: sizes.subgroupMaxSize } : {}),
+    language: new Set(gpu?.wgslLanguageFeatures ?? []),
   };
 }
 
@@ -67,27 +60,35 @@ export function deviceHandle(device: GPUDevice): DeviceHandle {
   const info = (device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
   return {
     device, adapterName: info ? describeInfo(info) : 'caller-provided device', owned: false,
-    features: deviceFeatures(device.features.has('subgroups'), info, ambientGPU()),
+    traits: traitsOf(device.features as ReadonlySet<string>, info, ambientGPU()),
   };
 }
 
 /**
- * Whether a device compiles WGSL that requires the 'windows' language features: for a caller's device
- * where no GPU object tells (Node without navigator.gpu). The probe's error, if any, stays in its scope.
+ * Which of `features` (WGSL language features) a device compiles: for a caller's device where no GPU
+ * object tells (Node without navigator.gpu). Each probe's error, if any, stays in its scope.
  */
-async function probeWindowLanguage(device: GPUDevice): Promise<boolean> {
-  const code = `${WINDOW_LANGUAGE_FEATURES.map((f) => `requires ${f};`).join('\n')}\n@compute @workgroup_size(1) fn main() {}`;
-  device.pushErrorScope('validation');
-  const module = device.createShaderModule({ label: 'language probe', code });
-  const info = await module.getCompilationInfo();
-  const error = await device.popErrorScope();
-  return !error && !info.messages.some((m) => m.type === 'error');
+async function probeLanguage(device: GPUDevice, features: readonly string[]): Promise<string[]> {
+  const found: string[] = [];
+  for (const feature of features) {
+    device.pushErrorScope('validation');
+    const module = device.createShaderModule({ label: 'language probe', code: `requires ${feature};\n@compute @workgroup_size(1) fn main() {}` });
+    const info = await module.getCompilationInfo();
+    const error = await device.popErrorScope();
+    if (!error && !info.messages.some((m) => m.type === 'error')) found.push(feature);
+  }
+  return found;
 }
 
-export async function acquireDevice(device?: GPUDevice): Promise<DeviceHandle> {
+/**
+ * A device to run on: the caller's, or one acquired from navigator.gpu or Dawn. `language`: the WGSL
+ * language features the kernels may require, probed on a caller's device where nothing else tells.
+ */
+export async function acquireDevice(device?: GPUDevice, language: readonly string[] = []): Promise<DeviceHandle> {
   if (device) {
     const handle = deviceHandle(device);
-    if (!handle.features.windowLanguage) handle.features.windowLanguage = await probeWindowLanguage(device);
+    const missing = language.filter((f) => !handle.traits.language.has(f));
+    if (missing.length > 0) handle.traits = { ...handle.traits, language: new Set([...handle.traits.language, ...await probeLanguage(device, missing)]) };
     return handle;
   }
   const gpu: GPU = typeof navigator !== 'undefined' && navigator.gpu ? navigator.gpu : await nodeGPU();
@@ -106,6 +107,6 @@ export async function acquireDevice(device?: GPUDevice): Promise<DeviceHandle> {
   }
   return {
     device: acquired, adapterName: describeInfo(adapter.info), owned: true,
-    features: deviceFeatures(subgroups, adapter.info, gpu), keepAlive: gpu,
+    traits: traitsOf(acquired.features as ReadonlySet<string>, adapter.info, gpu), keepAlive: gpu,
   };
 }

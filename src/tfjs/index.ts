@@ -4,9 +4,9 @@
 // tf.customGrad, scaled by the upstream gradient.
 import * as tf from '@tensorflow/tfjs-core';
 import { DeviceError, ShapeError } from '../errors.js';
-import { resolveCoefficients } from '../ops/coefficients.js';
-import { exportVariantChoices, seedVariantChoices, validateVariantChoices } from '../ops/variantChoices.js';
-import { createVICRegLossOnDevice } from '../ops/vicreg.js';
+import { resolveCoefficients } from '../engine/coefficients.js';
+import { exportVariantChoices, seedVariantChoices, validateVariantChoices } from '../engine/choices.js';
+import { createVICRegLossOnDevice } from '../engine/engine.js';
 import { deviceHandle } from '../runtime/device.js';
 import type { VariantChoices, VICRegLoss, VICRegOptions } from '../types.js';
 

@@ -1,7 +1,7 @@
 // The loss's coefficients: defaults, validation, and the derived constants the kernels use. One place
-// for each formula of the math doc (docs: ../shared/docs/vicreg-math.md, summarized in README.md).
+// for each formula of the math (docs/math.md).
 import { OptionError } from '../errors.js';
-import type { Preset, ResolvedOptions, VICRegOptions } from '../types.js';
+import { VARIANT_NAMES, type Preset, type ResolvedOptions, type VICRegOptions } from '../types.js';
 
 export type Coefficients = ResolvedOptions;
 
@@ -37,8 +37,9 @@ export function resolveCoefficients(options: VICRegOptions = {}): Coefficients {
     resolved.form = options.form;
   }
   if (options.variant !== undefined) {
-    if (!['auto', 'tiled', 'subgroup', 'workgroup', 'windows'].includes(options.variant)) {
-      throw new OptionError(`option variant must be 'auto', 'tiled', 'subgroup', 'workgroup' or 'windows', got ${JSON.stringify(options.variant)}`);
+    const names = ['auto', ...VARIANT_NAMES];
+    if (!names.includes(options.variant)) {
+      throw new OptionError(`option variant must be ${names.slice(0, -1).map((v) => `'${v}'`).join(', ')} or '${names.at(-1)}', got ${JSON.stringify(options.variant)}`);
     }
     resolved.variant = options.variant;
   }

@@ -3,14 +3,14 @@
 // process with them: that process then skips the trials, and the synchronous paths (encodeSync, the tfjs
 // op), which never run a trial, use measured choices instead of the static preference.
 import { OptionError } from '../errors.js';
-import type { Form, Variant, VariantChoices } from '../types.js';
-import { forms, KERNELS_DIGEST, VARIANTS } from './kernels.js';
+import { VARIANT_NAMES, type Form, type Variant, type VariantChoices } from '../types.js';
+import { FORMS, KERNELS_DIGEST } from '../variants/registry.js';
 
 /** The `format` of exported choices; a file of another format is rejected, not guessed at. */
 export const VARIANT_CHOICES_FORMAT = 'vicreg-wgsl/variant-choices/1';
 
-// 'pair': the Gram variant when a backward follows and the Gram's choice fixes the backward's (the
-// 'windows' variant): the pair is timed together. 'gram': the Gram variant otherwise (no backward to follow, or
+// 'pair': the Gram variant when a backward follows and the Gram's choice fixes the backward's (its
+// matrix layout is its own): the pair is timed together. 'gram': the Gram variant otherwise (no backward to follow, or
 // no such variant among the candidates).
 const ROLES = ['gram', 'pair', 'backward'] as const;
 
@@ -38,7 +38,7 @@ export function choicesOf(device: GPUDevice): Map<string, Variant> {
   return choices;
 }
 
-const KEY = new RegExp(`^(${ROLES.join('|')})\\|(${Object.keys(forms).join('|')})\\|(\\d{1,2})\\|(\\d{1,2})\\|([a-z,]+)$`);
+const KEY = new RegExp(`^(${ROLES.join('|')})\\|(${FORMS.join('|')})\\|(\\d{1,2})\\|(\\d{1,2})\\|([a-z,]+)$`);
 
 /**
  * What is wrong with a value given as exported choices, or undefined if it is well-formed. Choices from
@@ -56,7 +56,7 @@ export function variantChoicesProblem(value: unknown): string | undefined {
   for (const [key, variant] of Object.entries(v.choices as Record<string, unknown>)) {
     const match = KEY.exec(key);
     const supported = match ? match[5].split(',') : [];
-    if (!match || supported.some((s) => !(VARIANTS as readonly string[]).includes(s))) {
+    if (!match || supported.some((s) => !(VARIANT_NAMES as readonly string[]).includes(s))) {
       return `choice key ${JSON.stringify(key)} is not role|form|ceil(log2 n)|ceil(log2 d)|variants`;
     }
     if (typeof variant !== 'string' || !supported.includes(variant)) {

@@ -6,7 +6,7 @@
 // names of INPUTS and of the plan's variables, never a number worked out by hand: test/plan.test.ts
 // evaluates them against the functions the engine itself calls (kernels.ts, coefficients.ts, vicreg.ts).
 import type { Form, Variant } from '../types.js';
-import { DEFAULTS } from './coefficients.js';
+import { DEFAULTS } from '../engine/coefficients.js';
 
 export type Formula = string;
 
@@ -97,72 +97,72 @@ export const KERNELS = {
     dispatch: ['1', '1', '1'],
     bindings: { result: { role: 'result', count: '8' }, args: { role: 'args', count: '15' }, params: common.params },
   },
-  gram_offdiag_squares: {
-    file: 'gram_offdiag_squares.wgsl',
+  'tiled/primal_gram': {
+    file: 'tiled/primal_gram.wgsl',
     purpose: 'primal: tiles of C = Zc^T Zc/(n-1) on and above the diagonal; partial sums of squared off-diagonal entries; writes Coff',
     overrides: { ...TILED, WRITE_MATRIX: true },
     dispatch: ['ceil(d/32)', 'ceil(d/32)', '1'],
     bindings: { z: view('n*d'), stats: common.stats, partials: common.partials, covOffDiag: common.covOffDiag, dims: common.dims },
   },
-  gram_offdiag_squares_subgroup: {
-    file: 'gram_offdiag_squares_subgroup.wgsl',
-    purpose: 'gram_offdiag_squares with subgroup shuffles (subgroup size 8, d % 4 == 0)',
+  'subgroup/primal_gram': {
+    file: 'subgroup/primal_gram.wgsl',
+    purpose: 'tiled/primal_gram with subgroup shuffles (subgroup size 8, d % 4 == 0)',
     overrides: { WRITE_MATRIX: true },
     dispatch: UPPER_TILE_DISPATCH,
     bindings: { z: view('n*d'), stats: common.stats, partials: common.partials, covOffDiag: common.covOffDiag, dims: common.dims, z4: view('n*d/4') },
   },
-  sample_gram: {
-    file: 'sample_gram.wgsl',
+  'tiled/dual_gram': {
+    file: 'tiled/dual_gram.wgsl',
     purpose: 'dual: tiles of K = Zc Zc^T on and above the diagonal; partial sums of (K/(n-1))^2; writes K',
     overrides: { ...TILED, WRITE_MATRIX: true },
     dispatch: ['ceil(n/32)', 'ceil(n/32)', '1'],
     bindings: { z: view('n*d'), stats: common.stats, partials: common.partials, gram: common.gram, dims: common.dims },
   },
-  sample_gram_subgroup: {
-    file: 'sample_gram_subgroup.wgsl',
-    purpose: 'sample_gram with subgroup shuffles (subgroup size 8, d % 4 == 0)',
+  'subgroup/dual_gram': {
+    file: 'subgroup/dual_gram.wgsl',
+    purpose: 'tiled/dual_gram with subgroup shuffles (subgroup size 8, d % 4 == 0)',
     overrides: { WRITE_MATRIX: true },
     dispatch: UPPER_TILE_DISPATCH,
     bindings: { z4: view('n*d/4'), stats: common.stats, partials: common.partials, gram: common.gram, dims: common.dims },
   },
-  gram_offdiag_squares_workgroup: {
-    file: 'gram_offdiag_squares_workgroup.wgsl',
-    purpose: 'gram_offdiag_squares with 64 x 64 tiles staged through workgroup memory (for GPUs)',
+  'workgroup/primal_gram': {
+    file: 'workgroup/primal_gram.wgsl',
+    purpose: 'tiled/primal_gram with 64 x 64 tiles staged through workgroup memory (for GPUs)',
     overrides: { ...WORKGROUP, WRITE_MATRIX: true },
     dispatch: ['ceil(d/64)', 'ceil(d/64)', '1'],
     bindings: { z: view('n*d'), stats: common.stats, partials: common.partials, covOffDiag: common.covOffDiag, dims: common.dims },
   },
-  sample_gram_workgroup: {
-    file: 'sample_gram_workgroup.wgsl',
-    purpose: 'sample_gram with 64 x 64 tiles staged through workgroup memory (for GPUs)',
+  'workgroup/dual_gram': {
+    file: 'workgroup/dual_gram.wgsl',
+    purpose: 'tiled/dual_gram with 64 x 64 tiles staged through workgroup memory (for GPUs)',
     overrides: { ...WORKGROUP, WRITE_MATRIX: true },
     dispatch: ['ceil(n/64)', 'ceil(n/64)', '1'],
     bindings: { z: view('n*d'), stats: common.stats, partials: common.partials, gram: common.gram, dims: common.dims },
   },
-  covariance_backward_workgroup: {
-    file: 'covariance_backward_workgroup.wgsl',
-    purpose: 'covariance_backward with 64 x 64 blocks staged through workgroup memory (for GPUs)',
+  'workgroup/primal_gradient': {
+    file: 'workgroup/primal_gradient.wgsl',
+    purpose: 'tiled/primal_gradient with 64 x 64 blocks staged through workgroup memory (for GPUs)',
     overrides: { ...WORKGROUP, ACCUMULATE: false },
     dispatch: ['ceil(d/64)', 'ceil(n/64)', '1'],
     bindings: blockBackwardBindings('covOffDiag'),
   },
-  covariance_backward_dual_workgroup: {
-    file: 'covariance_backward_dual_workgroup.wgsl',
-    purpose: 'covariance_backward_dual with 64 x 64 blocks staged through workgroup memory (for GPUs)',
+  'workgroup/dual_gradient': {
+    file: 'workgroup/dual_gradient.wgsl',
+    purpose: 'tiled/dual_gradient with 64 x 64 blocks staged through workgroup memory (for GPUs)',
     overrides: { ...WORKGROUP, ACCUMULATE: false },
     dispatch: ['ceil(d/64)', 'ceil(n/64)', '1'],
     bindings: blockBackwardBindings('gram'),
   },
-  covariance_backward: {
-    file: 'covariance_backward.wgsl',
+  'tiled/primal_gradient': {
+    file: 'tiled/primal_gradient.wgsl',
     purpose: 'primal gradient of one view: Zc Coff plus the invariance and variance terms, written once',
     overrides: { ...TILED, ACCUMULATE: false },
     dispatch: ['ceil(d/32)', 'ceil(n/32)', '1'],
     bindings: blockBackwardBindings('covOffDiag'),
   },
-  covariance_backward_subgroup: {
-    file: 'covariance_backward_subgroup.wgsl',
-    purpose: 'covariance_backward with subgroup shuffles (subgroup size 8, d % 4 == 0)',
+  'subgroup/primal_gradient': {
+    file: 'subgroup/primal_gradient.wgsl',
+    purpose: 'tiled/primal_gradient with subgroup shuffles (subgroup size 8, d % 4 == 0)',
     overrides: { ACCUMULATE: false },
     dispatch: ['ceil(d/64)', 'ceil(n/32)', '1'],
     bindings: {
@@ -170,9 +170,9 @@ export const KERNELS = {
       grad4: { role: 'grad', count: 'n*d/4' }, params: common.params, upstream: common.upstream,
     },
   },
-  covariance_backward_mirrored_subgroup: {
-    file: 'covariance_backward_mirrored_subgroup.wgsl',
-    purpose: 'second pass of covariance_backward_subgroup on the packed matrix: adds the part of Zc Coff stored in the mirrored rows (always adds)',
+  'subgroup/primal_gradient_mirrored': {
+    file: 'subgroup/primal_gradient_mirrored.wgsl',
+    purpose: 'second pass of subgroup/primal_gradient on the packed matrix: adds the part of Zc Coff stored in the mirrored rows (always adds)',
     overrides: {},
     dispatch: ['ceil(d/64)', 'ceil(n/32)', '1'],
     bindings: {
@@ -180,16 +180,16 @@ export const KERNELS = {
       params: common.params, upstream: common.upstream,
     },
   },
-  covariance_backward_dual: {
-    file: 'covariance_backward_dual.wgsl',
+  'tiled/dual_gradient': {
+    file: 'tiled/dual_gradient.wgsl',
     purpose: 'dual gradient of one view: K Zc/(n-1) - Zc diag(var) plus the invariance and variance terms',
     overrides: { ...TILED, ACCUMULATE: false },
     dispatch: ['ceil(d/32)', 'ceil(n/32)', '1'],
     bindings: blockBackwardBindings('gram'),
   },
-  covariance_backward_dual_subgroup: {
-    file: 'covariance_backward_dual_subgroup.wgsl',
-    purpose: 'covariance_backward_dual with subgroup shuffles (subgroup size 8, d % 4 == 0); one column group (panelWidth columns from params.columnStart) per dispatch, Zc read from the panels where params.panels',
+  'subgroup/dual_gradient': {
+    file: 'subgroup/dual_gradient.wgsl',
+    purpose: 'tiled/dual_gradient with subgroup shuffles (subgroup size 8, d % 4 == 0); one column group (panelWidth columns from params.columnStart) per dispatch, Zc read from the panels where params.panels',
     overrides: { ACCUMULATE: false },
     dispatch: ['ceil(n/32)', 'panelWidth/64', '1'],
     bindings: {
@@ -198,9 +198,9 @@ export const KERNELS = {
       gram4: { role: 'matrix', count: 'floor((n*n+n)/4)' },
     },
   },
-  centered_panels: {
-    file: 'centered_panels.wgsl',
-    purpose: "copies one column group of Zc into 64-column panels for covariance_backward_dual_subgroup (no workgroups where panels = 0)",
+  'subgroup/centered_panels': {
+    file: 'subgroup/centered_panels.wgsl',
+    purpose: "copies one column group of Zc into 64-column panels for subgroup/dual_gradient (no workgroups where panels = 0)",
     overrides: {},
     dispatch: ['panels*ceil(n/32)', 'panelWidth/64', '1'],
     bindings: { z4: view('n*d/4'), stats: common.stats, panel4: { role: 'panel', count: 'panels*n*panelWidth/4' }, params: common.params },
@@ -278,7 +278,7 @@ export const BUFFERS: Readonly<Record<string, BufferPlan>> = {
   } satisfies BufferPlan])),
   panel: {
     kind: 'storage', type: 'f32', count: 'max(4, panels*n*panelWidth)', scope: 'form',
-    note: 'one column group of Zc in 64-column panels (centered_panels), rewritten for every group; 4 floats where panels = 0 (bound, not read)',
+    note: 'one column group of Zc in 64-column panels (subgroup/centered_panels), rewritten for every group; 4 floats where panels = 0 (bound, not read)',
   },
   ...Object.fromEntries(([0, 1] as const).map((v) => [`groupParams${'AB'[v]}`, {
     kind: 'uniform', type: 'BackwardParams', scope: 'group',
@@ -318,24 +318,24 @@ export const VARIANTS: Readonly<Record<ManifestVariant, VariantPlan>> = {
   tiled: {
     note: 'portable: (8, 8) workgroups with 4 x 4 register blocks, any shape; the choice for GPUs',
     requires: { features: [], when: '1' },
-    gram: { primal: 'gram_offdiag_squares', dual: 'sample_gram' },
-    backward: { primal: 'covariance_backward', dual: 'covariance_backward_dual' },
+    gram: { primal: 'tiled/primal_gram', dual: 'tiled/dual_gram' },
+    backward: { primal: 'tiled/primal_gradient', dual: 'tiled/dual_gradient' },
     partialsPerView: { primal: 'ceil(d/32)*ceil(d/32)', dual: 'ceil(n/32)*ceil(n/32)' },
   },
   subgroup: {
     note: 'one subgroup of 8 per workgroup, values shared by subgroupShuffle; for adapters where each lane load is costly (lavapipe)',
     requires: { features: ['subgroups'], subgroupSize: 8, when: 'd % 4 == 0' },
-    gram: { primal: 'gram_offdiag_squares_subgroup', dual: 'sample_gram_subgroup' },
-    backward: { primal: 'covariance_backward_subgroup', dual: 'covariance_backward_dual_subgroup' },
-    mirroredBackward: { primal: 'covariance_backward_mirrored_subgroup' },
-    groupedBackward: { dual: 'centered_panels' },
+    gram: { primal: 'subgroup/primal_gram', dual: 'subgroup/dual_gram' },
+    backward: { primal: 'subgroup/primal_gradient', dual: 'subgroup/dual_gradient' },
+    mirroredBackward: { primal: 'subgroup/primal_gradient_mirrored' },
+    groupedBackward: { dual: 'subgroup/centered_panels' },
     partialsPerView: { primal: 'upperTiles*8', dual: 'upperTiles*8' },
   },
   workgroup: {
     note: '(16, 16) workgroups, 64 x 64 tiles staged through workgroup memory, 4 x 4 register blocks; any shape; the textbook GPU kernel (not yet measured on a GPU)',
     requires: { features: [], when: '1' },
-    gram: { primal: 'gram_offdiag_squares_workgroup', dual: 'sample_gram_workgroup' },
-    backward: { primal: 'covariance_backward_workgroup', dual: 'covariance_backward_dual_workgroup' },
+    gram: { primal: 'workgroup/primal_gram', dual: 'workgroup/dual_gram' },
+    backward: { primal: 'workgroup/primal_gradient', dual: 'workgroup/dual_gradient' },
     partialsPerView: { primal: 'ceil(d/64)*ceil(d/64)', dual: 'ceil(n/64)*ceil(n/64)' },
   },
 };

@@ -1,0 +1,100 @@
+// backward(): both gradients of the last forward's loss, one gradient pass per view (passes.ts) on the
+// matrix that forward kept; past the binding limit (primal d x d), Coff formed one column block at a time.
+import { DeviceError, LimitError, OptionError, StateError } from '../errors.js';
+import { destroyBuffer, encodeStep, pipeline, readback, readbackBuffer, storageBuffer, uniformBuffer, withErrorScopes, type Buffer } from '../runtime/gpu.js';
+import { kernelsOf } from '../variants/registry.js';
+import { backwardParams, columnBlockGram, columnBlockWidth, gramDims, UNIFORM_BYTES } from '../variants/shared.js';
+import type { BackwardOptions, VICRegGradients } from '../types.js';
+import { MiB, poison, poisonTexture, validateOut, VIEWS } from './checks.js';
+import { backwardVariant, pipelinesOf } from './forward.js';
+import { ensureDevice } from './lifecycle.js';
+import { backwardSteps, blockedBackwardSteps, type ColumnBlock, type GradientPlan, type PassScope } from './passes.js';
+import { bindingLimit, limitName, type Engine } from './state.js';
+import { backwardBuffers, BOTH, matrixFor, scratchFor, type Workspace } from './workspace.js';
+
+/**
+ * The column blocks of Coff for a blocked backward, each with its uniforms per view, and the block
+ * matrix they share (a block's dispatches each bind their own uniforms: queued writes all land before
+ * the encoder's work runs). Returns them with the buffers to destroy once the work is submitted.
+ */
+function columnBlocks(e: Engine, device: GPUDevice, ws: Workspace): { blocks: ColumnBlock[]; matrix: Buffer; temporary: Buffer[] } {
+  const { n, d } = ws;
+  const width = columnBlockWidth(d, bindingLimit(e));
+  if (width === 0) throw new LimitError(`one column block of the ${d} x ${d} covariance needs ${MiB(d * 64 * 4)}, over ${limitName(e)} of ${MiB(bindingLimit(e))}`);
+  const matrix = storageBuffer(device, 'Coff column block', d * width * 4);
+  const temporary = [matrix];
+  const blocks: ColumnBlock[] = [];
+  for (let start = 0; start < d; start += width) {
+    const blockWidth = Math.min(width, d - start);
+    const uniforms = BOTH.map((v) => {
+      const dims = uniformBuffer(device, 'block gram dims', UNIFORM_BYTES.gramDims);
+      const params = uniformBuffer(device, 'block backward params', UNIFORM_BYTES.backwardParams);
+      temporary.push(dims, params);
+      device.queue.writeBuffer(dims.gpu, 0, gramDims('primal', n, d, v, 0, { start, width: blockWidth }));
+      device.queue.writeBuffer(params.gpu, 0, backwardParams(e.coefficients, n, d, n, v, { start, width: blockWidth }));
+      return { dims: dims.gpu, params: params.gpu };
+    });
+    blocks.push({ start, width: blockWidth, dims: uniforms.map((u) => u.dims), params: uniforms.map((u) => u.params) });
+  }
+  return { blocks, matrix, temporary };
+}
+
+export async function backward(e: Engine, scale = 1, options?: BackwardOptions): Promise<VICRegGradients<Float32Array | GPUBuffer>> {
+  const device = await ensureDevice(e);
+  if (typeof scale !== 'number' || !Number.isFinite(scale)) throw new OptionError(`backward scale must be a finite number, got ${String(scale)}`);
+  if (!e.saved && e.lostForward) throw new DeviceError('the device was lost after the forward that this backward pairs with; call forward() again');
+  if (!e.saved) throw new StateError('backward() needs a successful forward() first');
+  if (!e.saved.grad) throw new StateError('the last forward() was called with { grad: false }; call forward() again to get gradients');
+  const { n, d, form, views, onDevice, blocked, variant: gramVariantUsed } = e.saved;
+  let out: [Float32Array, Float32Array] | undefined;
+  if (options?.out !== undefined) {
+    if (onDevice) throw new OptionError('backward(scale, { out }) is for a forward on Float32Arrays; after a forward on GPUBuffers the gradients stay on the device (use encode() to write them into your buffers)');
+    out = validateOut(options.out, n, d);
+  }
+  const ws = e.workspace!;
+  return withErrorScopes(device, 'backward', async () => {
+    const bw = backwardBuffers(device, ws, onDevice);
+    const variant = await backwardVariant(e, device, ws, form, views, gramVariantUsed, blocked);
+    const kernels = kernelsOf(variant, form);
+    const pipelines = await pipelinesOf(device, kernels.gradient.specs({ d, traits: e.handle.traits, views, accumulate: false }));
+    device.queue.writeBuffer(bw.upstream.gpu, 0, new Float32Array([scale]));
+    const scratch = blocked ? undefined : scratchFor(e, device, ws, variant, form, kernels);
+    if (e.options.poisonScratch) {
+      const { buffers = [], textures = [] } = scratch?.poisonable() ?? {};
+      poison(device, [...bw.grads, ...buffers]);
+      textures.forEach((t) => poisonTexture(device, t));
+    }
+    const scope: PassScope = { rows: n, d, traits: e.handle.traits, views, stats: ws.stats.gpu };
+    const plan: Omit<GradientPlan, 'matrix'> = {
+      program: kernels.gradient, pipelines, grads: [bw.grads[0].gpu, bw.grads[1].gpu], upstream: bw.upstream.gpu, params: ws.backwardParams.map((b) => b.gpu), scratch,
+    };
+    const encoder = device.createCommandEncoder({ label: `vicreg backward (${form}, ${variant})` });
+    const temporary: Buffer[] = [];
+    if (blocked) {
+      const split = columnBlocks(e, device, ws);
+      temporary.push(...split.temporary);
+      const steps = blockedBackwardSteps(scope, { ...plan, matrix: split.matrix.gpu }, await pipeline(device, columnBlockGram.spec), ws.placeholder.gpu, split.blocks);
+      for (const step of steps) encodeStep(device, encoder, step);
+    } else {
+      for (const step of backwardSteps(scope, { ...plan, matrix: matrixFor(e, device, ws, form, kernels.matrix).gpu })) encodeStep(device, encoder, step);
+    }
+    if (onDevice) {
+      device.queue.submit([encoder.finish()]);
+      temporary.forEach(destroyBuffer);
+      return { gradA: bw.grads[0].gpu, gradB: bw.grads[1].gpu };
+    }
+    if (bw.staging[0].bytes < n * d * 4) {
+      for (const v of BOTH) {
+        destroyBuffer(bw.staging[v]);
+        bw.staging[v] = readbackBuffer(device, `grad ${VIEWS[v]} readback`, n * d * 4);
+      }
+    }
+    let ga: ArrayBuffer, gb: ArrayBuffer;
+    try {
+      [ga, gb] = await readback(device, encoder, BOTH.map((v) => ({ source: bw.grads[v].gpu, staging: bw.staging[v], bytes: n * d * 4, into: out?.[v] })));
+    } finally {
+      temporary.forEach(destroyBuffer);
+    }
+    return out ? { gradA: out[0], gradB: out[1] } : { gradA: new Float32Array(ga), gradB: new Float32Array(gb) };
+  });
+}
