@@ -14,6 +14,8 @@ export default defineConfig({
   plugins: [wgslText],
   test: {
     include: ['test/**/*.test.ts'],
+    // The default reporter, and one that names every skipped test (and so why it could not run here).
+    reporters: ['default', './test/reporter.ts'],
     // One Dawn instance per worker and a 2-core software GPU: run files one at a time.
     fileParallelism: false,
     pool: 'forks',

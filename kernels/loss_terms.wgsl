@@ -4,8 +4,8 @@
 //   invariance = (1/(n d)) sum_j sqDiff_j
 //   variance   = k (1/d) sum_j [ max(0, gamma - sqrt(varA_j + eps)) + max(0, gamma - sqrt(varB_j + eps)) ]
 //   per view Z: P_Z = sum of Z's partials
-//     primal form (gram_offdiag_squares): P_Z = sum_{l != m} C_lm^2 already;   off_Z = P_Z
-//     dual form (sample_gram):            P_Z = ||C||_F^2;  off_Z = P_Z - sum_j var_j^2 (C's diagonal)
+//     primal form (tiled/primal_gram): P_Z = sum_{l != m} C_lm^2 already;   off_Z = P_Z
+//     dual form (tiled/dual_gram):            P_Z = ||C||_F^2;  off_Z = P_Z - sum_j var_j^2 (C's diagonal)
 //   covariance = (1/d) (off_A + off_B)
 //   loss       = lambda invariance + mu variance + nu covariance
 //   share_Z    = off_Z / P_Z: the off-diagonal share of ||C||_F^2 (1 in the primal form, and when P_Z = 0);

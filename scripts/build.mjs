@@ -50,7 +50,7 @@ await build({
 // kernels/manifest.json for native hosts (docs/native.md): the generator is TypeScript (it reads
 // src/ops/plan.ts), so it is bundled in memory and imported from a data: URL, leaving nothing in dist/.
 const manifest = await build({
-  entryPoints: ['scripts/manifest.ts'], bundle: true, format: 'esm', platform: 'node', target: 'node20', write: false, logLevel: 'warning',
+  entryPoints: ['scripts/manifest.ts'], bundle: true, format: 'esm', platform: 'node', target: 'node20', write: false, logLevel: 'warning', loader: { '.wgsl': 'text' },
 });
 const { writeManifest } = await import(`data:text/javascript;base64,${Buffer.from(manifest.outputFiles[0].contents).toString('base64')}`);
 writeManifest(process.cwd());

@@ -10,22 +10,22 @@ import {
   passesOf, type GroupLoop, type KernelId, type PassPlan,
 } from '../src/manifest/plan.js';
 import type { Form } from '../src/types.js';
-import { FORMULA_GRAMMAR, namesIn } from './formula.js';
-import { reflect, workgroupBytes, workgroupSize, type Reflection, type StructLayout } from './wgsl-reflect.js';
+import { evaluate, FORMULA_GRAMMAR, namesIn } from './formula.js';
+import { reflect, workgroupBytes, type Reflection, type StructLayout } from './wgsl-reflect.js';
 
 const ELEMENT_BYTES: Record<string, number> = { f32: 4, u32: 4, 'vec4<f32>': 16 };
-/** The names every plan binds (planVariables: the same names in every variant and form). */
-const PLAN_NAMES = Object.keys(planVariables('tiled', 'primal'));
+/** The names the plans bind (planVariables), over every variant and form. */
+const PLAN_NAMES = [...new Set((Object.keys(VARIANTS) as ManifestVariant[]).flatMap((v) => Object.keys(planVariables(v, 'primal'))))];
 /** What each plan variable means, for the manifest's reader; buildManifest checks that every name has one. */
 const PLAN_VARIABLE_NOTES: Record<string, string> = {
   side: 'side of the Gram matrix: d (primal, C = Zc^T Zc/(n-1)) or n (dual, K = Zc Zc^T)',
   dual: '1 in the dual form, 0 in the primal form',
   tiles: '32 x 32 tiles per side of the Gram matrix (GramDims.tiles)',
-  upperTiles: "the subgroup Gram kernels' tiles (32 x 64) on or above the diagonal: one workgroup each (their upperTileCount)",
+  upperTiles: "the subgroup Gram kernels' tiles (32 x 8 lanes) on or above the diagonal: one workgroup each (their upperTileCount)",
   partialsPerView: 'partial sums one Gram pass writes per view',
   panels: '1 where the dual subgroup backward reads Zc from column panels (subgroup/centered_panels), else 0',
   panelGroups: 'iterations of a group loop (forEachGroup): column groups of the dual subgroup backward; 1 where panels = 0',
-  panelWidth: 'columns per group (a multiple of 64; the last group may run past d)',
+  panelWidth: 'columns per group (a multiple of 8 lanes; the last group may run past d)',
 };
 
 function check(condition: unknown, message: string): asserts condition {
@@ -42,18 +42,34 @@ function checkNames(formula: string, where: string, extra: string[] = [], proble
 const times = (bytes: number, count: string) =>
   count === '1' ? String(bytes) : /^[\w*/.]+$/.test(count) ? `${bytes}*${count}` : `${bytes}*(${count})`;
 
-const asNumber = (v: number | boolean) => (typeof v === 'boolean' ? Number(v) : v);
+/** A pipeline constant as a formula: a number, a bool as 1 or 0, or a formula in the inputs (`lanes`). */
+const asFormula = (v: number | boolean | string) => (typeof v === 'boolean' ? String(Number(v)) : String(v));
+
+/**
+ * A WGSL expression (a workgroup size) as a formula in the inputs: each name replaced by the formula the
+ * plan sets for it, or its number (a const, or an override's numeric default); evaluated where it names
+ * no input.
+ */
+function inInputs(expression: string, formulas: Record<string, string>, numbers: Record<string, number>): string {
+  const formula = expression.replace(/\b(\d+)[uif]\b/g, '$1').replace(/\b[A-Za-z_]\w*\b/g, (name) =>
+    (name in formulas ? `(${formulas[name]})` : name in numbers ? String(numbers[name]) : name));
+  return namesIn(formula).length === 0 ? String(evaluate(formula, {})) : formula.replace(/^\((\w+)\)$/, '$1');
+}
 
 function kernelEntry(id: KernelId, r: Reflection) {
   const k = KERNELS[id];
   check(r.entryPoint === 'main', `${k.file}: entry point ${r.entryPoint}, expected main`);
   const declared = new Set(r.overrides.map((o) => o.name));
   for (const name of Object.keys(k.overrides)) check(declared.has(name), `${k.file}: plan sets override ${name}, which the WGSL does not declare`);
-  const overrideValues = Object.fromEntries(r.overrides.map((o) => {
-    const value = (k.overrides as Record<string, number | boolean>)[o.name] ?? (o.type === 'bool' ? o.default === 'true' : Number(o.default?.replace(/u$/, '')));
-    return [o.name, value];
-  }));
-  const env = { ...r.constants, ...Object.fromEntries(Object.entries(overrideValues).map(([n, v]) => [n, asNumber(v)])) };
+  const constants = Object.fromEntries(Object.entries(k.overrides).map(([n, v]) => [n, asFormula(v)]));
+  Object.values(constants).forEach((f) => checkNames(f, `${k.file} constants`, [], true));
+  // Numbers for the overrides the plan leaves at their WGSL defaults, where those are numbers.
+  const numbers: Record<string, number> = { ...r.constants };
+  for (const o of r.overrides) {
+    if (o.name in constants && namesIn(constants[o.name]).length === 0) numbers[o.name] = evaluate(constants[o.name], {});
+    else if (!(o.name in constants) && o.default !== undefined && /^(\d+u?|true|false)$/.test(o.default)) numbers[o.name] = o.type === 'bool' ? Number(o.default === 'true') : Number(o.default.replace(/u$/, ''));
+  }
+  const env = numbers;
   const planBindings = k.bindings as Record<string, { role: string; count: string }>;
   const names = r.bindings.map((b) => b.name);
   check(names.length === Object.keys(planBindings).length && names.every((n) => n in planBindings),
@@ -76,10 +92,11 @@ function kernelEntry(id: KernelId, r: Reflection) {
     entryPoint: r.entryPoint,
     purpose: k.purpose,
     enables: r.enables,
-    overrides: r.overrides.map((o) => ({ ...o, value: overrideValues[o.name] })),
-    /** Pipeline constants as WebGPU takes them (numbers; bools as 1/0). */
-    constants: Object.fromEntries(Object.entries(k.overrides).map(([n, v]) => [n, asNumber(v)])),
-    workgroupSize: workgroupSize(r, env),
+    /** Each override, with the formula the plan sets it to (null: its WGSL default). */
+    overrides: r.overrides.map((o) => ({ ...o, value: constants[o.name] ?? null })),
+    /** Pipeline constants as formulas in the inputs (bools as 1/0): evaluate each for WebGPU. */
+    constants,
+    workgroupSize: [...r.workgroupSize, '1', '1'].slice(0, 3).map((e) => inInputs(e, constants, numbers)),
     workgroupMemoryBytes: Object.values(r.workgroupVars).reduce((sum, t) => sum + workgroupBytes(t, env), 0),
     dispatch: k.dispatch,
     bindings,
@@ -188,8 +205,15 @@ export function buildManifest(root: string) {
 
   const entries = Object.values(kernels);
   const max = (f: (k: KernelEntry) => number) => Math.max(...entries.map(f));
+  /** The largest of the kernels' formulas: a number, or max(number, the formulas that name inputs). */
+  const largest = (f: (k: KernelEntry) => string) => {
+    const formulas = [...new Set(entries.map(f))];
+    const numbers = formulas.filter((x) => namesIn(x).length === 0).map((x) => evaluate(x, {}));
+    const named = formulas.filter((x) => namesIn(x).length > 0);
+    return named.length ? `max(${[Math.max(...numbers), ...named].join(', ')})` : String(Math.max(...numbers));
+  };
   return {
-    $comment: 'Generated by scripts/manifest.ts (npm run build) from kernels/*.wgsl and src/ops/plan.ts; do not edit. See docs/native.md.',
+    $comment: 'Generated by scripts/manifest.ts (npm run build) from kernels/*.wgsl and src/manifest/plan.ts (with the variants it collects); do not edit. See docs/native.md.',
     manifestVersion: 1,
     package: { name: 'vicreg-wgsl', version },
     formulas: {
@@ -207,9 +231,9 @@ export function buildManifest(root: string) {
         maxBufferSize: { bytes: 'max(4*n*d, 4*(side*side+side))' },
         maxStorageBuffersPerShaderStage: max((k) => k.bindings.filter((b) => b.buffer === 'storage').length),
         maxUniformBuffersPerShaderStage: max((k) => k.bindings.filter((b) => b.buffer === 'uniform').length),
-        maxComputeInvocationsPerWorkgroup: max((k) => k.workgroupSize[0] * k.workgroupSize[1] * k.workgroupSize[2]),
-        maxComputeWorkgroupSizeX: max((k) => k.workgroupSize[0]),
-        maxComputeWorkgroupSizeY: max((k) => k.workgroupSize[1]),
+        maxComputeInvocationsPerWorkgroup: largest((k) => k.workgroupSize.filter((x) => x !== '1').join('*') || '1'),
+        maxComputeWorkgroupSizeX: largest((k) => k.workgroupSize[0]),
+        maxComputeWorkgroupSizeY: largest((k) => k.workgroupSize[1]),
         maxComputeWorkgroupStorageSize: max((k) => k.workgroupMemoryBytes),
         maxComputeWorkgroupsPerDimension: { note: 'at least every evaluated dispatch count' },
       },

@@ -40,7 +40,7 @@ const stripComments = (code: string) => code.replace(/\/\*[\s\S]*?\*\//g, '').re
 /** A WGSL integer or float literal or expression as a formula: drops the u/i/f suffixes. */
 const asFormula = (expr: string) => expr.trim().replace(/\b(\d+(?:\.\d*)?)[uif]\b/g, '$1');
 
-/** Alignment and size of a host-shareable scalar or vector type (WGSL spec, "Alignment and Size"). */
+/** Alignment and size of a host-shareable scalar, vector or matrix type (WGSL spec, "Alignment and Size"). */
 export function scalarLayout(type: string): { align: number; size: number } {
   const t = type.replace(/\s/g, '');
   if (/^(f32|u32|i32|atomic<[ui]32>)$/.test(t)) return { align: 4, size: 4 };
@@ -48,6 +48,12 @@ export function scalarLayout(type: string): { align: number; size: number } {
   if (vec) {
     const lanes = Number(vec[1]);
     return { align: lanes === 2 ? 8 : 16, size: 4 * lanes };
+  }
+  // matCxR<f32>: C columns, each a vecR.
+  const mat = /^mat([234])x([234])<f32>$/.exec(t);
+  if (mat) {
+    const column = scalarLayout(`vec${mat[2]}<f32>`);
+    return { align: column.align, size: Number(mat[1]) * roundUp(column.align, column.size) };
   }
   throw new Error(`no layout for WGSL type ${type}`);
 }

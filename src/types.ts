@@ -4,7 +4,7 @@
 export type Preset = 'paper' | 'official';
 export type Form = 'primal' | 'dual';
 /** The kernel variants (src/variants/registry.ts describes each). */
-export const VARIANT_NAMES = ['tiled', 'subgroup', 'workgroup', 'windows'] as const;
+export const VARIANT_NAMES = ['tiled', 'subgroup', 'workgroup', 'shuffle', 'windows'] as const;
 export type Variant = typeof VARIANT_NAMES[number];
 
 export interface VICRegOptions {

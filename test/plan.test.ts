@@ -13,7 +13,7 @@ import type { Dispatch } from '../src/runtime/gpu.js';
 import type { DeviceTraits } from '../src/variants/program.js';
 import { REGISTRY } from '../src/variants/registry.js';
 import { backwardParams, columnStats, formDecision, lossTerms, PACKING, side as sideOf, statsLayout, UNIFORM_BYTES } from '../src/variants/shared.js';
-import { columnGroups } from '../src/variants/subgroup.js';
+import { columnGroups } from '../src/variants/lavapipe/shuffle.js';
 import {
   BUFFERS, DEFAULT_COEFFICIENTS, HOST, KERNELS, MIN_DUAL_SHARE as PLAN_MIN_DUAL_SHARE, PRESETS, VARIANTS, backwardPasses, forwardPasses,
   passesOf, planVariables, type KernelId, type Role,
@@ -47,16 +47,19 @@ const COEFFICIENT_SETS = [
   resolveCoefficients({ lambda: -1, mu: 0, nu: 12, gamma: 2, eps: 0, preset: 'paper' }),
 ];
 
-function envFor(n: number, d: number, c = COEFFICIENT_SETS[0]) {
-  return { n, d, lambda: c.lambda, mu: c.mu, nu: c.nu, gamma: c.gamma, eps: c.eps, k: evaluate(PRESETS[c.preset].k, {}) };
+/** The subgroup sizes the plans are checked at: a CPU adapter's 4 and 8, NVIDIA's 32, AMD's and Adreno's 64. */
+const LANES = [4, 8, 32, 64];
+
+function envFor(n: number, d: number, c = COEFFICIENT_SETS[0], lanes = 8) {
+  return { n, d, lambda: c.lambda, mu: c.mu, nu: c.nu, gamma: c.gamma, eps: c.eps, k: evaluate(PRESETS[c.preset].k, {}), lanes };
 }
 
 const dispatch = (id: KernelId, env: Record<string, number>) => KERNELS[id].dispatch.map((f) => evaluate(f, env));
 
-/** The adapter the manifest's subgroup plans are for: subgroups of 8. */
-const TRAITS: DeviceTraits = { features: new Set(['subgroups']), subgroupMinSize: 8, subgroupMaxSize: 8, language: new Set() };
+/** An adapter with subgroups of `lanes`. */
+const traitsOf = (lanes: number): DeviceTraits => ({ features: new Set(['subgroups']), subgroupMinSize: lanes, subgroupMaxSize: lanes, language: new Set() });
 /** Whether a variant runs an n x d problem (in either form: the manifest's variants need the same of both). */
-const runs = (variant: ManifestVariant, n: number, d: number) => !REGISTRY[variant].refuse({ traits: TRAITS, n, d, form: 'primal', bindingLimit: Infinity });
+const runs = (variant: ManifestVariant, n: number, d: number, lanes = 8) => !REGISTRY[variant].refuse({ traits: traitsOf(lanes), n, d, form: 'primal', bindingLimit: Infinity });
 
 /**
  * A device that makes stand-in buffers (a variant's scratch, on no GPU): each is its label, so a
@@ -78,7 +81,8 @@ const roleOf = (binding: unknown): string => {
 };
 
 /** A variant's dispatches for view A of an n x d problem, as the engine builds them, each pipeline its kernel's name. */
-function programDispatches(variant: ManifestVariant, form: Form, n: number, d: number) {
+function programDispatches(variant: ManifestVariant, form: Form, n: number, d: number, lanes = 8) {
+  const TRAITS = traitsOf(lanes);
   const kernels = REGISTRY[variant].forms[form]!;
   const views = [logical.z, logical.other];
   const context = { d, traits: TRAITS, views };
@@ -131,7 +135,9 @@ describe('plan.ts against the engine', () => {
     for (const preset of ['paper', 'official'] as Preset[]) expect(evaluate(PRESETS[preset].k, {})).toBe(varianceScale(preset));
     for (const [n, d] of all) {
       expect(evaluate(HOST.formChoice.dualWhen, { n, d }) ? 'dual' : 'primal', `${n}x${d}`).toBe(cheaperForm(n, d));
-      for (const variant of VARIANT_NAMES) expect(!!evaluate(VARIANTS[variant].requires.when, { n, d }), `${variant} ${n}x${d}`).toBe(runs(variant, n, d));
+      for (const lanes of LANES) {
+        for (const variant of VARIANT_NAMES) expect(!!evaluate(VARIANTS[variant].requires.when, { n, d, lanes }), `${variant} ${n}x${d}`).toBe(runs(variant, n, d, lanes));
+      }
     }
     for (const [shares, keep] of [[[0.9, 0.6], true], [[0.5, 0.7], true], [[0.49, 0.9], false], [[NaN, 1], false], [[1, NaN], false]] as const) {
       const env = { offDiagonalShareA: shares[0], offDiagonalShareB: shares[1], minDualShare: HOST.fallback.minDualShare };
@@ -140,20 +146,21 @@ describe('plan.ts against the engine', () => {
   });
 
   it("dispatch counts and partial counts are the variants' programs'", () => {
-    for (const [n, d] of all) {
-      const env = envFor(n, d);
+    for (const [[n, d], lanes] of all.flatMap((shape) => LANES.map((lanes) => [shape, lanes] as const))) {
+      const env = envFor(n, d, undefined, lanes);
       expect(dispatch('column_stats', env)).toEqual(three(columnStats.workgroups(d)));
       expect(dispatch('loss_terms', env)).toEqual(three(lossTerms.workgroups()));
       expect(dispatch('form_decision', env)).toEqual(three(formDecision.workgroups()));
       for (const variant of VARIANT_NAMES) {
-        if (!runs(variant, n, d)) continue;
+        if (!runs(variant, n, d, lanes)) continue;
         for (const form of FORM_NAMES) {
           const vars = bind(env, planVariables(variant, form));
-          const { kernels, gram, gradient } = programDispatches(variant, form, n, d);
-          const label = `${variant} ${form} ${n}x${d}`;
+          const { kernels, gram, gradient } = programDispatches(variant, form, n, d, lanes);
+          const label = `${variant} ${form} ${n}x${d} lanes ${lanes}`;
           expect(vars.side, label).toBe(sideOf(form, n, d));
-          expect(vars.partialsPerView, label).toBe(kernels.gram.partials(n, d, TRAITS));
-          expect(gram.map((x) => String(x.pipeline)), label).toEqual([VARIANTS[variant].gram[form]]);
+          expect(vars.partialsPerView, label).toBe(kernels.gram.partials(n, d, traitsOf(lanes)));
+          // The engine runs a Gram's vec4 file where d % 4 == 0: the plan's kernel, reading Z as vec4s.
+          expect(gram.map((x) => String(x.pipeline).replace(/_vec4$/, '')), label).toEqual([VARIANTS[variant].gram[form]]);
           expect(dispatch(VARIANTS[variant].gram[form], vars), label).toEqual(three(counts(gram[0])));
           const main = gradient.filter((x) => String(x.pipeline) === VARIANTS[variant].backward[form]);
           expect(main.length, label).toBeGreaterThan(0);
@@ -201,7 +208,7 @@ describe('plan.ts against the engine', () => {
           for (const form of FORM_NAMES) {
             const vars = bind(env, planVariables(variant, form));
             const side = sideOf(form, n, d);
-            const partials = REGISTRY[variant].forms[form]!.gram.partials(n, d, TRAITS);
+            const partials = REGISTRY[variant].forms[form]!.gram.partials(n, d, traitsOf(8));
             for (const v of [0, 1] as const) {
               const g = BUFFERS[`gramDims${'AB'[v]}`].values!;
               // gramDims() as workspace.ts formBuffers() writes it: [n, d, ceil(side/32), v * partialsPerView, shift, center, 0, 0, v]; the engine's
@@ -222,12 +229,12 @@ describe('plan.ts against the engine', () => {
 
   it("the grouped backward's per-group uniforms are the bytes backwardParams() writes", () => {
     const manifest = buildManifest(ROOT);
-    const plan = manifest.loss.plans.subgroup as unknown as { dual: { uniforms: Record<string, { fields: { name: string; type: string; offset: number }[] }> } };
+    const plan = manifest.loss.plans.shuffle as unknown as { dual: { uniforms: Record<string, { fields: { name: string; type: string; offset: number }[] }> } };
     const fields = plan.dual.uniforms.groupParamsA.fields;
     for (const [n, d] of all.filter((_, i) => i % 11 === 0).concat([[512, 516], [2048, 8192], [600, 1156]])) {
       if (d % 4 !== 0) continue;
       for (const c of COEFFICIENT_SETS.slice(0, 2)) {
-        const vars = bind(envFor(n, d, c), planVariables('subgroup', 'dual'));
+        const vars = bind(envFor(n, d, c, 8), planVariables('shuffle', 'dual'));
         const groups = columnGroups(n, d);
         for (const v of [0, 1] as const) {
           const values = BUFFERS[`groupParams${'AB'[v]}`].values!;
@@ -267,7 +274,9 @@ describe('plan.ts against the engine', () => {
   it("binding roles in WGSL order are the programs' binding order; overrides are the specs' constants", () => {
     const roles = (id: KernelId) => reflect(readFileSync(join(ROOT, 'kernels', KERNELS[id].file), 'utf8')).bindings
       .map((b) => (KERNELS[id].bindings as Record<string, { role: string }>)[b.name].role);
-    const constants = (c: Record<string, number | boolean> | undefined) => Object.fromEntries(Object.entries(c ?? {}).map(([k, v]) => [k, Number(v)]));
+    /** Constants as numbers: values, bools as 1 or 0, formulas evaluated with lanes = 8. */
+    const constants = (c: Readonly<Record<string, number | boolean | string>> | undefined) =>
+      Object.fromEntries(Object.entries(c ?? {}).map(([k, v]) => [k, typeof v === 'string' ? evaluate(v, { lanes: 8 }) : Number(v)]));
     for (const variant of VARIANT_NAMES) {
       for (const form of FORM_NAMES) {
         // A shape where every pass runs (panels from 512 rows).
@@ -280,7 +289,7 @@ describe('plan.ts against the engine', () => {
           expect(spec.code, id).toBe(readFileSync(join(ROOT, 'kernels', KERNELS[id].file), 'utf8'));
         }
         expect([VARIANTS[variant].gram[form], VARIANTS[variant].backward[form], VARIANTS[variant].mirroredBackward?.[form], VARIANTS[variant].groupedBackward?.[form]]
-          .filter(Boolean).sort()).toEqual([...new Set([...gram, ...gradient].map((x) => String(x.pipeline)))].sort());
+          .filter(Boolean).sort()).toEqual([...new Set([...gram, ...gradient].map((x) => String(x.pipeline).replace(/_vec4$/, '')))].sort());
       }
     }
     // The engine binds column_stats as [a, b, stats, flags, dims] and loss_terms as [stats, flags, partials, result, params] (passes.ts).
@@ -302,24 +311,29 @@ describe('plan.ts against the engine', () => {
     expect(size('form_decision', 'DecisionParams')).toBe(UNIFORM_BYTES.decisionParams);
   });
 
-  it('every formula in the plan evaluates to a finite number for every shape', () => {
-    const formulas: [string, string][] = [];
-    for (const [id, k] of Object.entries(KERNELS)) {
-      k.dispatch.forEach((f) => formulas.push([`${id} dispatch`, f]));
-      for (const [name, b] of Object.entries(k.bindings)) formulas.push([`${id} ${name}`, b.count]);
-    }
-    for (const [name, b] of Object.entries(BUFFERS)) {
-      if (b.count) formulas.push([`buffer ${name}`, b.count]);
-      for (const [field, f] of Object.entries(b.values ?? {})) formulas.push([`${name}.${field}`, f]);
-    }
-    for (const f of HOST.shape.require) formulas.push(['shape', f]);
-    formulas.push(['form choice', HOST.formChoice.dualWhen]);
+  it('every formula of each plan evaluates to a finite number for every shape', () => {
     for (const [n, d] of all.filter((_, i) => i % 3 === 0)) {
       for (const variant of VARIANT_NAMES) {
         for (const form of FORM_NAMES) {
-          const vars = bind(envFor(n, d, COEFFICIENT_SETS[1]), planVariables(variant, form));
-          // g: the last column group (the formulas of 'group' uniforms name it).
-          for (const [where, f] of formulas) expect(Number.isFinite(evaluate(f, { ...vars, g: vars.panelGroups - 1 })), `${where}: ${f} at ${n}x${d}`).toBe(true);
+          // The formulas this plan reads: its kernels' dispatches, constants and bindings, the buffers they bind, the host's.
+          const passes = passesOf([...forwardPasses(variant, form), ...backwardPasses(variant, form)]);
+          const formulas: [string, string][] = [...HOST.shape.require.map((f) => ['shape', f] as [string, string]), ['form choice', HOST.formChoice.dualWhen]];
+          for (const pass of passes) {
+            const k = KERNELS[pass.kernel];
+            k.dispatch.forEach((f) => formulas.push([`${pass.kernel} dispatch`, f]));
+            for (const [name, v] of Object.entries(k.overrides)) if (typeof v === 'string') formulas.push([`${pass.kernel} ${name}`, v]);
+            for (const [name, b] of Object.entries(k.bindings)) formulas.push([`${pass.kernel} ${name}`, b.count]);
+            for (const name of Object.values(pass.buffers)) {
+              const b = BUFFERS[name!];
+              if (b.count) formulas.push([`buffer ${name}`, b.count]);
+              for (const [field, f] of Object.entries(b.values ?? {})) formulas.push([`${name}.${field}`, f]);
+            }
+          }
+          for (const lanes of LANES) {
+            const vars = bind(envFor(n, d, COEFFICIENT_SETS[1], lanes), planVariables(variant, form));
+            // g: the last column group (the formulas of 'group' uniforms name it).
+            for (const [where, f] of formulas) expect(Number.isFinite(evaluate(f, { ...vars, g: (vars.panelGroups ?? 1) - 1 })), `${variant} ${where}: ${f} at ${n}x${d}`).toBe(true);
+          }
         }
       }
     }

@@ -1,11 +1,11 @@
-// The subgroup Gram kernels run one workgroup per tile on or above the diagonal, numbered t = wid.y * gx
+// The shuffle Gram kernels (lavapipe) run one workgroup per tile on or above the diagonal, numbered t = wid.y * gx
 // + wid.x over a dispatch of (gx, gy) workgroups. The engine uses gx = min(T, 65535), so gy > 1 only
 // past 65535 tiles (n >= ~8200 dual), which lavapipe's binding limit never reaches; here the kernels
 // run directly with small gx, so the workgroups past T and the 2-D numbering run too. Every result
 // buffer is poisoned first, and each dispatch must give bitwise the 1-D dispatch's matrix and partials,
 // which must match the float64 Gram matrix where the packed layout puts each view's entries (view A on
 // and above the diagonal; view B below it, its diagonal after the square). Where this adapter cannot run
-// the subgroup variant, each test is skipped, saying why.
+// the shuffle variant, each test is skipped, saying why.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { acquireDevice, type DeviceHandle } from '../src/runtime/device.js';
 import { destroyBuffer, encodeDispatch, pipeline, readback, readbackBuffer, storageBuffer, uniformBuffer, type Buffer, type Dispatch } from '../src/runtime/gpu.js';
@@ -24,7 +24,7 @@ afterAll(() => handle?.device.destroy());
 /** One view's Gram dispatch with zero shift and center (so Zc = Z), laid out as (gx, ceil(T / gx)). */
 async function gram(form: Form, z: Float32Array, n: number, d: number, view: 0 | 1, gx?: number) {
   const { device } = handle;
-  const program = REGISTRY.subgroup.forms[form]!.gram;
+  const program = REGISTRY.shuffle.forms[form]!.gram;
   const { traits } = handle;
   const side = sideOf(form, n, d);
   const partialCount = program.partials(n, d, traits);
@@ -74,12 +74,12 @@ function reference(form: Form, z: Float32Array, n: number, d: number): Float64Ar
   return out;
 }
 
-describe('subgroup Gram kernels: triangle order over 2-D dispatches, packed writes', () => {
+describe('shuffle Gram kernels: triangle order over 2-D dispatches, packed writes', () => {
   // Shapes whose last column block is cut short by the edge, and one where it is not.
   const cases: [Form, number, number][] = [['primal', 9, 132], ['primal', 5, 100], ['dual', 33, 12], ['dual', 47, 8]];
   for (const [form, n, d] of cases) {
     for (const view of [0, 1] as const) {
-      const why = cannotRun('subgroup', form, n, d);
+      const why = cannotRun('shuffle', form, n, d);
       it.skipIf(why)(titled(`${form} ${n}x${d}, view ${'AB'[view]}`, why), async () => {
         const { a: z } = randomViews(n, d, 4100 + n, { scale: 1 });
         const oneRow = await gram(form, z, n, d, view);

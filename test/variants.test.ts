@@ -1,7 +1,7 @@
 // Every kernel variant of the registry in both forms (each form it has kernels for) against the float64
 // reference, with every scratch and output buffer poisoned (NaN) before each call, so an element that a
 // kernel fails to write fails the test. Shapes are not multiples of the variants' tiles (32 x 32
-// 'tiled'; 32 x (8 x subgroup size) 'subgroup'; 64 x 64 'workgroup'; 128-row blocks 'windows'). A variant
+// 'tiled'; 16 x 4 lanes (or 4 lanes x 16) 'subgroup'; 64 x 64 'workgroup'; 32 x 64 'shuffle'; 128-row blocks 'windows'). A variant
 // this adapter cannot run is skipped by name, with why; at least one runs each form.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createVICRegLoss, OptionError, type VICRegLoss } from '../src/index.js';
@@ -45,20 +45,20 @@ for (const form of FORMS) {
 }
 
 // From PANEL_MIN_ROWS = 512 rows the subgroup dual backward copies Zc's columns into panels group by group
-// (centered_panels.wgsl) and reads them there: 520 x 1156 has 3 groups of 448 columns, the last one
+// (subgroup/centered_panels.wgsl) and reads them there: 520 x 1156 has 3 groups of 448 columns, the last one
 // ending past d; 512 x 1540 has 4 groups of 448, the last with 3 strips wholly past d (skipped).
-const panelsWhy = cannotRun('subgroup', 'dual', 512, 1540);
-describe.skipIf(panelsWhy)(titled('variant subgroup, form dual, column panels (n >= 512, poisoned scratch)', panelsWhy), () => {
+const panelsWhy = cannotRun('shuffle', 'dual', 512, 1540);
+describe.skipIf(panelsWhy)(titled('variant shuffle, form dual, column panels (n >= 512, poisoned scratch)', panelsWhy), () => {
   let vic: VICRegLoss;
   beforeAll(async () => {
-    vic = await createVICRegLoss({ ...options, variant: 'subgroup', form: 'dual', poisonScratch: true });
+    vic = await createVICRegLoss({ ...options, variant: 'shuffle', form: 'dual', poisonScratch: true });
   });
   afterAll(() => vic?.destroy());
 
   for (const [index, shape] of ([[520, 1156], [512, 1540]] as Shape[]).entries()) {
     it(`${shape[0]}x${shape[1]}`, async () => {
       const first = await check(vic, shape, 760 + index, -0.75);
-      expect(vic.lastPlan).toMatchObject({ variant: 'subgroup', form: 'dual', fellBack: false });
+      expect(vic.lastPlan).toMatchObject({ variant: 'shuffle', form: 'dual', fellBack: false });
       const { a, b } = randomViews(shape[0], shape[1], 760 + index, { scale: 0.9 });
       await vic.forward(a, b, shape);
       const again = { grads: await vic.backward(-0.75) };
@@ -69,8 +69,9 @@ describe.skipIf(panelsWhy)(titled('variant subgroup, form dual, column panels (n
 });
 
 describe('variant choice', () => {
-  it.skipIf(cannotRun('subgroup', 'dual', 5, 8))(titled("rejects a forced 'subgroup' variant where d % 4 != 0, naming why, and stays usable", cannotRun('subgroup', 'dual', 5, 8)), async () => {
-    const vic = await createVICRegLoss({ variant: 'subgroup' });
+  // The shuffle kernels load Z as vec4s: d % 4 == 0.
+  it.skipIf(cannotRun('shuffle', 'dual', 5, 8))(titled("rejects a forced 'shuffle' variant where d % 4 != 0, naming why, and stays usable", cannotRun('shuffle', 'dual', 5, 8)), async () => {
+    const vic = await createVICRegLoss({ variant: 'shuffle' });
     try {
       const { a, b } = randomViews(5, 6, 1);
       await expect(vic.forward(a, b, [5, 6])).rejects.toThrow(OptionError);
@@ -89,15 +90,15 @@ describe('variant choice', () => {
       const { a, b } = randomViews(9, 30, 3);
       await vic.forward(a, b, [9, 30]);
       expect(variantsHere('dual', 9, 30).runs).toContain(vic.lastPlan!.variant);
-      expect(vic.lastPlan!.variant).not.toBe('subgroup');
+      expect(vic.lastPlan!.variant).not.toBe('shuffle');
     } finally {
       vic.destroy();
     }
   });
 
-  it.skipIf(cannotRun('subgroup', 'primal', 4, 8192))(titled('a cached choice of one shape class never applies a variant that cannot run on another shape of it (d % 4)', cannotRun('subgroup', 'primal', 4, 8192)), async () => {
-    // 4 x 8192 in the primal form is past the trial's budget, so the static preference (subgroup, where the
-    // device has it) runs for its class; 4 x 8191 is in the same class, where subgroup cannot run.
+  it.skipIf(cannotRun('shuffle', 'primal', 4, 8192))(titled('a cached choice of one shape class never applies a variant that cannot run on another shape of it (d % 4)', cannotRun('shuffle', 'primal', 4, 8192)), async () => {
+    // 4 x 8192 in the primal form is past the trial's budget, so the static preference (shuffle, where the
+    // device has it) runs for its class; 4 x 8191 is in the same class, where shuffle cannot run.
     const first = await createVICRegLoss({ form: 'primal' });
     const second = await createVICRegLoss({ form: 'primal', device: first.device });
     try {
@@ -106,7 +107,7 @@ describe('variant choice', () => {
       const [n, d] = [4, 8191];
       const { a, b } = randomViews(n, d, 12);
       const terms = await second.forward(a, b, [n, d], { grad: false });
-      expect(second.lastPlan!.variant).not.toBe('subgroup');
+      expect(second.lastPlan!.variant).not.toBe('shuffle');
       const reference = referenceVICReg(a, b, [n, d]);
       for (const name of TERMS) expect(relativeError(terms[name], reference[name]), name).toBeLessThan(1e-5);
     } finally {

@@ -3,7 +3,7 @@
 // poisoned, on shapes that are not multiples of its blocks (128 rows), Gram tiles (32 x 64) or column
 // groups (windowColumnGroups), with more than 8 blocks per block row (chunks),
 // bitwise repeatable; encode() into poisoned caller buffers, overwriting and accumulating; the dual ->
-// primal fallback (the primal form then runs 'subgroup'); and where it cannot run. It needs what lavapipe
+// primal fallback (the primal form then runs 'shuffle'); and where it cannot run. It needs what lavapipe
 // has (subgroups of 8, the WGSL language features of WINDOW_LANGUAGE_FEATURES): on an adapter without
 // them the tests that run it are skipped, saying why; its plan is checked everywhere.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -99,24 +99,24 @@ describe.skipIf(windowsWhy)(titled('variant windows, form dual (poisoned scratch
     });
   }
 
-  it('1030 x 2052 (9 blocks: block rows take two dispatches over their blocks) agrees with the subgroup variant', async () => {
-    // The float64 reference would take most of a minute here; the subgroup variant, checked against it
+  it('1030 x 2052 (9 blocks: block rows take two dispatches over their blocks) agrees with the shuffle variant', async () => {
+    // The float64 reference would take most of a minute here; the shuffle variant, checked against it
     // at every shape of variants.test.ts (its panels from 512 rows), is the reference instead.
     const [n, d] = [1030, 2052];
-    const subgroup = await createVICRegLoss({ ...options, variant: 'subgroup', form: 'dual', device: vic.device });
+    const shuffle = await createVICRegLoss({ ...options, variant: 'shuffle', form: 'dual', device: vic.device });
     try {
       const { a, b } = randomViews(n, d, 994, { scale: 0.9 });
       const terms = await vic.forward(a, b, [n, d]);
       const grads = await vic.backward(-2);
       expect(vic.lastPlan).toMatchObject({ variant: 'windows', form: 'dual', fellBack: false });
-      const expected = await subgroup.forward(a, b, [n, d]);
-      const expectedGrads = await subgroup.backward(-2);
-      expect(subgroup.lastPlan).toMatchObject({ variant: 'subgroup', form: 'dual' });
+      const expected = await shuffle.forward(a, b, [n, d]);
+      const expectedGrads = await shuffle.backward(-2);
+      expect(shuffle.lastPlan).toMatchObject({ variant: 'shuffle', form: 'dual' });
       for (const name of TERMS) expect(relativeError(terms[name], expected[name]), name).toBeLessThan(1e-5);
       expect(relativeNormError(grads.gradA, expectedGrads.gradA)).toBeLessThan(1e-5);
       expect(relativeNormError(grads.gradB, expectedGrads.gradB)).toBeLessThan(1e-5);
     } finally {
-      subgroup.destroy();
+      shuffle.destroy();
     }
   });
 
@@ -129,13 +129,13 @@ describe.skipIf(windowsWhy)(titled('variant windows, form dual (poisoned scratch
     expect(await vic.forward(a, b, [n, d], { grad: false })).toEqual(withGrad);
   });
 
-  it('falls back to the primal form (with the subgroup kernels) on the adversarial case', async () => {
+  it('falls back to the primal form (with the shuffle kernels) on the adversarial case', async () => {
     const [n, d] = [32, 256];
     const { a, b } = dominantFeatureViews(n, d, 9);
     const terms = await vic.forward(a, b, [n, d]);
     const grads = await vic.backward();
     const reference = referenceVICReg(a, b, [n, d], options);
-    expect(vic.lastPlan).toMatchObject({ form: 'primal', fellBack: true, variant: 'subgroup' });
+    expect(vic.lastPlan).toMatchObject({ form: 'primal', fellBack: true, variant: 'shuffle' });
     expect(relativeError(terms.covariance, reference.covariance)).toBeLessThan(1e-5);
     expect(relativeNormError(grads.gradA, reference.gradA)).toBeLessThan(1e-4);
   });
@@ -190,7 +190,7 @@ describe.skipIf(windowsWhy)(titled('variant windows through encode()', windowsWh
 
   it('the texture copied from the views as they are, or packed from them, gives the host path\'s gradients bitwise', async () => {
     // 257 x 1152: the host path's views are the engine's (copyable): RAW_PANEL. Caller buffers without
-    // COPY_SRC cannot be copied: the backward packs Zc first (centered_panels), the same values.
+    // COPY_SRC cannot be copied: the backward packs Zc first (lavapipe/centered_panels), the same values.
     const [n, d] = [257, 1152];
     const { a, b } = randomViews(n, d, 995, { offset: 1e3 });
     const hostTerms = await host.forward(a, b, [n, d]);

@@ -1,9 +1,9 @@
-// covariance_backward_dual_windows.wgsl: as covariance_backward_dual.wgsl (the whole gradient of the loss
+// lavapipe/dual_gradient_windows.wgsl: as tiled/dual_gradient.wgsl (the whole gradient of the loss
 // with respect to one view, dual n x n form), for adapters where a storage-buffer load costs a branch per
 // lane but a uniform-buffer load and a storage-texture load do not (lavapipe).
 //
 // Math (Z the view, O the other view, both n x d; var_j and Zc = (Z - shift) - center from column_stats;
-// K = Zc Zc^T from sample_gram_windows.wgsl, in 128 x 128 blocks):
+// K = Zc Zc^T from lavapipe/dual_gram_windows.wgsl, in 128 x 128 blocks):
 //   grad_ij (=, or += when not the first pass or ACCUMULATE) upstream[0] * ( invCoef (Z_ij - O_ij)
 //       + varCoef_j Zc_ij + covCoef (sum_k K_ik Zc_kj / (n-1) - var_j Zc_ij) )
 //   varCoef_j = varWeight / std_j if std_j = sqrt(var_j + eps) < gamma, else 0
@@ -16,7 +16,7 @@
 // later ones (n > 1024) add their part. Each
 // workgroup is one subgroup of LANES = 8 and owns 32 rows x 64 columns (lane: 8 columns as 2 vec4s; rows
 // 4 lane + m hold its K values, passed to the other lanes by subgroupShuffle), as
-// covariance_backward_dual_subgroup.wgsl.
+// lavapipe/dual_gradient_shuffle.wgsl.
 // Why windows (Mesa 25.0, read from lp_bld_nir_soa.c and GALLIVM_DEBUG=asm): a storage-buffer load becomes,
 // per lane, a branch on the execution mask, a bounds check and a second branch; a uniform-buffer load is
 // a branch-free gather, and a storage-texture load a call without per-lane branches. With no storage load
@@ -36,10 +36,10 @@
 //   1  other4    storage, read        array<vec4<f32>>  n*d/4 the other view
 //   2  stats     storage, read        array<f32>        column_stats layout
 //   3  grad4     storage, read_write  array<vec4<f32>>  n*d/4
-//   4  params    uniform              BackwardParams (as covariance_backward.wgsl; columnStart: the group's)
+//   4  params    uniform              BackwardParams (as tiled/primal_gradient.wgsl; columnStart: the group's)
 //   5  upstream  storage, read        array<f32>        1: the upstream gradient
 //   6  panel     texture_storage_2d_array<rgba32float, read>  16 x n x strips: the group's columns,
-//                strip q in layer q, columns 4x .. 4x+3 of the strip at (x, row): Zc (centered_panels.wgsl,
+//                strip q in layer q, columns 4x .. 4x+3 of the strip at (x, row): Zc (lavapipe/centered_panels.wgsl,
 //                then copyBufferToTexture), or with RAW_PANEL Z itself (copyBufferToTexture from the view,
 //                one copy per strip), centered here as loaded with the same two subtractions, so the
 //                gradient is bitwise the same either way
@@ -163,7 +163,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   if (i0 >= n || j40 >= d4) { return; }
   let strip = wid.y;
   let i0l = wid.x * SHARED + 4u * lane;         // this lane's K rows i0 + 4 lane + m, within the block row
-  // Up to n rounded to 4: K's padding entries are zeros (sample_gram_windows), so the last partial step
+  // Up to n rounded to 4: K's padding entries are zeros (lavapipe/dual_gram_windows), so the last partial step
   // adds nothing (the texture's rows past n: see the header).
   let kMax = (n + 3u) / 4u * 4u;
   // RAW_PANEL: this lane's columns' shift and center, to center the texture's Z as it is loaded.

@@ -1,4 +1,4 @@
-// sample_gram_windows.wgsl: as sample_gram.wgsl (the n x n Gram matrix K = Zc Zc^T of one view, with the
+// lavapipe/dual_gram_windows.wgsl: as tiled/dual_gram.wgsl (the n x n Gram matrix K = Zc Zc^T of one view, with the
 // sum of squares of its entries reduced in the epilogue, dual form), for adapters where a storage-buffer
 // load costs a branch per lane but a storage-texture load does not (lavapipe).
 //
@@ -11,7 +11,7 @@
 // dispatch of this kernel over every tile on or above K's diagonal, which adds the group's part to
 // the running sums it loads from K and stores back. Each workgroup is one subgroup of LANES = 8 and owns
 // a 32 x 64 tile (rows shared by the lanes and passed by subgroupShuffle, 8 columns a lane), as
-// sample_gram_subgroup.wgsl.
+// lavapipe/dual_gram_shuffle.wgsl.
 // Why a texture (Mesa 25.0, lp_bld_nir_soa.c): a storage-buffer load becomes a branch per lane on the
 // execution mask and on its bounds; a texture load is a call without per-lane branches. The same
 // texture as the backward's means no panel of its own: where the view can be copied (RAW_PANEL) the
@@ -21,7 +21,7 @@
 // RAW_PANEL: the texture holds Z itself, centered here as it is loaded with the same two subtractions
 // as everywhere else; before each strip, lanes 0-3 load its shift and lanes 4-7 its center, each lane
 // for a quarter of the strip's texels, and each step takes its 4 columns' by subgroupShuffle. Without it the texture holds
-// Zc (centered_panels.wgsl, then copyBufferToTexture).
+// Zc (lavapipe/centered_panels.wgsl, then copyBufferToTexture).
 // K's layout (kernels.ts blockedMatrixFloats): 128 x 128 blocks of 16384 floats, nb = ceil(n/128); block
 // (r, c) at (r nb + c) 16384, and view B's diagonal blocks after those, block (P, P) at (nb^2 + P) 16384.
 // View A's entry (i, k), i <= k, in block (i/128, k/128) at (i % 128) 128 + k % 128; view B's at the
@@ -39,7 +39,7 @@
 //                layer q, columns 4x .. 4x+3 of the strip at (x, row); rows past n are out of bounds,
 //                which WGSL answers with some texel or zero: they reach only entries past n, written 0
 // Dispatch: (tiles, 1, 1) workgroups of LANES threads, tiles = X (X + 1) for X = 128 nb / 64 column
-// tiles: the tiles on or above the diagonal, column tile by column tile (upperTile).
+// tiles: the tiles on or above the diagonal, column tile by column tile (blockedTile).
 // Requires: the 'subgroups' feature with a subgroup size of exactly LANES; read-only storage textures
 // (the readonly_and_readwrite_storage_textures language feature).
 // Variant: "windows" (lavapipe).
@@ -68,8 +68,8 @@ alias Acc = array<array<f32, OWN>, SHARED>;
 @group(0) @binding(3) var<uniform> dims: WindowDims;
 @group(0) @binding(4) var panel: texture_storage_2d_array<rgba32float, read>;
 
-// Tile t's (column tile, row tile): column tile x has row tiles 0 .. 2x + 1 (as sample_gram_subgroup.wgsl).
-fn upperTile(t: u32) -> vec2<u32> {
+// Tile t's (column tile, row tile): column tile x has row tiles 0 .. 2x + 1 (as lavapipe/dual_gram_shuffle.wgsl).
+fn blockedTile(t: u32) -> vec2<u32> {
   var x = u32((sqrt(4.0 * f32(t) + 1.0) - 1.0) * 0.5);
   // Correct f32 rounding to the exact column tile: x (x + 1) <= t < (x + 1) (x + 2).
   if ((x + 1u) * (x + 2u) <= t) { x += 1u; }
@@ -111,7 +111,7 @@ fn accumulateBlock(acc: ptr<function, Acc>, p: u32, mine: vec4<f32>, own: ptr<fu
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
   let n = dims.n;
   let t = wid.x;
-  let tile = upperTile(t);
+  let tile = blockedTile(t);
   let i0 = tile.y * SHARED;
   let k0 = tile.x * TILE_COLUMNS;
   let nb = (n + BLOCK - 1u) / BLOCK;

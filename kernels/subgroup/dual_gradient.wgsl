@@ -1,51 +1,31 @@
-// covariance_backward_dual_subgroup.wgsl: as covariance_backward_dual.wgsl (the whole gradient of the loss
-// with respect to one view, dual n x n form), for adapters where every storage-buffer load is expensive
-// per lane and subgroup shuffles are cheap (lavapipe).
+// subgroup/dual_gradient.wgsl: the whole gradient of the loss with respect to one view (dual n x n form, from
+// the packed K, packing 1 or 2), written once.
 //
-// Math (Z the view, O the other view, both n x d; var_j and Zc = (Z - shift) - center from column_stats;
-// K = Zc Zc^T from sample_gram*):
+// Math (Zc = (Z - shift) - center; K = Zc Zc^T; var_j from column_stats):
 //   grad_ij (=, or += when ACCUMULATE) upstream[0] * ( invCoef (Z_ij - O_ij) + varCoef_j Zc_ij
-//                                     + covCoef (sum_k K_ik Zc_kj / (n-1) - var_j Zc_ij) )
-//   varCoef_j = varWeight / std_j if std_j = sqrt(var_j + eps) < gamma, else 0
+//                     + covCoef (sum_k K_ik Zc_kj / (n-1) - var_j Zc_ij) )
+//   varCoef_j = varWeight / std_j if std_j = sqrt(var_j + eps) < gamma, else 0.
 //
-// Each workgroup is one subgroup of LANES = 8 invocations and owns a SHARED x (LANES * 4 * OWN4) block of
-// the gradient: rows i0 .. i0 + SHARED - 1 shared by all lanes, 4 * OWN4 columns per lane. Per 4 steps
-// k0 .. k0+3 a lane loads, for its SHARED / LANES = 4 shared rows i0 + 4 lane + m, K_ik over those 4 k,
-// and OWN4 vec4s of each of rows k0 .. k0+3 of Zc; the shared values reach the other lanes by
-// subgroupShuffle. Where n % 4 == 0, K comes in vec4s: left and right of the block's own 32 columns
-// all its rows are on one side of the diagonal, so the packed buffer holds them either by rows (one vec4
-// per row and 4 k) or by columns (one vec4 per k and the lane's 4 rows); inside that band, and for any
-// n % 4 != 0, entry by entry (16 scalar loads where the vec4 sides take 4; at 2048 x 8192 the kernel went
-// from 1635 to 1522 ms, `npm run bench -- --kernels --shapes 2048x8192 --variant subgroup --form dual`).
-// One dispatch covers one column group (params.columnStart, the dispatch's width); where params.panels,
-// Zc comes from the group's panels (centered_panels.wgsl, run just before: each workgroup's 64-column
-// strip is contiguous there, where in Z it is one 256-byte piece per row, and per page from d = 1024),
-// else from Z itself, centered here. Both give the same values, so the same gradient bit for bit.
-// Why this shape (lavapipe, Mesa 25.0, read from its generated code with GALLIVM_DEBUG=asm): every write to
-// a variable carried across loop iterations is a blend with the execution mask plus a spill, so each
-// accumulator takes 4 multiply-adds per write (4 steps along the contraction at a time); and the
-// SHARED_PER_LANE blocks are spelled out as calls of accumulateBlock, so that every accumulator index is a
-// constant (Mesa leaves a loop that big rolled, and a dynamically indexed accumulator ran 2.6-2.9x slower; see
-// README, Performance).
+// Shape: every thread accumulates an 8 x 8 block of K Zc over k; per k it loads K at 4 of its rows and Zc at 4 of
+// its columns and gets the other 4 + 4 from its quad partners (quadSwapX / quadSwapY).
+// The workgroup's tile is 16*QUADS_Y rows x 16*QUADS_X columns (QUADS_Y = LANES/4/QUADS_X). K is read
+// without per-entry index arithmetic: for k below the tile's rows every (i, k) is on one side of the diagonal
+// and sits at k*strideK + iTerm_i, above them on the other; only the 16*QUADS_Y values of k inside the tile's
+// rows use packedIndex.
 //
 // Bindings (group 0):
-//   0  z4      storage, read        array<vec4<f32>>  n*d/4 this view
-//   1  other4  storage, read        array<vec4<f32>>  n*d/4 the other view
-//   2  stats   storage, read        array<f32>        column_stats layout
-//   3  gram    storage, read        array<f32>        n*n+n both views' K, packed (packedIndex; params.packing
-//                                                     1: view A, 2: view B)
-//   4  grad4   storage, read_write  array<vec4<f32>>  n*d/4
-//   5  params  uniform              BackwardParams (as covariance_backward.wgsl)
-//   6  upstream storage, read       array<f32>        1: the upstream gradient
-//   7  panel4  storage, read        array<vec4<f32>>  n*width/4 where params.panels (else any small buffer):
-//                                                     Zc's strip q at (q n + k) 16 .. + 15 (centered_panels.wgsl)
-//   8  gram4   storage, read        array<vec4<f32>>  the buffer of binding 3 again, as vec4s (read where n % 4 == 0)
-// Dispatch: (ceil(n / SHARED), width / (LANES*4*OWN4), 1) workgroups of LANES threads per column group of
-// `width` columns (kernels.ts columnGroups): row blocks along x, so that consecutive workgroups (an
-// adapter runs x fastest) share one strip of Zc while they stream K's rows; at d = 8192 the other order
-// re-read Z from memory for every workgroup (1.6x slower). Strips wholly past d return at once.
-// Requires: d % 4 == 0; the 'subgroups' feature with a subgroup size of exactly LANES.
-// Variant: "subgroup" (lavapipe).
+//   0  z         storage, read        array<f32>  n*d   this view
+//   1  other     storage, read        array<f32>  n*d   the other view
+//   2  stats     storage, read        array<f32>  column_stats layout
+//   3  gram      storage, read        array<f32>  n*n+n both views' K, packed (packing 1: A, 2: B)
+//   4  grad      storage, read_write  array<f32>  n*d
+//   5  params    uniform              BackwardParams (columnStart, matrixStride unused)
+//   6  upstream  storage, read        array<f32>  1
+// Dispatch: (ceil(d / (16*QUADS_X)), ceil(n / (16*QUADS_Y)), 1) workgroups of LANES threads. Any n >= 2, d >= 1.
+// Requires: the 'subgroups' feature; LANES, a power of two from 4, at most the adapter's smallest subgroup
+// size, so that a workgroup is one subgroup (lanes 0 .. LANES - 1) whatever size a dispatch gets, and its
+// quads are lanes 4q .. 4q+3.
+// Variant: "subgroup" (portable: subgroup operations at any subgroup size from 4).
 
 enable subgroups;
 
@@ -55,170 +35,130 @@ struct BackwardParams {
   invCoef: f32, varWeight: f32, covCoef: f32, gamma: f32,
   eps: f32, panels: u32, _pad4: f32, _pad5: f32,
 }
-
+override LANES: u32 = 4u;            // at most the adapter's smallest subgroup size, a power of two from 4
+override QUADS_X: u32 = LANES / 4u;   // quads side by side in the workgroup's tile (must divide LANES / 4)
+override QUADS_Y: u32 = LANES / 4u / QUADS_X;   // derived: leave unset
 override ACCUMULATE: bool = false;
-const LANES: u32 = 8u;
-const SHARED_PER_LANE: u32 = 4u;
-const SHARED: u32 = LANES * SHARED_PER_LANE;
-const_assert SHARED_PER_LANE == 4u;   // the accumulateBlock calls below are spelled out for 4 blocks
-const OWN4: u32 = 2u;
-const STRIP4: u32 = LANES * OWN4;   // vec4s per 64-column strip (centered_panels.wgsl's STRIP4)
-
-@group(0) @binding(0) var<storage, read> z4: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> other4: array<vec4<f32>>;
+@group(0) @binding(0) var<storage, read> z: array<f32>;
+@group(0) @binding(1) var<storage, read> other: array<f32>;
 @group(0) @binding(2) var<storage, read> stats: array<f32>;
 @group(0) @binding(3) var<storage, read> gram: array<f32>;
-@group(0) @binding(4) var<storage, read_write> grad4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(5) var<uniform> params: BackwardParams;
 @group(0) @binding(6) var<storage, read> upstream: array<f32>;
-@group(0) @binding(7) var<storage, read> panel4: array<vec4<f32>>;
-@group(0) @binding(8) var<storage, read> gram4: array<vec4<f32>>;
-
-fn statsVec4(offset: u32, column: u32) -> vec4<f32> {
-  let o = offset + column;
-  return vec4<f32>(stats[o], stats[o + 1u], stats[o + 2u], stats[o + 3u]);
-}
 
 // The packed layout of the matrix buffer, shared by both views (side s): view A's symmetric matrix on
 // and above the diagonal, entry (i, k), i <= k, at i*s + k; view B's strictly below it, at k*s + i; B's
-// diagonal after the s x s square, at s*s + i (as the Gram kernels write it).
+// diagonal after the s x s square, at s*s + i. s*s + s floats hold both views' matrices.
 fn packedIndex(i: u32, k: u32, s: u32, lowerHalf: bool) -> u32 {
   if (!lowerHalf) { return i * s + k; }
   return select(k * s + i, s * s + i, i == k);
 }
-
-// K_row,k0 .. K_row,k0+3 (0 past n), entry by entry.
-fn gramRow4(row: u32, k0: u32, n: u32, lower: bool) -> vec4<f32> {
-  var v: vec4<f32>;
-  for (var q = 0u; q < 4u; q++) {
-    let k = min(k0 + q, n - 1u);
-    v[q] = select(0.0, gram[packedIndex(min(row, k), max(row, k), n, lower)], k0 + q < n);
-  }
-  return v;
+// K_ik of this view, from the packed matrix (packing 1: view A, 2: view B).
+fn gramAt(i: u32, k: u32) -> f32 {
+  return gram[packedIndex(min(i, k), max(i, k), params.n, params.packing == 2u)];
+}
+// A thread's 8 x 8 block as four 4 x 4 blocks: a<R><C>[r][c] is row r of row group R, column c of column group C.
+struct Acc { a00: mat4x4<f32>, a01: mat4x4<f32>, a10: mat4x4<f32>, a11: mat4x4<f32> }
+fn zeroAcc() -> Acc { return Acc(mat4x4<f32>(), mat4x4<f32>(), mat4x4<f32>(), mat4x4<f32>()); }
+fn rank1(acc: mat4x4<f32>, a: vec4<f32>, b: vec4<f32>) -> mat4x4<f32> {
+  return mat4x4<f32>(fma(vec4<f32>(a.x), b, acc[0]), fma(vec4<f32>(a.y), b, acc[1]),
+                     fma(vec4<f32>(a.z), b, acc[2]), fma(vec4<f32>(a.w), b, acc[3]));
+}
+// Entry (r, c) of the 8 x 8 block, from the blocks in order a00, a01, a10, a11.
+fn entry(blocks: ptr<function, array<mat4x4<f32>, 4>>, r: u32, c: u32) -> f32 {
+  return (*blocks)[((r >> 2u) << 1u) + (c >> 2u)][r & 3u][c & 3u];
+}
+// One step of the contraction: a, ap the thread's two groups of 4 rows, b, bp its two groups of 4 columns.
+fn update(acc: Acc, a: vec4<f32>, ap: vec4<f32>, b: vec4<f32>, bp: vec4<f32>) -> Acc {
+  return Acc(rank1(acc.a00, a, b), rank1(acc.a01, a, bp), rank1(acc.a10, ap, b), rank1(acc.a11, ap, bp));
+}
+// One step with a quad's sharing: a, the lane's own 4 rows, b, its own 4 columns; the other 4 rows come
+// from the X partner (lane ^ 1), the other 4 columns from the Y partner (lane ^ 2).
+fn quadUpdate(acc: Acc, a: vec4<f32>, b: vec4<f32>) -> Acc {
+  return update(acc, a, quadSwapX(a), b, quadSwapY(b));
 }
 
-// This lane's rows i0 + 4 lane + m (m = 0 .. 3), K over k0 .. k0+3, as the vec4 loads of the two
-// halves allow (n % 4 == 0): where the packed buffer holds entry (row, k) at row*n + k ("by rows": view
-// A right of the diagonal, view B left of it), one vec4 per row; where it holds it at k*n + row ("by
-// columns": the other halves), one vec4 per k over the lane's 4 rows, transposed here.
-fn gramRowsByRows(rows: ptr<function, array<u32, SHARED_PER_LANE>>, k0: u32, n4: u32) -> array<vec4<f32>, 4> {
-  return array<vec4<f32>, 4>(gram4[(*rows)[0] * n4 + k0 / 4u], gram4[(*rows)[1] * n4 + k0 / 4u],
-                             gram4[(*rows)[2] * n4 + k0 / 4u], gram4[(*rows)[3] * n4 + k0 / 4u]);
-}
-fn gramRowsByColumns(firstRow4: u32, k0: u32, n4: u32) -> array<vec4<f32>, 4> {
-  let c0 = gram4[k0 * n4 + firstRow4];
-  let c1 = gram4[(k0 + 1u) * n4 + firstRow4];
-  let c2 = gram4[(k0 + 2u) * n4 + firstRow4];
-  let c3 = gram4[(k0 + 3u) * n4 + firstRow4];
-  return array<vec4<f32>, 4>(vec4<f32>(c0.x, c1.x, c2.x, c3.x), vec4<f32>(c0.y, c1.y, c2.y, c3.y),
-                             vec4<f32>(c0.z, c1.z, c2.z, c3.z), vec4<f32>(c0.w, c1.w, c2.w, c3.w));
-}
+fn rowOf(r: u32, qx: u32, qy: u32) -> u32 { return 8u * qy + 4u * select(qx, 1u - qx, r >= 4u) + (r & 3u); }
+fn colOf(c: u32, qx: u32, qy: u32) -> u32 { return 8u * qx + 4u * select(qy, 1u - qy, c >= 4u) + (c & 3u); }
 
-// Rows 4 s + m of the block (s = each lane) += K(those rows, k0 .. k0+3) Zc(k0 .. k0+3, own columns).
-fn accumulateBlock(acc: ptr<function, array<array<vec4<f32>, OWN4>, SHARED>>, m: u32, mine: vec4<f32>,
-                   zc: ptr<function, array<array<vec4<f32>, OWN4>, 4>>) {
-  for (var s = 0u; s < LANES; s++) {
-    let kv = subgroupShuffle(mine, s);
-    for (var c = 0u; c < OWN4; c++) {
-      (*acc)[SHARED_PER_LANE * s + m][c] += kv.x * (*zc)[0][c] + kv.y * (*zc)[1][c] + kv.z * (*zc)[2][c] + kv.w * (*zc)[3][c];
-    }
-  }
+// K at 4 rows of one column k, at a + iTerm (a = k*strideK).
+fn gram4(a: u32, iTerm: vec4<u32>) -> vec4<f32> {
+  return vec4<f32>(gram[a + iTerm.x], gram[a + iTerm.y], gram[a + iTerm.z], gram[a + iTerm.w]);
 }
-
-// Zc(k0 .. k0+3, this lane's own columns): from the panel, or from Z centered here (the same values).
-var<private> panels: bool;
-var<private> panelRow0: u32;
-var<private> own4: array<u32, OWN4>;
-var<private> ownShift: array<vec4<f32>, OWN4>;
-var<private> ownCenter: array<vec4<f32>, OWN4>;
-fn zcRows(k0: u32, n: u32, d4: u32, lane: u32) -> array<array<vec4<f32>, OWN4>, 4> {
-  var zc: array<array<vec4<f32>, OWN4>, 4>;
-  if (panels) {
-    for (var q = 0u; q < 4u; q++) {
-      let k = min(k0 + q, n - 1u);
-      for (var c = 0u; c < OWN4; c++) { zc[q][c] = panel4[(panelRow0 + k) * STRIP4 + c * LANES + lane]; }
-    }
-  } else {
-    for (var q = 0u; q < 4u; q++) {
-      let k = min(k0 + q, n - 1u);
-      for (var c = 0u; c < OWN4; c++) { zc[q][c] = (z4[k * d4 + own4[c]] - ownShift[c]) - ownCenter[c]; }
-    }
-  }
-  return zc;
+fn gramGeneral(i: vec4<u32>, k: u32) -> vec4<f32> { return vec4<f32>(gramAt(i.x, k), gramAt(i.y, k), gramAt(i.z, k), gramAt(i.w, k)); }
+// Zc at row k (base b = k*d) and 4 columns j with their shift s and center t.
+fn zcRow4(b: u32, j: vec4<u32>, s: vec4<f32>, t: vec4<f32>) -> vec4<f32> {
+  return (vec4<f32>(z[b + j.x], z[b + j.y], z[b + j.z], z[b + j.w]) - s) - t;
 }
-
-fn accumulateStep(acc: ptr<function, array<array<vec4<f32>, OWN4>, SHARED>>, kv: array<vec4<f32>, 4>,
-                  k0: u32, n: u32, d4: u32, lane: u32) {
-  var zc = zcRows(k0, n, d4, lane);
-  accumulateBlock(acc, 0u, kv[0], &zc);
-  accumulateBlock(acc, 1u, kv[1], &zc);
-  accumulateBlock(acc, 2u, kv[2], &zc);
-  accumulateBlock(acc, 3u, kv[3], &zc);
-}
+fn stat4(o: u32, c: vec4<u32>) -> vec4<f32> { return vec4<f32>(stats[o + c.x], stats[o + c.y], stats[o + c.z], stats[o + c.w]); }
 
 @compute @workgroup_size(LANES)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
   let n = params.n;
-  let d4 = params.d / 4u;
-  let i0 = wid.x * SHARED;
-  let j40 = params.columnStart / 4u + wid.y * STRIP4;   // this workgroup's first column, as a vec4 index
-  if (j40 >= d4) { return; }                             // a strip of the last group wholly past d
-  panels = params.panels != 0u;
-  panelRow0 = wid.y * n;                                 // its strip's first row in the panel
-
-  let lower = params.packing == 2u;
-  var myRows: array<u32, SHARED_PER_LANE>;
-  for (var m = 0u; m < SHARED_PER_LANE; m++) { myRows[m] = min(i0 + SHARED_PER_LANE * lane + m, n - 1u); }
-  for (var c = 0u; c < OWN4; c++) {
-    own4[c] = min(j40 + c * LANES + lane, d4 - 1u);
-    ownShift[c] = statsVec4(params.shiftOffset, 4u * own4[c]);
-    ownCenter[c] = statsVec4(params.centerOffset, 4u * own4[c]);
+  let d = params.d;
+  let tileI = wid.y * 16u * QUADS_Y;
+  let tileJ = wid.x * 16u * QUADS_X;
+  // Quad q = lane / 4 of the workgroup covers a 16 x 16 block; its lane (qx, qy) = (lane & 1, (lane >> 1) & 1)
+  // owns rows 8 qy .. 8 qy + 7 and columns 8 qx .. 8 qx + 7 of it, each as two groups of 4: its own group
+  // (rows 8 qy + 4 qx + 0..3, columns 8 qx + 4 qy + 0..3) and its partners' (4 (1 - qx), 4 (1 - qy)).
+  let quad = lane >> 2u;
+  let qx = lane & 1u;
+  let qy = (lane >> 1u) & 1u;
+  let offs = vec4<u32>(0u, 1u, 2u, 3u);
+  let iq = tileI + (quad / QUADS_X) * 16u;
+  let jq = tileJ + (quad % QUADS_X) * 16u;
+  // Rows and columns read, clamped: past n or d they only feed entries never written.
+  let i0 = min(vec4<u32>(iq + 8u * qy + 4u * qx) + offs, vec4<u32>(n - 1u));
+  let j0 = min(vec4<u32>(jq + 8u * qx + 4u * qy) + offs, vec4<u32>(d - 1u));
+  let so = params.shiftOffset;
+  let co = params.centerOffset;
+  let s0 = stat4(so, j0); let t0 = stat4(co, j0);
+  // k in [0, bandStart) and [bandEnd, n): all of the tile's (i, k) on one side of the diagonal.
+  let bandStart = min(tileI, n);
+  let bandEnd = min(tileI + 16u * QUADS_Y, n);
+  var acc = zeroAcc();
+  for (var range = 0u; range < 2u; range++) {
+    let kStart = select(bandEnd, 0u, range == 0u);
+    let kEnd = select(n, bandStart, range == 0u);
+    // Row form (k*n + i): view A below the band (k < i: entry (k, i) of the upper triangle); view B above it.
+    let rowForm = (range == 0u) == (params.packing != 2u);
+    let strideK = select(1u, n, rowForm);
+    let it0 = select(i0 * n, i0, vec4<bool>(rowForm));
+    let kPairs = kStart + ((kEnd - kStart) & ~1u);
+    for (var k = kStart; k < kPairs; k += 2u) {
+      let a = k * strideK;
+      acc = quadUpdate(acc, gram4(a, it0), zcRow4(k * d, j0, s0, t0));
+      acc = quadUpdate(acc, gram4(a + strideK, it0), zcRow4(k * d + d, j0, s0, t0));
+    }
+    if (kPairs < kEnd) {
+      acc = quadUpdate(acc, gram4(kPairs * strideK, it0), zcRow4(kPairs * d, j0, s0, t0));
+    }
+  }
+  for (var k = bandStart; k < bandEnd; k++) {
+    acc = quadUpdate(acc, gramGeneral(i0, k), zcRow4(k * d, j0, s0, t0));
   }
 
-  // k left of the block, through the block, right of it. Left and right use vec4 loads where n % 4 == 0
-  // (the block's rows are then all on one side of the diagonal); the block itself, and everything when
-  // n % 4 != 0, goes entry by entry. Rows past n read other rows' entries (in bounds) and are not written.
-  var acc: array<array<vec4<f32>, OWN4>, SHARED>;
-  let n4 = n / 4u;
-  let byVec4 = n % 4u == 0u;
-  let blockStart = select(0u, i0, byVec4);
-  let blockEnd = select(n, min(i0 + SHARED, n), byVec4);
-  // The half a view's packed matrix holds decides which side reads by rows; one loop per case, so that
-  // no branch runs per step.
-  let firstRow4 = i0 / 4u + lane;
-  if (lower) {
-    for (var k0 = 0u; k0 < blockStart; k0 += 4u) { accumulateStep(&acc, gramRowsByRows(&myRows, k0, n4), k0, n, d4, lane); }
-  } else {
-    for (var k0 = 0u; k0 < blockStart; k0 += 4u) { accumulateStep(&acc, gramRowsByColumns(firstRow4, k0, n4), k0, n, d4, lane); }
-  }
-  for (var k0 = blockStart; k0 < blockEnd; k0 += 4u) {
-    let kv = array<vec4<f32>, 4>(gramRow4(myRows[0], k0, n, lower), gramRow4(myRows[1], k0, n, lower),
-                                 gramRow4(myRows[2], k0, n, lower), gramRow4(myRows[3], k0, n, lower));
-    accumulateStep(&acc, kv, k0, n, d4, lane);
-  }
-  if (lower) {
-    for (var k0 = blockEnd; k0 < n; k0 += 4u) { accumulateStep(&acc, gramRowsByColumns(firstRow4, k0, n4), k0, n, d4, lane); }
-  } else {
-    for (var k0 = blockEnd; k0 < n; k0 += 4u) { accumulateStep(&acc, gramRowsByRows(&myRows, k0, n4), k0, n, d4, lane); }
-  }
-
+  var blocks = array<mat4x4<f32>, 4>(acc.a00, acc.a01, acc.a10, acc.a11);
   let scale = upstream[0];
   let inv = 1.0 / f32(n - 1u);
-  for (var c = 0u; c < OWN4; c++) {
-    let j4 = j40 + c * LANES + lane;
-    if (j4 >= d4) { continue; }
-    let variance = statsVec4(params.varOffset, 4u * j4);
-    let stdDev = sqrt(variance + vec4<f32>(params.eps));
-    let varCoef = select(vec4<f32>(0.0), vec4<f32>(params.varWeight) / stdDev, stdDev < vec4<f32>(params.gamma));
-    for (var r = 0u; r < SHARED; r++) {
-      let i = i0 + r;
+  for (var c = 0u; c < 8u; c++) {
+    let j = jq + colOf(c, qx, qy);
+    if (j >= d) { continue; }
+    let shift = stats[so + j];
+    let center = stats[co + j];
+    let variance = stats[params.varOffset + j];
+    let stdDev = sqrt(variance + params.eps);
+    let varCoef = select(0.0, params.varWeight / stdDev, stdDev < params.gamma);
+    for (var r = 0u; r < 8u; r++) {
+      let i = iq + rowOf(r, qx, qy);
       if (i >= n) { continue; }
-      let index = i * d4 + j4;
-      let x = z4[index];
-      let zci = (x - ownShift[c]) - ownCenter[c];
-      let covGrad = acc[r][c] * inv - variance * zci;
-      let g = params.invCoef * (x - other4[index]) + varCoef * zci + params.covCoef * covGrad;
-      if (ACCUMULATE) { grad4[index] += scale * g; } else { grad4[index] = scale * g; }
+      let index = i * d + j;
+      let x = z[index];
+      let zc = (x - shift) - center;
+      let covGrad = entry(&blocks, r, c) * inv - variance * zc;
+      let g = params.invCoef * (x - other[index]) + varCoef * zc + params.covCoef * covGrad;
+      if (ACCUMULATE) { grad[index] += scale * g; } else { grad[index] = scale * g; }
     }
   }
 }

@@ -1,45 +1,34 @@
-// covariance_backward_subgroup.wgsl: as covariance_backward.wgsl (the whole gradient of the loss with
-// respect to one view, primal d x d form), for adapters where every storage-buffer load is expensive per
-// lane and subgroup shuffles are cheap (lavapipe).
+// subgroup/primal_gradient.wgsl: the whole gradient of the loss with respect to one view (primal d x d form, from
+// Coff: packed, packing 1 or 2, or a plain matrix or column block, packing 0), written once.
 //
-// Math (Z the view, O the other view, both n x d; var_j and Zc = (Z - shift) - center from column_stats;
-// Coff from gram_offdiag_squares*):
+// Math (Z this view, O the other; Zc = (Z - shift) - center; var_j from column_stats):
 //   grad_ij (=, or += when ACCUMULATE) upstream[0] * ( invCoef (Z_ij - O_ij) + varCoef_j Zc_ij
 //                                                     + covCoef sum_k Zc_ik Coff_kj )
-//   varCoef_j = varWeight / std_j if std_j = sqrt(var_j + eps) < gamma, else 0
-//   (coefficients: see covariance_backward.wgsl and src/ops/coefficients.ts)
-// Packed matrix (params.packing 1: view A, 2: view B; the layout of the Gram kernels' packedIndex): this
-// pass reads Coff by rows, which hold only part of each view's Coff (view A: Coff_kj for k <= j, view B:
-// for k > j); it sums those and covariance_backward_mirrored_subgroup.wgsl adds the rest. Plain
-// (packing 0: a whole matrix or a column block): this pass sums all of it.
+//   varCoef_j = varWeight / std_j if std_j = sqrt(var_j + eps) < gamma, else 0.
 //
-// Each workgroup is one subgroup of LANES = 8 invocations and owns a SHARED x (LANES * 4 * OWN4) block of
-// the gradient: rows i0 .. i0 + SHARED - 1 shared by all lanes, 4 * OWN4 columns per lane (OWN4 vec4s,
-// interleaved across lanes). Per 4 steps k0 .. k0+3 a lane loads a vec4 Zc_i,k0..k0+3 of each of its
-// SHARED / LANES shared rows and OWN4 vec4s of each of rows k0 .. k0+3 of Coff; the shared values reach
-// the other lanes by subgroupShuffle, and so do shift and center (one load per lane).
-// Why this shape (lavapipe, Mesa 25.0, read from its generated code with GALLIVM_DEBUG=asm): every write to
-// a variable carried across loop iterations is a blend with the execution mask plus a spill, so each
-// accumulator takes 4 multiply-adds per write (4 steps along the contraction at a time); and the
-// SHARED_PER_LANE blocks are spelled out as calls of accumulateBlock, so that every accumulator index is a
-// constant (Mesa leaves a loop that big rolled, and a dynamically indexed accumulator ran 2.6-2.9x slower; see
-// README, Performance).
+// Shape: every thread accumulates an 8 x 8 block of Zc Coff over k; per k it loads Zc at 4 of its rows and Coff
+// at 4 of its columns and gets the other 4 + 4 from its quad partners (quadSwapX / quadSwapY).
+// The workgroup's tile is 16*QUADS_Y rows x 16*QUADS_X columns (QUADS_Y = LANES/4/QUADS_X). Coff is read
+// without per-entry index arithmetic: for k below the tile's columns every (k, j) is on one side of the
+// diagonal and sits at k*strideK + jTerm_j (view A: row k of the buffer; view B: row j), above them on the
+// other side (the other way round); only the 16*QUADS_X values of k inside the tile's columns use packedIndex.
+// Packing 0 (a plain matrix or column block at k*matrixStride + (j - columnStart)) is one such range.
 //
 // Bindings (group 0):
-//   0  z4          storage, read        array<vec4<f32>>  n*d/4 this view
-//   1  other4      storage, read        array<vec4<f32>>  n*d/4 the other view
-//   2  stats       storage, read        array<f32>        column_stats layout
-//   3  covOffDiag4 storage, read        array<vec4<f32>>  (d*d+d)/4 both views' Coff, packed (or a plain
-//                                                     matrix or column block of this view's)
-//   4  grad4       storage, read_write  array<vec4<f32>>  n*d/4
-//   5  params      uniform              BackwardParams (as covariance_backward.wgsl: Coff_kj is read at
-//                                                     k*matrixStride + (j - columnStart), a whole matrix
-//                                                     or one block of columns; both multiples of 4)
-//   6  upstream    storage, read        array<f32>        1: the upstream gradient
-// Dispatch: (ceil(columns / (LANES*4*OWN4)), ceil(n / SHARED), 1) workgroups of LANES threads, columns =
-// d or the block's width.
-// Requires: d % 4 == 0; the 'subgroups' feature with a subgroup size of exactly LANES.
-// Variant: "subgroup" (lavapipe).
+//   0  z           storage, read        array<f32>  n*d   this view
+//   1  other       storage, read        array<f32>  n*d   the other view
+//   2  stats       storage, read        array<f32>  column_stats layout
+//   3  covOffDiag  storage, read        array<f32>  d*d+d both views' Coff packed (packing 1: A, 2: B) or a plain
+//                                                   matrix / column block (packing 0)
+//   4  grad        storage, read_write  array<f32>  n*d
+//   5  params      uniform              BackwardParams
+//   6  upstream    storage, read        array<f32>  1
+// Dispatch: (ceil(columns / (16*QUADS_X)), ceil(n / (16*QUADS_Y)), 1) workgroups of LANES threads, columns = d
+// or the block's width (matrixStride). Any n >= 2, d >= 1.
+// Requires: the 'subgroups' feature; LANES, a power of two from 4, at most the adapter's smallest subgroup
+// size, so that a workgroup is one subgroup (lanes 0 .. LANES - 1) whatever size a dispatch gets, and its
+// quads are lanes 4q .. 4q+3.
+// Variant: "subgroup" (portable: subgroup operations at any subgroup size from 4).
 
 enable subgroups;
 
@@ -49,112 +38,129 @@ struct BackwardParams {
   invCoef: f32, varWeight: f32, covCoef: f32, gamma: f32,
   eps: f32, panels: u32, _pad4: f32, _pad5: f32,
 }
-
+override LANES: u32 = 4u;            // at most the adapter's smallest subgroup size, a power of two from 4
+override QUADS_X: u32 = 1u;          // quads side by side in the workgroup's tile (divides LANES / 4); 1 keeps the band narrow
+override QUADS_Y: u32 = LANES / 4u / QUADS_X;   // derived: leave unset
 override ACCUMULATE: bool = false;
-const LANES: u32 = 8u;
-const SHARED_PER_LANE: u32 = 4u;
-const SHARED: u32 = LANES * SHARED_PER_LANE;
-const_assert SHARED_PER_LANE == 4u;   // the accumulateBlock calls below are spelled out for 4 blocks
-const OWN4: u32 = 2u;
-
-@group(0) @binding(0) var<storage, read> z4: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> other4: array<vec4<f32>>;
+@group(0) @binding(0) var<storage, read> z: array<f32>;
+@group(0) @binding(1) var<storage, read> other: array<f32>;
 @group(0) @binding(2) var<storage, read> stats: array<f32>;
-@group(0) @binding(3) var<storage, read> covOffDiag4: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> grad4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> covOffDiag: array<f32>;
+@group(0) @binding(4) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(5) var<uniform> params: BackwardParams;
 @group(0) @binding(6) var<storage, read> upstream: array<f32>;
 
-fn statsVec4(offset: u32, column: u32) -> vec4<f32> {
-  let o = offset + column;
-  return vec4<f32>(stats[o], stats[o + 1u], stats[o + 2u], stats[o + 3u]);
+// The packed layout of the matrix buffer, shared by both views (side s): view A's symmetric matrix on
+// and above the diagonal, entry (i, k), i <= k, at i*s + k; view B's strictly below it, at k*s + i; B's
+// diagonal after the s x s square, at s*s + i. s*s + s floats hold both views' matrices.
+fn packedIndex(i: u32, k: u32, s: u32, lowerHalf: bool) -> u32 {
+  if (!lowerHalf) { return i * s + k; }
+  return select(k * s + i, s * s + i, i == k);
+}
+// Coff_kj of this view: packed (packing 1: view A, 2: view B), or with packing 0 from a plain matrix or
+// column block at k*matrixStride + (j - columnStart).
+fn coffAt(k: u32, j: u32) -> f32 {
+  if (params.packing == 0u) { return covOffDiag[k * params.matrixStride + (j - params.columnStart)]; }
+  return covOffDiag[packedIndex(min(k, j), max(k, j), params.d, params.packing == 2u)];
+}
+// A thread's 8 x 8 block as four 4 x 4 blocks: a<R><C>[r][c] is row r of row group R, column c of column group C.
+struct Acc { a00: mat4x4<f32>, a01: mat4x4<f32>, a10: mat4x4<f32>, a11: mat4x4<f32> }
+fn zeroAcc() -> Acc { return Acc(mat4x4<f32>(), mat4x4<f32>(), mat4x4<f32>(), mat4x4<f32>()); }
+fn rank1(acc: mat4x4<f32>, a: vec4<f32>, b: vec4<f32>) -> mat4x4<f32> {
+  return mat4x4<f32>(fma(vec4<f32>(a.x), b, acc[0]), fma(vec4<f32>(a.y), b, acc[1]),
+                     fma(vec4<f32>(a.z), b, acc[2]), fma(vec4<f32>(a.w), b, acc[3]));
+}
+// Entry (r, c) of the 8 x 8 block, from the blocks in order a00, a01, a10, a11.
+fn entry(blocks: ptr<function, array<mat4x4<f32>, 4>>, r: u32, c: u32) -> f32 {
+  return (*blocks)[((r >> 2u) << 1u) + (c >> 2u)][r & 3u][c & 3u];
+}
+// One step of the contraction: a, ap the thread's two groups of 4 rows, b, bp its two groups of 4 columns.
+fn update(acc: Acc, a: vec4<f32>, ap: vec4<f32>, b: vec4<f32>, bp: vec4<f32>) -> Acc {
+  return Acc(rank1(acc.a00, a, b), rank1(acc.a01, a, bp), rank1(acc.a10, ap, b), rank1(acc.a11, ap, bp));
+}
+// One step with a quad's sharing: a, the lane's own 4 rows, b, its own 4 columns; the other 4 rows come
+// from the X partner (lane ^ 1), the other 4 columns from the Y partner (lane ^ 2).
+fn quadUpdate(acc: Acc, a: vec4<f32>, b: vec4<f32>) -> Acc {
+  return update(acc, a, quadSwapX(a), b, quadSwapY(b));
 }
 
-// Rows p*LANES .. p*LANES + LANES - 1 of the block += Zc(those rows, k0 .. k0+3) Coff(k0 .. k0+3, own columns);
-// mine is this lane's Zc(shared row p, k0 .. k0+3), shuffled to the others.
-fn accumulateBlock(acc: ptr<function, array<array<vec4<f32>, OWN4>, SHARED>>, p: u32, mine: vec4<f32>,
-                   coff: ptr<function, array<array<vec4<f32>, OWN4>, 4>>) {
-  for (var s = 0u; s < LANES; s++) {
-    let zc = subgroupShuffle(mine, s);
-    for (var c = 0u; c < OWN4; c++) {
-      (*acc)[p * LANES + s][c] += zc.x * (*coff)[0][c] + zc.y * (*coff)[1][c] + zc.z * (*coff)[2][c] + zc.w * (*coff)[3][c];
-    }
-  }
-}
+fn rowOf(r: u32, qx: u32, qy: u32) -> u32 { return 8u * qy + 4u * select(qx, 1u - qx, r >= 4u) + (r & 3u); }
+fn colOf(c: u32, qx: u32, qy: u32) -> u32 { return 8u * qx + 4u * select(qy, 1u - qy, c >= 4u) + (c & 3u); }
 
-// Four steps k0 .. k0+3 (k0 % 4 == 0): acc[r][c] += sum_k Zc_(i0+r)k * Coff_kj over this lane's columns,
-// Coff_kj from rows k of the matrix. `masked` (packed, near the diagonal) zeroes the columns whose
-// Coff_kj a row does not hold; the two call sites pass a constant, so the unmasked steps carry no select.
-fn rowStep4(k0: u32, masked: bool, lower: bool, lane: u32, sharedBase: ptr<function, array<u32, SHARED_PER_LANE>>,
-            own4: ptr<function, array<u32, OWN4>>, acc: ptr<function, array<array<vec4<f32>, OWN4>, SHARED>>) {
-  let stride4 = params.matrixStride / 4u;
-  let start4 = params.columnStart / 4u;
-  // shift and center of columns k0 .. k0+3: one load per lane (lanes 0-3 shift, 4-7 center), then shuffles.
-  let statsLane = stats[select(params.centerOffset, params.shiftOffset, lane < 4u) + k0 + (lane & 3u)];
-  let shift = vec4<f32>(subgroupShuffle(statsLane, 0u), subgroupShuffle(statsLane, 1u), subgroupShuffle(statsLane, 2u), subgroupShuffle(statsLane, 3u));
-  let center = vec4<f32>(subgroupShuffle(statsLane, 4u), subgroupShuffle(statsLane, 5u), subgroupShuffle(statsLane, 6u), subgroupShuffle(statsLane, 7u));
-  var coff: array<array<vec4<f32>, OWN4>, 4>;
-  for (var q = 0u; q < 4u; q++) {
-    let k = k0 + q;
-    for (var c = 0u; c < OWN4; c++) {
-      coff[q][c] = covOffDiag4[k * stride4 + (*own4)[c] - start4];
-      if (masked) {
-        let j = vec4<u32>(4u * (*own4)[c]) + vec4<u32>(0u, 1u, 2u, 3u);
-        coff[q][c] = select(vec4<f32>(0.0), coff[q][c], select(j >= vec4<u32>(k), j < vec4<u32>(k), lower));
-      }
-    }
-  }
-  accumulateBlock(acc, 0u, (z4[((*sharedBase)[0] + k0) / 4u] - shift) - center, &coff);
-  accumulateBlock(acc, 1u, (z4[((*sharedBase)[1] + k0) / 4u] - shift) - center, &coff);
-  accumulateBlock(acc, 2u, (z4[((*sharedBase)[2] + k0) / 4u] - shift) - center, &coff);
-  accumulateBlock(acc, 3u, (z4[((*sharedBase)[3] + k0) / 4u] - shift) - center, &coff);
+// Zc at column k of 4 rows (row bases b = i*d).
+fn zcAt(b: vec4<u32>, k: u32) -> vec4<f32> {
+  let s = stats[params.shiftOffset + k];
+  let t = stats[params.centerOffset + k];
+  return (vec4<f32>(z[b.x + k], z[b.y + k], z[b.z + k], z[b.w + k]) - s) - t;
 }
+// Coff at 4 columns of one row k, at a + jTerm (a = k*strideK).
+fn coff4(a: u32, jTerm: vec4<u32>) -> vec4<f32> {
+  return vec4<f32>(covOffDiag[a + jTerm.x], covOffDiag[a + jTerm.y], covOffDiag[a + jTerm.z], covOffDiag[a + jTerm.w]);
+}
+fn coffGeneral(k: u32, j: vec4<u32>) -> vec4<f32> { return vec4<f32>(coffAt(k, j.x), coffAt(k, j.y), coffAt(k, j.z), coffAt(k, j.w)); }
 
 @compute @workgroup_size(LANES)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
   let n = params.n;
   let d = params.d;
-  let d4 = d / 4u;
-  let i0 = wid.y * SHARED;
-  let j40 = params.columnStart / 4u + wid.x * LANES * OWN4;   // first vec4 column of this workgroup
-  let end4 = min(d, params.columnStart + params.matrixStride) / 4u;
-
-  var sharedBase: array<u32, SHARED_PER_LANE>;
-  for (var p = 0u; p < SHARED_PER_LANE; p++) { sharedBase[p] = min(i0 + p * LANES + lane, n - 1u) * d; }
-  var own4: array<u32, OWN4>;
-  for (var c = 0u; c < OWN4; c++) { own4[c] = min(j40 + c * LANES + lane, end4 - 1u); }
-
-  // Plain: every row k. Packed: only the rows k that hold this view's Coff_kj for some of the columns
-  // jLo .. jHi - 1 (view A: k <= j; view B: k > j), masked in the window where that holds for some
-  // columns only; the rest of Coff comes in the mirrored pass.
+  let columnEnd = min(d, params.columnStart + params.matrixStride);
+  let tileI = wid.y * 16u * QUADS_Y;
+  let tileJ = params.columnStart + wid.x * 16u * QUADS_X;
+  // Quad q = lane / 4 of the workgroup covers a 16 x 16 block; its lane (qx, qy) = (lane & 1, (lane >> 1) & 1)
+  // owns rows 8 qy .. 8 qy + 7 and columns 8 qx .. 8 qx + 7 of it, each as two groups of 4: its own group
+  // (rows 8 qy + 4 qx + 0..3, columns 8 qx + 4 qy + 0..3) and its partners' (4 (1 - qx), 4 (1 - qy)).
+  let quad = lane >> 2u;
+  let qx = lane & 1u;
+  let qy = (lane >> 1u) & 1u;
+  let offs = vec4<u32>(0u, 1u, 2u, 3u);
+  let iq = tileI + (quad / QUADS_X) * 16u;
+  let jq = tileJ + (quad % QUADS_X) * 16u;
+  // Rows (as row bases i*d) and columns read, clamped: past n or the block they only feed entries never written.
+  let b0 = min(vec4<u32>(iq + 8u * qy + 4u * qx) + offs, vec4<u32>(n - 1u)) * d;
+  let j0 = min(vec4<u32>(jq + 8u * qx + 4u * qy) + offs, vec4<u32>(columnEnd - 1u));
+  // k in [0, bandStart) and [bandEnd, d): all of the tile's (k, j) on one side of the diagonal.
   let packed = params.packing != 0u;
-  let lower = params.packing == 2u;
-  let jLo = 4u * j40;
-  let jHi = 4u * min(j40 + LANES * OWN4, end4);
-  let wholeStart = select(0u, select(0u, jHi, lower), packed);
-  let wholeEnd = select(d, select(jLo, d, lower), packed);
-  // All four bounds are multiples of 4 (d % 4 == 0). The window starts at jLo for both views: view B's
-  // step k = jLo holds none of the columns (j >= k), and the mask zeroes it.
-  let windowEnd = select(0u, jHi, packed);
-  var acc: array<array<vec4<f32>, OWN4>, SHARED>;
-  for (var k0 = wholeStart; k0 < wholeEnd; k0 += 4u) { rowStep4(k0, false, lower, lane, &sharedBase, &own4, &acc); }
-  for (var k0 = jLo; k0 < windowEnd; k0 += 4u) { rowStep4(k0, true, lower, lane, &sharedBase, &own4, &acc); }
+  let bandStart = select(d, min(tileJ, d), packed);
+  let bandEnd = select(d, min(tileJ + 16u * QUADS_X, d), packed);
+  var acc = zeroAcc();
+  for (var range = 0u; range < 2u; range++) {
+    let kStart = select(bandEnd, 0u, range == 0u);
+    let kEnd = select(d, bandStart, range == 0u);
+    // Row form (k*s + j): packing 0; view A below the band (k < j); view B above it.
+    let rowForm = !packed || ((range == 0u) == (params.packing == 1u));
+    let strideK = select(1u, select(d, params.matrixStride, !packed), rowForm);
+    let jBase = select(vec4<u32>(0u), vec4<u32>(params.columnStart), !packed);
+    let jt0 = select((j0 - jBase) * d, j0 - jBase, vec4<bool>(rowForm));
+    let kPairs = kStart + ((kEnd - kStart) & ~1u);
+    for (var k = kStart; k < kPairs; k += 2u) {
+      let a = k * strideK;
+      acc = quadUpdate(acc, zcAt(b0, k), coff4(a, jt0));
+      acc = quadUpdate(acc, zcAt(b0, k + 1u), coff4(a + strideK, jt0));
+    }
+    if (kPairs < kEnd) {
+      acc = quadUpdate(acc, zcAt(b0, kPairs), coff4(kPairs * strideK, jt0));
+    }
+  }
+  for (var k = bandStart; k < bandEnd; k++) {
+    acc = quadUpdate(acc, zcAt(b0, k), coffGeneral(k, j0));
+  }
 
+  var blocks = array<mat4x4<f32>, 4>(acc.a00, acc.a01, acc.a10, acc.a11);
   let scale = upstream[0];
-  for (var c = 0u; c < OWN4; c++) {
-    let j4 = j40 + c * LANES + lane;
-    if (j4 >= end4) { continue; }
-    let shift = statsVec4(params.shiftOffset, 4u * j4);
-    let center = statsVec4(params.centerOffset, 4u * j4);
-    let stdDev = sqrt(statsVec4(params.varOffset, 4u * j4) + vec4<f32>(params.eps));
-    let varCoef = select(vec4<f32>(0.0), vec4<f32>(params.varWeight) / stdDev, stdDev < vec4<f32>(params.gamma));
-    for (var r = 0u; r < SHARED; r++) {
-      let i = i0 + r;
+  for (var c = 0u; c < 8u; c++) {
+    let j = jq + colOf(c, qx, qy);
+    if (j >= columnEnd) { continue; }
+    let shift = stats[params.shiftOffset + j];
+    let center = stats[params.centerOffset + j];
+    let stdDev = sqrt(stats[params.varOffset + j] + params.eps);
+    let varCoef = select(0.0, params.varWeight / stdDev, stdDev < params.gamma);
+    for (var r = 0u; r < 8u; r++) {
+      let i = iq + rowOf(r, qx, qy);
       if (i >= n) { continue; }
-      let index = i * d4 + j4;
-      let x = z4[index];
-      let g = params.invCoef * (x - other4[index]) + varCoef * ((x - shift) - center) + params.covCoef * acc[r][c];
-      if (ACCUMULATE) { grad4[index] += scale * g; } else { grad4[index] = scale * g; }
+      let index = i * d + j;
+      let x = z[index];
+      let g = params.invCoef * (x - other[index]) + varCoef * ((x - shift) - center) + params.covCoef * entry(&blocks, r, c);
+      if (ACCUMULATE) { grad[index] += scale * g; } else { grad[index] = scale * g; }
     }
   }
 }

@@ -1,35 +1,35 @@
-// sample_gram.wgsl: the n x n Gram matrix of one centered view, tile by tile, with the sum of squares of
-// all its entries reduced in the epilogue ("dual" form: cost O(n^2 d), used when n < d).
+// tiled/dual_gram.wgsl: the n x n Gram matrix K = Zc Zc^T of one view (dual form), tile by tile on and above
+// its diagonal, with the sum of squares of its entries reduced in the epilogue; its packed triangle
+// (view A upper, view B lower) written for backward.
 //
-// Math (Z one view, n x d row-major; Zc = (Z - shift) - center, from column_stats):
-//   K_ik = sum_j Zc_ij Zc_kj                                          (i, k in [0, n))
-//   partials[tile] = w * sum over the tile's entries of (K_ik / (n-1))^2,
-//   w = 1 on diagonal tiles, 2 above the diagonal (K is symmetric; tiles below it are not computed).
-//   sum over all tiles = ||K||_F^2 / (n-1)^2 = ||C||_F^2               (C = Zc^T Zc / (n-1))
-//   loss_terms.wgsl subtracts the diagonal of C, sum_j var_j^2, to get sum_{l != m} C_lm^2.
-//   If WRITE_MATRIX: gram = K, written in full (each tile above the diagonal also mirrored), for
-//   covariance_backward_dual.wgsl.
-// Centering happens as Z is loaded (see column_stats.wgsl for why in two steps).
+// Math (Zc = (Z - shift) - center, centered as loaded): K_ik = sum_j Zc_ij Zc_kj;
+//   sum over all partials = ||K||_F^2 / (n-1)^2 (entries i < k of the computed triangle counted twice).
+//
+// Shape: every thread accumulates an 8 x 8 block of K over the d columns, 4 columns per loop iteration (each
+// row's 4 consecutive values, then used column by column); it loads all 8 + 8 rows itself.
+// The workgroup's tile is 16*QUADS_Y x 16*QUADS_X entries of K (QUADS_Y = WG/4/QUADS_X).
 //
 // Bindings (group 0):
 //   0  z         storage, read        array<f32>  n*d
-//   1  stats     storage, read        array<f32>  column_stats layout; this view's shift and center at
-//                                                 shiftOffset, centerOffset
-//   2  partials  storage, read_write  array<f32>  tiles*tiles per view (entry partialOffset + tileRow*tiles
-//                                                 + tileCol; 0 below the diagonal)
-//   3  gram      storage, read_write  array<f32>  n*n when WRITE_MATRIX (any small buffer otherwise)
-//   4  dims      uniform              GramDims { n, d, tiles, partialOffset, shiftOffset, centerOffset }
-// Dispatch: (tiles, tiles, 1) workgroups, tiles = ceil(n / (4*WG)); workgroup (WG, WG) threads; each
-// thread accumulates a 4 x 4 register block of K, so a workgroup covers a (4*WG) x (4*WG) tile.
-// Workgroups below the diagonal write a zero partial and return.
-// Variant: "tiled": register blocks, no workgroup memory in the main loop; portable (the one for GPUs).
-// WG*WG must be a power of two (tree reduction).
+//   1  stats     storage, read        array<f32>  column_stats layout; shift, center at shiftOffset, centerOffset
+//   2  partials  storage, read_write  array<f32>  one per workgroup: partialOffset + wid.y*gx + wid.x
+//   3  gram      storage, read_write  array<f32>  n*n+n, both views packed, when WRITE_MATRIX
+//   4  dims      uniform              GramDims { n, d, tiles (unused), partialOffset, shiftOffset, centerOffset, lowerHalf }
+// Dispatch: (gx, gy, 1) = (ceil(n / (16*QUADS_X)), ceil(n / (16*QUADS_Y)), 1) workgroups of WG threads;
+// partialsPerView = gx*gy. Any n >= 2, d >= 1 (d % 4 columns in a scalar tail loop).
+// Variant: "tiled" (portable: register blocks, no optional feature; WG a power of two from 4).
 
-struct GramDims { n: u32, d: u32, tiles: u32, partialOffset: u32, shiftOffset: u32, centerOffset: u32, _pad0: u32, _pad1: u32, lowerHalf: u32, _pad2: u32, _pad3: u32, _pad4: u32 }
-
-override WG: u32 = 8;
+struct GramDims { n: u32, d: u32, tiles: u32, partialOffset: u32, shiftOffset: u32, centerOffset: u32, blockStart: u32, blockWidth: u32, lowerHalf: u32, _pad0: u32, _pad1: u32, _pad2: u32 }
 override WRITE_MATRIX: bool = true;
-const BLOCK: u32 = 4u;   // rows and columns of K per thread
+override WG: u32 = 64u;               // threads, a power of two >= 4
+override QUADS_X: u32 = 4u;           // groups of 4 threads side by side in the workgroup's tile (divides WG / 4)
+override QUADS_Y: u32 = WG / 4u / QUADS_X;   // derived: leave unset
+@group(0) @binding(0) var<storage, read> z: array<f32>;
+@group(0) @binding(1) var<storage, read> stats: array<f32>;
+@group(0) @binding(2) var<storage, read_write> partials: array<f32>;
+@group(0) @binding(3) var<storage, read_write> gram: array<f32>;
+@group(0) @binding(4) var<uniform> dims: GramDims;
+var<workgroup> threadSums: array<f32, WG>;
 
 // The packed layout of the matrix buffer, shared by both views (side s): view A's symmetric matrix on
 // and above the diagonal, entry (i, k), i <= k, at i*s + k; view B's strictly below it, at k*s + i; B's
@@ -38,79 +38,103 @@ fn packedIndex(i: u32, k: u32, s: u32, lowerHalf: bool) -> u32 {
   if (!lowerHalf) { return i * s + k; }
   return select(k * s + i, s * s + i, i == k);
 }
+// A thread's 8 x 8 block as four 4 x 4 blocks: a<R><C>[r][c] is row r of row group R, column c of column group C.
+struct Acc { a00: mat4x4<f32>, a01: mat4x4<f32>, a10: mat4x4<f32>, a11: mat4x4<f32> }
+fn zeroAcc() -> Acc { return Acc(mat4x4<f32>(), mat4x4<f32>(), mat4x4<f32>(), mat4x4<f32>()); }
+fn rank1(acc: mat4x4<f32>, a: vec4<f32>, b: vec4<f32>) -> mat4x4<f32> {
+  return mat4x4<f32>(fma(vec4<f32>(a.x), b, acc[0]), fma(vec4<f32>(a.y), b, acc[1]),
+                     fma(vec4<f32>(a.z), b, acc[2]), fma(vec4<f32>(a.w), b, acc[3]));
+}
+// Entry (r, c) of the 8 x 8 block, from the blocks in order a00, a01, a10, a11.
+fn entry(blocks: ptr<function, array<mat4x4<f32>, 4>>, r: u32, c: u32) -> f32 {
+  return (*blocks)[((r >> 2u) << 1u) + (c >> 2u)][r & 3u][c & 3u];
+}
+// One step of the contraction: a, ap the thread's two groups of 4 rows, b, bp its two groups of 4 columns.
+fn update(acc: Acc, a: vec4<f32>, ap: vec4<f32>, b: vec4<f32>, bp: vec4<f32>) -> Acc {
+  return Acc(rank1(acc.a00, a, b), rank1(acc.a01, a, bp), rank1(acc.a10, ap, b), rank1(acc.a11, ap, bp));
+}
 
-@group(0) @binding(0) var<storage, read> z: array<f32>;
-@group(0) @binding(1) var<storage, read> stats: array<f32>;
-@group(0) @binding(2) var<storage, read_write> partials: array<f32>;
-@group(0) @binding(3) var<storage, read_write> gram: array<f32>;
-@group(0) @binding(4) var<uniform> dims: GramDims;
+fn rowOf(r: u32, qx: u32, qy: u32) -> u32 { return 8u * qy + 4u * select(qx, 1u - qx, r >= 4u) + (r & 3u); }
+fn colOf(c: u32, qx: u32, qy: u32) -> u32 { return 8u * qx + 4u * select(qy, 1u - qy, c >= 4u) + (c & 3u); }
 
-var<workgroup> threadSums: array<f32, WG * WG>;
+// Zc at 4 consecutive columns j.. of the row at base b (= i*d), centered.
+fn row4(b: u32, j: u32, s: vec4<f32>, t: vec4<f32>) -> vec4<f32> {
+  return (vec4<f32>(z[b + j], z[b + j + 1u], z[b + j + 2u], z[b + j + 3u]) - s) - t;
+}
 
-@compute @workgroup_size(WG, WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>,
-        @builtin(local_invocation_id) lid: vec3<u32>,
-        @builtin(local_invocation_index) lidx: u32) {
-  let tileRow = wid.y;
-  let tileCol = wid.x;
-  let partialIndex = dims.partialOffset + tileRow * dims.tiles + tileCol;
-  if (tileRow > tileCol) {
-    if (lidx == 0u) { partials[partialIndex] = 0.0; }
-    return;
-  }
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+        @builtin(local_invocation_index) lane: u32) {
   let n = dims.n;
   let d = dims.d;
+  let tileI = wid.y * 16u * QUADS_Y;
+  let tileK = wid.x * 16u * QUADS_X;
+  let partialBase = dims.partialOffset + (wid.y * groups.x + wid.x);
+  if (tileI >= tileK + 16u * QUADS_X) {   // wholly below the diagonal
+    if (lane == 0u) { partials[partialBase] = 0.0; }
+    return;
+  }
+  // Quad q = lane / 4 of the workgroup covers a 16 x 16 block; its lane (qx, qy) = (lane & 1, (lane >> 1) & 1)
+  // owns rows 8 qy .. 8 qy + 7 and columns 8 qx .. 8 qx + 7 of it, each as two groups of 4: its own group
+  // (rows 8 qy + 4 qx + 0..3, columns 8 qx + 4 qy + 0..3) and its partners' (4 (1 - qx), 4 (1 - qy)).
+  let quad = lane >> 2u;
+  let qx = lane & 1u;
+  let qy = (lane >> 1u) & 1u;
   let offs = vec4<u32>(0u, 1u, 2u, 3u);
-  let rowsI = vec4<u32>(tileRow * WG * BLOCK + lid.y * BLOCK) + offs;   // this thread's rows of K
-  let rowsK = vec4<u32>(tileCol * WG * BLOCK + lid.x * BLOCK) + offs;   // this thread's columns of K
-  // Out-of-range rows are clamped for the load and zeroed by the mask, so they add nothing.
-  let baseI = min(rowsI, vec4<u32>(n - 1u)) * d;
-  let baseK = min(rowsK, vec4<u32>(n - 1u)) * d;
-  let maskI = select(vec4<f32>(0.0), vec4<f32>(1.0), rowsI < vec4<u32>(n));
-  let maskK = select(vec4<f32>(0.0), vec4<f32>(1.0), rowsK < vec4<u32>(n));
-
-  var acc0 = vec4<f32>(0.0);
-  var acc1 = vec4<f32>(0.0);
-  var acc2 = vec4<f32>(0.0);
-  var acc3 = vec4<f32>(0.0);
-  for (var j = 0u; j < d; j++) {
-    let shift = vec4<f32>(stats[dims.shiftOffset + j]);
-    let center = vec4<f32>(stats[dims.centerOffset + j]);
-    let zi = ((vec4<f32>(z[baseI.x + j], z[baseI.y + j], z[baseI.z + j], z[baseI.w + j]) - shift) - center) * maskI;
-    let zk = ((vec4<f32>(z[baseK.x + j], z[baseK.y + j], z[baseK.z + j], z[baseK.w + j]) - shift) - center) * maskK;
-    acc0 = fma(vec4<f32>(zi.x), zk, acc0);
-    acc1 = fma(vec4<f32>(zi.y), zk, acc1);
-    acc2 = fma(vec4<f32>(zi.z), zk, acc2);
-    acc3 = fma(vec4<f32>(zi.w), zk, acc3);
+  let iq = tileI + (quad / QUADS_X) * 16u;
+  let kq = tileK + (quad % QUADS_X) * 16u;
+  // Row bases (row * d) of the rows read, clamped: rows past n only feed entries never written.
+  let bI0 = min(vec4<u32>(iq + 8u * qy + 4u * qx) + offs, vec4<u32>(n - 1u)) * d;
+  let bK0 = min(vec4<u32>(kq + 8u * qx + 4u * qy) + offs, vec4<u32>(n - 1u)) * d;
+  let bI1 = min(vec4<u32>(iq + 8u * qy + 4u * (1u - qx)) + offs, vec4<u32>(n - 1u)) * d;
+  let bK1 = min(vec4<u32>(kq + 8u * qx + 4u * (1u - qy)) + offs, vec4<u32>(n - 1u)) * d;
+  let so = dims.shiftOffset;
+  let co = dims.centerOffset;
+  var acc = zeroAcc();
+  let dQuads = d & ~3u;
+  for (var j = 0u; j < dQuads; j += 4u) {
+    let s = vec4<f32>(stats[so + j], stats[so + j + 1u], stats[so + j + 2u], stats[so + j + 3u]);
+    let t = vec4<f32>(stats[co + j], stats[co + j + 1u], stats[co + j + 2u], stats[co + j + 3u]);
+    let i0x = row4(bI0.x, j, s, t); let i0y = row4(bI0.y, j, s, t); let i0z = row4(bI0.z, j, s, t); let i0w = row4(bI0.w, j, s, t);
+    let i1x = row4(bI1.x, j, s, t); let i1y = row4(bI1.y, j, s, t); let i1z = row4(bI1.z, j, s, t); let i1w = row4(bI1.w, j, s, t);
+    let k0x = row4(bK0.x, j, s, t); let k0y = row4(bK0.y, j, s, t); let k0z = row4(bK0.z, j, s, t); let k0w = row4(bK0.w, j, s, t);
+    let k1x = row4(bK1.x, j, s, t); let k1y = row4(bK1.y, j, s, t); let k1z = row4(bK1.z, j, s, t); let k1w = row4(bK1.w, j, s, t);
+    acc = update(acc, vec4<f32>(i0x.x, i0y.x, i0z.x, i0w.x), vec4<f32>(i1x.x, i1y.x, i1z.x, i1w.x), vec4<f32>(k0x.x, k0y.x, k0z.x, k0w.x), vec4<f32>(k1x.x, k1y.x, k1z.x, k1w.x));
+    acc = update(acc, vec4<f32>(i0x.y, i0y.y, i0z.y, i0w.y), vec4<f32>(i1x.y, i1y.y, i1z.y, i1w.y), vec4<f32>(k0x.y, k0y.y, k0z.y, k0w.y), vec4<f32>(k1x.y, k1y.y, k1z.y, k1w.y));
+    acc = update(acc, vec4<f32>(i0x.z, i0y.z, i0z.z, i0w.z), vec4<f32>(i1x.z, i1y.z, i1z.z, i1w.z), vec4<f32>(k0x.z, k0y.z, k0z.z, k0w.z), vec4<f32>(k1x.z, k1y.z, k1z.z, k1w.z));
+    acc = update(acc, vec4<f32>(i0x.w, i0y.w, i0z.w, i0w.w), vec4<f32>(i1x.w, i1y.w, i1z.w, i1w.w), vec4<f32>(k0x.w, k0y.w, k0z.w, k0w.w), vec4<f32>(k1x.w, k1y.w, k1z.w, k1w.w));
+  }
+  for (var j = dQuads; j < d; j++) {
+    let s = stats[so + j];
+    let t = stats[co + j];
+    acc = update(acc, (vec4<f32>(z[bI0.x + j], z[bI0.y + j], z[bI0.z + j], z[bI0.w + j]) - s) - t,
+                 (vec4<f32>(z[bI1.x + j], z[bI1.y + j], z[bI1.z + j], z[bI1.w + j]) - s) - t,
+                 (vec4<f32>(z[bK0.x + j], z[bK0.y + j], z[bK0.z + j], z[bK0.w + j]) - s) - t,
+                 (vec4<f32>(z[bK1.x + j], z[bK1.y + j], z[bK1.z + j], z[bK1.w + j]) - s) - t);
   }
 
-  let block = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
+  var blocks = array<mat4x4<f32>, 4>(acc.a00, acc.a01, acc.a10, acc.a11);
   let inv = 1.0 / f32(n - 1u);
-  let mirror = tileRow < tileCol;
+  let lower = dims.lowerHalf != 0u;
   var sumSq = 0.0;
-  for (var r = 0u; r < BLOCK; r++) {
-    for (var c = 0u; c < BLOCK; c++) {
-      let i = rowsI[r];
-      let k = rowsK[c];
-      if (i < n && k < n) {
-        let value = block[r][c];
+  for (var r = 0u; r < 8u; r++) {
+    let i = iq + rowOf(r, qx, qy);
+    for (var c = 0u; c < 8u; c++) {
+      let k = kq + colOf(c, qx, qy);
+      if (i < n && k < n && i <= k) {
+        let value = entry(&blocks, r, c);
         let scaled = value * inv;
-        sumSq = fma(scaled, scaled, sumSq);
-        if (WRITE_MATRIX && i <= k) {
-          gram[packedIndex(i, k, n, dims.lowerHalf != 0u)] = value;
-        }
+        sumSq += select(2.0, 1.0, i == k) * scaled * scaled;
+        if (WRITE_MATRIX) { gram[packedIndex(i, k, n, lower)] = value; }
       }
     }
   }
-
-  // Deterministic tree over the workgroup's threads (no float atomics).
-  threadSums[lidx] = sumSq;
+  // One partial per workgroup: a fixed-order tree over its threads (no float atomics).
+  threadSums[lane] = sumSq;
   workgroupBarrier();
-  for (var stride = WG * WG / 2u; stride > 0u; stride >>= 1u) {
-    if (lidx < stride) { threadSums[lidx] += threadSums[lidx + stride]; }
+  for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
+    if (lane < stride) { threadSums[lane] += threadSums[lane + stride]; }
     workgroupBarrier();
   }
-  if (lidx == 0u) {
-    partials[partialIndex] = select(1.0, 2.0, mirror) * threadSums[0];
-  }
+  if (lane == 0u) { partials[partialBase] = threadSums[0]; }
 }

@@ -1,42 +1,38 @@
-// gram_offdiag_squares.wgsl: the covariance matrix of one view, tile by tile, with the sum of its squared
-// off-diagonal entries reduced in the epilogue ("primal" d x d form).
+// tiled/primal_gram.wgsl: the covariance matrix C = Zc^T Zc / (n-1) of one view (primal d x d form), tile by tile
+// on and above its diagonal, with the sum of its squared off-diagonal entries reduced in the epilogue;
+// its packed triangle (view A upper, view B lower) written with a zero diagonal (Coff) for backward.
 //
-// Math (Z one view, n x d row-major; mean_j = shift_j + center_j from column_stats):
-//   C_lm = (1/(n-1)) sum_i (Z_il - mean_l) (Z_im - mean_m)          (l, m in [0, d))
-//   partials[tile] = w * sum over the tile's entries with l != m of C_lm^2,
-//   w = 1 on diagonal tiles, 2 above the diagonal (C is symmetric; tiles below it are not computed).
-//   sum over all tiles = sum_{l != m} C_lm^2                          (d * c(Z) in the math doc)
-//   If WRITE_MATRIX: covOffDiag = C with its diagonal set to 0 (Coff), written in full (each tile above
-//   the diagonal is also written mirrored), for covariance_backward.wgsl.
-//   If COLUMN_BLOCK (for d x d matrices past the device's binding size limit: backward then works one
-//   block of columns at a time): the workgroups cover columns blockStart .. blockStart + blockWidth - 1
-//   and all rows, every tile is computed (no symmetry), Coff[l, m] is written at l*blockWidth +
-//   (m - blockStart), and no partials are written.
-// Centering happens as Z is loaded, as (Z - shift) - center (see column_stats.wgsl); never as
-// Z^T Z - n mean mean^T, which cancels for large offsets.
+// Math (Z one view, n x d row-major; Zc = (Z - shift) - center, centered as loaded, from column_stats):
+//   C_lm = (1/(n-1)) sum_i Zc_il Zc_im;  sum over all partials = sum_(l != m) C_lm^2
+//   (each entry l < m of the computed triangle counted twice, the diagonal 0).
+//
+// Shape: every thread accumulates an 8 x 8 block of C (64 registers) over the n rows of Z, loading per row
+// the 16 values of Z its block needs (the quad variant shares half of them across a quad of lanes).
+// The workgroup's tile is 16*QUADS_Y rows x 16*QUADS_X columns of C (QUADS_Y = WG/4/QUADS_X).
+// Rows of Z are read in pairs (two steps per loop iteration).
 //
 // Bindings (group 0):
 //   0  z           storage, read        array<f32>  n*d
-//   1  stats       storage, read        array<f32>  column_stats layout; this view's shift and center at
-//                                                 shiftOffset, centerOffset
-//   2  partials    storage, read_write  array<f32>  tiles*tiles per view (entry partialOffset + tileRow*tiles + tileCol;
-//                                                   0 below the diagonal)
-//   3  covOffDiag  storage, read_write  array<f32>  d*d when WRITE_MATRIX (any small buffer otherwise)
-//   4  dims        uniform              GramDims { n, d, tiles, partialOffset, shiftOffset, centerOffset,
-//                                                 blockStart, blockWidth }
-// Dispatch: (tiles, tiles, 1) workgroups, tiles = ceil(d / (4*WG)); workgroup (WG, WG) threads; each
-// thread accumulates a 4 x 4 register block of C, so a workgroup covers a (4*WG) x (4*WG) tile.
-// Workgroups below the diagonal write a zero partial and return. With COLUMN_BLOCK:
-// (ceil(blockWidth / (4*WG)), tiles, 1).
-// Variant: "tiled": register blocks, no workgroup memory in the main loop; portable (the one for GPUs).
-// WG*WG must be a power of two (tree reduction).
+//   1  stats       storage, read        array<f32>  column_stats layout; shift, center at shiftOffset, centerOffset
+//   2  partials    storage, read_write  array<f32>  one per workgroup: partialOffset + wid.y*gx + wid.x (0 where the tile is below the diagonal)
+//   3  covOffDiag  storage, read_write  array<f32>  d*d+d, both views packed (packedIndex), when WRITE_MATRIX
+//   4  dims        uniform              GramDims { n, d, tiles (unused), partialOffset, shiftOffset, centerOffset,
+//                                                 lowerHalf: 0 view A, 1 view B }
+// Dispatch: (gx, gy, 1) = (ceil(d / (16*QUADS_X)), ceil(d / (16*QUADS_Y)), 1) workgroups of WG threads;
+// partialsPerView = gx*gy. Any n >= 2, d >= 1.
+// Variant: "tiled" (portable: register blocks, no optional feature; WG a power of two from 4).
 
 struct GramDims { n: u32, d: u32, tiles: u32, partialOffset: u32, shiftOffset: u32, centerOffset: u32, blockStart: u32, blockWidth: u32, lowerHalf: u32, _pad0: u32, _pad1: u32, _pad2: u32 }
-
-override WG: u32 = 8;
 override WRITE_MATRIX: bool = true;
-override COLUMN_BLOCK: bool = false;
-const BLOCK: u32 = 4u;   // rows and columns of C per thread
+override WG: u32 = 64u;               // threads, a power of two >= 4
+override QUADS_X: u32 = 4u;           // groups of 4 threads side by side in the workgroup's tile (divides WG / 4)
+override QUADS_Y: u32 = WG / 4u / QUADS_X;   // derived: leave unset
+@group(0) @binding(0) var<storage, read> z: array<f32>;
+@group(0) @binding(1) var<storage, read> stats: array<f32>;
+@group(0) @binding(2) var<storage, read_write> partials: array<f32>;
+@group(0) @binding(3) var<storage, read_write> covOffDiag: array<f32>;
+@group(0) @binding(4) var<uniform> dims: GramDims;
+var<workgroup> threadSums: array<f32, WG>;
 
 // The packed layout of the matrix buffer, shared by both views (side s): view A's symmetric matrix on
 // and above the diagonal, entry (i, k), i <= k, at i*s + k; view B's strictly below it, at k*s + i; B's
@@ -45,95 +41,95 @@ fn packedIndex(i: u32, k: u32, s: u32, lowerHalf: bool) -> u32 {
   if (!lowerHalf) { return i * s + k; }
   return select(k * s + i, s * s + i, i == k);
 }
+// A thread's 8 x 8 block as four 4 x 4 blocks: a<R><C>[r][c] is row r of row group R, column c of column group C.
+struct Acc { a00: mat4x4<f32>, a01: mat4x4<f32>, a10: mat4x4<f32>, a11: mat4x4<f32> }
+fn zeroAcc() -> Acc { return Acc(mat4x4<f32>(), mat4x4<f32>(), mat4x4<f32>(), mat4x4<f32>()); }
+fn rank1(acc: mat4x4<f32>, a: vec4<f32>, b: vec4<f32>) -> mat4x4<f32> {
+  return mat4x4<f32>(fma(vec4<f32>(a.x), b, acc[0]), fma(vec4<f32>(a.y), b, acc[1]),
+                     fma(vec4<f32>(a.z), b, acc[2]), fma(vec4<f32>(a.w), b, acc[3]));
+}
+// Entry (r, c) of the 8 x 8 block, from the blocks in order a00, a01, a10, a11.
+fn entry(blocks: ptr<function, array<mat4x4<f32>, 4>>, r: u32, c: u32) -> f32 {
+  return (*blocks)[((r >> 2u) << 1u) + (c >> 2u)][r & 3u][c & 3u];
+}
+// One step of the contraction: a, ap the thread's two groups of 4 rows, b, bp its two groups of 4 columns.
+fn update(acc: Acc, a: vec4<f32>, ap: vec4<f32>, b: vec4<f32>, bp: vec4<f32>) -> Acc {
+  return Acc(rank1(acc.a00, a, b), rank1(acc.a01, a, bp), rank1(acc.a10, ap, b), rank1(acc.a11, ap, bp));
+}
 
-@group(0) @binding(0) var<storage, read> z: array<f32>;
-@group(0) @binding(1) var<storage, read> stats: array<f32>;
-@group(0) @binding(2) var<storage, read_write> partials: array<f32>;
-@group(0) @binding(3) var<storage, read_write> covOffDiag: array<f32>;
-@group(0) @binding(4) var<uniform> dims: GramDims;
+fn rowOf(r: u32, qx: u32, qy: u32) -> u32 { return 8u * qy + 4u * select(qx, 1u - qx, r >= 4u) + (r & 3u); }
+fn colOf(c: u32, qx: u32, qy: u32) -> u32 { return 8u * qx + 4u * select(qy, 1u - qy, c >= 4u) + (c & 3u); }
 
-var<workgroup> threadSums: array<f32, WG * WG>;
+fn stat4(o: u32, c: vec4<u32>) -> vec4<f32> { return vec4<f32>(stats[o + c.x], stats[o + c.y], stats[o + c.z], stats[o + c.w]); }
+// Zc at row base b (= i*d) and 4 clamped columns c, centered with their shift s and center t.
+fn zc4(b: u32, c: vec4<u32>, s: vec4<f32>, t: vec4<f32>) -> vec4<f32> {
+  return (vec4<f32>(z[b + c.x], z[b + c.y], z[b + c.z], z[b + c.w]) - s) - t;
+}
 
-@compute @workgroup_size(WG, WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>,
-        @builtin(local_invocation_id) lid: vec3<u32>,
-        @builtin(local_invocation_index) lidx: u32) {
-  let tileRow = wid.y;
-  let tileCol = wid.x;
-  let partialIndex = dims.partialOffset + tileRow * dims.tiles + tileCol;
-  if (!COLUMN_BLOCK && tileRow > tileCol) {
-    if (lidx == 0u) { partials[partialIndex] = 0.0; }
-    return;
-  }
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+        @builtin(local_invocation_index) lane: u32) {
   let n = dims.n;
   let d = dims.d;
-  let firstColumn = select(0u, dims.blockStart, COLUMN_BLOCK);
-  let columnEnd = select(d, min(d, dims.blockStart + dims.blockWidth), COLUMN_BLOCK);
-  let offs = vec4<u32>(0u, 1u, 2u, 3u);
-  let l = vec4<u32>(tileRow * WG * BLOCK + lid.y * BLOCK) + offs;                 // this thread's rows of C
-  let m = vec4<u32>(firstColumn + tileCol * WG * BLOCK + lid.x * BLOCK) + offs;   // this thread's columns of C
-  // Out-of-range columns are clamped for the load and zeroed by the mask, so they add nothing.
-  let lc = min(l, vec4<u32>(d - 1u));
-  let mc = min(m, vec4<u32>(columnEnd - 1u));
-  let maskL = select(vec4<f32>(0.0), vec4<f32>(1.0), l < vec4<u32>(d));
-  let maskM = select(vec4<f32>(0.0), vec4<f32>(1.0), m < vec4<u32>(columnEnd));
-  let so = dims.shiftOffset;
-  let co = dims.centerOffset;
-  let shiftL = vec4<f32>(stats[so + lc.x], stats[so + lc.y], stats[so + lc.z], stats[so + lc.w]);
-  let shiftM = vec4<f32>(stats[so + mc.x], stats[so + mc.y], stats[so + mc.z], stats[so + mc.w]);
-  let centerL = vec4<f32>(stats[co + lc.x], stats[co + lc.y], stats[co + lc.z], stats[co + lc.w]);
-  let centerM = vec4<f32>(stats[co + mc.x], stats[co + mc.y], stats[co + mc.z], stats[co + mc.w]);
-
-  var acc0 = vec4<f32>(0.0);
-  var acc1 = vec4<f32>(0.0);
-  var acc2 = vec4<f32>(0.0);
-  var acc3 = vec4<f32>(0.0);
-  for (var i = 0u; i < n; i++) {
-    let row = i * d;
-    let zl = ((vec4<f32>(z[row + lc.x], z[row + lc.y], z[row + lc.z], z[row + lc.w]) - shiftL) - centerL) * maskL;
-    let zm = ((vec4<f32>(z[row + mc.x], z[row + mc.y], z[row + mc.z], z[row + mc.w]) - shiftM) - centerM) * maskM;
-    acc0 = fma(vec4<f32>(zl.x), zm, acc0);
-    acc1 = fma(vec4<f32>(zl.y), zm, acc1);
-    acc2 = fma(vec4<f32>(zl.z), zm, acc2);
-    acc3 = fma(vec4<f32>(zl.w), zm, acc3);
-  }
-
-  let inv = 1.0 / f32(n - 1u);
-  let block = array<vec4<f32>, 4>(acc0 * inv, acc1 * inv, acc2 * inv, acc3 * inv);
-  if (COLUMN_BLOCK) {
-    for (var r = 0u; r < BLOCK; r++) {
-      for (var c = 0u; c < BLOCK; c++) {
-        if (l[r] < d && m[c] < columnEnd) {
-          covOffDiag[l[r] * dims.blockWidth + (m[c] - firstColumn)] = select(block[r][c], 0.0, l[r] == m[c]);
-        }
-      }
-    }
+  let tileL = wid.y * 16u * QUADS_Y;
+  let tileM = wid.x * 16u * QUADS_X;
+  let partialBase = dims.partialOffset + (wid.y * groups.x + wid.x);
+  if (tileL >= tileM + 16u * QUADS_X) {   // wholly below the diagonal
+    if (lane == 0u) { partials[partialBase] = 0.0; }
     return;
   }
-  let mirror = tileRow < tileCol;
+  // Quad q = lane / 4 of the workgroup covers a 16 x 16 block; its lane (qx, qy) = (lane & 1, (lane >> 1) & 1)
+  // owns rows 8 qy .. 8 qy + 7 and columns 8 qx .. 8 qx + 7 of it, each as two groups of 4: its own group
+  // (rows 8 qy + 4 qx + 0..3, columns 8 qx + 4 qy + 0..3) and its partners' (4 (1 - qx), 4 (1 - qy)).
+  let quad = lane >> 2u;
+  let qx = lane & 1u;
+  let qy = (lane >> 1u) & 1u;
+  let offs = vec4<u32>(0u, 1u, 2u, 3u);
+  let lq = tileL + (quad / QUADS_X) * 16u;
+  let mq = tileM + (quad % QUADS_X) * 16u;
+  // Columns of Z read (rows l and columns m of C), clamped: past d they only feed entries never written.
+  let l0 = min(vec4<u32>(lq + 8u * qy + 4u * qx) + offs, vec4<u32>(d - 1u));
+  let m0 = min(vec4<u32>(mq + 8u * qx + 4u * qy) + offs, vec4<u32>(d - 1u));
+  let so = dims.shiftOffset;
+  let co = dims.centerOffset;
+  let sl0 = stat4(so, l0); let cl0 = stat4(co, l0);
+  let sm0 = stat4(so, m0); let cm0 = stat4(co, m0);
+  let l1 = min(vec4<u32>(lq + 8u * qy + 4u * (1u - qx)) + offs, vec4<u32>(d - 1u));
+  let m1 = min(vec4<u32>(mq + 8u * qx + 4u * (1u - qy)) + offs, vec4<u32>(d - 1u));
+  let sl1 = stat4(so, l1); let cl1 = stat4(co, l1);
+  let sm1 = stat4(so, m1); let cm1 = stat4(co, m1);
+  var acc = zeroAcc();
+  let nPairs = n & ~1u;
+  for (var i = 0u; i < nPairs; i += 2u) {
+    let b = i * d;
+    acc = update(acc, zc4(b, l0, sl0, cl0), zc4(b, l1, sl1, cl1), zc4(b, m0, sm0, cm0), zc4(b, m1, sm1, cm1));
+    acc = update(acc, zc4(b + d, l0, sl0, cl0), zc4(b + d, l1, sl1, cl1), zc4(b + d, m0, sm0, cm0), zc4(b + d, m1, sm1, cm1));
+  }
+  if (nPairs < n) {
+    acc = update(acc, zc4(nPairs * d, l0, sl0, cl0), zc4(nPairs * d, l1, sl1, cl1), zc4(nPairs * d, m0, sm0, cm0), zc4(nPairs * d, m1, sm1, cm1));
+  }
+
+  var blocks = array<mat4x4<f32>, 4>(acc.a00, acc.a01, acc.a10, acc.a11);
+  let inv = 1.0 / f32(n - 1u);
+  let lower = dims.lowerHalf != 0u;
   var sumSq = 0.0;
-  for (var r = 0u; r < BLOCK; r++) {
-    for (var c = 0u; c < BLOCK; c++) {
-      let row = l[r];
-      let col = m[c];
-      if (row < d && col < d) {
-        let value = select(block[r][c], 0.0, row == col);
-        sumSq = fma(value, value, sumSq);
-        if (WRITE_MATRIX && row <= col) {
-          covOffDiag[packedIndex(row, col, d, dims.lowerHalf != 0u)] = value;
-        }
+  for (var r = 0u; r < 8u; r++) {
+    let l = lq + rowOf(r, qx, qy);
+    for (var c = 0u; c < 8u; c++) {
+      let m = mq + colOf(c, qx, qy);
+      if (l < d && m < d && l <= m) {
+        let value = select(entry(&blocks, r, c) * inv, 0.0, l == m);
+        sumSq += select(2.0, 1.0, l == m) * value * value;
+        if (WRITE_MATRIX) { covOffDiag[packedIndex(l, m, d, lower)] = value; }
       }
     }
   }
-
-  // Deterministic tree over the workgroup's threads (no float atomics).
-  threadSums[lidx] = sumSq;
+  // One partial per workgroup: a fixed-order tree over its threads (no float atomics).
+  threadSums[lane] = sumSq;
   workgroupBarrier();
-  for (var stride = WG * WG / 2u; stride > 0u; stride >>= 1u) {
-    if (lidx < stride) { threadSums[lidx] += threadSums[lidx + stride]; }
+  for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
+    if (lane < stride) { threadSums[lane] += threadSums[lane + stride]; }
     workgroupBarrier();
   }
-  if (lidx == 0u) {
-    partials[partialIndex] = select(1.0, 2.0, mirror) * threadSums[0];
-  }
+  if (lane == 0u) { partials[partialBase] = threadSums[0]; }
 }

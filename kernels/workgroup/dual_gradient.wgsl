@@ -1,13 +1,13 @@
-// covariance_backward_dual_workgroup.wgsl: as covariance_backward_dual.wgsl (the whole gradient of the loss
+// workgroup/dual_gradient.wgsl: as tiled/dual_gradient.wgsl (the whole gradient of the loss
 // with respect to one view, dual n x n form, in one pass), staged through workgroup memory: the shape GPUs
 // want.
 //
 // Math (Z the view, O the other view, both n x d; var_j of Z and Zc = (Z - shift) - center from
-// column_stats; K = Zc Zc^T from sample_gram*):
+// column_stats; K = Zc Zc^T from tiled/dual_gram*):
 //   grad_ij (=, or += when ACCUMULATE) upstream[0] * ( invCoef (Z_ij - O_ij) + varCoef_j Zc_ij
 //                     + covCoef (sum_k K_ik Zc_kj / (n-1) - var_j Zc_ij) )
 //   varCoef_j = varWeight / std_j if std_j = sqrt(var_j + eps) < gamma, else 0
-//   (coefficients: see covariance_backward.wgsl and src/ops/coefficients.ts)
+//   (coefficients: see tiled/primal_gradient.wgsl and src/ops/coefficients.ts)
 //
 // Each workgroup is (WG, WG) threads and computes a TILE x TILE block of the gradient, TILE = 4*WG, each
 // thread a 4 x 4 register block. The contraction runs over k in steps of DEPTH: the workgroup stages K's
@@ -22,7 +22,7 @@
 //   2  stats     storage, read        array<f32>  column_stats layout
 //   3  gram      storage, read        array<f32>  n*n+n both views' K, packed
 //   4  grad      storage, read_write  array<f32>  n*d
-//   5  params    uniform              BackwardParams (as covariance_backward.wgsl; columnStart and
+//   5  params    uniform              BackwardParams (as tiled/primal_gradient.wgsl; columnStart and
 //                                     matrixStride unused here)
 //   6  upstream  storage, read        array<f32>  1: the upstream gradient
 // Dispatch: (ceil(d / TILE), ceil(n / TILE), 1) workgroups of (WG, WG) threads.

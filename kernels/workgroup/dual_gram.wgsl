@@ -1,4 +1,4 @@
-// sample_gram_workgroup.wgsl: as sample_gram.wgsl (the n x n Gram matrix K = Zc Zc^T of one view, with
+// workgroup/dual_gram.wgsl: as tiled/dual_gram.wgsl (the n x n Gram matrix K = Zc Zc^T of one view, with
 // the sum of squares of its entries reduced in the epilogue, dual form), staged through workgroup memory:
 // the shape GPUs want (each element of Z is read from global memory once per tile, by one thread, and
 // then shared by the workgroup).
@@ -27,7 +27,7 @@
 // and return.
 // Variant: "workgroup": workgroup-memory tiles, for GPUs. WG*WG must be a power of two (tree reduction).
 
-struct GramDims { n: u32, d: u32, tiles: u32, partialOffset: u32, shiftOffset: u32, centerOffset: u32, _pad0: u32, _pad1: u32, lowerHalf: u32, _pad2: u32, _pad3: u32, _pad4: u32 }
+struct GramDims { n: u32, d: u32, tiles: u32, partialOffset: u32, shiftOffset: u32, centerOffset: u32, blockStart: u32, blockWidth: u32, lowerHalf: u32, _pad0: u32, _pad1: u32, _pad2: u32 }
 
 override WG: u32 = 16;
 override WRITE_MATRIX: bool = true;

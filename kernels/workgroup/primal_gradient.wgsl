@@ -1,13 +1,13 @@
-// covariance_backward_workgroup.wgsl: as covariance_backward.wgsl (the whole gradient of the loss with
+// workgroup/primal_gradient.wgsl: as tiled/primal_gradient.wgsl (the whole gradient of the loss with
 // respect to one view, primal d x d form, in one pass), staged through workgroup memory: the shape GPUs
 // want.
 //
 // Math (Z the view, O the other view, both n x d; var_j of Z and Zc = (Z - shift) - center from
-// column_stats; Coff from gram_offdiag_squares*):
+// column_stats; Coff from tiled/primal_gram*):
 //   grad_ij (=, or += when ACCUMULATE) upstream[0] * ( invCoef (Z_ij - O_ij) + varCoef_j Zc_ij
 //                                                     + covCoef sum_k Zc_ik Coff_kj )
 //   varCoef_j = varWeight / std_j if std_j = sqrt(var_j + eps) < gamma, else 0
-//   (coefficients: see covariance_backward.wgsl and src/ops/coefficients.ts)
+//   (coefficients: see tiled/primal_gradient.wgsl and src/ops/coefficients.ts)
 //
 // Each workgroup is (WG, WG) threads and computes a TILE x TILE block of the gradient, TILE = 4*WG, each
 // thread a 4 x 4 register block. The contraction runs over k in steps of DEPTH: the workgroup stages Zc's
@@ -23,7 +23,7 @@
 //   2  stats       storage, read        array<f32>  column_stats layout
 //   3  covOffDiag  storage, read        array<f32>  d*d+d both views' Coff packed (or a plain matrix or block)
 //   4  grad        storage, read_write  array<f32>  n*d
-//   5  params      uniform              BackwardParams (as covariance_backward.wgsl)
+//   5  params      uniform              BackwardParams (as tiled/primal_gradient.wgsl)
 //   6  upstream    storage, read        array<f32>  1: the upstream gradient
 // Dispatch: (ceil(columns / TILE), ceil(n / TILE), 1) workgroups of (WG, WG) threads, columns = d or the
 // block's width.

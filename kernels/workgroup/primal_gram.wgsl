@@ -1,4 +1,4 @@
-// gram_offdiag_squares_workgroup.wgsl: as gram_offdiag_squares.wgsl (the covariance matrix of one view,
+// workgroup/primal_gram.wgsl: as tiled/primal_gram.wgsl (the covariance matrix of one view,
 // with the sum of its squared off-diagonal entries reduced in the epilogue, primal d x d form), staged
 // through workgroup memory: the shape GPUs want (each element of Z is read from global memory once per
 // tile, by one thread, and then shared by the workgroup).
@@ -28,7 +28,7 @@
 // and return.
 // Variant: "workgroup": workgroup-memory tiles, for GPUs. WG*WG must be a power of two (tree reduction).
 
-struct GramDims { n: u32, d: u32, tiles: u32, partialOffset: u32, shiftOffset: u32, centerOffset: u32, _pad0: u32, _pad1: u32, lowerHalf: u32, _pad2: u32, _pad3: u32, _pad4: u32 }
+struct GramDims { n: u32, d: u32, tiles: u32, partialOffset: u32, shiftOffset: u32, centerOffset: u32, blockStart: u32, blockWidth: u32, lowerHalf: u32, _pad0: u32, _pad1: u32, _pad2: u32 }
 
 override WG: u32 = 16;
 override WRITE_MATRIX: bool = true;

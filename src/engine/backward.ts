@@ -73,7 +73,7 @@ export async function backward(e: Engine, scale = 1, options?: BackwardOptions):
     if (blocked) {
       const split = columnBlocks(e, device, ws);
       temporary.push(...split.temporary);
-      const steps = blockedBackwardSteps(scope, { ...plan, matrix: split.matrix.gpu }, await pipeline(device, columnBlockGram.spec), ws.placeholder.gpu, split.blocks);
+      const steps = blockedBackwardSteps(scope, { ...plan, matrix: split.matrix.gpu }, await pipeline(device, columnBlockGram.spec), split.blocks);
       for (const step of steps) encodeStep(device, encoder, step);
     } else {
       for (const step of backwardSteps(scope, { ...plan, matrix: matrixFor(e, device, ws, form, kernels.matrix).gpu })) encodeStep(device, encoder, step);

@@ -9,8 +9,12 @@ import { choiceKey, choicesOf, seedVariantChoices, type ChoiceRole } from './cho
 import { bindingLimit, limitName, situation, type Engine } from './state.js';
 import type { VariantTrial } from './trial.js';
 
-/** Trials run on at most this many rows, and only where that costs at most TRIAL_MAX_MACS multiply-adds. */
+/**
+ * Trials run on at most TRIAL_ROWS rows, halved until they cost at most TRIAL_MAX_MACS multiply-adds, and
+ * not on fewer than TRIAL_MIN_ROWS (a kernel's time is then no longer its time on a full problem).
+ */
 export const TRIAL_ROWS = 256;
+const TRIAL_MIN_ROWS = 16;
 const TRIAL_MAX_MACS = 1e8;
 /** Timed runs of each variant, round robin after one untimed run of each; the best of each decides. */
 const TRIAL_RUNS = 3;
@@ -68,9 +72,8 @@ export function cachedOrPreferred(e: Engine, role: ChoiceRole, n: number, d: num
 
 /**
  * The variant for a role: forced; else the only one allowed; else the cached choice for this device and
- * shape class; else a measured trial of each on `trialRows` rows where that costs at most TRIAL_MAX_MACS
- * by `cost` (the choice then cached), else the static preference. The trial's scratch is released at
- * the end, run or not.
+ * shape class; else a measured trial of each on the rows trialRows finds for `cost` (the choice then
+ * cached), else the static preference. The trial's scratch is released at the end, run or not.
  */
 export async function chooseVariant(e: Engine, role: ChoiceRole, n: number, d: number, cost: (rows: number) => number,
   trial: VariantTrial, c: Constraint = {}): Promise<Variant> {
@@ -84,9 +87,9 @@ export async function chooseVariant(e: Engine, role: ChoiceRole, n: number, d: n
     const key = choiceKey(role, n, d, supported);
     const cached = cache.get(key);
     if (cached && allowed.includes(cached)) return cached;
-    const rows = trialRows(n);
+    const rows = trialRows(n, cost);
     // Only measured choices are kept (and exported): the static preference is found again each time.
-    if (cost(rows) > TRIAL_MAX_MACS) return preferred(allowed);
+    if (rows === undefined) return preferred(allowed);
     const choice = await timeVariants(allowed, rows, trial);
     cache.set(key, choice);
     return choice;
@@ -95,7 +98,12 @@ export async function chooseVariant(e: Engine, role: ChoiceRole, n: number, d: n
   }
 }
 
-export const trialRows = (n: number) => Math.min(n, TRIAL_ROWS);
+/** The rows a trial runs on: up to TRIAL_ROWS, halved until `cost` is within budget; undefined where even TRIAL_MIN_ROWS (or n) is past it. */
+export function trialRows(n: number, cost: (rows: number) => number): number | undefined {
+  let rows = Math.min(n, TRIAL_ROWS);
+  while (cost(rows) > TRIAL_MAX_MACS && rows / 2 >= TRIAL_MIN_ROWS) rows /= 2;
+  return cost(rows) <= TRIAL_MAX_MACS ? Math.floor(rows) : undefined;
+}
 
 /** The fastest of `variants` by the best of TRIAL_RUNS runs each, after one untimed run of each (compiling, making scratch). */
 async function timeVariants(variants: readonly Variant[], rows: number, trial: VariantTrial): Promise<Variant> {

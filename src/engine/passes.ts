@@ -95,13 +95,13 @@ export interface ColumnBlock { start: number; width: number; dims: readonly GPUB
 
 /**
  * Backward past the binding limit (primal form): for each block of columns, per view, form Coff's block
- * (all d rows; tiled/primal_gram's COLUMN_BLOCK mode) into `matrix`, then those columns of the gradient.
+ * (all d rows; primal_gram_columns.wgsl) into `matrix`, then those columns of the gradient.
  */
-export function blockedBackwardSteps(s: PassScope, g: GradientPlan, blockGram: GPUComputePipeline, placeholder: GPUBuffer, blocks: readonly ColumnBlock[]): Step[] {
+export function blockedBackwardSteps(s: PassScope, g: GradientPlan, blockGram: GPUComputePipeline, blocks: readonly ColumnBlock[]): Step[] {
   return blocks.flatMap((block) => BOTH.flatMap((view) => [
     {
       label: `Coff block ${'AB'[view]} ${block.start}`, pipeline: blockGram, workgroups: columnBlockGram.workgroups(s.d, block.width),
-      bindings: [s.views[view], s.stats, placeholder, g.matrix, block.dims[view]],
+      bindings: [s.views[view], s.stats, g.matrix, block.dims[view]],
     },
     ...gradientSteps(s, { ...g, params: block.params }, view, { width: block.width }),
   ]));

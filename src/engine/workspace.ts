@@ -4,12 +4,12 @@
 // encode() calls recorded on it are pending it is retired instead, and destroyed after the last of them.
 import { createBuffer, destroyBuffer, readbackBuffer, storageBuffer, uniformBuffer, Usage, type Buffer } from '../runtime/gpu.js';
 import type { FormKernels, GramProgram, MatrixLayout, VariantScratch } from '../variants/program.js';
-import { VARIANTS } from '../variants/registry.js';
+import { kernelsOf, runnable } from '../variants/registry.js';
 import { backwardParams, gramDims, statsLayout, UNIFORM_BYTES } from '../variants/shared.js';
 import type { Form, Variant } from '../types.js';
 import { VIEWS } from './checks.js';
 import { varianceScale } from './coefficients.js';
-import { checkBinding, type Engine } from './state.js';
+import { checkBinding, situation, type Engine } from './state.js';
 
 /** 8 floats: loss, its three terms, the non-finite flag, the two views' off-diagonal shares, unused. */
 export const RESULT_FLOATS = 8;
@@ -109,12 +109,12 @@ export function destroyWorkspace(ws: Workspace): void {
   for (const s of ws.scratch.values()) s.destroy();
 }
 
-/** A form's buffers (made on first need): partials sized for whichever variant writes the most. */
+/** A form's buffers (made on first need): partials sized for whichever variant that runs here writes the most. */
 export function formBuffers(e: Engine, device: GPUDevice, ws: Workspace, form: Form): FormBuffers {
   let f = ws.forms[form];
   if (!f) {
     const { n, d } = ws;
-    const partialsPerView = Math.max(...VARIANTS.flatMap((v) => (v.forms[form] ? [v.forms[form]!.gram.partials(n, d, e.handle.traits)] : [])));
+    const partialsPerView = Math.max(1, ...runnable(situation(e, n, d, form)).map((v) => kernelsOf(v, form).gram.partials(n, d, e.handle.traits)));
     f = {
       partialsPerView,
       partials: storageBuffer(device, `${form} gram partials`, 2 * partialsPerView * 4),

@@ -1,14 +1,19 @@
 // The loss as data, for hosts that run kernels/*.wgsl without this package (native apps: C++ with Dawn,
 // Rust with wgpu). scripts/manifest.ts joins it with what it reads from the WGSL sources (bindings,
 // overrides, workgroup sizes, struct layouts) into kernels/manifest.json; docs/native.md explains it.
+// Each variant describes its own kernels and plan (its `manifest`, src/variants); this module holds what
+// every plan shares and collects the variants' from the registry.
 //
-// Every size, dispatch count and uniform value is a formula string (grammar: scripts/formula.ts) in the
-// names of INPUTS and of the plan's variables, never a number worked out by hand: test/plan.test.ts
-// evaluates them against the functions the engine itself calls (kernels.ts, coefficients.ts, vicreg.ts).
-import type { Form, Variant } from '../types.js';
+// Every size, dispatch count, pipeline constant and uniform value is a formula string (grammar:
+// scripts/formula.ts) in the names of INPUTS and of the plan's variables, never a number worked out by
+// hand: test/plan.test.ts evaluates them against the functions the engine itself calls.
+import type { Form } from '../types.js';
 import { DEFAULTS } from '../engine/coefficients.js';
+import { MIN_DUAL_SHARE } from '../engine/forward.js';
+import { REGISTRY, VARIANTS as DESCRIPTIONS } from '../variants/registry.js';
+import { common, type Formula, type KernelId, type KernelPlan, type Role, type VariantPlan } from './kernel-plans.js';
 
-export type Formula = string;
+export type { Formula, KernelId, KernelPlan, Role, VariantPlan } from './kernel-plans.js';
 
 /** Names a host binds before evaluating any formula. */
 export const INPUTS: Readonly<Record<string, string>> = {
@@ -20,6 +25,7 @@ export const INPUTS: Readonly<Record<string, string>> = {
   gamma: 'target standard deviation of each feature',
   eps: 'added to the variance under the square root',
   k: "the preset's variance scale (PRESETS)",
+  lanes: "the subgroup kernels' lanes: the adapter's subgroupMinSize (read by the subgroup plan only; any value elsewhere)",
 };
 
 /** variance = k (v(A) + v(B)). */
@@ -32,50 +38,11 @@ export const DEFAULT_COEFFICIENTS = {
   lambda: DEFAULTS.lambda, mu: DEFAULTS.mu, nu: DEFAULTS.nu, gamma: DEFAULTS.gamma, eps: DEFAULTS.eps, preset: DEFAULTS.preset,
 } as const;
 
-/** Below this off-diagonal share of ||C||_F^2 the dual form's result is redone in the primal form (vicreg.ts). */
-export const MIN_DUAL_SHARE = 0.5;
+/** Below this off-diagonal share of ||C||_F^2 the dual form's result is redone in the primal form (engine/forward.ts). */
+export { MIN_DUAL_SHARE };
 
-/** What a binding is for; a pass maps each role to a named buffer. */
-export type Role = 'a' | 'b' | 'z' | 'other' | 'stats' | 'flags' | 'partials' | 'matrix' | 'result' | 'grad' | 'params' | 'upstream' | 'dims' | 'args' | 'panel';
-
-export interface KernelPlan {
-  file: string;
-  purpose: string;
-  /** Pipeline constants the engine sets (the other overrides keep their WGSL defaults). */
-  overrides: Readonly<Record<string, number | boolean>>;
-  /** Workgroup counts x, y, z. */
-  dispatch: readonly [Formula, Formula, Formula];
-  /** Per WGSL binding name: its role, and how many elements of its type the kernel needs. */
-  bindings: Readonly<Record<string, { role: Role; count: Formula }>>;
-}
-
-const TILED = { WG: 8 } as const;
-const WORKGROUP = { WG: 16 } as const;
-/**
- * The subgroup Gram kernels run one workgroup per tile on or above the diagonal (S-row by 2S-column
- * tiles; S = 32, both forms), in rows of at most 65535 workgroups (the WGSL's upperTileCount).
- */
-const UPPER_TILES: Formula = 'ceil(side/64)*(ceil(side/64)-1) + min(2*ceil(side/64), ceil(side/32))';
-const UPPER_TILE_DISPATCH = ['min(upperTiles, 65535)', 'ceil(upperTiles/65535)', '1'] as const;
-const view = (count: Formula) => ({ role: 'z' as const, count });
-const common = {
-  stats: { role: 'stats', count: '7*d' },
-  partials: { role: 'partials', count: '2*partialsPerView' },
-  dims: { role: 'dims', count: '1' },
-  other: { role: 'other', count: 'n*d' },
-  grad: { role: 'grad', count: 'n*d' },
-  params: { role: 'params', count: '1' },
-  upstream: { role: 'upstream', count: '1' },
-  /** The packed matrices of both views (BUFFERS.matrix in that form). */
-  covOffDiag: { role: 'matrix', count: 'd*d+d' },
-  gram: { role: 'matrix', count: 'n*n+n' },
-} as const;
-/** A 'tiled' or 'workgroup' backward kernel's bindings, its matrix binding named as in its WGSL. */
-const blockBackwardBindings = (matrix: 'covOffDiag' | 'gram') => ({
-  z: view('n*d'), other: common.other, stats: common.stats, [matrix]: common[matrix], grad: common.grad, params: common.params, upstream: common.upstream,
-});
-
-export const KERNELS = {
+/** The kernels every plan runs. */
+const SHARED_KERNELS = {
   column_stats: {
     file: 'column_stats.wgsl',
     purpose: 'per column of A and B: shift + center (the mean), unbiased variance, sum of (A-B)^2, first NaN/Inf',
@@ -97,117 +64,11 @@ export const KERNELS = {
     dispatch: ['1', '1', '1'],
     bindings: { result: { role: 'result', count: '8' }, args: { role: 'args', count: '15' }, params: common.params },
   },
-  'tiled/primal_gram': {
-    file: 'tiled/primal_gram.wgsl',
-    purpose: 'primal: tiles of C = Zc^T Zc/(n-1) on and above the diagonal; partial sums of squared off-diagonal entries; writes Coff',
-    overrides: { ...TILED, WRITE_MATRIX: true },
-    dispatch: ['ceil(d/32)', 'ceil(d/32)', '1'],
-    bindings: { z: view('n*d'), stats: common.stats, partials: common.partials, covOffDiag: common.covOffDiag, dims: common.dims },
-  },
-  'subgroup/primal_gram': {
-    file: 'subgroup/primal_gram.wgsl',
-    purpose: 'tiled/primal_gram with subgroup shuffles (subgroup size 8, d % 4 == 0)',
-    overrides: { WRITE_MATRIX: true },
-    dispatch: UPPER_TILE_DISPATCH,
-    bindings: { z: view('n*d'), stats: common.stats, partials: common.partials, covOffDiag: common.covOffDiag, dims: common.dims, z4: view('n*d/4') },
-  },
-  'tiled/dual_gram': {
-    file: 'tiled/dual_gram.wgsl',
-    purpose: 'dual: tiles of K = Zc Zc^T on and above the diagonal; partial sums of (K/(n-1))^2; writes K',
-    overrides: { ...TILED, WRITE_MATRIX: true },
-    dispatch: ['ceil(n/32)', 'ceil(n/32)', '1'],
-    bindings: { z: view('n*d'), stats: common.stats, partials: common.partials, gram: common.gram, dims: common.dims },
-  },
-  'subgroup/dual_gram': {
-    file: 'subgroup/dual_gram.wgsl',
-    purpose: 'tiled/dual_gram with subgroup shuffles (subgroup size 8, d % 4 == 0)',
-    overrides: { WRITE_MATRIX: true },
-    dispatch: UPPER_TILE_DISPATCH,
-    bindings: { z4: view('n*d/4'), stats: common.stats, partials: common.partials, gram: common.gram, dims: common.dims },
-  },
-  'workgroup/primal_gram': {
-    file: 'workgroup/primal_gram.wgsl',
-    purpose: 'tiled/primal_gram with 64 x 64 tiles staged through workgroup memory (for GPUs)',
-    overrides: { ...WORKGROUP, WRITE_MATRIX: true },
-    dispatch: ['ceil(d/64)', 'ceil(d/64)', '1'],
-    bindings: { z: view('n*d'), stats: common.stats, partials: common.partials, covOffDiag: common.covOffDiag, dims: common.dims },
-  },
-  'workgroup/dual_gram': {
-    file: 'workgroup/dual_gram.wgsl',
-    purpose: 'tiled/dual_gram with 64 x 64 tiles staged through workgroup memory (for GPUs)',
-    overrides: { ...WORKGROUP, WRITE_MATRIX: true },
-    dispatch: ['ceil(n/64)', 'ceil(n/64)', '1'],
-    bindings: { z: view('n*d'), stats: common.stats, partials: common.partials, gram: common.gram, dims: common.dims },
-  },
-  'workgroup/primal_gradient': {
-    file: 'workgroup/primal_gradient.wgsl',
-    purpose: 'tiled/primal_gradient with 64 x 64 blocks staged through workgroup memory (for GPUs)',
-    overrides: { ...WORKGROUP, ACCUMULATE: false },
-    dispatch: ['ceil(d/64)', 'ceil(n/64)', '1'],
-    bindings: blockBackwardBindings('covOffDiag'),
-  },
-  'workgroup/dual_gradient': {
-    file: 'workgroup/dual_gradient.wgsl',
-    purpose: 'tiled/dual_gradient with 64 x 64 blocks staged through workgroup memory (for GPUs)',
-    overrides: { ...WORKGROUP, ACCUMULATE: false },
-    dispatch: ['ceil(d/64)', 'ceil(n/64)', '1'],
-    bindings: blockBackwardBindings('gram'),
-  },
-  'tiled/primal_gradient': {
-    file: 'tiled/primal_gradient.wgsl',
-    purpose: 'primal gradient of one view: Zc Coff plus the invariance and variance terms, written once',
-    overrides: { ...TILED, ACCUMULATE: false },
-    dispatch: ['ceil(d/32)', 'ceil(n/32)', '1'],
-    bindings: blockBackwardBindings('covOffDiag'),
-  },
-  'subgroup/primal_gradient': {
-    file: 'subgroup/primal_gradient.wgsl',
-    purpose: 'tiled/primal_gradient with subgroup shuffles (subgroup size 8, d % 4 == 0)',
-    overrides: { ACCUMULATE: false },
-    dispatch: ['ceil(d/64)', 'ceil(n/32)', '1'],
-    bindings: {
-      z4: view('n*d/4'), other4: { role: 'other', count: 'n*d/4' }, stats: common.stats, covOffDiag4: { role: 'matrix', count: '(d*d+d)/4' },
-      grad4: { role: 'grad', count: 'n*d/4' }, params: common.params, upstream: common.upstream,
-    },
-  },
-  'subgroup/primal_gradient_mirrored': {
-    file: 'subgroup/primal_gradient_mirrored.wgsl',
-    purpose: 'second pass of subgroup/primal_gradient on the packed matrix: adds the part of Zc Coff stored in the mirrored rows (always adds)',
-    overrides: {},
-    dispatch: ['ceil(d/64)', 'ceil(n/32)', '1'],
-    bindings: {
-      z4: view('n*d/4'), stats: common.stats, covOffDiag4: { role: 'matrix', count: '(d*d+d)/4' }, grad: common.grad,
-      params: common.params, upstream: common.upstream,
-    },
-  },
-  'tiled/dual_gradient': {
-    file: 'tiled/dual_gradient.wgsl',
-    purpose: 'dual gradient of one view: K Zc/(n-1) - Zc diag(var) plus the invariance and variance terms',
-    overrides: { ...TILED, ACCUMULATE: false },
-    dispatch: ['ceil(d/32)', 'ceil(n/32)', '1'],
-    bindings: blockBackwardBindings('gram'),
-  },
-  'subgroup/dual_gradient': {
-    file: 'subgroup/dual_gradient.wgsl',
-    purpose: 'tiled/dual_gradient with subgroup shuffles (subgroup size 8, d % 4 == 0); one column group (panelWidth columns from params.columnStart) per dispatch, Zc read from the panels where params.panels',
-    overrides: { ACCUMULATE: false },
-    dispatch: ['ceil(n/32)', 'panelWidth/64', '1'],
-    bindings: {
-      z4: view('n*d/4'), other4: { role: 'other', count: 'n*d/4' }, stats: common.stats, gram: common.gram,
-      grad4: { role: 'grad', count: 'n*d/4' }, params: common.params, upstream: common.upstream, panel4: { role: 'panel', count: 'panels*n*panelWidth/4' },
-      gram4: { role: 'matrix', count: 'floor((n*n+n)/4)' },
-    },
-  },
-  'subgroup/centered_panels': {
-    file: 'subgroup/centered_panels.wgsl',
-    purpose: "copies one column group of Zc into 64-column panels for subgroup/dual_gradient (no workgroups where panels = 0)",
-    overrides: {},
-    dispatch: ['panels*ceil(n/32)', 'panelWidth/64', '1'],
-    bindings: { z4: view('n*d/4'), stats: common.stats, panel4: { role: 'panel', count: 'panels*n*panelWidth/4' }, params: common.params },
-  },
-} as const satisfies Record<string, KernelPlan>;
+} satisfies Record<string, KernelPlan>;
 
-export type KernelId = keyof typeof KERNELS;
+/** Every kernel a plan runs: the shared ones and each variant's (its manifest). */
+export const KERNELS: Readonly<Record<string, KernelPlan>> = Object.assign({}, SHARED_KERNELS, ...DESCRIPTIONS.map((v) => v.manifest?.kernels ?? {}));
+
 
 export interface BufferPlan {
   kind: 'storage' | 'uniform';
@@ -292,68 +153,20 @@ export const FORMS: Readonly<Record<Form, Readonly<Record<string, Formula>>>> = 
   dual: { side: 'n', dual: '1' },
 };
 
-export interface VariantPlan {
-  note: string;
-  /** Device features the kernels enable; a fixed subgroup size (adapter's min = max); a shape condition. */
-  requires: { features: readonly string[]; subgroupSize?: number; when: Formula };
-  gram: Readonly<Record<Form, KernelId>>;
-  backward: Readonly<Record<Form, KernelId>>;
-  /** Per form, a second backward pass per view, run right after the first (it adds to the gradient). */
-  mirroredBackward?: Readonly<Partial<Record<Form, KernelId>>>;
-  /** Per form, a backward kernel that runs per column group, each group after this panel copy. */
-  groupedBackward?: Readonly<Partial<Record<Form, KernelId>>>;
-  /** Partial sums one Gram dispatch writes per view. */
-  partialsPerView: Readonly<Record<Form, Formula>>;
-}
-
 /**
- * The variants native hosts get plans for. 'windows' (kernels.ts) is the engine's only: per view and
- * column group it fills a texture with copies and runs a dispatch (Gram) or one per 128-row block row
- * and 8 blocks of K (backward, each binding its own uniform windows), which these formulas do not
- * describe yet.
+ * The variants native hosts get plans for: those of the registry with a manifest. 'windows' is the
+ * engine's only: per view and column group it fills a texture with copies and runs a dispatch (Gram) or
+ * one per 128-row block row and 8 blocks of K (backward, each binding its own uniform windows), which
+ * these formulas do not describe.
  */
-export type ManifestVariant = Exclude<Variant, 'windows'>;
+export type ManifestVariant = 'tiled' | 'subgroup' | 'workgroup' | 'shuffle';
 
-export const VARIANTS: Readonly<Record<ManifestVariant, VariantPlan>> = {
-  tiled: {
-    note: 'portable: (8, 8) workgroups with 4 x 4 register blocks, any shape; the choice for GPUs',
-    requires: { features: [], when: '1' },
-    gram: { primal: 'tiled/primal_gram', dual: 'tiled/dual_gram' },
-    backward: { primal: 'tiled/primal_gradient', dual: 'tiled/dual_gradient' },
-    partialsPerView: { primal: 'ceil(d/32)*ceil(d/32)', dual: 'ceil(n/32)*ceil(n/32)' },
-  },
-  subgroup: {
-    note: 'one subgroup of 8 per workgroup, values shared by subgroupShuffle; for adapters where each lane load is costly (lavapipe)',
-    requires: { features: ['subgroups'], subgroupSize: 8, when: 'd % 4 == 0' },
-    gram: { primal: 'subgroup/primal_gram', dual: 'subgroup/dual_gram' },
-    backward: { primal: 'subgroup/primal_gradient', dual: 'subgroup/dual_gradient' },
-    mirroredBackward: { primal: 'subgroup/primal_gradient_mirrored' },
-    groupedBackward: { dual: 'subgroup/centered_panels' },
-    partialsPerView: { primal: 'upperTiles*8', dual: 'upperTiles*8' },
-  },
-  workgroup: {
-    note: '(16, 16) workgroups, 64 x 64 tiles staged through workgroup memory, 4 x 4 register blocks; any shape; the textbook GPU kernel (not yet measured on a GPU)',
-    requires: { features: [], when: '1' },
-    gram: { primal: 'workgroup/primal_gram', dual: 'workgroup/dual_gram' },
-    backward: { primal: 'workgroup/primal_gradient', dual: 'workgroup/dual_gradient' },
-    partialsPerView: { primal: 'ceil(d/64)*ceil(d/64)', dual: 'ceil(n/64)*ceil(n/64)' },
-  },
-};
-
-/**
- * The dual subgroup backward's column groups (kernels.ts columnGroups): from 512 rows on, groups of at
- * most 8 strips of 64 columns, equal widths, read from panels; below, one group of all columns, read
- * from Z itself.
- */
-const COLUMN_GROUPS: Record<string, Formula> = {
-  panels: 'n >= 512',
-  panelGroups: 'panels*ceil(ceil(d/64)/8) + 1 - panels',
-  panelWidth: '64*ceil(ceil(d/64)/panelGroups)',
-};
+export const VARIANTS: Readonly<Record<ManifestVariant, VariantPlan>> = Object.fromEntries(
+  DESCRIPTIONS.filter((v) => v.manifest).map((v) => [v.name, v.manifest!])) as Record<ManifestVariant, VariantPlan>;
 
 /** The names a plan (variant, form) adds to INPUTS, in evaluation order. */
 export function planVariables(variant: ManifestVariant, form: Form): Record<string, Formula> {
-  return { ...FORMS[form], tiles: 'ceil(side/32)', upperTiles: UPPER_TILES, partialsPerView: VARIANTS[variant].partialsPerView[form], ...COLUMN_GROUPS };
+  return { ...FORMS[form], tiles: 'ceil(side/32)', ...REGISTRY[variant].manifest!.variables, partialsPerView: VARIANTS[variant].partialsPerView[form] };
 }
 
 export interface PassPlan {

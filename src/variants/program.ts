@@ -3,6 +3,7 @@
 // layout of the matrix the first writes and the second reads, and the scratch both need. The engine
 // records their steps without knowing which variant it runs (the registry, registry.ts, lists them).
 import type { Coefficients } from '../engine/coefficients.js';
+import type { VariantPlan } from '../manifest/kernel-plans.js';
 import type { Buffer, KernelSpec, Step, Texture } from '../runtime/gpu.js';
 import type { Form, Variant } from '../types.js';
 
@@ -160,4 +161,6 @@ export interface VariantDescription {
   standIn?: Variant;
   /** Rank where no trial decides (lower first). */
   preference: number;
+  /** How a native host runs it, as formulas (kernels/manifest.json; src/manifest/plan.ts), where it can. */
+  manifest?: VariantPlan;
 }

@@ -6,10 +6,11 @@ import { VARIANT_NAMES } from '../types.js';
 import { windows } from './lavapipe/windows.js';
 import type { DeviceTraits, FormKernels, Refusal, Situation, VariantDescription } from './program.js';
 import { columnBlockGram, columnStats, formDecision, lossTerms } from './shared.js';
-import { subgroup } from './subgroup.js';
-import { tiled, workgroup } from './tiles.js';
+import { shuffle } from './lavapipe/shuffle.js';
+import { subgroup, tiled } from './register-blocks.js';
+import { workgroup } from './workgroup.js';
 
-export const REGISTRY: Readonly<Record<Variant, VariantDescription>> = { tiled, subgroup, workgroup, windows };
+export const REGISTRY: Readonly<Record<Variant, VariantDescription>> = { tiled, subgroup, workgroup, shuffle, windows };
 
 /** Every variant, in a fixed order (the order exported choice keys list them in). */
 export const VARIANTS: readonly VariantDescription[] = VARIANT_NAMES.map((name) => REGISTRY[name]);
@@ -43,14 +44,15 @@ const DIGEST_TRAITS: DeviceTraits = { features: new Set(['subgroups']), subgroup
 /** Every pipeline the engine can build: the shared kernels and each variant's, in every specialization. */
 export function allKernelSpecs(traits: DeviceTraits = DIGEST_TRAITS): KernelSpec[] {
   const specs: KernelSpec[] = [columnStats.spec, lossTerms.spec, formDecision.spec, columnBlockGram.spec];
-  // Views a variant may copy as they are, and views it must not (their usage lacks COPY_SRC), at a d that allows both.
+  // Views a variant may copy as they are, and views it must not (their usage lacks COPY_SRC); a d that
+  // allows vec4 loads and copies, and one that allows neither.
   const viewSets = [[0x80 | 0x04], [0x80]].map((usage) => [usage, usage].map((u) => ({ usage: u[0] }) as unknown as GPUBuffer));
   for (const variant of VARIANTS) {
     for (const form of FORMS) {
       const kernels = variant.forms[form];
       if (!kernels) continue;
-      for (const views of viewSets) {
-        const context = { d: 64, traits, views };
+      for (const [views, d] of viewSets.flatMap((views) => [64, 66].map((d) => [views, d] as const))) {
+        const context = { d, traits, views };
         for (const flag of [true, false]) {
           specs.push(...kernels.gram.specs({ ...context, writeMatrix: flag }), ...kernels.gradient.specs({ ...context, accumulate: flag }));
         }

@@ -4,7 +4,7 @@
 import columnStatsWgsl from '../../kernels/column_stats.wgsl';
 import lossTermsWgsl from '../../kernels/loss_terms.wgsl';
 import formDecisionWgsl from '../../kernels/form_decision.wgsl';
-import tiledPrimalGramWgsl from '../../kernels/tiled/primal_gram.wgsl';
+import primalGramColumnsWgsl from '../../kernels/primal_gram_columns.wgsl';
 import { gradientCoefficients, type Coefficients } from '../engine/coefficients.js';
 import type { KernelSpec } from '../runtime/gpu.js';
 import type { Form } from '../types.js';
@@ -34,17 +34,19 @@ export const formDecision = {
 /** Side of the Gram matrix: d (primal, C = Zc^T Zc/(n-1)) or n (dual, K = Zc Zc^T). */
 export const side = (form: Form, n: number, d: number) => (form === 'primal' ? d : n);
 
-/** The 'tiled' kernels' tile: (8, 8) threads with 4 x 4 register blocks. */
-export const TILED_WG = 8;
-export const TILE = TILED_WG * 4;
+/** GramDims.tiles: 32 x 32 tiles per side (the unit the plans count Gram tiles in). */
+const TILE = 32;
+
+/** primal_gram_columns.wgsl's workgroup: (8, 8) threads, a 4 x 4 register block each. */
+const COLUMNS_WG = 8;
 
 /**
- * tiled/primal_gram.wgsl in its COLUMN_BLOCK mode: one block of columns of Coff (all d rows), for a
- * d x d matrix past the binding size limit; a gradient program with `columnBlocks` then reads it.
+ * One block of columns of Coff (all d rows), for a d x d matrix past the binding limit; a gradient
+ * program with `columnBlocks` then reads it.
  */
 export const columnBlockGram = {
-  spec: { name: 'tiled/primal_gram (column block)', code: tiledPrimalGramWgsl, constants: { WG: TILED_WG, WRITE_MATRIX: true, COLUMN_BLOCK: true } } satisfies KernelSpec,
-  workgroups: (d: number, width: number) => [ceilDiv(width, TILE), ceilDiv(d, TILE)] as const,
+  spec: { name: 'primal_gram_columns', code: primalGramColumnsWgsl, constants: { WG: COLUMNS_WG } } satisfies KernelSpec,
+  workgroups: (d: number, width: number) => [ceilDiv(width, 4 * COLUMNS_WG), ceilDiv(d, 4 * COLUMNS_WG)] as const,
 };
 
 /** Columns per block of Coff that fit `limit` bytes: a multiple of 64 (so vec4 kernels can use it), or 0. */
@@ -83,11 +85,11 @@ export const UNIFORM_BYTES = { dims: 16, gramDims: 48, termParams: 64, backwardP
 /**
  * GramDims, the Gram kernels' uniform, for one view of an n x d problem (n = the rows a variant trial
  * uses): its partials from `partialOffset`, its statistics, `lowerHalf` = the view (packedIndex); with
- * `block`, the column block of the tiled primal Gram's COLUMN_BLOCK mode.
+ * `block`, the column block primal_gram_columns.wgsl computes.
  */
 export function gramDims(form: Form, n: number, d: number, view: 0 | 1, partialOffset: number, block?: { start: number; width: number }): Uint32Array<ArrayBuffer> {
   const layout = statsLayout(d);
-  const tiles = ceilDiv(side(form, n, d), TILE);   // the tiled kernels' tiles per side
+  const tiles = ceilDiv(side(form, n, d), TILE);
   return new Uint32Array([n, d, tiles, partialOffset, layout.shift[view], layout.center[view], block?.start ?? 0, block?.width ?? 0, view, 0, 0, 0]);
 }
 

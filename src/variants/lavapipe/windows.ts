@@ -1,11 +1,11 @@
 // The 'windows' variant, which exists for one CPU driver: on Mesa's lavapipe every storage-buffer load is
 // a bounds-checked scalar load per lane, while a uniform-buffer load is a branch-free gather and a
-// storage texture is read whole texels at a time. Its dual-form kernels (the subgroup kernels' shape)
+// storage texture is read whole texels at a time. Its dual-form kernels (the shuffle kernels' shape)
 // therefore read every operand of their inner loops through 64 KiB uniform windows of K or a texture of
 // Zc's columns, never a storage buffer. Per view and column group: the group's strips copied into the
 // texture, then one Gram dispatch over K's upper tiles, or one gradient dispatch per 128-row block row
 // and 8 of K's blocks. K is kept in 128 x 128 blocks of its own layout, which only this gradient reads.
-// The primal form runs the 'subgroup' kernels.
+// The primal form runs the 'shuffle' kernels.
 import dualGramWindows from '../../../kernels/lavapipe/dual_gram_windows.wgsl';
 import dualGradientWindows from '../../../kernels/lavapipe/dual_gradient_windows.wgsl';
 import { MiB } from '../../engine/checks.js';
@@ -15,7 +15,8 @@ import {
 } from '../../runtime/gpu.js';
 import type { FormKernels, GradientProgram, GramProgram, MatrixLayout, VariantDescription, VariantScratch } from '../program.js';
 import { backwardParams, ceilDiv, statsLayout, UNIFORM_BYTES, type ColumnGroups } from '../shared.js';
-import { centeredPanelsSpec, LANES, PANEL_MAX_STRIPS, PANEL_MIN_ROWS, panelColumnGroups, SHARED, STRIP, subgroupSizes, upperTileCount } from '../subgroup.js';
+import { subgroupSizes } from '../register-blocks.js';
+import { centeredPanelsSpec, LANES, lanesFit, PANEL_MAX_STRIPS, PANEL_MIN_ROWS, panelColumnGroups, SHARED, STRIP, upperTileCount } from './shuffle.js';
 
 /** WGSL language features the kernels require (read-only storage textures, uniform pointer parameters). */
 export const WINDOW_LANGUAGE_FEATURES = ['readonly_and_readwrite_storage_textures', 'unrestricted_pointer_parameters'] as const;
@@ -39,7 +40,7 @@ export const windowPanelFloats = (n: number, d: number) => windowColumnGroups(n,
 
 /**
  * The Gram's and the gradient's column groups: equal widths, at most PANEL_MAX_STRIPS strips (as the
- * subgroup gradient's) from PANEL_MIN_ROWS rows, and below that as many as keep the texture within
+ * shuffle gradient's) from PANEL_MIN_ROWS rows, and below that as many as keep the texture within
  * PANEL_MIN_ROWS x 512 floats (1 MiB), up to WINDOW_GROUP_MAX_STRIPS: fewer groups mean fewer dispatches
  * and fewer rounds of the Gram's running sums.
  */
@@ -144,7 +145,7 @@ export interface WindowScratch extends VariantScratch {
 
 /**
  * Column group g of the view into the texture: with `raw` (windowRawPanel) a copy of each of the group's
- * strips of Z into its layer, else the group's panel copy (centered_panels.wgsl, `pack`) and that
+ * strips of Z into its layer, else the group's panel copy (subgroup/centered_panels.wgsl, `pack`) and that
  * panel's copy into the texture (a kernel writing the texture by textureStore ran at half the speed of
  * the pack and its copy on lavapipe). `workgroups`: the pack's (the gradient's own, or its indirect arguments).
  */
@@ -159,7 +160,7 @@ function windowTextureSteps(label: string, pack: GPUComputePipeline | undefined,
       copy: { buffer: z, offset: (g * groups.width + q * STRIP) * 4, bytesPerRow: raw.d * 4, rowsPerImage: height, texture: scratch.texture.gpu, origin: [0, 0, q], size: [texels, height, 1] },
     }));
   }
-  if (!pack) throw new Error(`${label}: the packed texture needs the centered_panels pipeline`);
+  if (!pack) throw new Error(`${label}: the packed texture needs the subgroup/centered_panels pipeline`);
   return [
     { label: `${label}: panels ${g}`, pipeline: pack, workgroups, bindings: [z, stats, scratch.panel.gpu, record(scratch.records[view].gpu, at.backwardParams + g, UNIFORM_BYTES.backwardParams)] },
     { label: `${label}: texture ${g}`, copy: { buffer: scratch.panel.gpu, bytesPerRow: STRIP * 4, rowsPerImage: rows, texture: scratch.texture.gpu, size: [texels, height, layers] } },
@@ -262,10 +263,9 @@ export const windows: VariantDescription = {
   family: 'lavapipe',
   summary: "the dual form's subgroup kernels with every inner-loop operand read through uniform windows or a storage texture (for lavapipe)",
   language: WINDOW_LANGUAGE_FEATURES,
-  requirements: `what 'subgroup' needs (subgroup size ${LANES}), the WGSL language features ${WINDOW_LANGUAGE_FEATURES.join(' and ')}, and n <= ${WINDOWS_MAX_ROWS}; the primal form runs 'subgroup'`,
+  requirements: `what 'shuffle' needs (subgroup size ${LANES}), the WGSL language features ${WINDOW_LANGUAGE_FEATURES.join(' and ')}, and n <= ${WINDOWS_MAX_ROWS}; the primal form runs 'shuffle'`,
   refuse: ({ traits, n, d, form, bindingLimit }) => {
-    const lanes = traits.features.has('subgroups') && traits.subgroupMinSize === LANES && traits.subgroupMaxSize === LANES;
-    if (!lanes || d % 4 !== 0 || !hasLanguage(traits.language) || n > WINDOWS_MAX_ROWS) {
+    if (!lanesFit(traits) || d % 4 !== 0 || !hasLanguage(traits.language) || n > WINDOWS_MAX_ROWS) {
       return {
         kind: 'option',
         reason: `the 'subgroups' feature with subgroup size ${LANES} (this device: ${subgroupSizes(traits)}) and d % 4 == 0 (d = ${d}), `
@@ -281,6 +281,6 @@ export const windows: VariantDescription = {
     return undefined;
   },
   forms: { dual: dualKernels },
-  standIn: 'subgroup',
+  standIn: 'shuffle',
   preference: 0,
 };

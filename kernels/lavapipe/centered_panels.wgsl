@@ -1,7 +1,7 @@
-// centered_panels.wgsl: one group of columns of a view, centered, copied into 64-column panels, for the
-// dual backward (covariance_backward_dual_subgroup.wgsl) to stream, or for the windowed Gram and
+// lavapipe/centered_panels.wgsl: one group of columns of a view, centered, copied into 64-column panels, for the
+// dual backward (lavapipe/dual_gradient_shuffle.wgsl) to stream, or for the windowed Gram and
 // backward, whose host copies the panels into their texture (copyBufferToTexture: a strip is a layer, a
-// row of 64 floats a row of 16 texels; sample_gram_windows.wgsl, covariance_backward_dual_windows.wgsl)
+// row of 64 floats a row of 16 texels; lavapipe/dual_gram_windows.wgsl, lavapipe/dual_gradient_windows.wgsl)
 // where the view cannot be copied into it as it is.
 //
 // Math (Z one view, n x d row-major; Zc = (Z - shift) - center from column_stats, the same two
@@ -18,7 +18,7 @@
 //   0  z4      storage, read        array<vec4<f32>>  n*d/4: Z as vec4s
 //   1  stats   storage, read        array<f32>        column_stats layout; shift, center at shiftOffset, centerOffset
 //   2  panel4  storage, read_write  array<vec4<f32>>  n*width/4 (width = the group's columns, a multiple of 64)
-//   3  params  uniform              BackwardParams (as covariance_backward.wgsl; n, d, shiftOffset,
+//   3  params  uniform              BackwardParams (as tiled/primal_gradient.wgsl; n, d, shiftOffset,
 //                                   centerOffset and columnStart are read)
 // Dispatch: (X, width / 64, 1) workgroups of 16 threads; workgroup (x, y) copies the row blocks
 // ROWS x' .. ROWS x' + ROWS - 1 of strip y with x' = x, x + X, ...; thread t copies vec4 column t of the
@@ -26,7 +26,7 @@
 // that both can share indirect dispatch arguments), and 4 for the windowed Gram and backward, whose
 // geometry that is, for the same reason.
 // Requires: d % 4 == 0.
-// Variant: the only one (used with the "subgroup" dual backward and the "windows" dual Gram and backward).
+// Variant: "shuffle" and "windows" (lavapipe): the shuffle dual gradient's panels, the windows kernels' packed texture.
 
 struct BackwardParams {
   n: u32, d: u32, shiftOffset: u32, centerOffset: u32,

@@ -1,5 +1,5 @@
-// covariance_backward_mirrored_subgroup.wgsl: the second pass of the primal gradient on a packed matrix:
-// adds the part of Zc Coff that covariance_backward_subgroup.wgsl cannot read by rows.
+// lavapipe/primal_gradient_mirrored_shuffle.wgsl: the second pass of the primal gradient on a packed matrix:
+// adds the part of Zc Coff that lavapipe/primal_gradient_shuffle.wgsl cannot read by rows.
 //
 // The packed buffer (the Gram kernels' packedIndex) holds each view's symmetric Coff once: view A's
 // entry (j, k), j <= k, in row j; view B's entry (j, k), j < k, in row k. Row k of the buffer therefore
@@ -30,12 +30,12 @@
 //   1  stats       storage, read        array<f32>        column_stats layout
 //   2  covOffDiag4 storage, read        array<vec4<f32>>  (d*d+d)/4 both views' Coff, packed
 //   3  grad        storage, read_write  array<f32>        n*d
-//   4  params      uniform              BackwardParams (as covariance_backward.wgsl; packing 1 view A,
+//   4  params      uniform              BackwardParams (as tiled/primal_gradient.wgsl; packing 1 view A,
 //                                       2 view B; columnStart, matrixStride unused)
 //   5  upstream    storage, read        array<f32>        1: the upstream gradient
 // Dispatch: (ceil(d / (LANES*OWN)), ceil(n / SHARED), 1) workgroups of LANES threads.
 // Requires: d % 4 == 0; the 'subgroups' feature with a subgroup size of exactly LANES.
-// Variant: "subgroup" (lavapipe), the second pass of its packed primal backward.
+// Variant: "shuffle" (lavapipe: subgroups of exactly 8), the second pass of its packed primal backward.
 
 enable subgroups;
 
@@ -61,7 +61,7 @@ const OWN: u32 = 8u;                           // columns of the gradient per la
 
 // Rows p*LANES .. p*LANES + LANES - 1 of the block += Zc(those rows, 4 k's) . own (Coff's 4 k's per column);
 // mine is this lane's Zc(shared row p, the 4 k's), shuffled to the others.
-fn accumulateBlock(acc: ptr<function, array<array<f32, OWN>, SHARED>>, p: u32, mine: vec4<f32>,
+fn accumulateDots(acc: ptr<function, array<array<f32, OWN>, SHARED>>, p: u32, mine: vec4<f32>,
                    own: ptr<function, array<vec4<f32>, OWN>>) {
   for (var s = 0u; s < LANES; s++) {
     let row = subgroupShuffle(mine, s);
@@ -100,10 +100,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
       let kept = select(k > j, k < j, lower);
       own[c] = select(vec4<f32>(0.0), covOffDiag4[column[c] * d4 + k4], kept);
     }
-    accumulateBlock(&acc, 0u, (z4[sharedBase[0] + k4] - shift) - center, &own);
-    accumulateBlock(&acc, 1u, (z4[sharedBase[1] + k4] - shift) - center, &own);
-    accumulateBlock(&acc, 2u, (z4[sharedBase[2] + k4] - shift) - center, &own);
-    accumulateBlock(&acc, 3u, (z4[sharedBase[3] + k4] - shift) - center, &own);
+    accumulateDots(&acc, 0u, (z4[sharedBase[0] + k4] - shift) - center, &own);
+    accumulateDots(&acc, 1u, (z4[sharedBase[1] + k4] - shift) - center, &own);
+    accumulateDots(&acc, 2u, (z4[sharedBase[2] + k4] - shift) - center, &own);
+    accumulateDots(&acc, 3u, (z4[sharedBase[3] + k4] - shift) - center, &own);
   }
 
   let scale = upstream[0] * params.covCoef;
