@@ -12,7 +12,7 @@
 // Exit status: 0 when every row agreed with its references, 1 when a row disagreed or failed, 2 on bad
 // arguments.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
@@ -61,10 +61,14 @@ const HELP = `npm run bench -- [options]
   --out DIR              where latest.json, latest.md and latest.svg go (default bench/results)
   --resident             also time GPU-resident use: inputs uploaded once, forward on the GPUBuffers and
                          backward returning GPUBuffers; and encode() into caller-owned gradient buffers
+  --swiftshader          run on SwiftShader, the CPU Vulkan driver of Debian's chromium package (subgroup size 4),
+                         instead of the default adapter (sets VK_ICD_FILENAMES, as any run can)
   --help                 this text
 `;
 
 const QUICK_SHAPES = '64x256,128x512';
+/** SwiftShader's Vulkan driver manifest, as Debian's chromium package installs it. */
+const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 /** --skip-large drops shapes this big or bigger (elements per view): the official 2048 x 8192. */
 const LARGE_ELEMENTS = 2048 * 8192;
 /** A full float64 check above this many multiply-adds takes too long in JS (~1 GMAC/s): sample instead. */
@@ -122,13 +126,18 @@ function parseOptions(argv: string[]): Options | 'help' {
         shapes: { type: 'string' }, quick: { type: 'boolean' }, 'skip-large': { type: 'boolean' },
         runs: { type: 'string' }, warmup: { type: 'string' }, 'tfjs-runs': { type: 'string' }, 'tfjs-max-seconds': { type: 'string' },
         'no-tfjs': { type: 'boolean' }, 'tfjs-quiet': { type: 'boolean' }, 'dawn-polling': { type: 'boolean' }, openblas: { type: 'boolean' }, kernels: { type: 'boolean' }, phases: { type: 'boolean' }, preset: { type: 'string' }, form: { type: 'string' }, variant: { type: 'string' }, seed: { type: 'string' },
-        out: { type: 'string' }, resident: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+        out: { type: 'string' }, resident: { type: 'boolean' }, swiftshader: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       },
     }));
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
   if (values.help) return 'help';
+  if (values.swiftshader) {
+    if (!existsSync(SWIFTSHADER_ICD)) throw new UsageError(`--swiftshader: no ${SWIFTSHADER_ICD} (scripts/setup.sh installs Debian's chromium, which ships it)`);
+    // Read by the Vulkan loader when Dawn first enumerates adapters, which comes later.
+    process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
+  }
   if (values.quick && values.shapes) throw new UsageError('--quick and --shapes choose shapes both; give one');
   let shapes = parseShapes(values.shapes ?? (values.quick ? QUICK_SHAPES : DEFAULT_SHAPES));
   if (values['skip-large']) shapes = shapes.filter(([n, d]) => n * d < LARGE_ELEMENTS);

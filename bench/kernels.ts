@@ -7,8 +7,8 @@
 // dot products of length n (primal, side d) or d (dual, side n); "GEMM-equivalent" counts the whole
 // matrix, side^2 dot products, as a general matrix product would (the "GFLOP/s-equivalent").
 // A backward kernel does n d side multiply-adds (Zc Coff or K Zc), its mirrored pass included where the
-// variant has one; the dual subgroup backward includes its panel copies (subgroup/centered_panels, also timed alone).
-// column_stats is reported in GB/s of the two n x d views it reads, subgroup/centered_panels in GB/s of the one it copies.
+// variant has one; the dual shuffle backward includes its panel copies (lavapipe/centered_panels, also timed alone).
+// column_stats is reported in GB/s of the two n x d views it reads, lavapipe/centered_panels in GB/s of the one it copies.
 import { acquireDevice } from '../src/runtime/device.js';
 import { createBuffer, destroyBuffer, encodeStep, pipeline, storageBuffer, uniformBuffer, Usage, type Buffer, type Step } from '../src/runtime/gpu.js';
 import { quietly } from '../src/runtime/polling.js';
@@ -28,7 +28,7 @@ export interface KernelTiming {
   variant: Variant | 'only';
   kernel: string;
   ms: number;
-  /** Useful GFLOP/s (Gram: upper triangle; backward: n d side), or for the copies (column_stats, subgroup/centered_panels) GB/s read. */
+  /** Useful GFLOP/s (Gram: upper triangle; backward: n d side), or for the copies (column_stats, lavapipe/centered_panels) GB/s read. */
   rate: number;
   unit: 'GFLOP/s' | 'GB/s';
   /** Gram kernels: GFLOP/s counting the whole side x side matrix. */

@@ -211,9 +211,9 @@ export function writeKernelReports(dir: string, report: KernelReport): string[] 
   return writeSideReport(dir, 'kernels', report, 'vicreg-wgsl kernels',
     'Each kernel alone on device-resident data: 5 dispatches in one submission, the median over 5 submissions. ' +
       'Gram kernels: useful flops = the upper triangle, side (side + 1) / 2 dot products; GEMM-equivalent = the whole ' +
-      'side x side product, as a general matrix multiply computes it. Backward: n d side multiply-adds (the subgroup ' +
-      'primal backward with its mirrored pass, the subgroup dual backward with its column-panel copies from 512 rows, ' +
-      'which are also timed alone as subgroup/centered_panels, in GB/s of the view they copy, the windows backward with its panel ' +
+      'side x side product, as a general matrix multiply computes it. Backward: n d side multiply-adds (the shuffle ' +
+      'primal backward with its mirrored pass, the shuffle dual backward with its column-panel copies from 512 rows, ' +
+      'which are also timed alone as lavapipe/centered_panels, in GB/s of the view they copy, the windows backward with its panel ' +
       'copies and their copyBufferToTexture, timed alone likewise; column_stats in GB/s of both views). ' +
       (report.peak
         ? `CPU peak: ${report.peak.sgemm_gflops.toFixed(0)} GFLOP/s, a 2048^3 float32 sgemm (${report.peak.blas}); "of CPU peak" divides the GEMM-equivalent rate (Gram) or the useful rate (backward) by it.`

@@ -48,7 +48,7 @@ await build({
 });
 
 // kernels/manifest.json for native hosts (docs/native.md): the generator is TypeScript (it reads
-// src/ops/plan.ts), so it is bundled in memory and imported from a data: URL, leaving nothing in dist/.
+// src/manifest/plan.ts), so it is bundled in memory and imported from a data: URL, leaving nothing in dist/.
 const manifest = await build({
   entryPoints: ['scripts/manifest.ts'], bundle: true, format: 'esm', platform: 'node', target: 'node20', write: false, logLevel: 'warning', loader: { '.wgsl': 'text' },
 });

@@ -1,4 +1,4 @@
-// A tiny evaluator for the formula strings of src/ops/plan.ts and kernels/manifest.json ("ceil(d/32)",
+// A tiny evaluator for the formula strings of src/manifest/plan.ts and kernels/manifest.json ("ceil(d/32)",
 // "2*lambda/(n*d)", "n < d"). A native host needs the same ~60 lines in its own language; the grammar is
 // FORMULA_GRAMMAR, also written into the manifest.
 

@@ -1,7 +1,7 @@
 // Generates kernels/manifest.json (run by scripts/build.mjs): everything a native host (C++ with Dawn,
 // Rust with wgpu) needs to run the kernels without this package. It joins what the WGSL sources declare
 // (bindings, overrides, workgroup sizes, struct layouts; read by scripts/wgsl-reflect.ts) with the loss's
-// description in src/ops/plan.ts (sizes, dispatch counts, uniform values, the passes, the host's rules),
+// description in src/manifest/plan.ts (sizes, dispatch counts, uniform values, the passes, the host's rules),
 // and fails when the two disagree. docs/native.md explains the result.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -21,10 +21,10 @@ const PLAN_VARIABLE_NOTES: Record<string, string> = {
   side: 'side of the Gram matrix: d (primal, C = Zc^T Zc/(n-1)) or n (dual, K = Zc Zc^T)',
   dual: '1 in the dual form, 0 in the primal form',
   tiles: '32 x 32 tiles per side of the Gram matrix (GramDims.tiles)',
-  upperTiles: "the subgroup Gram kernels' tiles (32 x 8 lanes) on or above the diagonal: one workgroup each (their upperTileCount)",
+  upperTiles: "the shuffle Gram kernels' tiles (32 x 8 lanes) on or above the diagonal: one workgroup each (their upperTileCount)",
   partialsPerView: 'partial sums one Gram pass writes per view',
-  panels: '1 where the dual subgroup backward reads Zc from column panels (subgroup/centered_panels), else 0',
-  panelGroups: 'iterations of a group loop (forEachGroup): column groups of the dual subgroup backward; 1 where panels = 0',
+  panels: '1 where the dual shuffle backward reads Zc from column panels (lavapipe/centered_panels), else 0',
+  panelGroups: 'iterations of a group loop (forEachGroup): column groups of the dual shuffle backward; 1 where panels = 0',
   panelWidth: 'columns per group (a multiple of 8 lanes; the last group may run past d)',
 };
 

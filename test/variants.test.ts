@@ -45,7 +45,7 @@ for (const form of FORMS) {
 }
 
 // From PANEL_MIN_ROWS = 512 rows the subgroup dual backward copies Zc's columns into panels group by group
-// (subgroup/centered_panels.wgsl) and reads them there: 520 x 1156 has 3 groups of 448 columns, the last one
+// (lavapipe/centered_panels.wgsl) and reads them there: 520 x 1156 has 3 groups of 448 columns, the last one
 // ending past d; 512 x 1540 has 4 groups of 448, the last with 3 strips wholly past d (skipped).
 const panelsWhy = cannotRun('shuffle', 'dual', 512, 1540);
 describe.skipIf(panelsWhy)(titled('variant shuffle, form dual, column panels (n >= 512, poisoned scratch)', panelsWhy), () => {

@@ -139,7 +139,7 @@ export const BUFFERS: Readonly<Record<string, BufferPlan>> = {
   } satisfies BufferPlan])),
   panel: {
     kind: 'storage', type: 'f32', count: 'max(4, panels*n*panelWidth)', scope: 'form',
-    note: 'one column group of Zc in 64-column panels (subgroup/centered_panels), rewritten for every group; 4 floats where panels = 0 (bound, not read)',
+    note: 'one column group of Zc in 64-column panels (lavapipe/centered_panels), rewritten for every group; 4 floats where panels = 0 (bound, not read)',
   },
   ...Object.fromEntries(([0, 1] as const).map((v) => [`groupParams${'AB'[v]}`, {
     kind: 'uniform', type: 'BackwardParams', scope: 'group',

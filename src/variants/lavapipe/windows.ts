@@ -145,7 +145,7 @@ export interface WindowScratch extends VariantScratch {
 
 /**
  * Column group g of the view into the texture: with `raw` (windowRawPanel) a copy of each of the group's
- * strips of Z into its layer, else the group's panel copy (subgroup/centered_panels.wgsl, `pack`) and that
+ * strips of Z into its layer, else the group's panel copy (lavapipe/centered_panels.wgsl, `pack`) and that
  * panel's copy into the texture (a kernel writing the texture by textureStore ran at half the speed of
  * the pack and its copy on lavapipe). `workgroups`: the pack's (the gradient's own, or its indirect arguments).
  */
@@ -160,7 +160,7 @@ function windowTextureSteps(label: string, pack: GPUComputePipeline | undefined,
       copy: { buffer: z, offset: (g * groups.width + q * STRIP) * 4, bytesPerRow: raw.d * 4, rowsPerImage: height, texture: scratch.texture.gpu, origin: [0, 0, q], size: [texels, height, 1] },
     }));
   }
-  if (!pack) throw new Error(`${label}: the packed texture needs the subgroup/centered_panels pipeline`);
+  if (!pack) throw new Error(`${label}: the packed texture needs the lavapipe/centered_panels pipeline`);
   return [
     { label: `${label}: panels ${g}`, pipeline: pack, workgroups, bindings: [z, stats, scratch.panel.gpu, record(scratch.records[view].gpu, at.backwardParams + g, UNIFORM_BYTES.backwardParams)] },
     { label: `${label}: texture ${g}`, copy: { buffer: scratch.panel.gpu, bytesPerRow: STRIP * 4, rowsPerImage: rows, texture: scratch.texture.gpu, size: [texels, height, layers] } },

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs the tests on SwiftShader, the CPU Vulkan driver Debian's chromium package ships (subgroup size 4, no
+# shader-f16), as a second adapter beside the machine's default: nothing in the engine or its tests may
+# assume one adapter. Arguments go to vitest (a file, -t PATTERN, ...).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+icd=${VICREG_SWIFTSHADER_ICD:-/usr/lib/chromium/vk_swiftshader_icd.json}
+if [ ! -f "$icd" ]; then
+  echo "test:swiftshader: no $icd (scripts/setup.sh installs Debian's chromium, which ships it; or set VICREG_SWIFTSHADER_ICD)" >&2
+  exit 2
+fi
+VK_ICD_FILENAMES="$icd" npx vitest run "$@"
