@@ -12,7 +12,7 @@
 import { acquireDevice } from '../src/runtime/device.js';
 import { createBuffer, destroyBuffer, encodeStep, pipeline, storageBuffer, uniformBuffer, Usage, type Buffer, type Step } from '../src/runtime/gpu.js';
 import { quietly } from '../src/runtime/polling.js';
-import { DEFAULTS } from '../src/engine/coefficients.js';
+import { DEFAULTS } from '../src/coefficients.js';
 import { gradientSteps, gramSteps, type PassScope } from '../src/engine/passes.js';
 import { FORMS, LANGUAGE_FEATURES, VARIANTS } from '../src/variants/registry.js';
 import { backwardParams, columnStats, gramDims, side as sideOf, statsLayout, UNIFORM_BYTES } from '../src/variants/shared.js';

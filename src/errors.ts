@@ -64,3 +64,6 @@ export class DeviceError extends VICRegError {
 export class ArgumentError extends VICRegError {
   constructor(message: string) { super('argument', message); }
 }
+
+/** Bytes in words: MiB from 1 MiB up, else bytes. */
+export const MiB = (bytes: number) => (bytes >= 2 ** 20 ? `${(bytes / 2 ** 20).toFixed(1)} MiB` : `${bytes} bytes`);

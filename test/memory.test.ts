@@ -11,7 +11,7 @@
 // encode() with encodeFallback 'none' on a dual problem holds no primal matrix either.
 import { describe, expect, it } from 'vitest';
 import { bufferCounts, createVICRegLoss } from '../src/index.js';
-import { DEFAULTS } from '../src/engine/coefficients.js';
+import { DEFAULTS } from '../src/coefficients.js';
 import { blockedMatrixFloats, windowPanelFloats, windowRecords, windowTextureSize } from '../src/variants/lavapipe/windows.js';
 import type { Variant } from '../src/types.js';
 import { randomViews } from './reference/float64.js';

@@ -8,7 +8,7 @@
 // them the tests that run it are skipped, saying why; its plan is checked everywhere.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createVICRegLoss, LimitError, OptionError, type VICRegLoss } from '../src/index.js';
-import { DEFAULTS } from '../src/engine/coefficients.js';
+import { DEFAULTS } from '../src/coefficients.js';
 import {
   BACKWARD_WINDOWS, blockCount, RECORD_BYTES, storedBlock, windowBackwardDispatches, windowColumnGroups, windowGramTiles, windowGroupStrips, windowRawPanel, windowRecords,
 } from '../src/variants/lavapipe/windows.js';

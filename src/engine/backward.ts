@@ -1,11 +1,11 @@
 // backward(): both gradients of the last forward's loss, one gradient pass per view (passes.ts) on the
 // matrix that forward kept; past the binding limit (primal d x d), Coff formed one column block at a time.
-import { DeviceError, LimitError, OptionError, StateError } from '../errors.js';
+import { DeviceError, LimitError, MiB, OptionError, StateError } from '../errors.js';
 import { destroyBuffer, encodeStep, pipeline, readback, readbackBuffer, storageBuffer, uniformBuffer, withErrorScopes, type Buffer } from '../runtime/gpu.js';
 import { kernelsOf } from '../variants/registry.js';
 import { backwardParams, columnBlockGram, columnBlockWidth, gramDims, UNIFORM_BYTES } from '../variants/shared.js';
 import type { BackwardOptions, VICRegGradients } from '../types.js';
-import { MiB, poison, poisonTexture, validateOut, VIEWS } from './checks.js';
+import { poison, poisonTexture, validateOut, VIEWS } from './checks.js';
 import { backwardVariant, pipelinesOf } from './forward.js';
 import { ensureDevice } from './lifecycle.js';
 import { backwardSteps, blockedBackwardSteps, type ColumnBlock, type GradientPlan, type PassScope } from './passes.js';

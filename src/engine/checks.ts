@@ -63,8 +63,6 @@ export function firstNonFinite(flags: Uint32Array, d: number): NonFiniteError {
   return new NonFiniteError('A', -1, -1, NaN);
 }
 
-/** Bytes in words: MiB from 1 MiB up, else bytes. */
-export const MiB = (bytes: number) => (bytes >= 2 ** 20 ? `${(bytes / 2 ** 20).toFixed(1)} MiB` : `${bytes} bytes`);
 
 /** The four terms from loss_terms' result, or the overflow error when one is not finite. */
 export function termsOf(r: Float32Array): VICRegTerms {

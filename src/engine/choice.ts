@@ -1,10 +1,9 @@
 // Which variant runs a role (a form's Gram, a Gram with its backward, a backward): forced by the option,
 // the only one that can, the device's cached choice, or a measured trial on the first use of a shape
 // class on a device ('auto'), whose choice is cached for the device. Candidates come from the registry.
-import { LimitError, OptionError } from '../errors.js';
+import { LimitError, MiB, OptionError } from '../errors.js';
 import { kernelsOf, preferred, refusal, REGISTRY, runnable, runsFor } from '../variants/registry.js';
 import type { Form, Variant } from '../types.js';
-import { MiB } from './checks.js';
 import { choiceKey, choicesOf, seedVariantChoices, type ChoiceRole } from './choices.js';
 import { bindingLimit, limitName, situation, type Engine } from './state.js';
 import type { VariantTrial } from './trial.js';

@@ -2,13 +2,13 @@
 // with no wait on the device. Where the dual form runs, the primal one can stand by: form_decision.wgsl
 // then reads the dual form's off-diagonal shares on the device and writes the indirect dispatch
 // arguments that run one form's backward (and the primal forward where the dual lost accuracy).
-import { BufferError, DeviceError, LimitError, OptionError, ShapeError, StateError, VICRegError } from '../errors.js';
+import { BufferError, DeviceError, LimitError, MiB, OptionError, ShapeError, StateError, VICRegError } from '../errors.js';
 import { createBuffer, destroyBuffer, encodeStep, pipelineSync, readback, readbackBuffer, storageBuffer, uniformBuffer, Usage, withErrorScopes, type Buffer, type KernelSpec } from '../runtime/gpu.js';
 import type { FormKernels, IndirectArgs } from '../variants/program.js';
 import { kernelsOf } from '../variants/registry.js';
 import { columnStats, formDecision, lossTerms, packedMatrixFloats, UNIFORM_BYTES } from '../variants/shared.js';
 import type { EncodeArgs, Form, PendingTerms, Variant, VICRegTerms } from '../types.js';
-import { firstNonFinite, isGPUBuffer, MiB, poison, poisonTexture, termsOf, validateGradBuffer, validateShape, validateView, VIEWS } from './checks.js';
+import { firstNonFinite, isGPUBuffer, poison, poisonTexture, termsOf, validateGradBuffer, validateShape, validateView, VIEWS } from './checks.js';
 import { cachedOrPreferred, gramRole } from './choice.js';
 import { backwardVariant, chooseGramVariant, MIN_DUAL_SHARE, pipelinesOf, startingForm } from './forward.js';
 import { ensureDevice, typedError } from './lifecycle.js';

@@ -7,7 +7,7 @@ import type { BackwardOptions, VICRegGradients, VICRegLoss, VICRegOptions } from
 import { backward } from './backward.js';
 import { exportVariantChoices, validateVariantChoices } from './choices.js';
 import { deviceChoices } from './choice.js';
-import { resolveCoefficients } from './coefficients.js';
+import { resolveCoefficients } from '../coefficients.js';
 import { encode, encodeSync } from './encode.js';
 import { forward } from './forward.js';
 import { serialize, watchLoss } from './lifecycle.js';

@@ -2,7 +2,8 @@
 // Forward: column statistics, then a Gram per view, then the loss terms. Backward: one gradient pass per
 // view. The variant's programs (src/variants) give each view's steps.
 import type { Dispatch, Step } from '../runtime/gpu.js';
-import type { DeviceTraits, GradientProgram, GramProgram, IndirectArgs, PassKind, VariantScratch } from '../variants/program.js';
+import type { GradientProgram, GramProgram, IndirectArgs, PassKind, VariantScratch } from '../variants/program.js';
+import type { DeviceTraits } from '../runtime/device.js';
 import { columnBlockGram, columnStats, lossTerms } from '../variants/shared.js';
 import { BOTH } from './workspace.js';
 

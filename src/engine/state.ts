@@ -1,12 +1,11 @@
 // An engine's state, explicit: its options, the device it runs on (and whether it was lost), the
 // workspace of the current shape, what the last forward kept for its backward, and the call queue.
 // The other engine modules are free functions over it.
-import { LimitError } from '../errors.js';
+import { LimitError, MiB } from '../errors.js';
 import type { DeviceHandle } from '../runtime/device.js';
 import type { Situation } from '../variants/program.js';
 import type { Form, ForwardPlan, VariantChoices, VICRegOptions } from '../types.js';
-import type { Coefficients } from './coefficients.js';
-import { MiB } from './checks.js';
+import type { Coefficients } from '../coefficients.js';
 import type { Workspace } from './workspace.js';
 import type { Variant } from '../types.js';
 

@@ -8,7 +8,7 @@ import { kernelsOf, runnable } from '../variants/registry.js';
 import { backwardParams, gramDims, statsLayout, UNIFORM_BYTES } from '../variants/shared.js';
 import type { Form, Variant } from '../types.js';
 import { VIEWS } from './checks.js';
-import { varianceScale } from './coefficients.js';
+import { varianceScale } from '../coefficients.js';
 import { checkBinding, situation, type Engine } from './state.js';
 
 /** 8 floats: loss, its three terms, the non-finite flag, the two views' off-diagonal shares, unused. */

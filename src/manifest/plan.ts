@@ -8,12 +8,12 @@
 // scripts/formula.ts) in the names of INPUTS and of the plan's variables, never a number worked out by
 // hand: test/plan.test.ts evaluates them against the functions the engine itself calls.
 import type { Form } from '../types.js';
-import { DEFAULTS } from '../engine/coefficients.js';
+import { DEFAULTS } from '../coefficients.js';
 import { MIN_DUAL_SHARE } from '../engine/forward.js';
 import { REGISTRY, VARIANTS as DESCRIPTIONS } from '../variants/registry.js';
-import { common, type Formula, type KernelId, type KernelPlan, type Role, type VariantPlan } from './kernel-plans.js';
+import { common, type Formula, type KernelId, type KernelPlan, type Role, type VariantPlan } from '../variants/kernel-plans.js';
 
-export type { Formula, KernelId, KernelPlan, Role, VariantPlan } from './kernel-plans.js';
+export type { Formula, KernelId, KernelPlan, Role, VariantPlan } from '../variants/kernel-plans.js';
 
 /** Names a host binds before evaluating any formula. */
 export const INPUTS: Readonly<Record<string, string>> = {

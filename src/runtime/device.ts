@@ -1,7 +1,17 @@
 // Device acquisition: a caller's GPUDevice, navigator.gpu in browsers, or Dawn (the `webgpu` package)
 // in Node. Requests the adapter's largest storage-buffer limits, since the Gram matrices grow as d^2.
 import { DeviceError } from '../errors.js';
-import type { DeviceTraits } from '../variants/program.js';
+
+/** What a device offers the kernels, read from its adapter (traitsOf). */
+export interface DeviceTraits {
+  /** Optional features the device was created with ('subgroups', 'shader-f16', ...). */
+  features: ReadonlySet<string>;
+  /** The adapter's subgroup sizes, where it has 'subgroups' and says. */
+  subgroupMinSize?: number;
+  subgroupMaxSize?: number;
+  /** WGSL language features the device compiles (navigator.gpu.wgslLanguageFeatures, or probed). */
+  language: ReadonlySet<string>;
+}
 
 export interface DeviceHandle {
   device: GPUDevice;

@@ -4,7 +4,7 @@
 // tf.customGrad, scaled by the upstream gradient.
 import * as tf from '@tensorflow/tfjs-core';
 import { DeviceError, ShapeError } from '../errors.js';
-import { resolveCoefficients } from '../engine/coefficients.js';
+import { resolveCoefficients } from '../coefficients.js';
 import { exportVariantChoices, seedVariantChoices, validateVariantChoices } from '../engine/choices.js';
 import { createVICRegLossOnDevice } from '../engine/engine.js';
 import { deviceHandle } from '../runtime/device.js';

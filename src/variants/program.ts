@@ -2,21 +2,11 @@
 // matrix and its partial sums of squares), a gradient program (backward: one view's whole gradient), the
 // layout of the matrix the first writes and the second reads, and the scratch both need. The engine
 // records their steps without knowing which variant it runs (the registry, registry.ts, lists them).
-import type { Coefficients } from '../engine/coefficients.js';
-import type { VariantPlan } from '../manifest/kernel-plans.js';
+import type { Coefficients } from '../coefficients.js';
+import type { VariantPlan } from './kernel-plans.js';
 import type { Buffer, KernelSpec, Step, Texture } from '../runtime/gpu.js';
+import type { DeviceTraits } from '../runtime/device.js';
 import type { Form, Variant } from '../types.js';
-
-/** What a device offers the kernels, read from its adapter (runtime/device.ts). */
-export interface DeviceTraits {
-  /** Optional features the device was created with ('subgroups', 'shader-f16', ...). */
-  features: ReadonlySet<string>;
-  /** The adapter's subgroup sizes, where it has 'subgroups' and says. */
-  subgroupMinSize?: number;
-  subgroupMaxSize?: number;
-  /** WGSL language features the device compiles (navigator.gpu.wgslLanguageFeatures, or probed). */
-  language: ReadonlySet<string>;
-}
 
 /** Where the device finds a dispatch's workgroup counts (dispatchWorkgroupsIndirect). */
 export interface IndirectArgs { indirect: GPUBuffer; offset: number }

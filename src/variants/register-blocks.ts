@@ -15,10 +15,11 @@ import tiledPrimalGram from '../../kernels/tiled/primal_gram.wgsl';
 import tiledDualGram from '../../kernels/tiled/dual_gram.wgsl';
 import tiledPrimalGradient from '../../kernels/tiled/primal_gradient.wgsl';
 import tiledDualGradient from '../../kernels/tiled/dual_gradient.wgsl';
-import { blockBackwardBindings, common, view, type Formula, type KernelPlan, type VariantPlan } from '../manifest/kernel-plans.js';
+import { blockBackwardBindings, common, view, type Formula, type KernelPlan, type VariantPlan } from './kernel-plans.js';
 import type { KernelSpec } from '../runtime/gpu.js';
 import type { Form } from '../types.js';
-import type { DeviceTraits, FormKernels, GradientProgram, GramProgram, VariantDescription } from './program.js';
+import type { FormKernels, GradientProgram, GramProgram, VariantDescription } from './program.js';
+import type { DeviceTraits } from '../runtime/device.js';
 import { ceilDiv, PACKED, side } from './shared.js';
 
 /** Rows or columns of one group of 4 threads' block: 2 x 8. */

@@ -5,7 +5,7 @@ import columnStatsWgsl from '../../kernels/column_stats.wgsl';
 import lossTermsWgsl from '../../kernels/loss_terms.wgsl';
 import formDecisionWgsl from '../../kernels/form_decision.wgsl';
 import primalGramColumnsWgsl from '../../kernels/primal_gram_columns.wgsl';
-import { gradientCoefficients, type Coefficients } from '../engine/coefficients.js';
+import { gradientCoefficients, type Coefficients } from '../coefficients.js';
 import type { KernelSpec } from '../runtime/gpu.js';
 import type { Form } from '../types.js';
 import type { MatrixLayout } from './program.js';

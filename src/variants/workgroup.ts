@@ -5,7 +5,7 @@ import workgroupPrimalGram from '../../kernels/workgroup/primal_gram.wgsl';
 import workgroupDualGram from '../../kernels/workgroup/dual_gram.wgsl';
 import workgroupPrimalGradient from '../../kernels/workgroup/primal_gradient.wgsl';
 import workgroupDualGradient from '../../kernels/workgroup/dual_gradient.wgsl';
-import { blockBackwardBindings, common, view, type KernelPlan, type VariantPlan } from '../manifest/kernel-plans.js';
+import { blockBackwardBindings, common, view, type KernelPlan, type VariantPlan } from './kernel-plans.js';
 import type { Form } from '../types.js';
 import type { FormKernels, GradientProgram, GramProgram, VariantDescription } from './program.js';
 import { ceilDiv, PACKED, side } from './shared.js';

@@ -2,7 +2,7 @@
 // destroyed), so that tests can run every kernel variant that runs here and name each one that cannot,
 // with why, as skipped: nothing in the suite assumes one adapter.
 import { acquireDevice } from '../../src/runtime/device.js';
-import type { DeviceTraits } from '../../src/variants/program.js';
+import type { DeviceTraits } from '../../src/runtime/device.js';
 import { LANGUAGE_FEATURES, REGISTRY, refusal, VARIANTS } from '../../src/variants/registry.js';
 import type { Form, Variant } from '../../src/types.js';
 

@@ -12,9 +12,10 @@ import primalGradient from '../../../kernels/lavapipe/primal_gradient_shuffle.wg
 import primalGradientMirrored from '../../../kernels/lavapipe/primal_gradient_mirrored_shuffle.wgsl';
 import dualGradient from '../../../kernels/lavapipe/dual_gradient_shuffle.wgsl';
 import centeredPanels from '../../../kernels/lavapipe/centered_panels.wgsl';
-import { common, view, type VariantPlan } from '../../manifest/kernel-plans.js';
+import { common, view, type VariantPlan } from '../kernel-plans.js';
 import { destroyBuffer, storageBuffer, uniformBuffer, type Buffer, type KernelSpec } from '../../runtime/gpu.js';
-import type { DeviceTraits, FormKernels, GradientProgram, GramProgram, VariantDescription, VariantScratch } from '../program.js';
+import type { FormKernels, GradientProgram, GramProgram, VariantDescription, VariantScratch } from '../program.js';
+import type { DeviceTraits } from '../../runtime/device.js';
 import { subgroupSizes } from '../register-blocks.js';
 import { backwardParams, ceilDiv, MAX_WORKGROUPS_PER_DIMENSION, PACKED, UNIFORM_BYTES, type ColumnGroups } from '../shared.js';
 

@@ -8,8 +8,8 @@
 // The primal form runs the 'shuffle' kernels.
 import dualGramWindows from '../../../kernels/lavapipe/dual_gram_windows.wgsl';
 import dualGradientWindows from '../../../kernels/lavapipe/dual_gradient_windows.wgsl';
-import { MiB } from '../../engine/checks.js';
-import type { Coefficients } from '../../engine/coefficients.js';
+import { MiB } from '../../errors.js';
+import type { Coefficients } from '../../coefficients.js';
 import {
   createBuffer, destroyBuffer, destroyTexture, storageTexture, uniformBuffer, Usage, type Buffer, type Dispatch, type KernelSpec, type Step, type Texture,
 } from '../../runtime/gpu.js';

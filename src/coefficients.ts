@@ -1,7 +1,7 @@
 // The loss's coefficients: defaults, validation, and the derived constants the kernels use. One place
 // for each formula of the math (docs/math.md).
-import { OptionError } from '../errors.js';
-import { VARIANT_NAMES, type Preset, type ResolvedOptions, type VICRegOptions } from '../types.js';
+import { OptionError } from './errors.js';
+import { VARIANT_NAMES, type Preset, type ResolvedOptions, type VICRegOptions } from './types.js';
 
 export type Coefficients = ResolvedOptions;
 
