@@ -28,6 +28,7 @@ import { createTfjsReference, installNavigatorGpu, type TfjsReference, type Tfjs
 import { benchKernels } from './kernels.js';
 import { benchPhases, phaseTable } from './phases.js';
 import { OPENBLAS_SETTLE_MS, startOpenblas, type OpenblasBaseline } from './openblas.js';
+import { COLD_CHILD_FLAG, coldChild, coldFirstCall } from './cold.js';
 import { VARIANT_NAMES, type Variant } from '../src/types.js';
 
 const DEFAULT_SHAPES = '256x1024,1024x1024,128x4096,128x8192,2048x2048,2048x8192';
@@ -56,7 +57,9 @@ const HELP = `npm run bench -- [options]
   --tfjs-quiet           run tfjs's waits through quietly() too, as the engine's own waits run (by default
                          tfjs runs as it ships: under dawn.node its waits spin a CPU core; see README)
   --preset paper|official, --form auto|primal|dual   engine options (default paper, auto)
-  --variant auto|tiled|subgroup|workgroup|windows         kernel variant (default auto: chosen per device)
+  --variant V            kernel variant: auto (default: the registry's order, untimed), measure (a timed
+                         trial per shape class), tiled, subgroup, workgroup, shuffle or windows
+  --no-cold              skip the cold first call per shape (a fresh process, shader cache off)
   --seed S               seed of the inputs (default 1)
   --out DIR              where latest.json, latest.md and latest.svg go (default bench/results)
   --resident             also time GPU-resident use: inputs uploaded once, forward on the GPUBuffers and
@@ -97,7 +100,9 @@ interface Options {
   phases: boolean;
   preset: 'paper' | 'official';
   form: 'auto' | 'primal' | 'dual';
-  variant: 'auto' | Variant;
+  variant: 'auto' | 'measure' | Variant;
+  /** Also time a cold first call per shape, in a fresh process (bench/cold.ts). */
+  cold: boolean;
   seed: number;
   out: string;
   resident: boolean;
@@ -126,7 +131,7 @@ function parseOptions(argv: string[]): Options | 'help' {
         shapes: { type: 'string' }, quick: { type: 'boolean' }, 'skip-large': { type: 'boolean' },
         runs: { type: 'string' }, warmup: { type: 'string' }, 'tfjs-runs': { type: 'string' }, 'tfjs-max-seconds': { type: 'string' },
         'no-tfjs': { type: 'boolean' }, 'tfjs-quiet': { type: 'boolean' }, 'dawn-polling': { type: 'boolean' }, openblas: { type: 'boolean' }, kernels: { type: 'boolean' }, phases: { type: 'boolean' }, preset: { type: 'string' }, form: { type: 'string' }, variant: { type: 'string' }, seed: { type: 'string' },
-        out: { type: 'string' }, resident: { type: 'boolean' }, swiftshader: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+        out: { type: 'string' }, resident: { type: 'boolean' }, swiftshader: { type: 'boolean' }, 'no-cold': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       },
     }));
   } catch (error) {
@@ -147,7 +152,9 @@ function parseOptions(argv: string[]): Options | 'help' {
   const form = values.form ?? 'auto';
   if (form !== 'auto' && form !== 'primal' && form !== 'dual') throw new UsageError(`--form must be auto, primal or dual, got "${form}"`);
   const variant = values.variant ?? 'auto';
-  if (variant !== 'auto' && !(VARIANT_NAMES as readonly string[]).includes(variant)) throw new UsageError(`--variant must be auto or one of ${VARIANT_NAMES.join(', ')}, got "${variant}"`);
+  if (variant !== 'auto' && variant !== 'measure' && !(VARIANT_NAMES as readonly string[]).includes(variant)) {
+    throw new UsageError(`--variant must be auto, measure or one of ${VARIANT_NAMES.join(', ')}, got "${variant}"`);
+  }
   const maxSeconds = Number(values['tfjs-max-seconds'] ?? 60);
   if (!(maxSeconds > 0)) throw new UsageError(`--tfjs-max-seconds must be a positive number, got "${values['tfjs-max-seconds']}"`);
   return {
@@ -164,7 +171,8 @@ function parseOptions(argv: string[]): Options | 'help' {
     phases: values.phases ?? false,
     preset,
     form,
-    variant: variant as 'auto' | Variant,
+    variant: variant as Options['variant'],
+    cold: !values['no-cold'],
     seed: parseCount('seed', values.seed, 1, 0),
     out: values.out ?? 'bench/results',
     resident: values.resident ?? false,
@@ -594,6 +602,7 @@ function summaryLine(r: ShapeResult): string {
 // ---------------------------------------------------------------------------------------------------
 
 async function main(): Promise<number> {
+  if (process.argv[2] === COLD_CHILD_FLAG) return coldChild(process.argv[3]);
   let options: Options;
   try {
     const parsed = parseOptions(process.argv.slice(2));
@@ -647,9 +656,19 @@ async function main(): Promise<number> {
   };
   try {
     for (const [index, [n, d]] of options.shapes.entries()) {
-      const result = await benchShape(ctx, n, d, `[${index + 1}/${options.shapes.length}] ${n}x${d}`);
+      const label = `[${index + 1}/${options.shapes.length}] ${n}x${d}`;
+      const result = await benchShape(ctx, n, d, label);
+      if (options.cold && result.status !== 'error') {
+        progress(`${label}: cold first call (a fresh process, shader cache off)`);
+        try {
+          result.cold = await coldFirstCall(process.argv[1], n, d, options.seed, { preset: options.preset, form: options.form, variant: options.variant });
+        } catch (error) {
+          result.cold = { error: (error as Error).message };
+        }
+      }
       results.push(result);
       progress(summaryLine(result));
+      if (result.cold) progress(`${n}x${d}: cold first call ${'error' in result.cold ? `failed: ${result.cold.error}` : `${result.cold.firstMs.toFixed(0)} ms`}`);
       // Results so far, so that an interrupted long run leaves something.
       writeReports(options.out, report);
     }

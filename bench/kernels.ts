@@ -54,7 +54,7 @@ async function timeDispatches(device: GPUDevice, dispatches: Step[]): Promise<nu
 }
 
 /** Times every kernel of both forms and every variant the device supports, at n x d. */
-export async function benchKernels(shapes: [number, number][], only: Variant | 'auto', progress: (line: string) => void): Promise<{ adapter: string; rows: KernelTiming[] }> {
+export async function benchKernels(shapes: [number, number][], only: Variant | 'auto' | 'measure', progress: (line: string) => void): Promise<{ adapter: string; rows: KernelTiming[] }> {
   const handle = await acquireDevice(undefined, LANGUAGE_FEATURES);
   const { device } = handle;
   const rows: KernelTiming[] = [];
@@ -94,7 +94,7 @@ export async function benchKernels(shapes: [number, number][], only: Variant | '
         device.queue.writeBuffer(dims.gpu, 0, gramDims(form, n, d, 0, 0));
         for (const variant of VARIANTS) {
           const kernels = variant.forms[form];
-          if (!kernels || (only !== 'auto' && only !== variant.name)) continue;
+          if (!kernels || (only !== 'auto' && only !== 'measure' && only !== variant.name)) continue;
           const refused = variant.refuse({ traits: handle.traits, n, d, form, bindingLimit: limit });
           const matrixBytes = kernels.matrix.floats(form, n, d) * 4;
           if (refused || matrixBytes > limit) {

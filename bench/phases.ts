@@ -168,7 +168,7 @@ export interface PhaseOptions {
   warmup: number;
   preset: Preset;
   form: 'auto' | Form;
-  variant: 'auto' | Variant;
+  variant: 'auto' | 'measure' | Variant;
   seed: number;
 }
 

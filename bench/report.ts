@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { OPENBLAS_SETTLE_MS } from './openblas.js';
 import type { KernelTiming } from './kernels.js';
 import type { PhaseRow } from './phases.js';
+import type { ColdResult } from './cold.js';
 import type { Comparison, FlopCounts, TimingStats } from './measure.js';
 
 export interface MachineInfo {
@@ -100,6 +101,8 @@ export interface ShapeResult {
   openblas?: OpenblasOutcome;
   /** OpenBLAS median / ours median, forward + backward. */
   openblasRatio?: number;
+  /** The first forward + backward of a fresh process with the shader cache off (bench/cold.ts); absent with --no-cold. */
+  cold?: ColdResult | { error: string };
   checks: Comparison[];
   /** Why a reference did not run, in words. */
   checkNotes: string[];
@@ -225,8 +228,9 @@ export function markdownTable(report: BenchReport): string {
   // The resident columns only where --resident ran them (older reports have no such setting).
   const resident = report.settings.resident === true;
   const openblas = report.settings.openblas === true;
+  const cold = report.results.some((r) => r.cold);
   const header = [
-    'n x d', 'form', 'ours fwd+bwd ms', 'ours fwd ms', ...(resident ? ['ours resident fwd+bwd ms', 'ours encode ms'] : []),
+    'n x d', 'form', 'ours fwd+bwd ms', 'ours fwd ms', ...(cold ? ['cold first fwd+bwd ms'] : []), ...(resident ? ['ours resident fwd+bwd ms', 'ours encode ms'] : []),
     'effective GFLOP/s', 'form GFLOP/s', 'engine buffers MiB', 'tfjs fwd+bwd ms', 'tfjs GFLOP/s', 'speedup',
     ...(openblas ? ['OpenBLAS ms', 'vs OpenBLAS'] : []), 'check',
   ];
@@ -238,6 +242,7 @@ export function markdownTable(report: BenchReport): string {
     lines.push(`| ${[
       shapeLabel(r), form,
       o ? ms(o.forwardBackward.medianMs) + void_ : '', o ? ms(o.forward.medianMs) + void_ : '',
+      ...(cold ? [!r.cold ? '' : 'error' in r.cold ? 'failed' : ms(r.cold.firstMs)] : []),
       ...(resident ? [o?.resident ? ms(o.resident.forwardBackward.medianMs) + void_ : '', o?.resident ? ms(o.resident.encode.medianMs) + void_ : ''] : []),
       o && r.status !== 'mismatch' ? o.effectiveGflops.forwardBackward.toFixed(1) : '',
       o && r.status !== 'mismatch' ? o.formGflops.forwardBackward.toFixed(1) : '',
@@ -251,6 +256,19 @@ export function markdownTable(report: BenchReport): string {
   return lines.join('\n');
 }
 
+/** The cold first calls, split: the engine's setup (pipelines, trials) and the rest (work, and the driver's compiles on first dispatch). */
+export function coldTable(report: BenchReport): string {
+  const rows = report.results.filter((r) => r.cold && !('error' in r.cold));
+  if (rows.length === 0) return '';
+  const header = ['n x d', 'first fwd+bwd ms', 'pipeline creation ms', 'variant trials ms', 'rest ms', 'second fwd+bwd ms'];
+  const lines = [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`];
+  for (const r of rows) {
+    const c = r.cold as ColdResult;
+    lines.push(`| ${[shapeLabel(r), ms(c.firstMs), ms(c.pipelinesMs), ms(c.trialsMs), ms(c.firstMs - c.pipelinesMs - c.trialsMs), ms(c.secondMs)].join(' | ')} |`);
+  }
+  return lines.join('\n');
+}
+
 function markdown(report: BenchReport): string {
   const { machine: m, settings: s } = report;
   const notes: string[] = [];
@@ -259,6 +277,7 @@ function markdown(report: BenchReport): string {
     if (r.error) notes.push(`${label}: error: ${r.error}`);
     if (r.tfjs.status === 'skipped' || r.tfjs.status === 'failed') notes.push(`${label}: tfjs ${r.tfjs.status}: ${r.tfjs.reason}`);
     if (r.openblas?.status === 'failed') notes.push(`${label}: OpenBLAS baseline failed: ${r.openblas.reason}`);
+    if (r.cold && 'error' in r.cold) notes.push(`${label}: cold first call failed: ${r.cold.error}`);
     if (r.tfjs.status === 'ran' && r.tfjs.tensorsLeaked) notes.push(`${label}: tfjs leaked ${r.tfjs.tensorsLeaked} tensors`);
     if (r.ours?.engineBytesLeaked) notes.push(`${label}: the engine left ${r.ours.engineBytesLeaked} bytes of buffers after destroy()`);
     for (const note of r.checkNotes) notes.push(`${label}: ${note}`);
@@ -300,6 +319,16 @@ function markdown(report: BenchReport): string {
     '',
     `Memory: ${report.memoryNote}`,
     '',
+    ...(coldTable(report) ? [
+      '## First call, cold',
+      '',
+      'A fresh process per shape with the shader cache off (MESA_SHADER_CACHE_DISABLE=true): engine creation and the first forward + backward, ' +
+        'then a second. Pipeline creation and variant trials are wall time in the engine; the rest is the work and what the driver does on a ' +
+        "pipeline's first dispatch (lavapipe compiles its shader then).",
+      '',
+      coldTable(report),
+      '',
+    ] : []),
     'Speedup = tfjs median / ours median (forward + backward). A row whose check fails is marked MISMATCH and posts no rate or speedup.',
     ...(notes.length ? ['', '## Notes', '', ...notes.map((n) => `- ${n}`)] : []),
     '',

@@ -37,7 +37,7 @@ export function resolveCoefficients(options: VICRegOptions = {}): Coefficients {
     resolved.form = options.form;
   }
   if (options.variant !== undefined) {
-    const names = ['auto', ...VARIANT_NAMES];
+    const names = ['auto', 'measure', ...VARIANT_NAMES];
     if (!names.includes(options.variant)) {
       throw new OptionError(`option variant must be ${names.slice(0, -1).map((v) => `'${v}'`).join(', ')} or '${names.at(-1)}', got ${JSON.stringify(options.variant)}`);
     }

@@ -29,18 +29,20 @@ export interface VICRegOptions {
    */
   form?: 'auto' | Form;
   /**
-   * Kernel variant of the Gram and backward kernels: 'tiled' (register blocks, portable), 'workgroup'
-   * (workgroup-memory tiles: the shape GPUs want), 'subgroup' (subgroup shuffles; needs the 'subgroups'
-   * feature with subgroup size 8 and d % 4 == 0: lavapipe), 'windows' (the dual form's kernels as
-   * 'subgroup', with their operands read through uniform-buffer windows and a storage texture: lavapipe;
-   * needs what 'subgroup' needs, WGSL's readonly_and_readwrite_storage_textures and
-   * unrestricted_pointer_parameters, and n <= 4096; the primal form runs 'subgroup' then), or 'auto'
-   * (default: a quick measured trial on the first use of a shape class on this device, cached).
+   * Kernel variant of the Gram and backward kernels (docs/design.md, "Variants"): 'tiled' (register
+   * blocks, core WGSL), 'workgroup' (workgroup-memory tiles, core WGSL), 'subgroup' (register blocks
+   * shared within quads of a subgroup; needs the 'subgroups' feature, any subgroup size from 4),
+   * 'shuffle' and 'windows' (kernels for Mesa's lavapipe: subgroups of exactly 8 and d % 4 == 0;
+   * 'windows' also needs two WGSL language features and n <= 4096, and runs 'shuffle' in the primal
+   * form). 'auto' (default): the variant measured or seeded for this device and shape class, else the
+   * first the device can run in the registry's order, with no trial. 'measure': as 'auto', but the first
+   * use of a shape class on a device times every variant that can run it (compiling each: seconds on a
+   * CPU adapter) and keeps the fastest, for this device and for `variantChoices()`.
    */
-  variant?: 'auto' | Variant;
+  variant?: 'auto' | 'measure' | Variant;
   /**
    * Variant choices measured before (what `variantChoices()` returned, on this adapter with this build's
-   * kernels), so that 'auto' skips their trials and encodeSync() (which never runs one) uses them. Choices
+   * kernels), so that 'auto' uses them, 'measure' skips their trials, and encodeSync() (which never runs one) uses them. Choices
    * from another adapter or other kernels are skipped; a malformed object is an OptionError.
    */
   variantChoices?: VariantChoices;
@@ -196,7 +198,7 @@ export interface VICRegLoss {
   /** How the last successful forward computed the covariance term, and why. */
   readonly lastPlan: ForwardPlan | undefined;
   /**
-   * The variant choices made on this device so far (measured by 'auto' trials, and seeded ones; not the
+   * The variant choices made on this device so far (measured by 'measure' trials, and seeded ones; not the
    * static preference taken where no trial runs), to keep and pass back as the `variantChoices` option.
    */
   variantChoices(): VariantChoices;

@@ -1,12 +1,15 @@
 // The tfjs op (vicreg-wgsl/tfjs) on tfjs-backend-webgpu over the same Dawn/lavapipe adapter: its value
 // and gradients against tfjs autograd of the tfjs reference (same backend) and the float64 reference; a
-// tiny tfjs model trained with it; a clear error on other backends.
+// tiny tfjs model trained with it; the slow path (the composition, on 'cpu') against it.
+// test/tfjs-composed.test.ts holds the composition to the float64 reference on its own.
 import { create, globals } from 'webgpu';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { DeviceError, OptionError, ShapeError } from '../src/index.js';
-import { vicregLoss, vicregTerms, vicregVariantChoices } from '../src/tfjs/index.js';
-import { randomViews, referenceVICReg, relativeError, relativeNormError } from './reference/float64.js';
+import { vicregLoss, vicregTerms, vicregVariantChoices, type TfjsVICRegOptions } from '../src/tfjs/index.js';
+import { composedVICRegTerms } from '../src/tfjs/composed.js';
+import { resolveCoefficients } from '../src/coefficients.js';
+import { largeOffsetViews, randomViews, referenceVICReg, relativeError, relativeNormError, type ViewPair } from './reference/float64.js';
 import { tfjsLossAndGradients } from './reference/tfjs.js';
 
 // tfjs-backend-webgpu finds WebGPU through navigator.gpu; in Node that is Dawn's. Keep `gpu` referenced.
@@ -94,14 +97,61 @@ describe('vicregLoss on tfjs-backend-webgpu', () => {
   });
 });
 
-describe('vicregLoss on another backend', () => {
-  it("names the active backend and how to switch to 'webgpu'", async () => {
+/** The op's terms and both gradients (tf.grads) on the active backend, read back. */
+async function termsAndGradients({ a, b }: ViewPair, [n, d]: [number, number], options: TfjsVICRegOptions) {
+  const za = tf.tensor2d(a, [n, d]), zb = tf.tensor2d(b, [n, d]);
+  const terms = vicregTerms(za, zb, options);
+  const grads = tf.grads((x: tf.Tensor, y: tf.Tensor) => vicregLoss(x, y, options))([za, zb]);
+  const result = { terms: await terms.data(), gradA: await grads[0].data(), gradB: await grads[1].data() };
+  tf.dispose([za, zb, terms, ...grads]);
+  return result;
+}
+
+describe('the slow path: the composition of tfjs ops', () => {
+  it('agrees with the kernels on webgpu: terms and gradients, both presets, shapes off every tile', async () => {
+    const cases: { shape: [number, number]; options: TfjsVICRegOptions }[] = [
+      { shape: [5, 3], options: {} },
+      { shape: [37, 70], options: { preset: 'official' } },
+      { shape: [64, 130], options: { lambda: 3.5, mu: 7, nu: 0.3, gamma: 0.7, eps: 1e-3, preset: 'official' } },
+    ];
+    for (const { shape, options } of cases) {
+      const views = randomViews(...shape, shape[0] + shape[1]);
+      const kernels = await termsAndGradients(views, shape, options);
+      await tf.setBackend('cpu');
+      try {
+        const composed = await termsAndGradients(views, shape, options);
+        const label = `${shape.join('x')} ${options.preset ?? 'paper'}`;
+        // Each is within 1e-5 (terms) and 1e-4 (gradients) of float64, so within twice that of the other.
+        for (let t = 0; t < 4; t++) expect(relativeError(composed.terms[t], kernels.terms[t]), `${label} term ${t}`).toBeLessThan(2e-5);
+        expect(relativeNormError(composed.gradA, kernels.gradA), `${label} gradA`).toBeLessThan(2e-4);
+        expect(relativeNormError(composed.gradB, kernels.gradB), `${label} gradB`).toBeLessThan(2e-4);
+      } finally {
+        await tf.setBackend('webgpu');
+      }
+    }
+  });
+
+  it('keeps float32 accuracy where the backend reduces in float32 (tfjs-webgpu ops): a 1e5 offset', async () => {
+    // Centering by the mean alone loses about 3e-5 of the loss here.
+    const shape: [number, number] = [256, 64];
+    const { a, b } = largeOffsetViews(...shape, 212, 1e5);
+    const terms = tf.tidy(() => {
+      const t = composedVICRegTerms(tf.tensor2d(a, shape), tf.tensor2d(b, shape), resolveCoefficients());
+      return tf.stack([t.loss, t.invariance, t.variance, t.covariance]);
+    });
+    const [loss, , variance, covariance] = await terms.data();
+    const reference = referenceVICReg(a, b, shape);
+    expect(relativeError(loss, reference.loss), 'loss').toBeLessThan(1e-5);
+    expect(relativeError(variance, reference.variance), 'variance').toBeLessThan(1e-5);
+    expect(relativeError(covariance, reference.covariance), 'covariance').toBeLessThan(1e-4);
+    terms.dispose();
+  });
+
+  it("vicregVariantChoices() names the active backend and how to switch to 'webgpu'", async () => {
     await tf.setBackend('cpu');
     try {
-      const z = tf.zeros([4, 5]);
-      expect(() => vicregLoss(z, z)).toThrow(DeviceError);
-      expect(() => vicregLoss(z, z)).toThrow(/active backend is 'cpu'.*setBackend\('webgpu'\)/);
-      z.dispose();
+      expect(() => vicregVariantChoices()).toThrow(DeviceError);
+      expect(() => vicregVariantChoices()).toThrow(/active backend is 'cpu'.*setBackend\('webgpu'\)/);
     } finally {
       await tf.setBackend('webgpu');
     }

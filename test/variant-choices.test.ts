@@ -1,4 +1,4 @@
-// Kept variant choices: variantChoices() exports what 'auto' chose on a device; the variantChoices option
+// Kept variant choices: variantChoices() exports what 'measure' chose on a device ('auto' times nothing); the variantChoices option
 // seeds a new device with them (forward/backward and encodeSync use them, no trial), skips choices from
 // another adapter or other kernels, and rejects malformed ones with an OptionError naming the problem.
 import { readdirSync, readFileSync } from 'node:fs';
@@ -9,9 +9,10 @@ import { allKernelSpecs, KERNELS_DIGEST } from '../src/variants/registry.js';
 import { createVICRegLoss, OptionError, type VariantChoices, type VICRegLoss } from '../src/index.js';
 import type { Variant } from '../src/types.js';
 import { randomViews, referenceVICReg, relativeError, relativeNormError } from './reference/float64.js';
+import { variantsHere } from './reference/adapter.js';
 
 const STORAGE = 0x80, COPY_SRC = 0x04, COPY_DST = 0x08, MAP_READ = 0x01;
-const options = { lambda: 4, mu: 9, nu: 1.3, gamma: 0.8, preset: 'official' } as const;
+const options = { lambda: 4, mu: 9, nu: 1.3, gamma: 0.8, preset: 'official', variant: 'measure' } as const;
 // n < d: the dual form; d % 4 == 0, so every variant can run where the device has subgroups.
 const [n, d] = [40, 132];
 const CLASS = '|6|8|';   // ceil(log2 40), ceil(log2 132)
@@ -69,7 +70,21 @@ describe('variant choices', () => {
   let measured: VariantChoices;
   let supported: string;
 
-  it("exports the choices 'auto' made, as JSON-ready data", async () => {
+  it("'auto' times nothing: it runs the first variant of the registry's order that can run, and keeps no choice", async () => {
+    const vic = await createVICRegLoss({ ...options, variant: 'auto' });
+    try {
+      await checkAgainstReference(vic, 3);
+      const runs = variantsHere('dual', n, d).runs;
+      // The order docs/design.md gives for 'auto'.
+      const order = ['windows', 'shuffle', 'subgroup', 'tiled', 'workgroup'] as const;
+      expect(vic.lastPlan!.variant).toBe(order.find((v) => runs.includes(v)));
+      expect(vic.variantChoices().choices).toEqual({});
+    } finally {
+      vic.destroy();
+    }
+  });
+
+  it("exports the choices 'measure' made, as JSON-ready data", async () => {
     const vic = await createVICRegLoss(options);
     try {
       expect(vic.variantChoices().choices).toEqual({});

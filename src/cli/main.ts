@@ -33,10 +33,10 @@ Options of 'loss':
                            dual form would lose float32 accuracy
   --grad-out DIR           also run the backward pass; write DIR/grad_a.npy and DIR/grad_b.npy
                            (float32, n x d; DIR is created if needed)
-  --variant-cache FILE     kernel-variant choices as JSON: read from FILE if it exists (so the
-                           measured trials of earlier runs on this adapter are not run again), and
-                           written back after a successful run with the choices in use (the file's,
-                           where they are for this adapter and these kernels, and any measured now)
+  --variant-cache FILE     time the kernel variants on the first run of a shape class on this
+                           adapter and keep the fastest in FILE (JSON): read from FILE if it exists
+                           (its choices are not timed again), written back after a successful run
+                           with the choices in use. Without it the registry's order decides, untimed
   --json                   print one JSON object (n, d, loss, invariance, variance, covariance,
                            preset, form, variant, adapter, timings in ms) as the last line of stdout
 
@@ -228,7 +228,9 @@ async function runDemo(args: string[]): Promise<number> {
  * choices back after a successful run, and always releases the engine (its Dawn device) afterwards.
  */
 async function withLoss(options: VICRegOptions, cachePath: string | undefined, body: (vic: VICRegLoss) => Promise<number>): Promise<number> {
-  const vic = await createVICRegLoss({ ...options, variantChoices: readVariantCache(cachePath) });
+  // A cache to keep the choices in is what makes timing them worth its compile time.
+  const variant = cachePath === undefined ? 'auto' : 'measure';
+  const vic = await createVICRegLoss({ ...options, variant, variantChoices: readVariantCache(cachePath) });
   try {
     const status = await body(vic);
     if (cachePath !== undefined) writeVariantCache(cachePath, vic.variantChoices());

@@ -1,12 +1,15 @@
 // Which variant runs a role (a form's Gram, a Gram with its backward, a backward): forced by the option,
-// the only one that can, the device's cached choice, or a measured trial on the first use of a shape
-// class on a device ('auto'), whose choice is cached for the device. Candidates come from the registry.
+// the only one that can, the device's cached choice, the registry's preference ('auto'), or with
+// 'measure' a timed trial on the first use of a shape class on a device, whose choice is cached for the
+// device. 'auto' never times: a trial compiles every candidate, seconds on a CPU adapter before the first
+// result. Candidates come from the registry.
 import { LimitError, MiB, OptionError } from '../errors.js';
 import { kernelsOf, preferred, refusal, REGISTRY, runnable, runsFor } from '../variants/registry.js';
 import type { Form, Variant } from '../types.js';
 import { choiceKey, choicesOf, seedVariantChoices, type ChoiceRole } from './choices.js';
 import { bindingLimit, limitName, situation, type Engine } from './state.js';
 import type { VariantTrial } from './trial.js';
+import { timedSetup } from '../runtime/setup-time.js';
 
 /**
  * Trials run on at most TRIAL_ROWS rows, halved until they cost at most TRIAL_MAX_MACS multiply-adds, and
@@ -52,7 +55,7 @@ export function candidates(e: Engine, role: ChoiceRole, n: number, d: number, c:
 
 /** The variant the option forces for a form (its stand-in's where it has none), or a typed error naming why it cannot run. */
 function forcedVariant(e: Engine, form: Form, n: number, d: number): Variant | undefined {
-  if (e.coefficients.variant === 'auto') return undefined;
+  if (e.coefficients.variant === 'auto' || e.coefficients.variant === 'measure') return undefined;
   const runs = runsFor(e.coefficients.variant, form).name;
   const refused = refusal(runs, situation(e, n, d, form));
   if (!refused) return runs;
@@ -71,8 +74,8 @@ export function cachedOrPreferred(e: Engine, role: ChoiceRole, n: number, d: num
 
 /**
  * The variant for a role: forced; else the only one allowed; else the cached choice for this device and
- * shape class; else a measured trial of each on the rows trialRows finds for `cost` (the choice then
- * cached), else the static preference. The trial's scratch is released at the end, run or not.
+ * shape class; else, with 'measure', a timed trial of each on the rows trialRows finds for `cost` (the
+ * choice then cached); else the static preference. The trial's scratch is released at the end, run or not.
  */
 export async function chooseVariant(e: Engine, role: ChoiceRole, n: number, d: number, cost: (rows: number) => number,
   trial: VariantTrial, c: Constraint = {}): Promise<Variant> {
@@ -86,10 +89,10 @@ export async function chooseVariant(e: Engine, role: ChoiceRole, n: number, d: n
     const key = choiceKey(role, n, d, supported);
     const cached = cache.get(key);
     if (cached && allowed.includes(cached)) return cached;
-    const rows = trialRows(n, cost);
+    const rows = e.coefficients.variant === 'measure' ? trialRows(n, cost) : undefined;
     // Only measured choices are kept (and exported): the static preference is found again each time.
     if (rows === undefined) return preferred(allowed);
-    const choice = await timeVariants(allowed, rows, trial);
+    const choice = await timedSetup(e.handle.device, 'trials', () => timeVariants(allowed, rows, trial));
     cache.set(key, choice);
     return choice;
   } finally {

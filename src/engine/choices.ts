@@ -1,4 +1,4 @@
-// The kernel-variant choices of `variant: 'auto'`: measured per device and shape class, cached in memory
+// The kernel-variant choices of `variant: 'measure'`: measured per device and shape class, cached in memory
 // per device, and exportable as JSON so a caller can keep them (on disk, in localStorage) and seed a later
 // process with them: that process then skips the trials, and the synchronous paths (encodeSync, the tfjs
 // op), which never run a trial, use measured choices instead of the static preference.

@@ -2,6 +2,7 @@
 // into typed errors. Plain types and free functions.
 import { DeviceError, LimitError, ShapeError } from '../errors.js';
 import { quietly } from './polling.js';
+import { timedSetup } from './setup-time.js';
 
 // GPUBufferUsage / GPUMapMode values from the WebGPU spec, so no global is needed in Node.
 export const Usage = {
@@ -113,7 +114,7 @@ export function pipeline(device: GPUDevice, spec: KernelSpec): Promise<GPUComput
   const { constants, key } = cacheKey(spec);
   let cached = perDevice.get(key);
   if (!cached) {
-    cached = compile(device, spec, constants);
+    cached = timedSetup(device, 'pipelines', () => compile(device, spec, constants));
     perDevice.set(key, cached);
     cached.then((p) => compiledFor(device).set(key, p), () => perDevice!.delete(key));
   }

@@ -1,16 +1,24 @@
-// vicreg-wgsl/tfjs: the VICReg loss as a tfjs op. It runs the engine's kernels on the device of
-// tfjs-backend-webgpu: the embeddings reach the kernels as GPU buffers and the loss and gradients come
-// back as tensors, with no host copy. Gradients (computed with the loss, in one encode) flow through
-// tf.customGrad, scaled by the upstream gradient.
+// vicreg-wgsl/tfjs: the VICReg loss as a tfjs op, on every tfjs backend. On 'webgpu' it runs the
+// engine's kernels on tfjs-backend-webgpu's device: the embeddings reach the kernels as GPU buffers and
+// the loss and gradients come back as tensors, with no host copy; gradients (computed with the loss, in
+// one encode) flow through tf.customGrad, scaled by the upstream gradient. On any other backend it is the
+// slow path, the same loss composed from tfjs ops (composed.ts) and differentiated by tfjs autograd.
 import * as tf from '@tensorflow/tfjs-core';
 import { DeviceError, ShapeError } from '../errors.js';
 import { resolveCoefficients } from '../coefficients.js';
+import { validateShape } from '../engine/checks.js';
 import { exportVariantChoices, seedVariantChoices, validateVariantChoices } from '../engine/choices.js';
 import { createVICRegLossOnDevice } from '../engine/engine.js';
 import { deviceHandle } from '../runtime/device.js';
 import type { VariantChoices, VICRegLoss, VICRegOptions } from '../types.js';
+import { composedVICRegTerms } from './composed.js';
 
-/** The coefficients of the loss (as createVICRegLoss takes them; the device is tfjs's). */
+/**
+ * The coefficients of the loss (as createVICRegLoss takes them; the device is tfjs's). On backends
+ * other than 'webgpu' only the coefficients and `preset` shape the result; the engine's options
+ * `form`, `variant`, `encodeFallback` and `variantChoices` are still checked, so a bad one fails on
+ * every backend.
+ */
 export type TfjsVICRegOptions = Omit<VICRegOptions, 'device'>;
 
 const STORAGE = 0x80, COPY_SRC = 0x04, COPY_DST = 0x08;
@@ -18,11 +26,13 @@ const STORAGE = 0x80, COPY_SRC = 0x04, COPY_DST = 0x08;
 /** One engine per tfjs device and set of options, made on first use (never destroyed: it lives with the device). */
 const engines = new WeakMap<GPUDevice, Map<string, VICRegLoss>>();
 
+const onWebGPU = () => tf.getBackend() === 'webgpu';
+
 function webgpuDevice(): GPUDevice {
   const name = tf.getBackend();
   const device = (tf.backend() as unknown as { device?: GPUDevice }).device;
   if (name !== 'webgpu' || !device) {
-    throw new DeviceError(`vicregLoss runs on tfjs's 'webgpu' backend, and the active backend is '${name}': import '@tensorflow/tfjs-backend-webgpu' and await tf.setBackend('webgpu')`);
+    throw new DeviceError(`vicregVariantChoices() reads the device of tfjs's 'webgpu' backend, and the active backend is '${name}': import '@tensorflow/tfjs-backend-webgpu' and await tf.setBackend('webgpu')`);
   }
   return device;
 }
@@ -53,12 +63,28 @@ export function vicregVariantChoices(): VariantChoices {
 }
 
 function checkEmbeddings(za: tf.Tensor, zb: tf.Tensor): [number, number] {
+  for (const z of [za, zb]) {
+    // Plain JavaScript callers can pass what model.apply() returns for a multi-output model: an array.
+    if (!(z instanceof tf.Tensor)) throw new ShapeError(`vicregLoss takes two tf.Tensors, got ${Array.isArray(z) ? 'an array (one tensor per output of a multi-output model?)' : (z as object | null)?.constructor?.name ?? String(z)}`);
+  }
   if (za.rank !== 2 || zb.rank !== 2) throw new ShapeError(`vicregLoss takes two 2-D [n, d] tensors, got shapes [${za.shape}] and [${zb.shape}]`);
   if (za.shape[0] !== zb.shape[0] || za.shape[1] !== zb.shape[1]) {
     throw new ShapeError(`the two views must have the same shape, got [${za.shape}] and [${zb.shape}]`);
   }
   if (za.dtype !== 'float32' || zb.dtype !== 'float32') throw new ShapeError(`vicregLoss takes float32 tensors, got ${za.dtype} and ${zb.dtype}`);
-  return za.shape as [number, number];
+  return validateShape(za.shape);
+}
+
+/** The composition's coefficients, after the checks the engine makes of the same options. */
+function composedCoefficients(options: TfjsVICRegOptions) {
+  if (options.variantChoices !== undefined) validateVariantChoices(options.variantChoices);
+  return resolveCoefficients(options);
+}
+
+/** The slow path: the terms from tfjs ops on the active backend (tfjs autograd can differentiate them). */
+function composedTerms(za: tf.Tensor, zb: tf.Tensor, options: TfjsVICRegOptions) {
+  checkEmbeddings(za, zb);
+  return composedVICRegTerms(za as tf.Tensor2D, zb as tf.Tensor2D, composedCoefficients(options));
 }
 
 /**
@@ -95,11 +121,18 @@ function lossAndGradients(za: tf.Tensor, zb: tf.Tensor, options: TfjsVICRegOptio
 }
 
 /**
- * The VICReg loss of two [n, d] float32 embeddings, as a scalar tensor with gradients for both (through
- * tf.customGrad). Runs only on the 'webgpu' backend (a DeviceError names the active one otherwise).
- * Non-finite embeddings give a NaN loss, as tfjs ops do, rather than an error.
+ * The VICReg loss of two [n, d] float32 embeddings (n >= 2), as a scalar tensor with gradients for
+ * both. On the 'webgpu' backend it runs the WGSL kernels on tfjs's device (gradients through
+ * tf.customGrad). On any other backend (cpu, wasm, webgl, node) it is the slow path: the same loss,
+ * presets and coefficients composed from tfjs ops, O(n d^2) with a d x d covariance per view, and
+ * differentiated by tfjs autograd; it agrees with the kernels to float32 rounding.
+ * A multi-output model's `apply()` returns an array: pass the tensor of the embedding output
+ * (`model.apply(x) as tf.Tensor` for a single-output model).
+ * Non-finite embeddings give a NaN loss, as tfjs ops do, rather than an error; bad shapes are a
+ * ShapeError and bad options an OptionError on every backend.
  */
 export function vicregLoss(za: tf.Tensor, zb: tf.Tensor, options: TfjsVICRegOptions = {}): tf.Scalar {
+  if (!onWebGPU()) return tf.tidy(() => composedTerms(za, zb, options).loss);
   const forward = (a: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
     const { result, gradA, gradB } = lossAndGradients(a, b, options);
     const value = tf.reshape(tf.slice(result, [0], [1]), []) as tf.Scalar;
@@ -111,8 +144,17 @@ export function vicregLoss(za: tf.Tensor, zb: tf.Tensor, options: TfjsVICRegOpti
   return op(za, zb) as tf.Scalar;
 }
 
-/** The loss and its three terms, [loss, invariance, variance, covariance], as a tensor (no gradient). */
+/**
+ * The loss and its three terms, [loss, invariance, variance, covariance], as a tensor (no gradient):
+ * from the kernels on 'webgpu', from the tfjs composition (the slow path) elsewhere.
+ */
 export function vicregTerms(za: tf.Tensor, zb: tf.Tensor, options: TfjsVICRegOptions = {}): tf.Tensor1D {
+  if (!onWebGPU()) {
+    return tf.tidy(() => {
+      const { loss, invariance, variance, covariance } = composedTerms(za, zb, options);
+      return tf.stack([loss, invariance, variance, covariance]) as tf.Tensor1D;
+    });
+  }
   const { result, gradA, gradB } = lossAndGradients(za, zb, options);
   const terms = tf.slice(result, [0], [4]) as tf.Tensor1D;
   tf.dispose([result, gradA, gradB]);
