@@ -1,19 +1,21 @@
-// Builds dist/: the library for Node (ESM), the CLI, the bench, a browser ESM bundle, the browser demo,
-// and the type declarations. WGSL files are bundled as text, as vitest loads them (vitest.config.ts).
+// Builds dist/: what the package ships (dist/node, dist/browser, dist/types; package.json "files"), and
+// beside it what the repository runs but does not ship: the bench (dist/bench), the browser demo
+// (dist/demo). WGSL files are bundled as text, as vitest loads them (vitest.config.ts).
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, rmSync } from 'node:fs';
+import { chmodSync, rmSync } from 'node:fs';
 
 rmSync('dist', { recursive: true, force: true });
 
-const common = { bundle: true, format: 'esm', loader: { '.wgsl': 'text' }, logLevel: 'warning', sourcemap: true };
+const common = { bundle: true, format: 'esm', loader: { '.wgsl': 'text' }, logLevel: 'warning' };
+// The library's entry points share one copy of the engine (a chunk each build splits out), so that
+// its errors are one class hierarchy and its variant choices one cache per device.
+const library = { ...common, splitting: true, chunkNames: 'chunks/[name]-[hash]' };
 
-// Node: `webgpu` (dawn.node, a native addon) and npyjs stay external, resolved from node_modules.
-const nodeEntries = { index: 'src/index.ts', tfjs: 'src/tfjs/index.ts', cli: 'src/cli/main.ts' };
-if (existsSync('bench/bench.ts')) nodeEntries.bench = 'bench/bench.ts';
+// Node: `webgpu` (dawn.node, an optional peer) and tfjs stay external, resolved from the user's node_modules.
 await build({
-  ...common,
-  entryPoints: nodeEntries,
+  ...library,
+  entryPoints: { index: 'src/index.ts', tfjs: 'src/tfjs/index.ts', cli: 'src/cli/main.ts' },
   outdir: 'dist/node',
   platform: 'node',
   target: 'node20',
@@ -21,21 +23,36 @@ await build({
 });
 chmodSync('dist/node/cli.js', 0o755);
 
-// Browser: one self-contained ESM file; the Node-only device path (`import('webgpu')`) is never reached
-// where navigator.gpu exists, so `webgpu` is left as an unresolved dynamic import.
+// Browser: WebGPU is navigator.gpu, so the module that loads dawn.node in Node is swapped for its
+// browser twin and `webgpu` appears nowhere in the bundle; tfjs is the page's own.
+const browserTwins = {
+  name: 'browser-twins',
+  setup(b) {
+    b.onResolve({ filter: /\/system-gpu\.js$/ }, (args) => ({ path: `${args.resolveDir}/system-gpu.browser.ts` }));
+  },
+};
 await build({
-  ...common,
-  // Each a single file: the tfjs op carries its own copy of the engine; tfjs itself is the page's.
-  entryPoints: { 'vicreg-wgsl': 'src/index.ts', tfjs: 'src/tfjs/index.ts' },
+  ...library,
+  entryPoints: { index: 'src/index.ts', tfjs: 'src/tfjs/index.ts' },
   outdir: 'dist/browser',
   platform: 'browser',
   target: 'es2022',
-  external: ['webgpu', 'node:*', '@tensorflow/tfjs-core'],
+  external: ['@tensorflow/tfjs-core'],
+  plugins: [browserTwins],
 });
 
-// The browser demo (examples/browser/index.html): demo.js imports the library by name ('vicreg-wgsl',
-// mapped to dist/browser/vicreg-wgsl.js by the page's import map) and loads the tfjs comparison as a
-// separate chunk, on demand.
+// Not shipped. The bench (npm run bench) with its own copy of the engine, and the browser demo
+// (examples/browser/index.html): demo.js imports the library by name ('vicreg-wgsl', mapped to
+// dist/browser/index.js by the page's import map) and loads the tfjs comparison as a separate chunk.
+await build({
+  ...common,
+  entryPoints: { bench: 'bench/bench.ts' },
+  outdir: 'dist/bench',
+  platform: 'node',
+  target: 'node20',
+  packages: 'external',
+  sourcemap: true,
+});
 await build({
   ...common,
   entryPoints: { demo: 'examples/browser/demo.ts' },
@@ -56,4 +73,4 @@ const { writeManifest } = await import(`data:text/javascript;base64,${Buffer.fro
 writeManifest(process.cwd());
 
 execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
-console.log('built dist/node, dist/browser, dist/demo, dist/types, kernels/manifest.json');
+console.log('built dist/node, dist/browser, dist/types (the package), dist/bench, dist/demo, kernels/manifest.json');

@@ -1,3 +1,4 @@
+/// <reference types="@webgpu/types" preserve="true" />
 // Public types of the engine.
 
 /** 'paper': variance = v(A) + v(B) (paper Eq. 1). 'official': (v(A) + v(B)) / 2 (facebookresearch/vicreg). */

@@ -1,31 +1,20 @@
 // The browser demo end to end: serves the repository on 127.0.0.1, opens examples/browser/ in Debian's
 // Chromium (headless, WebGPU on SwiftShader, its CPU Vulkan), and checks what the page computed with the
-// browser bundle (dist/browser/vicreg-wgsl.js) against the float64 reference on the same seeded batch.
+// browser bundle (dist/browser/index.js) against the float64 reference on the same seeded batch.
 // Needs `npm run build` (npm test builds first) and /usr/bin/chromium (scripts/setup.sh installs it).
 
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { batchChecksum, makeBatch, norm } from '../examples/browser/batch.js';
 import type { BenchResult, DemoResult } from '../examples/browser/demo.js';
 import { serveStatic } from '../examples/browser/serve.mjs';
+import { startChromium, type Browser } from './reference/chromium.js';
 import { referenceVICReg, relativeError, relativeNormError } from './reference/float64.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-
-// WebGPU in headless Chromium without a GPU: Dawn on SwiftShader (Chromium's bundled CPU Vulkan, adapter
-// "google swiftshader"). Of these, --enable-unsafe-webgpu is the one that matters on Linux (without it:
-// "No available adapters"); the others: software GL (ANGLE on SwiftShader), no GPU sandbox (none works
-// in a container), no network traffic of Chromium's own, a fresh profile.
-const FLAGS = [
-  '--headless=new', '--no-sandbox', '--enable-unsafe-webgpu', '--enable-features=Vulkan',
-  '--use-angle=swiftshader', '--disable-gpu-sandbox', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--no-first-run',
-];
 
 /**
  * Same as the engine's tests (test/loss.test.ts): float32 arithmetic with margin. SwiftShader needs no
@@ -38,46 +27,25 @@ const TERMS = ['loss', 'invariance', 'variance', 'covariance'] as const;
 const CHART_SHAPES = '32x64,64x128,128x256';
 
 describe('browser demo (Chromium, WebGPU on SwiftShader)', () => {
-  let context: BrowserContext | undefined;
+  let browser: Browser | undefined;
   let page: Page;
   let server: { url: string; close(): Promise<void> } | undefined;
-  let userDataDir: string | undefined;
-  /** The page's console errors and uncaught exceptions, quoted in failure messages. */
-  const pageLog: string[] = [];
-  const withLog = (message: string) => `${message}\npage log:\n  ${pageLog.join('\n  ') || '(empty)'}`;
+  const withLog = (message: string) => `${message}\npage log:\n  ${browser?.log.join('\n  ') || '(empty)'}`;
 
   beforeAll(async () => {
-    // Fail, not skip: CI must not pass without having run this test.
-    if (!existsSync(CHROMIUM)) {
-      throw new Error(`Chromium is not installed (${CHROMIUM} is missing): install it with ` +
-        '`apt-get install -y chromium` (./scripts/setup.sh does this), then rerun the tests');
-    }
-    for (const file of ['dist/browser/vicreg-wgsl.js', 'dist/demo/demo.js']) {
+    for (const file of ['dist/browser/index.js', 'dist/demo/demo.js']) {
       if (!existsSync(join(ROOT, file))) throw new Error(`${file} is missing: run \`npm run build\` first`);
     }
     server = await serveStatic(ROOT);
-    userDataDir = mkdtempSync(join(tmpdir(), 'vicreg-chromium-'));
-    // A persistent context is how playwright takes a --user-data-dir (a fresh one: no state between runs).
-    // ignoreDefaultArgs drops playwright's own --headless, so FLAGS' --headless=new is the one in force.
-    context = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      ignoreDefaultArgs: ['--headless'],
-      args: FLAGS,
-    });
-    page = context.pages()[0] ?? (await context.newPage());
-    page.on('console', (message) => {
-      if (message.type() === 'error' || message.type() === 'warning') pageLog.push(`${message.type()}: ${message.text()}`);
-    });
-    page.on('pageerror', (error) => pageLog.push(`exception: ${error.message}`));
+    browser = await startChromium();
+    page = browser.page;
     // The chart on small shapes only: tfjs-webgpu on SwiftShader takes seconds a step beyond 128 x 256.
     await page.goto(`${server.url}/examples/browser/?shapes=${CHART_SHAPES}`);
   });
 
   afterAll(async () => {
-    await context?.close();
+    await browser?.close();
     await server?.close();
-    if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
   });
 
   it('computes the four terms and the gradients of the seeded batch as the float64 reference does', async () => {

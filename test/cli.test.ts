@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { dump } from 'npyjs';
+import { npyBytes } from './reference/npy-bytes.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readNpyFile, writeNpyFile } from '../src/io/npy.js';
 import { randomViews, referenceVICReg, relativeError, relativeNormError, type ReferenceOptions } from './reference/float64.js';
@@ -55,11 +55,11 @@ function expectTermsClose(actual: Record<string, unknown>, expected: Record<(typ
 
 /**
  * Expects a failed run: exit code 2 and one line on stderr, `vicreg-wgsl: <message>`, with no stack trace.
- * Dawn itself prints "Warning: ..." lines on stderr when a device starts; those are not the CLI's.
  */
 async function expectCliError(args: string[], pattern: RegExp): Promise<void> {
   const { code, stdout, stderr } = await runCli(args);
-  const lines = stderr.split('\n').filter((line) => line !== '' && !line.startsWith('Warning: '));
+  expect(stderr.endsWith('\n'), stderr).toBe(true);
+  const lines = stderr.slice(0, -1).split('\n');
   expect(lines, stderr).toHaveLength(1);
   expect(lines[0]).toMatch(/^vicreg-wgsl: /);
   expect(lines[0]).toMatch(pattern);
@@ -76,12 +76,14 @@ describe('vicreg-wgsl loss', () => {
     pathA = npyFile('a.npy', views.a, [n, d]);
     // B as float64, as numpy writes by default: the CLI converts it to float32.
     pathB = join(dir, 'b64.npy');
-    writeFileSync(pathB, new Uint8Array(dump(Float64Array.from(views.b), [n, d])));
+    const dict = `{'descr': '<f8', 'fortran_order': False, 'shape': (${n}, ${d}), }`;
+    writeFileSync(pathB, npyBytes(dict, new Uint8Array(Float64Array.from(views.b).buffer)));
   });
 
   it('prints the terms as JSON on the last line, matching a float64 reference (defaults)', async () => {
     const { code, stdout, stderr } = await runCli(['loss', pathA, pathB, '--json']);
     expect(code, stderr).toBe(0);
+    expect(stderr, 'an ordinary run prints nothing on stderr').toBe('');
     const result = lastJson(stdout);
     expect(result).toMatchObject({ n, d, preset: 'paper' });
     expect(typeof result.adapter).toBe('string');
@@ -94,6 +96,7 @@ describe('vicreg-wgsl loss', () => {
     const { code, stdout, stderr } = await runCli(['loss', pathA, pathB, '--json', '--preset', 'official',
       '--lambda', '3', '--mu', '7', '--nu', '0.5', '--gamma=1.2', '--eps', '1e-3', '--grad-out', gradDir]);
     expect(code, stderr).toBe(0);
+    expect(stderr, 'an ordinary run prints nothing on stderr').toBe('');
     const result = lastJson(stdout);
     expect(result).toMatchObject({ n, d, preset: 'official' });
     const expected = referenceVICReg(views.a, views.b, [n, d], options);
@@ -110,6 +113,7 @@ describe('vicreg-wgsl loss', () => {
   it('prints a readable block without --json', async () => {
     const { code, stdout, stderr } = await runCli(['loss', pathA, pathB, '--nu', '2']);
     expect(code, stderr).toBe(0);
+    expect(stderr, 'an ordinary run prints nothing on stderr').toBe('');
     const expected = referenceVICReg(views.a, views.b, [n, d], { nu: 2 });
     expect(stdout).toContain(`n = ${n}, d = ${d}`);
     expect(stdout).toMatch(/adapter: \S/);
@@ -124,6 +128,7 @@ describe('vicreg-wgsl demo and --help', () => {
   it('runs the demo and reports terms, adapter and times', async () => {
     const { code, stdout, stderr } = await runCli(['demo', '--n', '64', '--d', '96', '--json']);
     expect(code, stderr).toBe(0);
+    expect(stderr, 'an ordinary run prints nothing on stderr').toBe('');
     const result = lastJson(stdout);
     // n < d: the cheaper dual form is chosen.
     expect(result).toMatchObject({ n: 64, d: 96, preset: 'paper', form: 'dual' });
@@ -137,6 +142,7 @@ describe('vicreg-wgsl demo and --help', () => {
   it('honours --form primal', async () => {
     const { code, stdout, stderr } = await runCli(['demo', '--n', '20', '--d', '30', '--form', 'primal', '--json']);
     expect(code, stderr).toBe(0);
+    expect(stderr, 'an ordinary run prints nothing on stderr').toBe('');
     expect(lastJson(stdout)).toMatchObject({ n: 20, d: 30, form: 'primal' });
   });
 
@@ -169,11 +175,19 @@ describe('vicreg-wgsl demo and --help', () => {
     expect(existsSync(unwritable)).toBe(false);
   });
 
+  it('--version prints the package.json version, alone', async () => {
+    const { code, stdout, stderr } = await runCli(['--version']);
+    expect(code, stderr).toBe(0);
+    expect(stderr).toBe('');
+    const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string };
+    expect(stdout).toBe(`${version}\n`);
+  });
+
   it('documents every command, option and default', async () => {
     const { code, stdout } = await runCli(['--help']);
     expect(code).toBe(0);
     for (const word of ['loss', 'demo', '--preset', 'paper', 'official', '--lambda', '--mu', '--nu', '--gamma',
-      '--eps', '--grad-out', '--json', '--n', '--d', '--seed', '--form', 'primal', 'dual', '--variant-cache', '--help']) {
+      '--eps', '--grad-out', '--json', '--n', '--d', '--seed', '--form', 'primal', 'dual', '--variant-cache', '--help', '--version']) {
       expect(stdout).toContain(word);
     }
     expect(stdout).toMatch(/--lambda X.*default 25/);

@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
 import { NpyError } from '../src/errors.js';
 import { readNpy, readNpyFile, writeNpy, writeNpyFile } from '../src/io/npy.js';
@@ -38,7 +39,25 @@ describe('readNpy on well-formed files', () => {
     expect(back.data).toEqual(data);
   });
 
-  it('writes a header numpy reads: version 1.0, little-endian <f4, C order, 8-aligned data', () => {
+  it('writes files numpy itself reads back (python3 with numpy, as the bench needs): float32 and float64, 1-D to 3-D', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vicreg-npy-numpy-'));
+    try {
+      const cases = [
+        { name: 'f4.npy', data: new Float32Array(iota(12)), shape: [3, 4], dtype: 'float32' },
+        { name: 'f8.npy', data: Float64Array.from([0.1, -1 / 3, 1e300, 5e-324]), shape: [4], dtype: 'float64' },
+        { name: 'f4-3d.npy', data: new Float32Array(iota(24)), shape: [2, 3, 4], dtype: 'float32' },
+      ];
+      for (const c of cases) writeFileSync(join(dir, c.name), writeNpy(c.data, c.shape));
+      const script = 'import json, sys, numpy as np\n' +
+        'print(json.dumps([[str(a.dtype), list(a.shape), a.flags.c_contiguous, [float(x) for x in a.ravel()]] for a in (np.load(p) for p in sys.argv[1:])]))';
+      const out = JSON.parse(execFileSync('python3', ['-c', script, ...cases.map((c) => join(dir, c.name))], { encoding: 'utf8' }));
+      cases.forEach((c, i) => expect(out[i]).toEqual([c.dtype, c.shape, true, [...c.data]]));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('writes a header numpy reads: version 1.0, little-endian <f4, C order, 64-aligned data', () => {
     const bytes = writeNpy(new Float32Array(6), [2, 3]);
     const headerLength = new DataView(bytes.buffer).getUint16(8, true);
     const header = new TextDecoder('latin1').decode(bytes.subarray(10, 10 + headerLength));
@@ -47,7 +66,7 @@ describe('readNpy on well-formed files', () => {
     expect(header).toMatch(/'fortran_order':\s*False/);
     expect(header).toMatch(/'shape':\s*\(2,\s*3\)/);
     expect(header.endsWith('\n')).toBe(true);
-    expect((10 + headerLength) % 8).toBe(0);
+    expect((10 + headerLength) % 64).toBe(0);
     expect(bytes.length).toBe(10 + headerLength + 24);
   });
 
@@ -79,7 +98,7 @@ describe('readNpy on well-formed files', () => {
     expect(data).toEqual(Float32Array.from(values));
   });
 
-  it('accepts the "not applicable" byte order |f4, and the compact dict npyjs writes', () => {
+  it('accepts the "not applicable" byte order |f4, and a dict without spaces', () => {
     const values = iota(4);
     const compact = `{'descr':'|f4','fortran_order':False,'shape':(2,2)}`;
     expect([...readNpy(npyBytes(compact, f32Bytes(values)), 'A.npy').data]).toEqual(values);

@@ -9,6 +9,7 @@ import { ArgumentError, ShapeError, VICRegError } from '../errors.js';
 import { formatShape, readNpyFile, writeNpyFile } from '../io/npy.js';
 import { randomBatch } from '../io/random.js';
 import { variantChoicesProblem } from '../engine/choices.js';
+import { CHILD_ENV, runWithoutClampWarnings } from './dawn-warnings.js';
 import type { Preset, VariantChoices, VICRegLoss, VICRegOptions, VICRegTerms } from '../types.js';
 
 const HELP = `vicreg-wgsl: the VICReg loss (forward and backward) in WGSL compute kernels, on WebGPU.
@@ -18,6 +19,7 @@ Usage:
   vicreg-wgsl demo [--n N] [--d D] [--seed S] [--form F] [--json]
                                            forward + backward on a random batch, with timings
   vicreg-wgsl --help                       this text
+  vicreg-wgsl --version                    the package's version
 
 Options of 'loss':
   --preset paper|official  variance convention (default paper): paper = v(A) + v(B),
@@ -110,10 +112,19 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return 0;
   }
+  if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
+    process.stdout.write(`${packageVersion()}\n`);
+    return 0;
+  }
   const [command, ...rest] = argv;
   if (command === 'loss') return runLoss(rest);
   if (command === 'demo') return runDemo(rest);
   throw new ArgumentError(command === undefined ? 'missing command (loss or demo)' : `unknown command '${command}' (expected loss or demo)`);
+}
+
+/** This package's version, from its package.json (two folders up from src/cli/ and from dist/node/). */
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 }
 
 /** Reads a .npy file that must hold a 2-D n x d array. */
@@ -330,7 +341,10 @@ function exit(code: number, line?: string): void {
   process.stdout.write('', () => process.stderr.write('', () => process.exit(code)));
 }
 
-main(process.argv.slice(2)).then(
+const args = process.argv.slice(2);
+const usesDevice = (args[0] === 'loss' || args[0] === 'demo') && !args.includes('--help') && !args.includes('-h');
+const run = usesDevice && process.env[CHILD_ENV] !== '1' ? runWithoutClampWarnings(process.argv[1], args) : main(args);
+run.then(
   (code) => exit(code),
   (error: unknown) => {
     const message = (error instanceof Error ? error.message : String(error)).replace(/\s*\n\s*/g, ' ');

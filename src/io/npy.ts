@@ -1,9 +1,9 @@
 // Strict reading and writing of NumPy .npy files (format spec: numpy.lib.format), for float32 and
-// float64 arrays. npyjs writes the files; reading is checked here field by field, because npyjs's parser
-// is lax (missing keys default silently, byte order is dropped, the data length is never compared with
-// the shape, a misaligned data offset throws a RangeError). Every failure is an NpyError naming the file.
+// float64 arrays, by hand: the format is a preamble, a dict literal and raw little-endian data, and the
+// libraries at hand read it laxly (missing keys defaulting silently, byte order dropped, the data length
+// never compared with the shape) or pull in network clients. Reading checks every field; every failure
+// is an NpyError naming the file.
 import { readFileSync, writeFileSync } from 'node:fs';
-import { dump } from 'npyjs';
 import { NpyError, ShapeError } from '../errors.js';
 
 export interface NpyArray {
@@ -127,13 +127,30 @@ export function readNpyFile(path: string): NpyArray {
   return readNpy(bytes, path);
 }
 
-/** Serializes a float32 array as a little-endian, C-order .npy (format 1.0). */
-export function writeNpy(data: Float32Array, shape: readonly number[]): Uint8Array {
+/** The header's data offset is a multiple of this (numpy.lib.format aligns to 64 bytes). */
+const HEADER_ALIGNMENT = 64;
+
+/** Serializes a float32 or float64 array as a little-endian, C-order .npy (format 1.0). */
+export function writeNpy(data: Float32Array | Float64Array, shape: readonly number[]): Uint8Array {
   const count = shape.reduce((product, dim) => product * dim, 1);
   if (!shape.every((dim) => Number.isSafeInteger(dim) && dim >= 0) || count !== data.length) {
     throw new ShapeError(`cannot write ${data.length} values as a ${formatShape(shape)} array`);
   }
-  return new Uint8Array(dump(data, [...shape]));
+  const descr = data instanceof Float64Array ? '<f8' : '<f4';
+  const tuple = shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(', ')})`;
+  const dict = `{'descr': '${descr}', 'fortran_order': False, 'shape': ${tuple}, }`;
+  // Spaces, then a newline, pad the header so that the data starts on an aligned offset.
+  const preamble = MAGIC.length + 4;
+  const padded = Math.ceil((preamble + dict.length + 1) / HEADER_ALIGNMENT) * HEADER_ALIGNMENT;
+  const header = `${dict}${' '.repeat(padded - preamble - dict.length - 1)}\n`;
+  const bytes = new Uint8Array(padded + data.byteLength);
+  bytes.set(MAGIC, 0);
+  bytes.set([1, 0], MAGIC.length);
+  new DataView(bytes.buffer).setUint16(MAGIC.length + 2, header.length, true);
+  for (let i = 0; i < header.length; i++) bytes[preamble + i] = header.charCodeAt(i);
+  // The platforms JavaScript runs on are little-endian, as the file is.
+  bytes.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), padded);
+  return bytes;
 }
 
 export function writeNpyFile(path: string, data: Float32Array, shape: readonly number[]): void {

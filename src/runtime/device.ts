@@ -1,6 +1,7 @@
 // Device acquisition: a caller's GPUDevice, navigator.gpu in browsers, or Dawn (the `webgpu` package)
 // in Node. Requests the adapter's largest storage-buffer limits, since the Gram matrices grow as d^2.
 import { DeviceError } from '../errors.js';
+import { systemGPU } from './system-gpu.js';
 
 /** What a device offers the kernels, read from its adapter (traitsOf). */
 export interface DeviceTraits {
@@ -30,22 +31,6 @@ export interface DeviceHandle {
 
 const WANTED_LIMITS = ['maxStorageBufferBindingSize', 'maxBufferSize', 'maxStorageBuffersPerShaderStage',
   'maxComputeWorkgroupsPerDimension'] as const;
-
-// One Dawn instance per process: each instance starts its own threads, and all devices can share one.
-let nodeGpu: Promise<GPU> | undefined;
-
-async function nodeGPU(): Promise<GPU> {
-  nodeGpu ??= (async () => {
-    let webgpu: { create(flags: string[]): GPU };
-    try {
-      webgpu = (await import(/* @vite-ignore */ 'webgpu')) as unknown as { create(flags: string[]): GPU };
-    } catch (error) {
-      throw new DeviceError(`no WebGPU here: navigator.gpu is missing and the 'webgpu' package could not be loaded (${(error as Error).message})`);
-    }
-    return webgpu.create([]);
-  })();
-  return nodeGpu;
-}
 
 function traitsOf(features: ReadonlySet<string>, info: GPUAdapterInfo | undefined, gpu: GPU | undefined): DeviceTraits {
   const sizes = info as { subgroupMinSize?: number; subgroupMaxSize?: number } | undefined;
@@ -101,9 +86,9 @@ export async function acquireDevice(device?: GPUDevice, language: readonly strin
     if (missing.length > 0) handle.traits = { ...handle.traits, language: new Set([...handle.traits.language, ...await probeLanguage(device, missing)]) };
     return handle;
   }
-  const gpu: GPU = typeof navigator !== 'undefined' && navigator.gpu ? navigator.gpu : await nodeGPU();
+  const gpu: GPU = ambientGPU() ?? await systemGPU();
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
-  if (!adapter) throw new DeviceError('no WebGPU adapter found (on a machine without a GPU, install Mesa >= 23 lavapipe: scripts/setup.sh)');
+  if (!adapter) throw new DeviceError("no WebGPU adapter found (on a machine without a GPU, a CPU Vulkan driver such as Mesa's lavapipe provides one)");
   const requiredLimits: Record<string, number> = {};
   for (const name of WANTED_LIMITS) requiredLimits[name] = adapter.limits[name];
   const requiredFeatures: GPUFeatureName[] = [];
