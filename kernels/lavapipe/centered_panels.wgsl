@@ -11,8 +11,7 @@
 // Why: each workgroup of the dual backward streams one 64-column strip of Zc over all n rows. Read from
 // Z, that strip is n pieces of 256 bytes, each on its own page when d >= 1024 (at 2048 x 8192: 2048 pages,
 // more than the TLB holds, for every workgroup); in a panel it is n * 256 contiguous bytes. The copy costs
-// one pass over the group's columns; at 2048 x 8192 it took the backward from 2.4 s to 1.7 s per view
-// (README, Performance).
+// one pass over the group's columns, which pays from 512 rows (docs/lavapipe.md, "shuffle").
 //
 // Bindings (group 0):
 //   0  z4      storage, read        array<vec4<f32>>  n*d/4: Z as vec4s

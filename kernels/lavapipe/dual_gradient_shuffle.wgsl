@@ -15,8 +15,7 @@
 // subgroupShuffle. Where n % 4 == 0, K comes in vec4s: left and right of the block's own 32 columns
 // all its rows are on one side of the diagonal, so the packed buffer holds them either by rows (one vec4
 // per row and 4 k) or by columns (one vec4 per k and the lane's 4 rows); inside that band, and for any
-// n % 4 != 0, entry by entry (16 scalar loads where the vec4 sides take 4; at 2048 x 8192 the kernel went
-// from 1635 to 1522 ms, `npm run bench -- --kernels --shapes 2048x8192 --variant subgroup --form dual`).
+// n % 4 != 0, entry by entry (16 scalar loads where the vec4 sides take 4).
 // One dispatch covers one column group (params.columnStart, the dispatch's width); where params.panels,
 // Zc comes from the group's panels (lavapipe/centered_panels.wgsl, run just before: each workgroup's 64-column
 // strip is contiguous there, where in Z it is one 256-byte piece per row, and per page from d = 1024),
@@ -25,8 +24,8 @@
 // a variable carried across loop iterations is a blend with the execution mask plus a spill, so each
 // accumulator takes 4 multiply-adds per write (4 steps along the contraction at a time); and the
 // SHARED_PER_LANE blocks are spelled out as calls of accumulateBlock, so that every accumulator index is a
-// constant (Mesa leaves a loop that big rolled, and a dynamically indexed accumulator ran 2.6-2.9x slower; see
-// README, Performance).
+// constant (Mesa leaves a loop that big rolled, and then indexes the accumulators lane by lane through the
+// stack; docs/lavapipe.md, "shuffle").
 //
 // Bindings (group 0):
 //   0  z4      storage, read        array<vec4<f32>>  n*d/4 this view
@@ -41,9 +40,9 @@
 //                                                     Zc's strip q at (q n + k) 16 .. + 15 (lavapipe/centered_panels.wgsl)
 //   8  gram4   storage, read        array<vec4<f32>>  the buffer of binding 3 again, as vec4s (read where n % 4 == 0)
 // Dispatch: (ceil(n / SHARED), width / (LANES*4*OWN4), 1) workgroups of LANES threads per column group of
-// `width` columns (kernels.ts columnGroups): row blocks along x, so that consecutive workgroups (an
-// adapter runs x fastest) share one strip of Zc while they stream K's rows; at d = 8192 the other order
-// re-read Z from memory for every workgroup (1.6x slower). Strips wholly past d return at once.
+// `width` columns (src/variants/lavapipe/shuffle.ts columnGroups): row blocks along x, so that consecutive
+// workgroups (an adapter runs x fastest) share one strip of Zc while they stream K's rows; the other
+// order re-reads Z from memory for every workgroup. Strips wholly past d return at once.
 // Requires: d % 4 == 0; the 'subgroups' feature with a subgroup size of exactly LANES.
 // Variant: "shuffle" (lavapipe: subgroups of exactly 8).
 

@@ -20,16 +20,15 @@
 // Why windows (Mesa 25.0, read from lp_bld_nir_soa.c and GALLIVM_DEBUG=asm): a storage-buffer load becomes,
 // per lane, a branch on the execution mask, a bounds check and a second branch; a uniform-buffer load is
 // a branch-free gather, and a storage-texture load a call without per-lane branches. With no storage load
-// in the loop, LLVM keeps the loop one basic block; a kernel of this shape ran 97 ms against 135 ms for
-// the same work read from storage buffers (scratch benchmark, README "Performance"). A uniform binding
-// holds 64 KiB, one 128 x 128 block of K: hence the dispatch per block row and chunk.
-// K's blocks (kernels.ts blockedMatrixFloats): block (r, c) at (r nb + c) 16384 floats, nb = ceil(n/128);
-// view A's entry (i, k) at (row % 128) 128 + col % 128 of block (row/128, col/128) with (row, col) =
-// (min(i,k), max(i,k)), view B's with (max, min): so view A keeps block (P, Q) by rows where P < Q and by
+// in the loop, LLVM keeps the loop one basic block, free of per-lane branches (docs/lavapipe.md,
+// "windows"). A uniform binding holds 64 KiB, one 128 x 128 block of K: hence the dispatch per block row
+// and chunk.
+// K's blocks (src/variants/lavapipe/windows.ts blockedMatrixFloats): block (r, c) at (r nb + c) 16384
+// floats, nb = ceil(n/128); view A's entry (i, k) at (row % 128) 128 + col % 128 of block (row/128,
+// col/128) with (row, col) = (min(i,k), max(i,k)), view B's with (max, min): so view A keeps block (P, Q) by rows where P < Q and by
 // columns (as block (Q, P)) where P > Q, view B the other way. The diagonal blocks are kept whole, view A's
-// at (P, P) and view B's after the others, at (nb^2 + P) 16384, so block P itself is read by rows too.
-// (Before, a diagonal block held A's upper and B's lower triangle, read both ways at once and corrected
-// for B's diagonal: 8% of this kernel's time at 256 x 1024, README "Algorithm".)
+// at (P, P) and view B's after the others, at (nb^2 + P) 16384, so block P itself is read by rows too,
+// as any other block, with no read both ways at once and no correction for B's diagonal.
 //
 // Bindings (group 0):
 //   0  z4        storage, read        array<vec4<f32>>  n*d/4 this view
@@ -179,8 +178,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   let count = block.blockCount;
   var acc: Acc;
   // One loop over every window's columns, the window picked per step by a switch: the loop's body (the
-  // multiply-adds, 2048 per lane and step) exists once. With a loop per window, lavapipe's compile of
-  // this kernel took 16-45 s (LLVM), against a few here; the switch costs a few branches per step.
+  // multiply-adds, 2048 per lane and step) exists once. A loop per window would repeat it 8 times, and
+  // lavapipe's LLVM then compiles the kernel for tens of seconds; the switch costs a few branches per step.
   for (var w = 0u; w < count; w++) {
     let kb = block.blocks[w / 4u][w % 4u] * BLOCK;
     let columns = ((block.flags >> (8u + w)) & 1u) != 0u;

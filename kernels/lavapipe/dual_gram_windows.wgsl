@@ -6,7 +6,7 @@
 //   K_ik (=, or += after the first group) sum over this group's columns j of Zc_ij Zc_kj
 //   where flags bit 1 (the last group): partials[p] = sum over this lane's entries with i <= k < n of
 //   w (K_ik / (n-1))^2, w = 2 if i < k, 1 if i = k, so the sum over all p = ||K||_F^2 / (n-1)^2.
-// The columns come in the backward's column groups (kernels.ts windowColumnGroups: 8 strips of 64 columns
+// The columns come in the backward's column groups (src/variants/lavapipe/windows.ts windowColumnGroups: 8 strips of 64 columns
 // from 512 rows, up to 64 below); per group the host fills the panel texture the backward reads (a strip a layer) and runs one
 // dispatch of this kernel over every tile on or above K's diagonal, which adds the group's part to
 // the running sums it loads from K and stores back. Each workgroup is one subgroup of LANES = 8 and owns
@@ -16,13 +16,12 @@
 // execution mask and on its bounds; a texture load is a call without per-lane branches. The same
 // texture as the backward's means no panel of its own: where the view can be copied (RAW_PANEL) the
 // group's strips are copied into it as they are, with no pass over the view, and K is one dispatch per
-// group, not per 256-row super-tile and 5-strip group as when this kernel read uniform windows: 5.03 ->
-// 2.21 ms a view at 256 x 1024 (README, Algorithm).
+// group: a texture has no 64 KiB window to cut the work into (docs/lavapipe.md, "windows").
 // RAW_PANEL: the texture holds Z itself, centered here as it is loaded with the same two subtractions
 // as everywhere else; before each strip, lanes 0-3 load its shift and lanes 4-7 its center, each lane
 // for a quarter of the strip's texels, and each step takes its 4 columns' by subgroupShuffle. Without it the texture holds
 // Zc (lavapipe/centered_panels.wgsl, then copyBufferToTexture).
-// K's layout (kernels.ts blockedMatrixFloats): 128 x 128 blocks of 16384 floats, nb = ceil(n/128); block
+// K's layout (src/variants/lavapipe/windows.ts blockedMatrixFloats): 128 x 128 blocks of 16384 floats, nb = ceil(n/128); block
 // (r, c) at (r nb + c) 16384, and view B's diagonal blocks after those, block (P, P) at (nb^2 + P) 16384.
 // View A's entry (i, k), i <= k, in block (i/128, k/128) at (i % 128) 128 + k % 128; view B's at the
 // transposed place, (k/128, i/128) and (k % 128) 128 + i % 128. The diagonal blocks (A's in place, B's

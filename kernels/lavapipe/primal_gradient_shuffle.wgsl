@@ -7,7 +7,7 @@
 //   grad_ij (=, or += when ACCUMULATE) upstream[0] * ( invCoef (Z_ij - O_ij) + varCoef_j Zc_ij
 //                                                     + covCoef sum_k Zc_ik Coff_kj )
 //   varCoef_j = varWeight / std_j if std_j = sqrt(var_j + eps) < gamma, else 0
-//   (coefficients: see tiled/primal_gradient.wgsl and src/ops/coefficients.ts)
+//   (coefficients: see tiled/primal_gradient.wgsl and src/coefficients.ts)
 // Packed matrix (params.packing 1: view A, 2: view B; the layout of the Gram kernels' packedIndex): this
 // pass reads Coff by rows, which hold only part of each view's Coff (view A: Coff_kj for k <= j, view B:
 // for k > j); it sums those and lavapipe/primal_gradient_mirrored_shuffle.wgsl adds the rest. Plain
@@ -22,8 +22,8 @@
 // a variable carried across loop iterations is a blend with the execution mask plus a spill, so each
 // accumulator takes 4 multiply-adds per write (4 steps along the contraction at a time); and the
 // SHARED_PER_LANE blocks are spelled out as calls of accumulateBlock, so that every accumulator index is a
-// constant (Mesa leaves a loop that big rolled, and a dynamically indexed accumulator ran 2.6-2.9x slower; see
-// README, Performance).
+// constant (Mesa leaves a loop that big rolled, and then indexes the accumulators lane by lane through the
+// stack; docs/lavapipe.md, "shuffle").
 //
 // Bindings (group 0):
 //   0  z4          storage, read        array<vec4<f32>>  n*d/4 this view

@@ -18,8 +18,8 @@
 // a variable carried across loop iterations is a blend with the execution mask plus a spill, so each
 // accumulator takes 4 multiply-adds per write (4 rows of Z at a time); and the
 // SHARED_PER_LANE blocks are spelled out as calls of accumulateBlock, so that every accumulator index is a
-// constant (Mesa leaves a loop that big rolled, and a dynamically indexed accumulator ran 2.6-2.9x slower; see
-// README, Performance).
+// constant (Mesa leaves a loop that big rolled, and then indexes the accumulators lane by lane through the
+// stack; docs/lavapipe.md, "shuffle").
 //
 // Bindings (group 0):
 //   0  z           storage, read        array<f32>        n*d  (the same buffer as binding 5)

@@ -7,7 +7,7 @@
 //   grad_ij (=, or += when ACCUMULATE) upstream[0] * ( invCoef (Z_ij - O_ij) + varCoef_j Zc_ij
 //                     + covCoef (sum_k K_ik Zc_kj / (n-1) - var_j Zc_ij) )
 //   varCoef_j = varWeight / std_j if std_j = sqrt(var_j + eps) < gamma, else 0
-//   (coefficients: see tiled/primal_gradient.wgsl and src/ops/coefficients.ts)
+//   (coefficients: see tiled/primal_gradient.wgsl and src/coefficients.ts)
 //
 // Each workgroup is (WG, WG) threads and computes a TILE x TILE block of the gradient, TILE = 4*WG, each
 // thread a 4 x 4 register block. The contraction runs over k in steps of DEPTH: the workgroup stages K's

@@ -190,9 +190,9 @@ export function encodeStep(device: GPUDevice, encoder: GPUCommandEncoder, step: 
 
 /**
  * Bind groups, kept and keyed by what they bind: the engine re-encodes the same pass lists over the same
- * workspace buffers on every call, and making them each time cost 1.05 ms of an 18.5 ms forward + backward
- * at 256 x 1024 (34 bind groups) and 123 ms of 5.3 s at 2048 x 8192 (3430), `windows` on lavapipe (`npm run
- * bench -- --phases`, before they were kept). They are held in WeakMaps nested by the pipeline and each
+ * workspace buffers on every call, and making them anew each time is a visible share of a small step and,
+ * with `windows`' dispatch per block of K, thousands of calls at a large one (`npm run bench -- --phases`
+ * counts them: a repeated call makes none). They are held in WeakMaps nested by the pipeline and each
  * bound object in order (buffer or texture view), then by the bound ranges, so an entry lives only while
  * the pipeline and everything it binds are reachable: the cache keeps no buffer alive (a caller's per-step
  * buffers, dropped, go with their bind groups; a workspace destroyed and dropped likewise) and needs no
@@ -286,8 +286,8 @@ export async function readback(device: GPUDevice, encoder: GPUCommandEncoder,
   // Keyed by the first staging buffer: the same readback of the same workspace waits about as long each call.
   const mapped = quietly(() => Promise.all(copies.map((c) => c.staging.gpu.mapAsync(MAP_MODE_READ, 0, c.bytes))), copies[0]?.staging.gpu);
   // New destinations are made while the device works: a fresh array's first write takes its pages from
-  // the OS, which would otherwise follow the wait (2048 x 8192 backward, from the gradients' map to the
-  // return: 212 ms before, 31 ms after; `npm run bench -- --phases --shapes 2048x8192 --variant windows`).
+  // the OS, which would otherwise follow the wait (`npm run bench -- --phases` reports the time from the
+  // gradients' map to the return as "after map").
   let fresh: (ArrayBuffer | undefined)[];
   try {
     fresh = copies.map((c) => (c.into ? undefined : withPages(new ArrayBuffer(c.bytes))));

@@ -3,8 +3,8 @@
 // dawn.node (the `webgpu` package) resolves its promises (mapAsync, onSubmittedWorkDone, ...) by calling
 // wgpuInstanceProcessEvents from a setImmediate callback that re-queues itself for as long as any of them
 // is pending (Dawn's AsyncRunner; crbug.com/dawn/1127). While the GPU works, the main thread therefore
-// runs at 100% of a core. On a CPU adapter (lavapipe) that core is one the "GPU" itself needed: on a
-// 2-core machine forward+backward at 1024x1024 took ~400 ms with the spin and ~255 ms without it.
+// runs at 100% of a core. On a CPU adapter (lavapipe) that core is one the "GPU" itself needs, so the spin
+// slows the very work it waits for (`npm run bench -- --dawn-polling` runs with it, for comparison).
 //
 // quietly() lets a wait spin for its first SPIN_MS (tiny work keeps its latency), then defers Dawn's
 // poll to a 1 ms timer until the wait ends. Dawn's callback is told apart from others by being a native
@@ -13,10 +13,8 @@
 
 /**
  * How long a wait polls as Dawn does before switching to timers: short enough that the spin takes little
- * from a CPU adapter, long enough that tiny problems (under a millisecond) keep their latency. Measured
- * at 256 x 1024 on lavapipe (forward, backward): 8.5 ms, 12.2 ms with 2 ms of spin; 7.3 ms, 10.3 ms with
- * 0.5 ms; 9.5 ms, 10.6 ms with none (every wait then pays a 1 ms timer); medians of 15 resident calls
- * from a scratch script during development, not kept.
+ * from a CPU adapter, long enough that tiny problems (under a millisecond) keep their latency; with none,
+ * every wait would pay at least one 1 ms timer.
  */
 const SPIN_MS = 0.5;
 /** Poll interval after that (Node's timer resolution). */
@@ -24,11 +22,8 @@ const POLL_MS = 1;
 /**
  * A keyed wait (the same readback of the same workspace, say) whose last run took less than this polls
  * as Dawn does throughout: a 1 ms timer is then a large share of the wait, and the spin a short one.
- * Forward + backward at 64 x 512 on lavapipe: 4.0-4.1 ms deferred, 1.7-1.8 ms with this rule (`npm run
- * bench -- --phases --shapes 64x512,128x512,256x1024 --runs 40`, before and after it). Longer waits stay
- * deferred, since there the spin takes a core the adapter needs: at 256 x 1024 every wait spinning
- * (`--phases --shapes 64x512,256x1024 --variant windows --runs 40 --dawn-polling`) took 22.4-31.4 ms
- * against 19.8-24.3 deferred (the same without the flag; three alternating pairs).
+ * Longer waits stay deferred, since there the spin takes a core the adapter needs. `npm run bench --
+ * --phases --shapes 64x512,256x1024` with and without `--dawn-polling` shows both sides of the rule.
  */
 export const SHORT_WAIT_MS = 2;
 /** The last duration of each keyed wait; weak, so a key (a staging buffer, say) takes its entry with it. */

@@ -146,8 +146,8 @@ export interface WindowScratch extends VariantScratch {
 /**
  * Column group g of the view into the texture: with `raw` (windowRawPanel) a copy of each of the group's
  * strips of Z into its layer, else the group's panel copy (lavapipe/centered_panels.wgsl, `pack`) and that
- * panel's copy into the texture (a kernel writing the texture by textureStore ran at half the speed of
- * the pack and its copy on lavapipe). `workgroups`: the pack's (the gradient's own, or its indirect arguments).
+ * panel's copy into the texture (on lavapipe a kernel writing the texture by textureStore is slower than
+ * the pack and its copy). `workgroups`: the pack's (the gradient's own, or its indirect arguments).
  */
 function windowTextureSteps(label: string, pack: GPUComputePipeline | undefined, z: GPUBuffer, stats: GPUBuffer, scratch: WindowScratch, view: 0 | 1,
   rows: number, g: number, workgroups: Dispatch['workgroups'], raw?: { d: number }): Step[] {
