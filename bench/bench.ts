@@ -55,7 +55,7 @@ const HELP = `npm run bench -- [options]
   --dawn-polling         ours' waits poll as Dawn does, spinning a core (setQuietPolling(false)); for measuring
                          what quietly() gives
   --tfjs-quiet           run tfjs's waits through quietly() too, as the engine's own waits run (by default
-                         tfjs runs as it ships: under dawn.node its waits spin a CPU core; see README)
+                         tfjs runs as it ships: under dawn.node its waits spin a CPU core; see README, API)
   --preset paper|official, --form auto|primal|dual   engine options (default paper, auto)
   --variant V            kernel variant: auto (default: the registry's order, untimed), measure (a timed
                          trial per shape class), tiled, subgroup, workgroup, shuffle or windows
@@ -303,7 +303,7 @@ const destroyResident = (buffers: ResidentBuffers | undefined) =>
 async function oursResident(vic: VICRegLoss, buffers: ResidentBuffers, shape: [number, number]): Promise<VICRegTerms & { gradA: GPUBuffer; gradB: GPUBuffer }> {
   const terms = await vic.forward(buffers.a, buffers.b, shape);
   const grads = await vic.backward<GPUBuffer>();
-  // As a caller on dawn.node should wait: without quietly() Dawn's event poll spins a core (README).
+  // As a caller on dawn.node should wait: without quietly() Dawn's event poll spins a core (README, API).
   await quietly(() => vic.device.queue.onSubmittedWorkDone());
   return { ...terms, ...grads };
 }
