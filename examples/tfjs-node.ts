@@ -29,16 +29,14 @@ const model = tf.sequential({
     tf.layers.dense({ units: embedding, kernelInitializer: tf.initializers.glorotNormal({ seed: 5 }) }),
   ],
 });
-// apply() returns one tensor per output of the model (Tensor | Tensor[] in its type); this one has one.
-const embed = (input: tf.Tensor) => model.apply(input) as tf.Tensor;
 
 const optimizer = tf.train.adam(0.01);
 for (let step = 0; step <= 30; step++) {
-  const loss = optimizer.minimize(() => vicregLoss(embed(xa), embed(xb), { preset: 'official' }), true)!;
+  const loss = optimizer.minimize(() => vicregLoss(model.apply(xa), model.apply(xb), { preset: 'official' }), true)!;
   if (step % 5 === 0) console.log(`step ${step}: loss ${(await loss.data())[0].toFixed(4)}`);
   loss.dispose();
 }
 
-const terms = tf.tidy(() => vicregTerms(embed(xa), embed(xb), { preset: 'official' }));
+const terms = tf.tidy(() => vicregTerms(model.apply(xa), model.apply(xb), { preset: 'official' }));
 const [total, invariance, variance, covariance] = await terms.data();
 console.log(`on '${tf.getBackend()}': loss ${total.toFixed(4)} (invariance ${invariance.toFixed(4)}, variance ${variance.toFixed(4)}, covariance ${covariance.toFixed(4)})`);

@@ -90,6 +90,15 @@ describe("vicregLoss on tfjs's cpu backend (the composition)", () => {
     }
   });
 
+  it("takes what a single-output model's apply() returns, an array of one tensor included", async () => {
+    const [n, d] = [6, 5];
+    const { a, b } = randomViews(n, d, 41);
+    const [za, zb] = [tf.tensor2d(a, [n, d]), tf.tensor2d(b, [n, d])];
+    const expected = (await vicregLoss(za, zb).data())[0];
+    expect((await vicregLoss([za], [zb]).data())[0]).toBe(expected);
+    tf.dispose([za, zb]);
+  });
+
   it('rejects bad shapes with a ShapeError and bad options with an OptionError, as the WGSL path does', () => {
     const z = tf.zeros([4, 5]);
     const cases: [() => unknown, RegExp][] = [
@@ -98,7 +107,8 @@ describe("vicregLoss on tfjs's cpu backend (the composition)", () => {
       [() => vicregLoss(tf.zeros([1, 5]), tf.zeros([1, 5])), /at least 2 rows/],
       [() => vicregLoss(tf.zeros([4, 0]), tf.zeros([4, 0])), /d must be a positive integer/],
       [() => vicregTerms(tf.zeros([4, 5], 'int32'), tf.zeros([4, 5], 'int32')), /float32/],
-      [() => vicregLoss([z] as unknown as tf.Tensor, z), /an array/],
+      [() => vicregLoss([z, z], z), /an array of 2 outputs/],
+      [() => vicregLoss({ name: 'input1', shape: [null, 5] }, z), /a symbolic tensor \(input1\)/],
     ];
     for (const [call, message] of cases) {
       expect(call).toThrow(ShapeError);

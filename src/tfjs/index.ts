@@ -62,11 +62,27 @@ export function vicregVariantChoices(): VariantChoices {
   return exportVariantChoices(device, deviceHandle(device).adapterName);
 }
 
+/** A symbolic tensor of tfjs-layers (what apply() returns for tf.input()), described by its shape alone. */
+interface SymbolicOutput { readonly name: string; readonly shape: readonly (number | null)[] }
+
+/**
+ * What the op takes for a view's embeddings: a tensor, or anything a tfjs model's apply() returns, so that
+ * `vicregLoss(model.apply(xa), model.apply(xb))` typechecks. An array must hold exactly one tensor (a
+ * single-output model); a symbolic tensor, or an array of several, is a ShapeError.
+ */
+export type Embeddings = tf.Tensor | readonly tf.Tensor[] | SymbolicOutput | readonly SymbolicOutput[];
+
+/** The tensor of one view's embeddings, or a ShapeError naming what was passed instead. */
+function embeddingTensor(z: Embeddings): tf.Tensor {
+  const one = Array.isArray(z) && z.length === 1 ? z[0] : z;
+  if (one instanceof tf.Tensor) return one;
+  const what = Array.isArray(z) ? `an array of ${z.length} outputs (pass the embedding output's tensor)`
+    : z !== null && typeof z === 'object' && 'shape' in z && 'name' in z ? `a symbolic tensor (${(z as SymbolicOutput).name}): apply the model to tensors, not to tf.input()`
+      : (z as object | null)?.constructor?.name ?? String(z);
+  throw new ShapeError(`vicregLoss takes two tf.Tensors, got ${what}`);
+}
+
 function checkEmbeddings(za: tf.Tensor, zb: tf.Tensor): [number, number] {
-  for (const z of [za, zb]) {
-    // Plain JavaScript callers can pass what model.apply() returns for a multi-output model: an array.
-    if (!(z instanceof tf.Tensor)) throw new ShapeError(`vicregLoss takes two tf.Tensors, got ${Array.isArray(z) ? 'an array (one tensor per output of a multi-output model?)' : (z as object | null)?.constructor?.name ?? String(z)}`);
-  }
   if (za.rank !== 2 || zb.rank !== 2) throw new ShapeError(`vicregLoss takes two 2-D [n, d] tensors, got shapes [${za.shape}] and [${zb.shape}]`);
   if (za.shape[0] !== zb.shape[0] || za.shape[1] !== zb.shape[1]) {
     throw new ShapeError(`the two views must have the same shape, got [${za.shape}] and [${zb.shape}]`);
@@ -126,12 +142,13 @@ function lossAndGradients(za: tf.Tensor, zb: tf.Tensor, options: TfjsVICRegOptio
  * tf.customGrad). On any other backend (cpu, wasm, webgl, node) it is the slow path: the same loss,
  * presets and coefficients composed from tfjs ops, O(n d^2) with a d x d covariance per view, and
  * differentiated by tfjs autograd; it agrees with the kernels to float32 rounding.
- * A multi-output model's `apply()` returns an array: pass the tensor of the embedding output
- * (`model.apply(x) as tf.Tensor` for a single-output model).
+ * Takes what a single-output model's `apply()` returns; a multi-output model's array is a ShapeError
+ * (pass the tensor of the embedding output).
  * Non-finite embeddings give a NaN loss, as tfjs ops do, rather than an error; bad shapes are a
  * ShapeError and bad options an OptionError on every backend.
  */
-export function vicregLoss(za: tf.Tensor, zb: tf.Tensor, options: TfjsVICRegOptions = {}): tf.Scalar {
+export function vicregLoss(viewA: Embeddings, viewB: Embeddings, options: TfjsVICRegOptions = {}): tf.Scalar {
+  const [za, zb] = [embeddingTensor(viewA), embeddingTensor(viewB)];
   if (!onWebGPU()) return tf.tidy(() => composedTerms(za, zb, options).loss);
   const forward = (a: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
     const { result, gradA, gradB } = lossAndGradients(a, b, options);
@@ -148,7 +165,8 @@ export function vicregLoss(za: tf.Tensor, zb: tf.Tensor, options: TfjsVICRegOpti
  * The loss and its three terms, [loss, invariance, variance, covariance], as a tensor (no gradient):
  * from the kernels on 'webgpu', from the tfjs composition (the slow path) elsewhere.
  */
-export function vicregTerms(za: tf.Tensor, zb: tf.Tensor, options: TfjsVICRegOptions = {}): tf.Tensor1D {
+export function vicregTerms(viewA: Embeddings, viewB: Embeddings, options: TfjsVICRegOptions = {}): tf.Tensor1D {
+  const [za, zb] = [embeddingTensor(viewA), embeddingTensor(viewB)];
   if (!onWebGPU()) {
     return tf.tidy(() => {
       const { loss, invariance, variance, covariance } = composedTerms(za, zb, options);
