@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Makes a fresh machine able to run the project: npm packages, a WebGPU adapter, and Chromium.
+# Makes a fresh machine able to run the project: npm packages, a WebGPU adapter, Chromium, NumPy, and
+# the C toolchain of the native library.
 # Without a GPU, WebGPU runs through Mesa's lavapipe (CPU Vulkan). Dawn rejects Mesa 22 (Debian 12's
 # default), so on Debian 12 the driver comes from bookworm-backports (Mesa 25), on the same mirror as the
 # machine's other Debian sources.
@@ -48,6 +49,17 @@ if [ "${VICREG_SKIP_NUMPY:-0}" != 1 ] && ! python3 -c 'import numpy' >/dev/null 
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3-numpy >/dev/null
   fi
+fi
+
+# A C compiler, make and cJSON (Debian's libcjson-dev) for the native library and program (native/,
+# npm run native); Dawn itself comes from the npm package bun-webgpu-linux-x64, pinned in package-lock.json.
+have_native_tools() {
+  command -v cc >/dev/null 2>&1 && command -v make >/dev/null 2>&1 && [ -f /usr/include/cjson/cJSON.h ]
+}
+if [ "${VICREG_SKIP_NATIVE:-0}" != 1 ] && ! have_native_tools && command -v apt-get >/dev/null 2>&1; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends gcc libc6-dev make libcjson-dev >/dev/null
 fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
