@@ -6,16 +6,15 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  BUFFERS, DEFAULT_COEFFICIENTS, FORMS, HOST, INPUTS, KERNELS, PRESETS, VARIANTS, backwardPasses, forwardPasses, planVariables, type ManifestVariant,
+  BUFFERS, DEFAULT_COEFFICIENTS, HOST, INPUTS, KERNELS, PRESETS, VARIANTS, backwardPasses, forwardPasses, planForms, planVariables, type ManifestVariant,
   passesOf, type GroupLoop, type KernelId, type PassPlan,
 } from '../src/manifest/plan.js';
-import type { Form } from '../src/types.js';
 import { evaluate, FORMULA_GRAMMAR, namesIn } from './formula.js';
 import { reflect, workgroupBytes, type Reflection, type StructLayout } from './wgsl-reflect.js';
 
 const ELEMENT_BYTES: Record<string, number> = { f32: 4, u32: 4, 'vec4<f32>': 16 };
 /** The names the plans bind (planVariables), over every variant and form. */
-const PLAN_NAMES = [...new Set((Object.keys(VARIANTS) as ManifestVariant[]).flatMap((v) => Object.keys(planVariables(v, 'primal'))))];
+const PLAN_NAMES = [...new Set((Object.keys(VARIANTS) as ManifestVariant[]).flatMap((v) => planForms(v).flatMap((form) => Object.keys(planVariables(v, form)))))];
 /** What each plan variable means, for the manifest's reader; buildManifest checks that every name has one. */
 const PLAN_VARIABLE_NOTES: Record<string, string> = {
   side: 'side of the Gram matrix: d (primal, C = Zc^T Zc/(n-1)) or n (dual, K = Zc Zc^T)',
@@ -26,6 +25,8 @@ const PLAN_VARIABLE_NOTES: Record<string, string> = {
   panels: '1 where the dual shuffle backward reads Zc from column panels (lavapipe/centered_panels), else 0',
   panelGroups: 'iterations of a group loop (forEachGroup): column groups of the dual shuffle backward; 1 where panels = 0',
   panelWidth: 'columns per group (a multiple of 8 lanes; the last group may run past d)',
+  blockWidth: "primalBlocked: columns per block of Coff, the most that fit maxBinding (d*blockWidth floats) as a multiple of 64, at most d rounded up to 64; 0: the problem cannot run (loss.host.limit). Block g has min(blockWidth, d - g*blockWidth) columns from g*blockWidth",
+  blocks: 'primalBlocked: iterations of its backward loop (forEachGroup): the column blocks, ceil(d/blockWidth)',
 };
 
 function check(condition: unknown, message: string): asserts condition {
@@ -106,7 +107,17 @@ function kernelEntry(id: KernelId, r: Reflection) {
 
 type KernelEntry = ReturnType<typeof kernelEntry>;
 
-function passEntry(pass: PassPlan, kernel: KernelEntry) {
+/** A pass: its kernel's constants (with the pass's own overrides), dispatch (the pass's where it has one; `g` named only in a loop) and bindings. */
+function passEntry(pass: PassPlan, kernel: KernelEntry, inLoop = false) {
+  const overrides = Object.fromEntries(Object.entries(pass.overrides ?? {}).map(([name, v]) => {
+    check(kernel.overrides.some((o) => o.name === name), `pass ${pass.label}: sets override ${name}, which ${kernel.file} does not declare`);
+    const formula = asFormula(v);
+    checkNames(formula, `pass ${pass.label} constants`, [], true);
+    return [name, formula];
+  }));
+  const dispatch = pass.dispatch ?? kernel.dispatch;
+  dispatch.forEach((f) => checkNames(f, `pass ${pass.label} dispatch`, inLoop ? ['g'] : []));
+  for (const role of Object.keys(pass.floats ?? {})) check(kernel.bindings.some((b) => b.role === role), `pass ${pass.label}: floats for role ${role}, which ${kernel.file} does not bind`);
   const bindings = kernel.bindings.map((b) => {
     const buffer = pass.buffers[b.role as keyof PassPlan['buffers']];
     check(buffer && BUFFERS[buffer], `pass ${pass.label}: no buffer for ${kernel.file}'s ${b.name} (role ${b.role})`);
@@ -114,7 +125,9 @@ function passEntry(pass: PassPlan, kernel: KernelEntry) {
     check(plan.kind === b.buffer, `pass ${pass.label}: ${buffer} is ${plan.kind}, bound to ${b.buffer} binding ${b.name}`);
     const compatible = b.buffer === 'uniform' ? plan.type === b.type : plan.type === b.type || (plan.type === 'f32' && b.type === 'vec4<f32>');
     check(compatible, `pass ${pass.label}: ${buffer} (${plan.type}) bound to ${b.name} (${b.type})`);
-    return { binding: b.binding, name: b.name, buffer, access: b.access };
+    const floats = pass.floats?.[b.role as keyof PassPlan['buffers']];
+    if (floats) checkNames(floats, `pass ${pass.label} binding ${b.name}`);
+    return { binding: b.binding, name: b.name, buffer, access: b.access, ...(floats ? { bytes: times(4, floats) } : {}) };
   });
   const writes = [...new Set(bindings.filter((b) => b.access === 'read_write').map((b) => b.buffer))];
   const reads = [...new Set(bindings.filter((b) => b.access === 'read').map((b) => b.buffer))];
@@ -122,8 +135,9 @@ function passEntry(pass: PassPlan, kernel: KernelEntry) {
   for (const w of writes) check(bindings.filter((b) => b.buffer === w).length === 1, `pass ${pass.label}: ${w} is written and bound twice`);
   return {
     label: pass.label, kernel: pass.kernel,
-    constants: kernel.constants, workgroupSize: kernel.workgroupSize, dispatch: kernel.dispatch,
-    bindings: bindings.map(({ binding, name, buffer }) => ({ binding, name, buffer })), reads, writes,
+    constants: { ...kernel.constants, ...overrides }, workgroupSize: kernel.workgroupSize, dispatch,
+    /** `bytes`, where present: what this pass needs of the buffer, less than the kernel's binding (a column block; no matrix). */
+    bindings: bindings.map(({ binding, name, buffer, ...rest }) => ({ binding, name, buffer, ...('bytes' in rest ? { bytes: rest.bytes } : {}) })), reads, writes,
   };
 }
 
@@ -162,7 +176,7 @@ export function buildManifest(root: string) {
       check(v.requires.features.every((f) => kernels[kernelId].enables.includes(f)) && kernels[kernelId].enables.every((e) => v.requires.features.includes(e)),
         `${kernelId}: enables [${kernels[kernelId].enables}], variant ${variant} requires [${v.requires.features}]`);
     }
-    const byForm = Object.fromEntries((Object.keys(FORMS) as Form[]).map((form) => {
+    const byForm = Object.fromEntries(planForms(variant).map((form) => {
       const variables = planVariables(variant, form);
       Object.values(variables).forEach((f) => checkNames(f, `variant ${variant} form ${form} variables`));
       const entry = (p: PassPlan) => passEntry(p, kernels[p.kernel]);
@@ -170,9 +184,9 @@ export function buildManifest(root: string) {
       const backward = backwardPasses(variant, form).map((step: PassPlan | GroupLoop) => {
         if (!('passes' in step)) return entry(step);
         checkNames(step.forEachGroup, `variant ${variant} form ${form} group loop`);
-        return { forEachGroup: step.forEachGroup, passes: step.passes.map(entry) };
+        return { forEachGroup: step.forEachGroup, passes: step.passes.map((p) => passEntry(p, kernels[p.kernel], true)) };
       });
-      const all = passesOf([...forwardPasses(variant, form), ...backwardPasses(variant, form)]).map(entry);
+      const all = passesOf([...forwardPasses(variant, form), ...backwardPasses(variant, form)]).map((p) => passEntry(p, kernels[p.kernel], true));
       // A 'group' buffer has one instance per group: only a loop's passes can bind it.
       for (const p of [...forward, ...backward].filter((s) => !('passes' in s)) as ReturnType<typeof passEntry>[]) {
         for (const b of p.bindings) check(BUFFERS[b.buffer].scope !== 'group', `pass ${p.label}: binds ${b.buffer}, one per column group, outside a group loop`);
@@ -201,6 +215,13 @@ export function buildManifest(root: string) {
   checkNames(HOST.nonFinite.when, 'HOST.nonFinite', [...result], true);
   checkNames(HOST.fallback.keepWhen, 'HOST.fallback', [...result, 'minDualShare'], true);
   checkNames(HOST.formChoice.dualWhen, 'HOST.formChoice', [], true);
+  checkNames(HOST.blocked.when, 'HOST.blocked', [], true);
+  for (const rule of HOST.limit.reject) {
+    checkNames(rule.when, 'HOST.limit', [], true);
+    checkNames(rule.bytes, 'HOST.limit', [], true);
+    check(rule.when === `${rule.bytes} > ${HOST.limit.input}`, `HOST.limit: ${rule.when} is not bytes > ${HOST.limit.input}`);
+  }
+  check(HOST.limit.input in INPUTS, `HOST.limit: ${HOST.limit.input} is not an input`);
   HOST.shape.require.forEach((f) => checkNames(f, 'HOST.shape', [], true));
 
   const entries = Object.values(kernels);
@@ -227,7 +248,11 @@ export function buildManifest(root: string) {
     requirements: {
       features: Object.fromEntries(Object.entries(VARIANTS).map(([name, v]) => [name, v.requires.features])),
       limits: {
-        maxStorageBufferBindingSize: { bytes: 'max(4*n*d, 4*(side*side+side))', note: 'the largest binding: a view or gradient (n*d floats) or the packed Gram matrices of both views (side*side+side floats)' },
+        maxStorageBufferBindingSize: {
+          bytes: 'max(4*n*d, 4*(side*side+side))',
+          note: 'the largest binding: a view or gradient (n*d floats) or the packed Gram matrices of both views (side*side+side floats); ' +
+            'in the primalBlocked form, which keeps no d x d matrix, a view or one column block (d*blockWidth floats, within maxBinding by construction). Bind maxBinding to what the device allows (loss.host.blocked, loss.host.limit)',
+        },
         maxBufferSize: { bytes: 'max(4*n*d, 4*(side*side+side))' },
         maxStorageBuffersPerShaderStage: max((k) => k.bindings.filter((b) => b.buffer === 'storage').length),
         maxUniformBuffersPerShaderStage: max((k) => k.bindings.filter((b) => b.buffer === 'uniform').length),

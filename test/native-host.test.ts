@@ -2,8 +2,9 @@
 // Dawn, Rust with wgpu) would: it imports nothing from src/. It allocates the named buffers from their
 // size formulas, fills the uniforms from their layouts and value formulas, builds pipelines with the
 // listed constants, runs the forward passes, reads the result, applies the host rules (non-finite input,
-// dual->primal fallback), runs the backward passes and reads the gradients. docs/native.md describes
-// these same steps. Checked against the float64 reference.
+// dual->primal fallback, the primal form past the binding limit in column blocks, problems past the
+// limit), runs the backward passes and reads the gradients. docs/native.md describes these same steps.
+// Checked against the float64 reference.
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { create } from 'webgpu';
@@ -21,10 +22,11 @@ interface Pass {
   kernel: string;
   /** Formulas in the inputs (lanes). */
   constants: Record<string, string>;
+  /** Formulas; in a group loop they may name g. */
   dispatch: [string, string, string];
   bindings: { binding: number; buffer: string }[];
 }
-/** Passes run once per column group g = 0 .. forEachGroup-1, each binding its group's instance of a 'group' buffer. */
+/** Passes run once per group g = 0 .. forEachGroup-1, each binding its group's instance of a 'group' buffer. */
 interface GroupLoop { forEachGroup: string; passes: Pass[] }
 interface FormPlan {
   /** In order: each may use the ones before it. */
@@ -34,19 +36,22 @@ interface FormPlan {
   forward: Pass[];
   backward: (Pass | GroupLoop)[];
 }
-type Form = 'primal' | 'dual';
+/** The engine's two forms, and the primal form past the binding limit (column blocks). */
+type Form = 'primal' | 'dual' | 'primalBlocked';
 interface Manifest {
   kernels: Record<string, { file: string; entryPoint: string }>;
   coefficients: { presets: Record<string, { k: string }> };
   loss: {
     buffers: Record<string, { kind: 'storage' | 'uniform'; bytes: string; scope: 'problem' | 'form' | 'group'; usage: string[] }>;
-    plans: Record<string, { requires: { features: string[]; subgroups?: string; when: string } } & Record<Form, FormPlan>>;
+    plans: Record<string, { requires: { features: string[]; subgroups?: string; when: string } } & Record<'primal' | 'dual', FormPlan> & { primalBlocked?: FormPlan }>;
     host: {
       shape: { require: string[] };
       formChoice: { dualWhen: string };
       result: { buffer: string; fields: string[] };
       nonFinite: { when: string; bits: Record<string, number> };
       fallback: { from: Form; to: Form; keepWhen: string; minDualShare: number };
+      blocked: { from: Form; to: Form; when: string };
+      limit: { input: string; reject: { forms: Form[]; when: string; bytes: string; what: string }[] };
     };
   };
 }
@@ -64,6 +69,8 @@ interface Coefficients { lambda: number; mu: number; nu: number; gamma: number; 
 
 interface HostRun {
   form: Form;
+  /** The plan variables of that form (blockWidth, blocks in primalBlocked). */
+  vars?: Record<string, number>;
   fellBack: boolean;
   result: Record<string, number>;
   /** After a fallback: the dual form's result, whose shares decided it. */
@@ -94,36 +101,54 @@ class ManifestHost {
     return pipeline;
   }
 
-  /** Forward, host rules, backward: the steps of docs/native.md. */
-  async run(a: Float32Array, b: Float32Array, [n, d]: [number, number], c: Coefficients, variant: string, scale = 1): Promise<HostRun> {
+  /**
+   * Forward, host rules, backward: the steps of docs/native.md. `maxBinding`: the binding limit the host
+   * keeps to (the device's maxStorageBufferBindingSize unless lowered).
+   */
+  async run(a: Float32Array, b: Float32Array, [n, d]: [number, number], c: Coefficients, variant: string, scale = 1,
+    maxBinding = this.device.limits.maxStorageBufferBindingSize): Promise<HostRun> {
     const { loss } = manifest;
     const plan = loss.plans[variant];
     const host = loss.host;
-    // 1. Inputs: the shape and the coefficients, k from the preset.
-    const inputs: Env = { n, d, lambda: c.lambda, mu: c.mu, nu: c.nu, gamma: c.gamma, eps: c.eps, k: evaluate(manifest.coefficients.presets[c.preset].k, {}), lanes: this.lanes };
+    // 1. Inputs: the shape, the coefficients (k from the preset), lanes, the binding limit.
+    const inputs: Env = {
+      n, d, lambda: c.lambda, mu: c.mu, nu: c.nu, gamma: c.gamma, eps: c.eps, k: evaluate(manifest.coefficients.presets[c.preset].k, {}), lanes: this.lanes,
+      [host.limit.input]: maxBinding,
+    };
     for (const rule of host.shape.require) if (!evaluate(rule, inputs)) throw new Error(`shape [${n}, ${d}] fails ${rule}`);
     if (!evaluate(plan.requires.when, inputs)) throw new Error(`variant ${variant} needs ${plan.requires.when}`);
+
+    // The form a choice or the fallback names, past the binding limit: primalBlocked where the primal
+    // matrix does not fit; a limit error where the form cannot run at all.
+    const limited = (form: Form): Form => {
+      if (form === host.blocked.from && evaluate(host.blocked.when, inputs)) {
+        if (!plan[host.blocked.to as 'primalBlocked']) throw new LimitError(`variant ${variant} has no ${host.blocked.to} plan: ${host.blocked.when}`);
+        form = host.blocked.to;
+      }
+      for (const rule of host.limit.reject) {
+        if (rule.forms.includes(form) && evaluate(rule.when, inputs)) throw new LimitError(`${rule.what} needs ${evaluate(rule.bytes, inputs)} bytes, over maxBinding ${maxBinding}`);
+      }
+      return form;
+    };
 
     // 2. Buffers: problem-scope ones shared, form-scope ones per form (the fallback needs both).
     const shared = new Map<string, GPUBuffer>();
     const all: GPUBuffer[] = [];
     const prepare = (form: Form) => {
       const vars: Record<string, number> = { ...inputs };
-      for (const v of plan[form].variables) vars[v.name] = evaluate(v.value, vars);
+      for (const v of plan[form]!.variables) vars[v.name] = evaluate(v.value, vars);
       const buffers = new Map<string, GPUBuffer>();
-      for (const name of plan[form].buffers) {
+      for (const name of plan[form]!.buffers) {
         const spec = loss.buffers[name];
         if (spec.scope === 'group') continue;   // made per group, when a group loop runs
         let buffer = spec.scope === 'problem' ? shared.get(name) : undefined;
         if (!buffer) {
           const size = evaluate(spec.bytes, vars);
-          if (spec.kind === 'storage' && size > this.device.limits.maxStorageBufferBindingSize) {
-            throw new Error(`${name} needs ${size} bytes, over maxStorageBufferBindingSize`);
-          }
+          if (spec.kind === 'storage' && size > maxBinding) throw new LimitError(`${name} needs ${size} bytes, over maxBinding ${maxBinding}`);
           buffer = this.device.createBuffer({ label: name, size, usage: spec.usage.reduce((u, flag) => u | USAGE[flag], 0) });
           all.push(buffer);
           if (spec.scope === 'problem') shared.set(name, buffer);
-          const uniform = plan[form].uniforms[name];
+          const uniform = plan[form]!.uniforms[name];
           if (uniform) this.device.queue.writeBuffer(buffer, 0, packUniform(uniform.bytes, uniform.fields, vars));
         }
         buffers.set(name, buffer);
@@ -133,7 +158,7 @@ class ManifestHost {
 
     // A 'group' uniform's instance for group g: its value formulas see g.
     const groupBuffer = (form: Form, name: string, vars: Env, g: number) => {
-      const uniform = plan[form].uniforms[name];
+      const uniform = plan[form]!.uniforms[name];
       const groupVars = { ...vars, g };
       const buffer = this.device.createBuffer({ label: `${name} ${g}`, size: evaluate(loss.buffers[name].bytes, groupVars), usage: USAGE.UNIFORM | USAGE.COPY_DST });
       all.push(buffer);
@@ -142,7 +167,7 @@ class ManifestHost {
     };
 
     // 3. Encode a list of passes: pipeline with the constants, bind group by binding number, dispatch; a
-    // group loop's passes once per group, in order.
+    // group loop's passes once per group, in order, g bound for their dispatch formulas.
     const encode = (encoder: GPUCommandEncoder, steps: (Pass | GroupLoop)[], set: ReturnType<typeof prepare>, form: Form) => {
       for (const step of steps) {
         if ('passes' in step) {
@@ -153,7 +178,7 @@ class ManifestHost {
                 if (loss.buffers[x.buffer].scope === 'group' && !perGroup.has(x.buffer)) perGroup.set(x.buffer, groupBuffer(form, x.buffer, set.vars, g));
               }
             }
-            encode(encoder, step.passes, { vars: set.vars, buffers: perGroup }, form);
+            encode(encoder, step.passes, { vars: { ...set.vars, g }, buffers: perGroup }, form);
           }
           continue;
         }
@@ -179,15 +204,15 @@ class ManifestHost {
       this.device.queue.writeBuffer(set.buffers.get('A')!, 0, a as Float32Array<ArrayBuffer>);
       this.device.queue.writeBuffer(set.buffers.get('B')!, 0, b as Float32Array<ArrayBuffer>);
       const encoder = this.device.createCommandEncoder();
-      encode(encoder, plan[form].forward, set, form);
+      encode(encoder, plan[form]!.forward, set, form);
       const [bytes] = await this.read(encoder, [set.buffers.get(host.result.buffer)!]);
       const values = new Float32Array(bytes);
       return { set, result: Object.fromEntries(host.result.fields.map((name, i) => [name, values[i]])) };
     };
 
     try {
-      // 4. Form, forward, result.
-      let form: Form = evaluate(host.formChoice.dualWhen, inputs) ? 'dual' : 'primal';
+      // 4. Form (primalBlocked for primal past the limit; a form past it altogether is a limit error), forward, result.
+      let form = limited(evaluate(host.formChoice.dualWhen, inputs) ? 'dual' : 'primal');
       let { set, result } = await forward(form);
       // 5. Host rules: a non-finite input ends the call; the dual form falls back where it lost accuracy.
       if (evaluate(host.nonFinite.when, result)) {
@@ -196,16 +221,16 @@ class ManifestHost {
       }
       let dualResult: Record<string, number> | undefined;
       if (form === host.fallback.from && !evaluate(host.fallback.keepWhen, { ...result, minDualShare: host.fallback.minDualShare })) {
-        form = host.fallback.to;
+        form = limited(host.fallback.to);
         dualResult = result;
         ({ set, result } = await forward(form));
       }
       // 6. Backward of the form whose result is used: upstream scale, the passes, the gradients.
       this.device.queue.writeBuffer(set.buffers.get('upstream')!, 0, new Float32Array([scale]));
       const encoder = this.device.createCommandEncoder();
-      encode(encoder, plan[form].backward, set, form);
+      encode(encoder, plan[form]!.backward, set, form);
       const [gradA, gradB] = await this.read(encoder, [set.buffers.get('gradA')!, set.buffers.get('gradB')!]);
-      return { form, fellBack: !!dualResult, result, dualResult, gradA: new Float32Array(gradA), gradB: new Float32Array(gradB) };
+      return { form, vars: set.vars, fellBack: !!dualResult, result, dualResult, gradA: new Float32Array(gradA), gradB: new Float32Array(gradB) };
     } finally {
       for (const buffer of all) buffer.destroy();
     }
@@ -222,6 +247,9 @@ class ManifestHost {
     return out;
   }
 }
+
+/** A problem past the binding limit (as the engine's LimitError): the message names the bytes needed. */
+class LimitError extends Error {}
 
 /** A uniform's bytes: each field's formula evaluated and stored as its WGSL type, little-endian. */
 function packUniform(bytes: number, fields: Field[], vars: Env): ArrayBuffer {
@@ -257,6 +285,7 @@ const gpu = create([]);   // kept referenced for the device's lifetime (Dawn cra
 const adapter = (await gpu.requestAdapter())!;
 // lanes: the adapter's smallest subgroup size (0 where it has no subgroups; only the subgroup plan reads it).
 const lanes = (adapter.features.has('subgroups') && (adapter.info as GPUAdapterInfo & { subgroupMinSize?: number }).subgroupMinSize) || 0;
+// Whether the device is made with the 'subgroups' feature (the subgroup and shuffle plans need it).
 const subgroups = lanes > 0 && !!evaluate(manifest.loss.plans.subgroup.requires.when, { n: 2, d: 4, lanes });
 
 const PAPER: Coefficients = { lambda: 25, mu: 25, nu: 1, gamma: 1, eps: 1e-4, preset: 'paper' };
@@ -282,10 +311,10 @@ afterAll(async () => {
   expect(gpu).toBeDefined();
 });
 
-interface Case { label: string; shape: [number, number]; views: ViewPair; c: Coefficients; scale?: number; form: Form; fellBack?: boolean }
+interface Case { label: string; shape: [number, number]; views: ViewPair; c: Coefficients; scale?: number; form: Form; fellBack?: boolean; maxBinding?: number }
 
-async function expectMatches(variant: string, { label, shape, views, c, scale = 1, form, fellBack = false }: Case) {
-  const run = await host.run(views.a, views.b, shape, c, variant, scale);
+async function expectMatches(variant: string, { label, shape, views, c, scale = 1, form, fellBack = false, maxBinding }: Case) {
+  const run = await host.run(views.a, views.b, shape, c, variant, scale, maxBinding);
   const { preset, ...rest } = c;
   const reference = referenceVICReg(views.a, views.b, shape, { ...rest, preset } satisfies ReferenceOptions);
   expect(run.nonFinite).toBeUndefined();
@@ -358,4 +387,44 @@ describe("native host, 'workgroup' variant (workgroup-memory tiles)", () => {
     { label: 'dominant feature (fallback)', shape: [32, 256], views: dominantFeatureViews(32, 256, 421), c: PAPER, form: 'primal', fellBack: true },
   ];
   for (const testCase of cases) it(`${testCase.label} (${testCase.shape.join('x')})`, () => expectMatches('workgroup', testCase).then(() => undefined));
+});
+
+// Past the binding limit: a maxBinding lowered below the primal form's packed matrix (4*(d*d+d) bytes).
+// n = d = 300 takes the primal form and then primalBlocked, in blocks of 256 and 44 columns; the
+// dominant feature falls back from the dual form to primalBlocked, in blocks of 128, 128, 44.
+const blockedVariants = Object.keys(manifest.loss.plans).filter((v) => manifest.loss.plans[v].primalBlocked);
+const usable = (variant: string) => {
+  const plan = manifest.loss.plans[variant];
+  if (plan.requires.features.includes('subgroups') && !subgroups) return `the ${variant} plan needs the 'subgroups' feature`;
+  return evaluate(plan.requires.when, { n: 300, d: 300, lanes }) ? undefined : `the ${variant} plan needs ${plan.requires.when} (lanes = ${lanes})`;
+};
+describe('native host, the primal form past the binding limit (primalBlocked, a lowered maxBinding)', () => {
+  it('has a primalBlocked plan for every variant whose primal gradient reads column blocks', () => {
+    expect(blockedVariants.sort()).toEqual(['shuffle', 'subgroup', 'tiled', 'workgroup']);
+  });
+  for (const variant of blockedVariants) {
+    const why = usable(variant);
+    const cases: (Case & { blocks: number })[] = [
+      { label: 'n = d, paper', shape: [300, 300], views: randomViews(300, 300, 931), c: PAPER, form: 'primalBlocked', maxBinding: 4 * 300 * 300, blocks: 2 },
+      {
+        label: 'dominant feature in column 101 (fallback), official non-default, scale -2.5', shape: [40, 300], views: dominantFeatureViews(40, 300, 905, { column: 101 }),
+        c: OFFICIAL, scale: -2.5, form: 'primalBlocked', fellBack: true, maxBinding: 4 * 300 * 128, blocks: 3,
+      },
+    ];
+    for (const testCase of cases) {
+      it.skipIf(why)(titled(`${variant}: ${testCase.label} (${testCase.shape.join('x')}, maxBinding ${testCase.maxBinding}: ${testCase.blocks} blocks)`, why), async () => {
+        const run = await expectMatches(variant, testCase);
+        expect(run.vars!.blocks).toBe(testCase.blocks);
+      });
+    }
+  }
+
+  it('a problem past the limit altogether is a limit error naming the bytes', async () => {
+    // A view over the limit.
+    const small = randomViews(20, 50, 941);
+    await expect(host.run(small.a, small.b, [20, 50], PAPER, 'tiled', 1, 4 * 20 * 50 - 4)).rejects.toThrow(/view .* needs 4000 bytes, over maxBinding 3996/);
+    // The fallback's primal form, past the limit even in 64-column blocks (4*256*64 bytes).
+    const dominant = dominantFeatureViews(32, 256, 421);
+    await expect(host.run(dominant.a, dominant.b, [32, 256], PAPER, 'tiled', 1, 4 * 32 * 256)).rejects.toThrow(/column block .* needs 65536 bytes, over maxBinding 32768/);
+  });
 });

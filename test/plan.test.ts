@@ -2,7 +2,8 @@
 // evaluated for many shapes and coefficient sets and compared with what the engine computes (the
 // variants' programs, src/variants: dispatch geometry, partial counts, binding order, pipeline
 // constants; shared.ts: stats layout, uniforms; coefficients.ts: gradient coefficients, variance scale;
-// forward.ts: form choice, fallback threshold).
+// forward.ts: form choice, fallback threshold, keepsMatrix; backward.ts and passes.ts: the blocked
+// backward's column blocks, their uniforms and steps; state.ts: the binding limit checks).
 // Also: the formula evaluator itself, and kernels/manifest.json being what the generator makes now.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,13 +13,20 @@ import { DEFAULTS, gradientCoefficients, resolveCoefficients, varianceScale } fr
 import type { Dispatch } from '../src/runtime/gpu.js';
 import type { DeviceTraits } from '../src/runtime/device.js';
 import { REGISTRY } from '../src/variants/registry.js';
-import { backwardParams, columnStats, formDecision, lossTerms, PACKING, side as sideOf, statsLayout, UNIFORM_BYTES } from '../src/variants/shared.js';
+import {
+  backwardParams, columnBlockGram, columnBlockWidth, columnStats, formDecision, lossTerms, PACKED, PACKING, side as sideOf, statsLayout, UNIFORM_BYTES,
+} from '../src/variants/shared.js';
 import { columnGroups } from '../src/variants/lavapipe/shuffle.js';
 import {
   BUFFERS, DEFAULT_COEFFICIENTS, HOST, KERNELS, MIN_DUAL_SHARE as PLAN_MIN_DUAL_SHARE, PRESETS, VARIANTS, backwardPasses, forwardPasses,
-  passesOf, planVariables, type KernelId, type Role,
+  hasBlockedPlan, passesOf, planForms, planVariables, type GroupLoop, type KernelId, type PassPlan, type Role,
 } from '../src/manifest/plan.js';
-import { cheaperForm, MIN_DUAL_SHARE } from '../src/engine/forward.js';
+import { cheaperForm, keepsMatrix, MIN_DUAL_SHARE } from '../src/engine/forward.js';
+import { columnBlocks } from '../src/engine/backward.js';
+import { blockedBackwardSteps } from '../src/engine/passes.js';
+import { checkBinding, type Engine } from '../src/engine/state.js';
+import type { Workspace } from '../src/engine/workspace.js';
+import { LimitError, MiB } from '../src/errors.js';
 import type { Form, Preset } from '../src/types.js';
 import type { ManifestVariant } from '../src/manifest/plan.js';
 import { bind, evaluate, namesIn } from '../scripts/formula.js';
@@ -29,6 +37,8 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const FORM_NAMES: Form[] = ['primal', 'dual'];
 // The variants the manifest plans ('windows' is the engine's only: plan.ts ManifestVariant).
 const VARIANT_NAMES: ManifestVariant[] = ['tiled', 'subgroup', 'workgroup'];
+/** With 'shuffle' (lanes 8, d % 4 == 0): the blocked checks cover every plan. */
+const ALL_VARIANTS: ManifestVariant[] = [...VARIANT_NAMES, 'shuffle'];
 
 /** Shapes: the edges (n = 2, d = 1), tile boundaries +-1, and a seeded spread up to 5000. */
 function shapes(): [number, number][] {
@@ -50,8 +60,11 @@ const COEFFICIENT_SETS = [
 /** The subgroup sizes the plans are checked at: a CPU adapter's 4 and 8, NVIDIA's 32, AMD's and Adreno's 64. */
 const LANES = [4, 8, 32, 64];
 
-function envFor(n: number, d: number, c = COEFFICIENT_SETS[0], lanes = 8) {
-  return { n, d, lambda: c.lambda, mu: c.mu, nu: c.nu, gamma: c.gamma, eps: c.eps, k: evaluate(PRESETS[c.preset].k, {}), lanes };
+/** maxBinding where a test does not vary it: 4 GiB - 4, past every shape's needs here. */
+const WIDE_LIMIT = 2 ** 32 - 4;
+
+function envFor(n: number, d: number, c = COEFFICIENT_SETS[0], lanes = 8, maxBinding = WIDE_LIMIT) {
+  return { n, d, lambda: c.lambda, mu: c.mu, nu: c.nu, gamma: c.gamma, eps: c.eps, k: evaluate(PRESETS[c.preset].k, {}), lanes, maxBinding };
 }
 
 const dispatch = (id: KernelId, env: Record<string, number>) => KERNELS[id].dispatch.map((f) => evaluate(f, env));
@@ -254,16 +267,21 @@ describe('plan.ts against the engine', () => {
   it('buffer sizes cover what every binding needs', () => {
     for (const [n, d] of all.filter((_, i) => i % 5 === 0)) {
       expect(evaluate(BUFFERS.stats.count!, { d })).toBe(statsLayout(d).floats);
-      for (const variant of VARIANT_NAMES) {
+      for (const variant of ALL_VARIANTS) {
         if (!runs(variant, n, d)) continue;
-        for (const form of FORM_NAMES) {
-          const vars = bind(envFor(n, d), planVariables(variant, form));
+        // primalBlocked at a limit that leaves the narrowest blocks (64 columns, or more where the view needs more).
+        for (const [form, maxBinding] of [...FORM_NAMES.map((f) => [f, WIDE_LIMIT] as const), ...(hasBlockedPlan(variant) ? [['primalBlocked', Math.max(4 * n * d, 4 * d * 64)] as const] : [])]) {
+          const vars = bind(envFor(n, d, undefined, 8, maxBinding), planVariables(variant, form));
           for (const pass of passesOf([...forwardPasses(variant, form), ...backwardPasses(variant, form)])) {
             for (const [name, b] of Object.entries(KERNELS[pass.kernel].bindings as Record<string, { role: Role; count: string }>)) {
               const buffer = BUFFERS[pass.buffers[b.role]!];
               if (buffer.kind === 'uniform') continue;
               const elementFloats = name.endsWith('4') ? 4 : 1;   // z4, other4, covOffDiag4, grad4: vec4<f32>
-              expect(evaluate(b.count, vars) * elementFloats, `${pass.label} ${name} ${n}x${d}`).toBeLessThanOrEqual(evaluate(buffer.count!, vars));
+              // A pass that reaches fewer floats than the kernel's count (a column block; no matrix) says so.
+              const floats = pass.floats?.[b.role];
+              const needs = floats ? evaluate(floats, vars) : evaluate(b.count, vars) * elementFloats;
+              expect(needs, `${variant} ${form} ${pass.label} ${name} ${n}x${d}`).toBeLessThanOrEqual(evaluate(buffer.count!, vars));
+              if (buffer.scope !== 'group') expect(4 * evaluate(buffer.count!, vars), `${variant} ${form} ${pass.kernel} ${name} ${n}x${d}: within maxBinding`).toBeLessThanOrEqual(form === 'primalBlocked' ? maxBinding : Infinity);
             }
           }
         }
@@ -314,13 +332,17 @@ describe('plan.ts against the engine', () => {
   it('every formula of each plan evaluates to a finite number for every shape', () => {
     for (const [n, d] of all.filter((_, i) => i % 3 === 0)) {
       for (const variant of VARIANT_NAMES) {
-        for (const form of FORM_NAMES) {
+        for (const form of planForms(variant)) {
           // The formulas this plan reads: its kernels' dispatches, constants and bindings, the buffers they bind, the host's.
           const passes = passesOf([...forwardPasses(variant, form), ...backwardPasses(variant, form)]);
-          const formulas: [string, string][] = [...HOST.shape.require.map((f) => ['shape', f] as [string, string]), ['form choice', HOST.formChoice.dualWhen]];
+          const formulas: [string, string][] = [
+            ...HOST.shape.require.map((f) => ['shape', f] as [string, string]), ['form choice', HOST.formChoice.dualWhen], ['blocked', HOST.blocked.when],
+            ...HOST.limit.reject.flatMap((r) => [['limit', r.when], ['limit', r.bytes]] as [string, string][]),
+          ];
           for (const pass of passes) {
             const k = KERNELS[pass.kernel];
-            k.dispatch.forEach((f) => formulas.push([`${pass.kernel} dispatch`, f]));
+            (pass.dispatch ?? k.dispatch).forEach((f) => formulas.push([`${pass.kernel} dispatch`, f]));
+            for (const f of Object.values(pass.floats ?? {})) formulas.push([`${pass.label} floats`, f!]);
             for (const [name, v] of Object.entries(k.overrides)) if (typeof v === 'string') formulas.push([`${pass.kernel} ${name}`, v]);
             for (const [name, b] of Object.entries(k.bindings)) formulas.push([`${pass.kernel} ${name}`, b.count]);
             for (const name of Object.values(pass.buffers)) {
@@ -330,10 +352,150 @@ describe('plan.ts against the engine', () => {
             }
           }
           for (const lanes of LANES) {
-            const vars = bind(envFor(n, d, COEFFICIENT_SETS[1], lanes), planVariables(variant, form));
-            // g: the last column group (the formulas of 'group' uniforms name it).
-            for (const [where, f] of formulas) expect(Number.isFinite(evaluate(f, { ...vars, g: (vars.panelGroups ?? 1) - 1 })), `${variant} ${where}: ${f} at ${n}x${d}`).toBe(true);
+            // primalBlocked where it runs: a limit that holds a view and 64 columns of Coff.
+            const maxBinding = form === 'primalBlocked' ? Math.max(4 * n * d, 4 * d * 64) : WIDE_LIMIT;
+            const vars = bind(envFor(n, d, COEFFICIENT_SETS[1], lanes, maxBinding), planVariables(variant, form));
+            // g: the last column group or block (the formulas of 'group' uniforms and of a loop's dispatches name it).
+            const g = (vars.panelGroups ?? vars.blocks ?? 1) - 1;
+            for (const [where, f] of formulas) expect(Number.isFinite(evaluate(f, { ...vars, g })), `${variant} ${form} ${where}: ${f} at ${n}x${d}`).toBe(true);
           }
+        }
+      }
+    }
+  });
+});
+
+/** An engine as far as bindingLimit(), checkBinding() and columnBlocks() read one: a device limit of `limit`, the coefficients. */
+const engineAt = (limit: number, c = COEFFICIENT_SETS[0]) =>
+  ({ handle: { device: { limits: { maxStorageBufferBindingSize: limit } } }, options: {}, coefficients: c }) as unknown as Engine;
+
+/** Binding limits for a shape: around each multiple of 64 columns of Coff, a view's bytes, a primal matrix's, and the devices' usual ones. */
+function limitsFor(n: number, d: number): number[] {
+  const limits = [4 * n * d, 4 * (d * d + d), 4 * (d * d + d) - 4, 4 * d * d, 128 * 2 ** 20, 2 ** 31 - 4, 2 ** 32 - 4];
+  for (const columns of [64, 128, 192, 256, 1024]) limits.push(4 * d * columns - 4, 4 * d * columns, 4 * d * columns + 4);
+  return limits;
+}
+
+describe('the primalBlocked plans against the engine\'s blocked backward (backward.ts columnBlocks, passes.ts blockedBackwardSteps)', () => {
+  const all = shapes().filter((_, i) => i % 4 === 0).concat([[300, 300], [40, 300], [23, 200], [61, 260], [24, 8192], [5000, 4999]]);
+  const manifest = buildManifest(ROOT);
+
+  it('exists for every variant whose primal gradient reads column blocks (its columnBlocks), with primal_gram_columns as the engine builds it', () => {
+    for (const variant of ALL_VARIANTS) {
+      const blocks = !!REGISTRY[variant].forms.primal?.gradient.columnBlocks;
+      expect(hasBlockedPlan(variant), variant).toBe(blocks);
+      expect('primalBlocked' in manifest.loss.plans[variant], variant).toBe(blocks);
+    }
+    expect(KERNELS.primal_gram_columns.overrides).toEqual(columnBlockGram.spec.constants);
+    expect(readFileSync(join(ROOT, 'kernels', KERNELS.primal_gram_columns.file), 'utf8')).toBe(columnBlockGram.spec.code);
+  });
+
+  it("blocked.when is the engine's keepsMatrix false; blockWidth and blocks are columnBlockWidth's; the limit rules are the engine's checks", () => {
+    for (const [n, d] of all) {
+      for (const limit of limitsFor(n, d)) {
+        const e = engineAt(limit);
+        const env = envFor(n, d, undefined, 8, limit);
+        const label = `${n}x${d} limit ${limit}`;
+        expect(!!evaluate(HOST.blocked.when, env), label).toBe(!keepsMatrix(e, 'primal', d, true));
+        const vars = bind(env, planVariables('tiled', 'primalBlocked'));
+        const width = columnBlockWidth(d, limit);
+        expect(vars.blockWidth, label).toBe(width);
+        const throws = (f: () => void) => { try { f(); return false; } catch (error) { expect(error).toBeInstanceOf(LimitError); return true; } };
+        const [view, dual, block] = HOST.limit.reject;
+        expect(!!evaluate(view.when, env), label).toBe(throws(() => checkBinding(e, 'a view', n * d * 4)));
+        expect(!!evaluate(dual.when, env), label).toBe(throws(() => checkBinding(e, 'the dual matrix', PACKED.floats('dual', n, d) * 4)));
+        expect(!!evaluate(block.when, env), label).toBe(width === 0);
+        expect([view.forms, dual.forms, block.forms]).toEqual([['primal', 'dual', 'primalBlocked'], ['dual'], ['primalBlocked']]);
+        if (width === 0) {
+          expect(() => columnBlocks(e, standInDevice, { n, d } as Workspace), label).toThrow(LimitError);
+          expect(() => columnBlocks(e, standInDevice, { n, d } as Workspace), label).toThrow(`needs ${MiB(evaluate(block.bytes, env))}`);
+          continue;
+        }
+        // The engine's blocks: the plan's g = 0 .. blocks-1, from g*blockWidth, min(blockWidth, d - g*blockWidth) wide.
+        const { blocks } = columnBlocks(e, standInDevice, { n, d } as Workspace);
+        expect(vars.blocks, label).toBe(blocks.length);
+        const dims = BUFFERS.blockDimsA.values!;
+        blocks.forEach((b, g) => expect([evaluate(dims.blockStart, { ...vars, g }), evaluate(dims.blockWidth, { ...vars, g })], `${label} block ${g}`).toEqual([b.start, b.width]));
+      }
+    }
+  });
+
+  it("each block's uniforms are the bytes the engine writes (gramDims, backwardParams of the block)", () => {
+    type Uniform = { fields: { name: string; type: string; offset: number; value: string }[] };
+    const uniforms = (manifest.loss.plans.tiled as unknown as { primalBlocked: { uniforms: Record<string, Uniform> } }).primalBlocked.uniforms;
+    for (const [n, d] of all.filter((_, i) => i % 3 === 0)) {
+      for (const c of COEFFICIENT_SETS.slice(0, 2)) {
+        for (const limit of [4 * d * 64, 4 * d * 192 + 4, Math.max(4 * n * d, 4 * d * 64)]) {
+          const vars = bind(envFor(n, d, c, 8, limit), planVariables('tiled', 'primalBlocked'));
+          // What columnBlocks() writes into each block's uniforms, by buffer.
+          const written = new Map<unknown, ArrayBuffer>();
+          const device = {
+            ...standInDevice,
+            queue: { writeBuffer: (buffer: unknown, _offset: number, data: ArrayBufferView | ArrayBuffer) => written.set(buffer, ArrayBuffer.isView(data) ? data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) as ArrayBuffer : data) },
+          } as unknown as GPUDevice;
+          const { blocks } = columnBlocks(engineAt(limit, c), device, { n, d } as Workspace);
+          blocks.forEach((block, g) => {
+            for (const v of [0, 1] as const) {
+              for (const [name, buffer] of [[`blockDims${'AB'[v]}`, block.dims[v]], [`blockParams${'AB'[v]}`, block.params[v]]] as const) {
+                const bytes = new DataView(written.get(buffer)!);
+                for (const f of uniforms[name].fields) {
+                  const expected = evaluate(f.value, { ...vars, g });
+                  const actual = f.type === 'f32' ? bytes.getFloat32(f.offset, true) : bytes.getUint32(f.offset, true);
+                  const label = `${n}x${d} limit ${limit} block ${g} ${name}.${f.name}: ${actual} vs ${expected}`;
+                  expect(f.type === 'f32' ? Math.abs(actual - Math.fround(expected)) <= 1e-7 * Math.abs(expected) : actual === expected, label).toBe(true);
+                }
+              }
+            }
+          });
+        }
+      }
+    }
+  });
+
+  it("the loop's passes are the engine's steps, block by block: kernels, workgroups, bindings; the forward's Gram keeps no matrix", () => {
+    for (const [[n, d], lanes] of all.flatMap((shape) => [8, 32].map((lanes) => [shape, lanes] as const))) {
+      for (const variant of ALL_VARIANTS.filter((v) => hasBlockedPlan(v) && runs(v, n, d, lanes))) {
+        const traits = traitsOf(lanes);
+        const kernels = REGISTRY[variant].forms.primal!;
+        const limit = Math.max(4 * n * d, 4 * d * 64, 4 * d * 128 + (n % 7) * 4 * d);
+        if (columnBlockWidth(d, limit) === 0) continue;
+        const vars = bind(envFor(n, d, undefined, lanes, limit), planVariables(variant, 'primalBlocked'));
+        const label = `${variant} ${n}x${d} lanes ${lanes} limit ${limit}`;
+        // The engine's steps, its stand-in buffers labeled with the plan's names.
+        const named = (label: string) => ({ label }) as unknown as GPUBuffer;
+        const { blocks } = columnBlocks(engineAt(limit), standInDevice, { n, d } as Workspace);
+        const names = new Map<unknown, string>();
+        blocks.forEach((b, g) => [0, 1].forEach((v) => { names.set(b.dims[v], `blockDims${'AB'[v]} ${g}`); names.set(b.params[v], `blockParams${'AB'[v]} ${g}`); }));
+        const specs = kernels.gradient.specs({ d, traits, views: [], accumulate: false });
+        const steps = blockedBackwardSteps(
+          { rows: n, d, traits, views: [named('A'), named('B')], stats: named('stats') },
+          {
+            program: kernels.gradient, pipelines: specs.map((spec) => spec.name as unknown as GPUComputePipeline), matrix: named('columnBlock'),
+            grads: [named('gradA'), named('gradB')], upstream: named('upstream'), params: [],
+          },
+          columnBlockGram.spec.name as unknown as GPUComputePipeline, blocks,
+        ) as Dispatch[];
+        const engine = steps.map((x) => ({
+          kernel: String(x.pipeline), workgroups: three(counts(x)),
+          bindings: x.bindings.map((b) => names.get(b) ?? (b as unknown as { label: string }).label),
+        }));
+        // The plan's loop, unrolled; bindings in WGSL binding order, a group-scope buffer as its instance g.
+        const [loop] = backwardPasses(variant, 'primalBlocked') as GroupLoop[];
+        expect(loop.forEachGroup, label).toBe('blocks');
+        const entries = (manifest.loss.plans[variant] as unknown as { primalBlocked: { backward: { passes: { bindings: { binding: number; buffer: string }[] }[] }[] } }).primalBlocked.backward[0].passes;
+        const plan = Array.from({ length: vars.blocks }, (_, g) => loop.passes.map((pass: PassPlan, i) => ({
+          kernel: pass.kernel,
+          workgroups: (pass.dispatch ?? KERNELS[pass.kernel].dispatch).map((f) => evaluate(f, { ...vars, g })),
+          bindings: [...entries[i].bindings].sort((x, y) => x.binding - y.binding).map((b) => (BUFFERS[b.buffer].scope === 'group' ? `${b.buffer} ${g}` : b.buffer)),
+        }))).flat();
+        expect(plan, label).toEqual(engine);
+        // The forward: the primal Gram as the engine builds it where the matrix is not kept (WRITE_MATRIX false).
+        const gramSpec = kernels.gram.specs({ d, traits, views: [], writeMatrix: false })[0];
+        for (const pass of forwardPasses(variant, 'primalBlocked').filter((p) => p.kernel === VARIANTS[variant].gram.primal)) {
+          const constants = { ...KERNELS[pass.kernel].overrides, ...pass.overrides };
+          const numbers = (c: Record<string, unknown>) => Object.fromEntries(Object.entries(c).map(([k, v]) => [k, typeof v === 'string' ? evaluate(v, { lanes }) : Number(v)]));
+          expect(numbers(constants), label).toEqual(numbers(gramSpec.constants!));
+          expect(pass.buffers.matrix, label).toBe('noMatrix');
         }
       }
     }

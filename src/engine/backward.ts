@@ -17,7 +17,7 @@ import { backwardBuffers, BOTH, matrixFor, scratchFor, type Workspace } from './
  * matrix they share (a block's dispatches each bind their own uniforms: queued writes all land before
  * the encoder's work runs). Returns them with the buffers to destroy once the work is submitted.
  */
-function columnBlocks(e: Engine, device: GPUDevice, ws: Workspace): { blocks: ColumnBlock[]; matrix: Buffer; temporary: Buffer[] } {
+export function columnBlocks(e: Engine, device: GPUDevice, ws: Workspace): { blocks: ColumnBlock[]; matrix: Buffer; temporary: Buffer[] } {
   const { n, d } = ws;
   const width = columnBlockWidth(d, bindingLimit(e));
   if (width === 0) throw new LimitError(`one column block of the ${d} x ${d} covariance needs ${MiB(d * 64 * 4)}, over ${limitName(e)} of ${MiB(bindingLimit(e))}`);

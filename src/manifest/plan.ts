@@ -11,7 +11,8 @@ import type { Form } from '../types.js';
 import { DEFAULTS } from '../coefficients.js';
 import { MIN_DUAL_SHARE } from '../engine/forward.js';
 import { REGISTRY, VARIANTS as DESCRIPTIONS } from '../variants/registry.js';
-import { common, type Formula, type KernelId, type KernelPlan, type Role, type VariantPlan } from '../variants/kernel-plans.js';
+import { columnBlockGram, columnBlockWidthFormula, narrowestBlockBytes } from '../variants/shared.js';
+import { common, view, type Formula, type KernelId, type KernelPlan, type Role, type VariantPlan } from '../variants/kernel-plans.js';
 
 export type { Formula, KernelId, KernelPlan, Role, VariantPlan } from '../variants/kernel-plans.js';
 
@@ -26,6 +27,8 @@ export const INPUTS: Readonly<Record<string, string>> = {
   eps: 'added to the variance under the square root',
   k: "the preset's variance scale (PRESETS)",
   lanes: "the subgroup kernels' lanes: the adapter's subgroupMinSize (read by the subgroup plan only; any value elsewhere)",
+  maxBinding: "the most bytes one storage binding may take: the device's maxStorageBufferBindingSize, or less where the host caps it " +
+    "(the engine's maxBindingSize option); read by loss.host.blocked, loss.host.limit and the primalBlocked plans' blockWidth",
 };
 
 /** variance = k (v(A) + v(B)). */
@@ -64,6 +67,14 @@ const SHARED_KERNELS = {
     dispatch: ['1', '1', '1'],
     bindings: { result: { role: 'result', count: '8' }, args: { role: 'args', count: '15' }, params: common.params },
   },
+  primal_gram_columns: {
+    file: 'primal_gram_columns.wgsl',
+    purpose: "one block of columns of one view's Coff, all d rows (GramDims.blockStart, GramDims.blockWidth), into a plain d x width matrix: the primalBlocked plans' backward",
+    overrides: columnBlockGram.spec.constants,
+    // A block of the widest width; the primalBlocked passes dispatch over each block's own width.
+    dispatch: columnBlockGram.dispatch('blockWidth'),
+    bindings: { z: view('n*d'), stats: common.stats, covOffDiag: { role: 'matrix', count: 'd*blockWidth' }, dims: common.dims },
+  },
 } satisfies Record<string, KernelPlan>;
 
 /** Every kernel a plan runs: the shared ones and each variant's (its manifest). */
@@ -78,8 +89,8 @@ export interface BufferPlan {
   count?: Formula;
   /**
    * 'problem': one per (n, d). 'form': one per form (after the dual->primal fallback both sets are live).
-   * 'group': one per column group g = 0 .. panelGroups-1, bound by the passes of a group loop; its value
-   * formulas may name g.
+   * 'group': one per group g = 0 .. forEachGroup-1 of the loop whose passes bind it (a column group,
+   * a column block); its value formulas may name g.
    */
   scope: 'problem' | 'form' | 'group';
   /** What the host writes into it before the passes that read it. */
@@ -92,6 +103,9 @@ export interface BufferPlan {
 }
 
 const coefficientsOf = { lambda: 'lambda', mu: 'mu', nu: 'nu', gamma: 'gamma', eps: 'eps' };
+/** Column block g of the primalBlocked backward: its first column, and its width (the last block's is what remains of d). */
+const BLOCK_START: Formula = 'g*blockWidth';
+const BLOCK_COLUMNS: Formula = 'min(blockWidth, d - g*blockWidth)';
 const backwardParamsValues = (v: 0 | 1): Record<string, Formula> => ({
   n: 'n', d: 'd', ...statsOffsets(v), varOffset: v ? '5*d' : '4*d', columnStart: '0', matrixStride: 'd', packing: v ? '2' : '1',
   invCoef: '2*lambda/(n*d)', varWeight: '-mu*k/(d*(n-1))', covCoef: '4*nu/(d*(n-1))', gamma: 'gamma', eps: 'eps',
@@ -145,13 +159,44 @@ export const BUFFERS: Readonly<Record<string, BufferPlan>> = {
     kind: 'uniform', type: 'BackwardParams', scope: 'group',
     values: { ...backwardParamsValues(v), columnStart: 'g*panelWidth', panels: 'panels' },
   } satisfies BufferPlan])),
+  noMatrix: {
+    kind: 'storage', type: 'f32', count: '4', scope: 'problem',
+    note: "bound as the Gram kernels' matrix where they keep none (WRITE_MATRIX = 0: the primalBlocked forward); never read or written",
+  },
+  columnBlock: {
+    kind: 'storage', type: 'f32', count: 'd*blockWidth', scope: 'form',
+    note: "one block of one view's Coff: all d rows of the block's columns, row-major with the block's width as row stride; " +
+      'primal_gram_columns writes it and the primal gradient reads it (packing 0), rewritten for every view and block',
+  },
+  ...Object.fromEntries(([0, 1] as const).map((v) => [`blockDims${'AB'[v]}`, {
+    kind: 'uniform', type: 'GramDims', scope: 'group',
+    values: { n: 'n', d: 'd', tiles: 'tiles', partialOffset: '0', ...statsOffsets(v), blockStart: BLOCK_START, blockWidth: BLOCK_COLUMNS, lowerHalf: String(v) },
+  } satisfies BufferPlan])),
+  ...Object.fromEntries(([0, 1] as const).map((v) => [`blockParams${'AB'[v]}`, {
+    kind: 'uniform', type: 'BackwardParams', scope: 'group',
+    values: { ...backwardParamsValues(v), columnStart: BLOCK_START, matrixStride: BLOCK_COLUMNS, packing: '0' },
+  } satisfies BufferPlan])),
 };
 
+/**
+ * The forms a plan has: the engine's two, and 'primalBlocked', the primal form past the binding limit
+ * (the engine's blocked backward: the forward keeps no matrix, and backward forms Coff one block of
+ * columns at a time), where the variant's primal gradient reads column blocks.
+ */
+export type PlanForm = Form | 'primalBlocked';
+
+/** The engine's form a plan form runs. */
+export const engineForm = (form: PlanForm): Form => (form === 'dual' ? 'dual' : 'primal');
+
 /** Per form: the Gram matrix's side, and 1 for the dual form (loss_terms then subtracts C's diagonal). */
-export const FORMS: Readonly<Record<Form, Readonly<Record<string, Formula>>>> = {
+export const FORMS: Readonly<Record<PlanForm, Readonly<Record<string, Formula>>>> = {
   primal: { side: 'd', dual: '0' },
   dual: { side: 'n', dual: '1' },
+  primalBlocked: { side: 'd', dual: '0' },
 };
+
+/** The primalBlocked plans' own variables: the engine's columnBlockWidth for the limit maxBinding, and the blocks of it d takes. */
+const BLOCKED_VARIABLES: Readonly<Record<string, Formula>> = { blockWidth: columnBlockWidthFormula('maxBinding'), blocks: 'ceil(d/blockWidth)' };
 
 /**
  * The variants native hosts get plans for: those of the registry with a manifest. 'windows' is the
@@ -164,9 +209,22 @@ export type ManifestVariant = 'tiled' | 'subgroup' | 'workgroup' | 'shuffle';
 export const VARIANTS: Readonly<Record<ManifestVariant, VariantPlan>> = Object.fromEntries(
   DESCRIPTIONS.filter((v) => v.manifest).map((v) => [v.name, v.manifest!])) as Record<ManifestVariant, VariantPlan>;
 
+/** Whether a variant has a primalBlocked plan: where the engine's blocked backward can run its primal gradient (its `columnBlocks`). */
+export function hasBlockedPlan(variant: ManifestVariant): boolean {
+  if (!REGISTRY[variant].forms.primal?.gradient.columnBlocks) return false;
+  if (!VARIANTS[variant].primalGradientDispatch) throw new Error(`variant ${variant}: its primal gradient reads column blocks, but its plan has no primalGradientDispatch`);
+  return true;
+}
+
+/** The forms a variant's plan has, in the manifest's order. */
+export const planForms = (variant: ManifestVariant): PlanForm[] => ['primal', 'dual', ...(hasBlockedPlan(variant) ? ['primalBlocked' as const] : [])];
+
 /** The names a plan (variant, form) adds to INPUTS, in evaluation order. */
-export function planVariables(variant: ManifestVariant, form: Form): Record<string, Formula> {
-  return { ...FORMS[form], tiles: 'ceil(side/32)', ...REGISTRY[variant].manifest!.variables, partialsPerView: VARIANTS[variant].partialsPerView[form] };
+export function planVariables(variant: ManifestVariant, form: PlanForm): Record<string, Formula> {
+  return {
+    ...FORMS[form], tiles: 'ceil(side/32)', ...REGISTRY[variant].manifest!.variables, partialsPerView: VARIANTS[variant].partialsPerView[engineForm(form)],
+    ...(form === 'primalBlocked' ? BLOCKED_VARIABLES : {}),
+  };
 }
 
 export interface PassPlan {
@@ -174,6 +232,12 @@ export interface PassPlan {
   kernel: KernelId;
   /** Role -> named buffer (BUFFERS). */
   buffers: Partial<Record<Role, string>>;
+  /** Pipeline constants this pass sets otherwise than the kernel's `overrides` (WRITE_MATRIX = 0 where no matrix is kept). */
+  overrides?: Readonly<Record<string, number | boolean | Formula>>;
+  /** Workgroup counts where they are not the kernel's `dispatch` (a column block's); in a group loop they may name g. */
+  dispatch?: KernelPlan['dispatch'];
+  /** Per role: the floats the bound buffer must hold in this pass, where fewer than the kernel's binding count (a column block; no matrix). */
+  floats?: Partial<Record<Role, Formula>>;
 }
 
 /** Passes run in order once per column group g = 0 .. count-1, binding each 'group' buffer's instance g. */
@@ -184,13 +248,20 @@ export interface GroupLoop {
 
 const VIEWS = ['A', 'B'] as const;
 
-/** Forward: statistics, one Gram pass per view, the terms. Then the host reads `result`. */
-export function forwardPasses(variant: ManifestVariant, form: Form): PassPlan[] {
+/**
+ * Forward: statistics, one Gram pass per view, the terms. Then the host reads `result`. In the
+ * primalBlocked form, the primal forward keeping no matrix (the engine's keepsMatrix false: WRITE_MATRIX
+ * = 0, `noMatrix` bound in its place).
+ */
+export function forwardPasses(variant: ManifestVariant, form: PlanForm): PassPlan[] {
+  const blocked = form === 'primalBlocked';
   return [
     { label: 'column_stats', kernel: 'column_stats', buffers: { a: 'A', b: 'B', stats: 'stats', flags: 'flags', dims: 'statsDims' } },
-    ...VIEWS.map((v) => ({
-      label: `gram ${v}`, kernel: VARIANTS[variant].gram[form],
-      buffers: { z: v, stats: 'stats', partials: 'partials', matrix: 'matrix', dims: `gramDims${v}` },
+    ...VIEWS.map((v): PassPlan => ({
+      label: `gram ${v}`, kernel: VARIANTS[variant].gram[engineForm(form)],
+      buffers: { z: v, stats: 'stats', partials: 'partials', matrix: blocked ? 'noMatrix' : 'matrix', dims: `gramDims${v}` },
+      // 16 bytes: WebGPU's smallest binding of any array the kernels declare (one vec4).
+      ...(blocked ? { overrides: { WRITE_MATRIX: false }, floats: { matrix: BUFFERS.noMatrix.count! } } : {}),
     })),
     { label: 'loss_terms', kernel: 'loss_terms', buffers: { stats: 'stats', flags: 'flags', partials: 'partials', result: 'result', params: 'termParams' } },
   ];
@@ -201,7 +272,8 @@ export function forwardPasses(variant: ManifestVariant, form: Form): PassPlan[] 
  * mirrored pass after it where it has one; or, for a grouped kernel, per view a loop over the column
  * groups of the panel copy and the pass.
  */
-export function backwardPasses(variant: ManifestVariant, form: Form): (PassPlan | GroupLoop)[] {
+export function backwardPasses(variant: ManifestVariant, form: PlanForm): (PassPlan | GroupLoop)[] {
+  if (form === 'primalBlocked') return blockedBackwardPasses(variant);
   const mirrored = VARIANTS[variant].mirroredBackward?.[form];
   const panels = VARIANTS[variant].groupedBackward?.[form];
   return VIEWS.flatMap((v, i): (PassPlan | GroupLoop)[] => {
@@ -220,14 +292,69 @@ export function backwardPasses(variant: ManifestVariant, form: Form): (PassPlan 
   });
 }
 
+/**
+ * The primalBlocked backward (the engine's blockedBackwardSteps): for each column block g, per view,
+ * primal_gram_columns forms the block of Coff in `columnBlock`, then the primal gradient computes those
+ * columns of the gradient from it (BackwardParams packing 0, columnStart, matrixStride = the block's
+ * width), dispatched over the block's columns only.
+ */
+function blockedBackwardPasses(variant: ManifestVariant): GroupLoop[] {
+  const gradientDispatch = VARIANTS[variant].primalGradientDispatch!;
+  return [{
+    forEachGroup: 'blocks',
+    passes: VIEWS.flatMap((v, i): PassPlan[] => [
+      {
+        label: `Coff block ${v}`, kernel: 'primal_gram_columns', dispatch: columnBlockGram.dispatch(BLOCK_COLUMNS),
+        buffers: { z: v, stats: 'stats', matrix: 'columnBlock', dims: `blockDims${v}` },
+      },
+      {
+        label: `backward ${v}`, kernel: VARIANTS[variant].backward.primal, dispatch: gradientDispatch(BLOCK_COLUMNS),
+        buffers: { z: v, other: VIEWS[1 - i], stats: 'stats', matrix: 'columnBlock', grad: `grad${v}`, params: `blockParams${v}`, upstream: 'upstream' },
+        floats: { matrix: BUFFERS.columnBlock.count! },
+      },
+    ]),
+  }];
+}
+
 /** The passes of a pass list, loops flattened (each once). */
 export const passesOf = (steps: readonly (PassPlan | GroupLoop)[]): PassPlan[] => steps.flatMap((s) => ('passes' in s ? s.passes : [s]));
+
+/** The variants in the order the engine's variant 'auto' takes them (their preference). */
+const PREFERENCE_ORDER = [...DESCRIPTIONS].sort((a, b) => a.preference - b.preference).map((v) => v.name);
+
+/** The bytes of one binding the engine checks against its limit: a view, and the dual form's matrix. */
+const VIEW_BYTES: Formula = `4*${common.grad.count}`;
+const PACKED_BYTES = (side: 'n' | 'd'): Formula => `4*(${side}*${side}+${side})`;
 
 /** The host's decisions, as data: `when`/`keepWhen` are formulas (comparisons give 1 or 0). */
 export const HOST = {
   shape: { require: ['n >= 2', 'd >= 1'], note: 'n = 1 has no unbiased variance' },
   formChoice: { dualWhen: 'n < d', note: 'the cheaper form by multiply-adds: primal ~ n d^2, dual ~ n^2 d' },
-  variantChoice: "'tiled' and 'workgroup' run anywhere; 'subgroup' only where its requires hold (the engine times those that can run once per device and shape class)",
+  variantChoice:
+    `'tiled' and 'workgroup' run anywhere; 'subgroup' and 'shuffle' only where their requires hold. The engine's variant 'auto' takes the first that can run ` +
+    `in the registry's order (${PREFERENCE_ORDER.join(', ')}; 'windows' has no plan here); its 'measure' times those that can run once per device and shape class`,
+  blocked: {
+    from: 'primal',
+    to: 'primalBlocked',
+    when: `${PACKED_BYTES('d')} > maxBinding`,
+    note: "the primal form's packed matrix (both views' d x d Coff) does not fit one binding: run the plan's primalBlocked form in its place, " +
+      'from the form choice or after the dual->primal fallback alike (its forward keeps no matrix and gives the same result; its backward forms ' +
+      'Coff one block of blockWidth columns at a time). A plan without primalBlocked cannot run the primal form here: a limit error naming these bytes',
+  },
+  limit: {
+    input: 'maxBinding',
+    reject: [
+      { forms: ['primal', 'dual', 'primalBlocked'], when: `${VIEW_BYTES} > maxBinding`, bytes: VIEW_BYTES, what: 'an n x d float32 view (A, B, gradA, gradB)' },
+      { forms: ['dual'], when: `${PACKED_BYTES('n')} > maxBinding`, bytes: PACKED_BYTES('n'), what: "the dual form's packed matrix (both views' n x n K)" },
+      {
+        forms: ['primalBlocked'], when: `${narrowestBlockBytes} > maxBinding`, bytes: narrowestBlockBytes,
+        what: 'one column block of the d x d covariance at its narrowest (64 columns): blockWidth = 0',
+      },
+    ],
+    note: 'the problem cannot run in that form: raise a limit error naming `bytes` and maxBinding. Check the rules of the form before its forward ' +
+      '(after blocked, and again for the form the fallback goes to); the engine checks the view when the shape is new, the dual matrix before ' +
+      "the dual forward, and the column block at backward. Any other storage buffer of the plan whose bytes exceed maxBinding (the shuffle dual plan's panel) is a limit error too",
+  },
   result: {
     buffer: 'result',
     /** result[i] is fields[i] (float32). */
@@ -243,15 +370,17 @@ export const HOST = {
     to: 'primal',
     keepWhen: 'min(offDiagonalShareA, offDiagonalShareB) >= minDualShare',
     minDualShare: MIN_DUAL_SHARE,
-    note: 'in the dual form the off-diagonal sum is total - diagonal, which cancels when the diagonal dominates; otherwise (a NaN share included, since it compares false) run the whole primal forward, from column_stats, and use its result; backward then runs the primal passes',
+    note: 'in the dual form the off-diagonal sum is total - diagonal, which cancels when the diagonal dominates; otherwise (a NaN share included, since it compares false) run the whole primal forward, from column_stats, and use its result; backward then runs the primal passes. ' +
+      "The primal form here is 'primal' or, where blocked.when holds, 'primalBlocked' (its limit rules checked first)",
   },
   overflow: { note: 'a term that is not finite while nonFinite == 0 means a float32 sum overflowed: inputs too large' },
   steps: [
-    'check shape.require; bind INPUTS (k from the preset) and the plan variables of the chosen form',
-    'form = formChoice.dualWhen ? dual : primal; allocate the buffers the plan names; write inputs and uniforms',
+    'check shape.require; bind INPUTS (k from the preset, maxBinding from the device or your cap)',
+    'form = formChoice.dualWhen ? dual : primal; primal and blocked.when -> primalBlocked; any limit.reject rule of the form -> limit error; ' +
+      'bind the plan variables of the form; allocate the buffers the plan names (a storage buffer over maxBinding -> limit error); write inputs and uniforms',
     'run forward passes in order; read result',
-    'nonFinite.when -> error; fallback: form dual and not keepWhen -> run the primal forward, read result again',
+    'nonFinite.when -> error; fallback: form dual and not keepWhen -> primal (primalBlocked where blocked.when; its limit rules), run its forward, read result again',
     'a non-finite term -> overflow error; else the terms are result[0..3]',
-    'backward: write upstream; run the backward passes of the form that produced the result (a forEachGroup loop: its passes once per column group g, with group g\'s instance of each group-scope buffer); read gradA, gradB',
+    'backward: write upstream; run the backward passes of the form that produced the result (a forEachGroup loop: its passes once per group g, g bound in their dispatch formulas, with group g\'s instance of each group-scope buffer); read gradA, gradB',
   ],
 } as const;

@@ -57,6 +57,11 @@ export interface VariantPlan {
   backward: Readonly<Record<Form, KernelId>>;
   /** Per form, a second backward pass per view, run right after the first (it adds to the gradient). */
   mirroredBackward?: Readonly<Partial<Record<Form, KernelId>>>;
+  /**
+   * Where the primal gradient reads plain column blocks of Coff (its program's `columnBlocks`): its
+   * dispatch over `columns` columns of the gradient (d for the whole; a formula that binds tighter than /).
+   */
+  primalGradientDispatch?: (columns: Formula) => KernelPlan['dispatch'];
   /** Per form, a backward kernel that runs per column group, each group after this panel copy. */
   groupedBackward?: Readonly<Partial<Record<Form, KernelId>>>;
   /** Partial sums one Gram dispatch writes per view. */

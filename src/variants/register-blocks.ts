@@ -118,6 +118,8 @@ function manifestOf(folder: string, shape: Shape, note: string, requires: Varian
   const kernel = (name: string, purpose: string, overrides: KernelPlan['overrides'], dispatch: KernelPlan['dispatch'], bindings: KernelPlan['bindings']) =>
     [`${folder}/${name}`, { file: `${folder}/${name}.wgsl`, purpose, overrides, dispatch, bindings }] as const;
   const gramDispatch = (s: Formula): KernelPlan['dispatch'] => [`ceil(${s}/${tile(qx.gram).columns})`, `ceil(${s}/${tile(qx.gram).rows})`, '1'];
+  const primalGradientDispatch = (columns: Formula): KernelPlan['dispatch'] =>
+    [`ceil(${columns}/${tile(qx.primalGradient).columns})`, `ceil(n/${tile(qx.primalGradient).rows})`, '1'];
   return {
     note, requires,
     kernels: Object.fromEntries([
@@ -137,14 +139,14 @@ function manifestOf(folder: string, shape: Shape, note: string, requires: Varian
           { z: view('n*d/4'), stats: common.stats, partials: common.partials, gram: common.gram, dims: common.dims }),
       ] : []),
       kernel('primal_gradient', 'primal gradient of one view: Zc Coff plus the invariance and variance terms, written once',
-        { [shape.threadsConstant]: t, QUADS_X: qx.primalGradient, ACCUMULATE: false },
-        [`ceil(d/${tile(qx.primalGradient).columns})`, `ceil(n/${tile(qx.primalGradient).rows})`, '1'], blockBackwardBindings('covOffDiag')),
+        { [shape.threadsConstant]: t, QUADS_X: qx.primalGradient, ACCUMULATE: false }, primalGradientDispatch('d'), blockBackwardBindings('covOffDiag')),
       kernel('dual_gradient', 'dual gradient of one view: K Zc/(n-1) - Zc diag(var) plus the invariance and variance terms',
         { [shape.threadsConstant]: t, QUADS_X: qx.dualGradient, ACCUMULATE: false },
         [`ceil(d/${tile(qx.dualGradient).columns})`, `ceil(n/${tile(qx.dualGradient).rows})`, '1'], blockBackwardBindings('gram')),
     ]),
     gram: { primal: `${folder}/primal_gram`, dual: `${folder}/dual_gram` },
     backward: { primal: `${folder}/primal_gradient`, dual: `${folder}/dual_gradient` },
+    primalGradientDispatch,
     partialsPerView: Object.fromEntries((['primal', 'dual'] as const).map((form) => {
       const [x, y] = gramDispatch(form === 'primal' ? 'd' : 'n');
       return [form, `${x}*${y}*${shape.partialsFormula}`];

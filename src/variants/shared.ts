@@ -9,6 +9,7 @@ import { gradientCoefficients, type Coefficients } from '../coefficients.js';
 import type { KernelSpec } from '../runtime/gpu.js';
 import type { Form } from '../types.js';
 import type { MatrixLayout } from './program.js';
+import type { Formula } from './kernel-plans.js';
 
 export const ceilDiv = (a: number, b: number) => Math.ceil(a / b);
 
@@ -39,20 +40,31 @@ const TILE = 32;
 
 /** primal_gram_columns.wgsl's workgroup: (8, 8) threads, a 4 x 4 register block each. */
 const COLUMNS_WG = 8;
+/** Rows and columns of Coff one primal_gram_columns workgroup covers. */
+const COLUMNS_TILE = 4 * COLUMNS_WG;
 
 /**
  * One block of columns of Coff (all d rows), for a d x d matrix past the binding limit; a gradient
- * program with `columnBlocks` then reads it.
+ * program with `columnBlocks` then reads it. `dispatch`: its workgroups as manifest formulas
+ * (src/manifest/plan.ts), `width` the block's columns.
  */
 export const columnBlockGram = {
   spec: { name: 'primal_gram_columns', code: primalGramColumnsWgsl, constants: { WG: COLUMNS_WG } } satisfies KernelSpec,
-  workgroups: (d: number, width: number) => [ceilDiv(width, 4 * COLUMNS_WG), ceilDiv(d, 4 * COLUMNS_WG)] as const,
+  workgroups: (d: number, width: number) => [ceilDiv(width, COLUMNS_TILE), ceilDiv(d, COLUMNS_TILE)] as const,
+  dispatch: (width: Formula): readonly [Formula, Formula, Formula] => [`ceil(${width}/${COLUMNS_TILE})`, `ceil(d/${COLUMNS_TILE})`, '1'],
 };
+
+/** Column blocks are a multiple of this wide (so that vec4 kernels can read them). */
+const COLUMN_BLOCK_UNIT = 64;
 
 /** Columns per block of Coff that fit `limit` bytes: a multiple of 64 (so vec4 kernels can use it), or 0. */
 export function columnBlockWidth(d: number, limit: number): number {
-  return Math.min(Math.ceil(d / 64) * 64, Math.floor(limit / (4 * d) / 64) * 64);
+  return Math.min(Math.ceil(d / COLUMN_BLOCK_UNIT) * COLUMN_BLOCK_UNIT, Math.floor(limit / (4 * d) / COLUMN_BLOCK_UNIT) * COLUMN_BLOCK_UNIT);
 }
+/** columnBlockWidth as a manifest formula, the limit named `limit`; and the bytes of the narrowest block (width 0 past them). */
+export const columnBlockWidthFormula = (limit: Formula): Formula =>
+  `min(ceil(d/${COLUMN_BLOCK_UNIT})*${COLUMN_BLOCK_UNIT}, floor(${limit}/(4*d)/${COLUMN_BLOCK_UNIT})*${COLUMN_BLOCK_UNIT})`;
+export const narrowestBlockBytes: Formula = `4*d*${COLUMN_BLOCK_UNIT}`;
 
 /**
  * Offsets (in floats) of the column_stats output, d each: [shiftA | shiftB | centerA | centerB | varA |

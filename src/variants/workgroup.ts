@@ -5,7 +5,7 @@ import workgroupPrimalGram from '../../kernels/workgroup/primal_gram.wgsl';
 import workgroupDualGram from '../../kernels/workgroup/dual_gram.wgsl';
 import workgroupPrimalGradient from '../../kernels/workgroup/primal_gradient.wgsl';
 import workgroupDualGradient from '../../kernels/workgroup/dual_gradient.wgsl';
-import { blockBackwardBindings, common, view, type KernelPlan, type VariantPlan } from './kernel-plans.js';
+import { blockBackwardBindings, common, view, type Formula, type KernelPlan, type VariantPlan } from './kernel-plans.js';
 import type { Form } from '../types.js';
 import type { FormKernels, GradientProgram, GramProgram, VariantDescription } from './program.js';
 import { ceilDiv, PACKED, side } from './shared.js';
@@ -56,6 +56,7 @@ const kernelsOf = (folder: string, wg: number, code: { primalGram: string; dualG
 /** The plan for native hosts: its four kernels' files, constants, dispatches and bindings. */
 function manifestOf(folder: string, wg: number, note: string, purposes: { gram: [string, string]; gradient: [string, string] }): VariantPlan {
   const tile = 4 * wg;
+  const primalGradientDispatch = (columns: Formula): KernelPlan['dispatch'] => [`ceil(${columns}/${tile})`, `ceil(n/${tile})`, '1'];
   const kernel = (name: string, purpose: string, overrides: KernelPlan['overrides'], dispatch: KernelPlan['dispatch'], bindings: KernelPlan['bindings']) =>
     [`${folder}/${name}`, { file: `${folder}/${name}.wgsl`, purpose, overrides, dispatch, bindings }] as const;
   return {
@@ -66,11 +67,12 @@ function manifestOf(folder: string, wg: number, note: string, purposes: { gram: 
         { z: view('n*d'), stats: common.stats, partials: common.partials, covOffDiag: common.covOffDiag, dims: common.dims }),
       kernel('dual_gram', purposes.gram[1], { WG: wg, WRITE_MATRIX: true }, [`ceil(n/${tile})`, `ceil(n/${tile})`, '1'],
         { z: view('n*d'), stats: common.stats, partials: common.partials, gram: common.gram, dims: common.dims }),
-      kernel('primal_gradient', purposes.gradient[0], { WG: wg, ACCUMULATE: false }, [`ceil(d/${tile})`, `ceil(n/${tile})`, '1'], blockBackwardBindings('covOffDiag')),
+      kernel('primal_gradient', purposes.gradient[0], { WG: wg, ACCUMULATE: false }, primalGradientDispatch('d'), blockBackwardBindings('covOffDiag')),
       kernel('dual_gradient', purposes.gradient[1], { WG: wg, ACCUMULATE: false }, [`ceil(d/${tile})`, `ceil(n/${tile})`, '1'], blockBackwardBindings('gram')),
     ]),
     gram: { primal: `${folder}/primal_gram`, dual: `${folder}/dual_gram` },
     backward: { primal: `${folder}/primal_gradient`, dual: `${folder}/dual_gradient` },
+    primalGradientDispatch,
     partialsPerView: { primal: `ceil(d/${tile})*ceil(d/${tile})`, dual: `ceil(n/${tile})*ceil(n/${tile})` },
   };
 }

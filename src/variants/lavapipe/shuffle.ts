@@ -12,7 +12,7 @@ import primalGradient from '../../../kernels/lavapipe/primal_gradient_shuffle.wg
 import primalGradientMirrored from '../../../kernels/lavapipe/primal_gradient_mirrored_shuffle.wgsl';
 import dualGradient from '../../../kernels/lavapipe/dual_gradient_shuffle.wgsl';
 import centeredPanels from '../../../kernels/lavapipe/centered_panels.wgsl';
-import { common, view, type VariantPlan } from '../kernel-plans.js';
+import { common, view, type Formula, type VariantPlan } from '../kernel-plans.js';
 import { destroyBuffer, storageBuffer, uniformBuffer, type Buffer, type KernelSpec } from '../../runtime/gpu.js';
 import type { FormKernels, GradientProgram, GramProgram, VariantDescription, VariantScratch } from '../program.js';
 import type { DeviceTraits } from '../../runtime/device.js';
@@ -178,6 +178,9 @@ const dualKernels: FormKernels<ColumnGroupScratch> = {
 /** The Gram kernels' dispatch: one workgroup per tile on or above the diagonal, in rows of at most 65535 (upperTileWorkgroups). */
 const UPPER_TILE_DISPATCH = ['min(upperTiles, 65535)', 'ceil(upperTiles/65535)', '1'] as const;
 
+/** primalGradientWorkgroups as manifest formulas, over `columns` columns. */
+const primalGradientDispatch = (columns: Formula) => [`ceil(${columns}/${STRIP})`, `ceil(n/${SHARED})`, '1'] as const;
+
 /** The plan for native hosts (src/manifest/plan.ts): the formulas of the functions above. */
 const manifest: VariantPlan = {
   note: 'for lavapipe: one subgroup of 8 per workgroup, values shared by subgroupShuffle',
@@ -207,7 +210,7 @@ const manifest: VariantPlan = {
       file: 'lavapipe/primal_gradient_shuffle.wgsl',
       purpose: 'primal gradient with subgroup shuffles (d % 4 == 0), reading the packed Coff by rows',
       overrides: { ACCUMULATE: false },
-      dispatch: [`ceil(d/${STRIP})`, `ceil(n/${SHARED})`, '1'],
+      dispatch: primalGradientDispatch('d'),
       bindings: {
         z4: view('n*d/4'), other4: { role: 'other', count: 'n*d/4' }, stats: common.stats, covOffDiag4: { role: 'matrix', count: '(d*d+d)/4' },
         grad4: { role: 'grad', count: 'n*d/4' }, params: common.params, upstream: common.upstream,
@@ -244,6 +247,7 @@ const manifest: VariantPlan = {
   },
   gram: { primal: 'lavapipe/primal_gram_shuffle', dual: 'lavapipe/dual_gram_shuffle' },
   backward: { primal: 'lavapipe/primal_gradient_shuffle', dual: 'lavapipe/dual_gradient_shuffle' },
+  primalGradientDispatch,
   mirroredBackward: { primal: 'lavapipe/primal_gradient_mirrored_shuffle' },
   groupedBackward: { dual: 'lavapipe/centered_panels' },
   partialsPerView: { primal: `upperTiles*${LANES}`, dual: `upperTiles*${LANES}` },
