@@ -84,7 +84,7 @@ interface HostRun {
 class ManifestHost {
   private pipelines = new Map<string, GPUComputePipeline>();
 
-  constructor(private device: GPUDevice, private lanes: number) {}
+  constructor(private device: GPUDevice, private lanes: number, private maxLanes: number) {}
 
   private pipeline(pass: Pass): GPUComputePipeline {
     const constants = Object.fromEntries(Object.entries(pass.constants).map(([name, f]) => [name, evaluate(f, { lanes: this.lanes })]));
@@ -112,7 +112,7 @@ class ManifestHost {
     const host = loss.host;
     // 1. Inputs: the shape, the coefficients (k from the preset), lanes, the binding limit.
     const inputs: Env = {
-      n, d, lambda: c.lambda, mu: c.mu, nu: c.nu, gamma: c.gamma, eps: c.eps, k: evaluate(manifest.coefficients.presets[c.preset].k, {}), lanes: this.lanes,
+      n, d, lambda: c.lambda, mu: c.mu, nu: c.nu, gamma: c.gamma, eps: c.eps, k: evaluate(manifest.coefficients.presets[c.preset].k, {}), lanes: this.lanes, maxLanes: this.maxLanes,
       [host.limit.input]: maxBinding,
     };
     for (const rule of host.shape.require) if (!evaluate(rule, inputs)) throw new Error(`shape [${n}, ${d}] fails ${rule}`);
@@ -285,6 +285,7 @@ const gpu = create([]);   // kept referenced for the device's lifetime (Dawn cra
 const adapter = (await gpu.requestAdapter())!;
 // lanes: the adapter's smallest subgroup size (0 where it has no subgroups; only the subgroup plan reads it).
 const lanes = (adapter.features.has('subgroups') && (adapter.info as GPUAdapterInfo & { subgroupMinSize?: number }).subgroupMinSize) || 0;
+const maxLanes = (lanes && (adapter.info as GPUAdapterInfo & { subgroupMaxSize?: number }).subgroupMaxSize) || 0;
 // Whether the device is made with the 'subgroups' feature (the subgroup and shuffle plans need it).
 const subgroups = lanes > 0 && !!evaluate(manifest.loss.plans.subgroup.requires.when, { n: 2, d: 4, lanes });
 
@@ -301,7 +302,7 @@ beforeAll(async () => {
     requiredFeatures: subgroups ? ['subgroups'] : [],
   });
   device.pushErrorScope('validation');
-  host = new ManifestHost(device, lanes);
+  host = new ManifestHost(device, lanes, maxLanes);
 });
 
 afterAll(async () => {
@@ -396,7 +397,7 @@ const blockedVariants = Object.keys(manifest.loss.plans).filter((v) => manifest.
 const usable = (variant: string) => {
   const plan = manifest.loss.plans[variant];
   if (plan.requires.features.includes('subgroups') && !subgroups) return `the ${variant} plan needs the 'subgroups' feature`;
-  return evaluate(plan.requires.when, { n: 300, d: 300, lanes }) ? undefined : `the ${variant} plan needs ${plan.requires.when} (lanes = ${lanes})`;
+  return evaluate(plan.requires.when, { n: 300, d: 300, lanes, maxLanes }) ? undefined : `the ${variant} plan needs ${plan.requires.when} (lanes = ${lanes})`;
 };
 describe('native host, the primal form past the binding limit (primalBlocked, a lowered maxBinding)', () => {
   it('has a primalBlocked plan for every variant whose primal gradient reads column blocks', () => {

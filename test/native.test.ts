@@ -133,6 +133,32 @@ describe('every variant of the manifest', () => {
   }
 });
 
+// Past the binding limit the primal form keeps no d x d matrix and forms it one block of columns at a
+// time in backward (the manifest's primalBlocked form): 300 columns in blocks of 192 under this limit.
+describe('the primal form past the binding limit (--max-binding)', () => {
+  const limit = 240_000;
+  for (const variant of MANIFEST_VARIANTS) {
+    const shape: [number, number] = [64, 300];
+    const why = variantsHere('primal', ...shape, [variant]).skipped[0]?.[1];
+    it.skipIf(why)(titled(`${variant}: 64x300 in two blocks, both presets`, why), async () => {
+      for (const options of [PAPER, OFFICIAL]) {
+        const views = randomViews(...shape, 951);
+        const result = await native(views, shape, { ...options, variant, form: 'primal', maxBinding: limit });
+        expect([result.variant, result.form]).toEqual([variant, 'primalBlocked']);
+        expectReference(result, views, shape, options, `${variant} blocked`);
+      }
+    });
+  }
+
+  it('the dual form falls back to the blocked primal form (one dominant feature)', async () => {
+    const shape: [number, number] = [40, 300];
+    const views = dominantFeatureViews(40, 300, 905, { column: 101 });
+    const result = await native(views, shape, { ...OFFICIAL, maxBinding: limit });
+    expect([result.form, result.fellBack]).toEqual(['primalBlocked', true]);
+    expectReference(result, views, shape, OFFICIAL, 'fallback, blocked');
+  });
+});
+
 describe('vicreg-native on bad input: exit 2, exactly one line on stderr', () => {
   const shape: [number, number] = [8, 12];
   const good = () => npyPair(randomViews(...shape, 5), shape);
@@ -178,6 +204,7 @@ describe('vicreg-native on bad input: exit 2, exactly one line on stderr', () =>
     await expectBadInput(['loss', a, b, '--form', 'both'], /form must be 'auto', 'primal' or 'dual'/);
     await expectBadInput(['loss', a, b, '--variant', 'fastest'], /variant 'fastest' is not a plan/);
     await expectBadInput(['loss', a], /needs two \.npy files/);
+    await expectBadInput(['loss', a, b, '--max-binding', '256'], /a view of \[8, 12\] float32 is 384 bytes, over the binding limit of 256 bytes/);
   });
 });
 

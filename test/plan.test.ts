@@ -64,7 +64,7 @@ const LANES = [4, 8, 32, 64];
 const WIDE_LIMIT = 2 ** 32 - 4;
 
 function envFor(n: number, d: number, c = COEFFICIENT_SETS[0], lanes = 8, maxBinding = WIDE_LIMIT) {
-  return { n, d, lambda: c.lambda, mu: c.mu, nu: c.nu, gamma: c.gamma, eps: c.eps, k: evaluate(PRESETS[c.preset].k, {}), lanes, maxBinding };
+  return { n, d, lambda: c.lambda, mu: c.mu, nu: c.nu, gamma: c.gamma, eps: c.eps, k: evaluate(PRESETS[c.preset].k, {}), lanes, maxLanes: lanes, maxBinding };
 }
 
 const dispatch = (id: KernelId, env: Record<string, number>) => KERNELS[id].dispatch.map((f) => evaluate(f, env));
@@ -149,7 +149,13 @@ describe('plan.ts against the engine', () => {
     for (const [n, d] of all) {
       expect(evaluate(HOST.formChoice.dualWhen, { n, d }) ? 'dual' : 'primal', `${n}x${d}`).toBe(cheaperForm(n, d));
       for (const lanes of LANES) {
-        for (const variant of VARIANT_NAMES) expect(!!evaluate(VARIANTS[variant].requires.when, { n, d, lanes }), `${variant} ${n}x${d}`).toBe(runs(variant, n, d, lanes));
+        for (const variant of VARIANT_NAMES) expect(!!evaluate(VARIANTS[variant].requires.when, { n, d, lanes, maxLanes: lanes }), `${variant} ${n}x${d}`).toBe(runs(variant, n, d, lanes));
+        // Sizes that vary between dispatches (subgroupMinSize < subgroupMaxSize, as on Intel GPUs).
+        const varying = { features: new Set(['subgroups']), subgroupMinSize: lanes, subgroupMaxSize: 4 * lanes, language: new Set<string>() };
+        for (const variant of VARIANT_NAMES) {
+          const refused = !!REGISTRY[variant].refuse({ traits: varying, n, d, form: 'primal', bindingLimit: Infinity });
+          expect(!!evaluate(VARIANTS[variant].requires.when, { n, d, lanes, maxLanes: 4 * lanes }), `${variant} ${n}x${d}, lanes ${lanes}..${4 * lanes}`).toBe(!refused);
+        }
       }
     }
     for (const [shares, keep] of [[[0.9, 0.6], true], [[0.5, 0.7], true], [[0.49, 0.9], false], [[NaN, 1], false], [[1, NaN], false]] as const) {

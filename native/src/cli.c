@@ -19,12 +19,13 @@
 static const char USAGE[] =
   "usage: vicreg-native loss A.npy B.npy [--preset paper|official] [--lambda X] [--mu X] [--nu X]\n"
   "                          [--gamma X] [--eps X] [--form auto|primal|dual] [--variant V]\n"
-  "                          [--grad-out DIR] [--kernels DIR] [--max-binding BYTES] [--json]\n"
+  "                          [--grad-out DIR] [--kernels DIR] [--max-binding BYTES] [--repeat N] [--json]\n"
   "The loss of two n x d views (float32 or float64 .npy, C order) on a WebGPU device, through the\n"
   "vicreg C library. --grad-out DIR also runs backward and writes DIR/grad_a.npy and DIR/grad_b.npy;\n"
   "--json prints one JSON object as the last line of stdout. --kernels DIR: the kernels and their\n"
   "manifest (default: $VICREG_KERNELS, else ../../kernels from this program's folder). --max-binding\n"
-  "caps the bytes of one buffer binding below the device's limit. Exit status: 0 on\n"
+  "caps the bytes of one buffer binding below the device's limit. --repeat N then times N more forward +\n"
+  "backward calls (gradients read back) and reports their median as repeatMs. Exit status: 0 on\n"
   "success, 2 on bad input (one line on stderr), 1 on a device failure.\n";
 
 /* Dawn prints these two lines to stderr (fprintf, no switch) when it clamps an adapter's limits, as it
@@ -120,6 +121,29 @@ static void release(WGPUBuffer buffer) {
   wgpuBufferRelease(buffer);
 }
 
+static int compare_doubles(const void *x, const void *y) {
+  double a = *(const double *)x, b = *(const double *)y;
+  return (a > b) - (a < b);
+}
+
+/* --repeat: the median of `count` more forward + backward calls, gradients read back into `grads`. */
+static vicreg_status time_repeats(vicreg_context *vic, WGPUBuffer buffers[4], uint32_t n, uint32_t d, float *grads, int count, double *median) {
+  double *times = malloc((size_t)count * sizeof *times);
+  if (!times) return VICREG_ERROR_MEMORY;
+  vicreg_status status = VICREG_OK;
+  for (int r = 0; r < count && status == VICREG_OK; r++) {
+    double start = now_ms();
+    status = vicreg_forward(vic, buffers[0], buffers[1], n, d, NULL);
+    if (status == VICREG_OK) status = vicreg_backward(vic, buffers[2], buffers[3], 1.0f, 0);
+    for (int v = 0; v < 2 && status == VICREG_OK; v++) status = vicreg_read(vic, buffers[2 + v], 0, (uint64_t)4 * n * d, grads + (size_t)v * n * d);
+    times[r] = now_ms() - start;
+  }
+  qsort(times, (size_t)count, sizeof *times, compare_doubles);
+  *median = times[count / 2];
+  free(times);
+  return status;
+}
+
 static int exit_code(vicreg_status status) {
   return status == VICREG_ERROR_DEVICE || status == VICREG_ERROR_MEMORY ? 1 : 2;
 }
@@ -133,7 +157,7 @@ int main(int argc, char **argv) {
   vicreg_options options;
   vicreg_options_init(&options);
   const char *paths[2] = {NULL, NULL}, *grad_dir = NULL, *kernels_option = NULL;
-  int json = 0, positional = 0;
+  int json = 0, positional = 0, repeat = 0;
   for (int i = 2; i < argc; i++) {
     const char *arg = argv[i];
     double *number = strcmp(arg, "--lambda") == 0 ? &options.lambda : strcmp(arg, "--mu") == 0 ? &options.mu : strcmp(arg, "--nu") == 0 ? &options.nu
@@ -159,6 +183,13 @@ int main(int argc, char **argv) {
         return bad_input(message);
       }
       options.max_binding_size = (uint64_t)bytes;
+    } else if (strcmp(arg, "--repeat") == 0 && i + 1 < argc) {
+      double count;
+      if (parse_number(argv[++i], &count) != 0 || count < 1 || count > 10000 || count != floor(count)) {
+        snprintf(message, sizeof message, "option --repeat needs a count from 1 to 10000, got '%s'", argv[i]);
+        return bad_input(message);
+      }
+      repeat = (int)count;
     } else if (strcmp(arg, "--json") == 0) {
       json = 1;
     } else if (strncmp(arg, "--", 2) == 0) {
@@ -218,6 +249,8 @@ int main(int argc, char **argv) {
     for (int v = 0; v < 2 && status == VICREG_OK; v++) status = vicreg_read(vic, buffers[2 + v], 0, (uint64_t)4 * n * d, grads + (size_t)v * n * d);
     backward_ms = now_ms() - start;
   }
+  double repeat_ms = 0;
+  if (status == VICREG_OK && grad_dir && repeat > 0) status = time_repeats(vic, buffers, n, d, grads, repeat, &repeat_ms);
   char grad_paths[2][PATH_MAX];
   if (status == VICREG_OK && grad_dir) {
     for (int v = 0; v < 2 && code == 0; v++) {
@@ -238,6 +271,7 @@ int main(int argc, char **argv) {
       print_json_text(vicreg_adapter_name(vic));
       printf("\"");
       if (grad_dir) printf(",\"backwardMs\":%.3f,\"gradA\":\"%s\",\"gradB\":\"%s\"", backward_ms, grad_paths[0], grad_paths[1]);
+      if (grad_dir && repeat > 0) printf(",\"repeatMs\":%.3f", repeat_ms);
       printf("}\n");
       fflush(stdout);
     } else {

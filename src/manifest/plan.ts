@@ -26,7 +26,8 @@ export const INPUTS: Readonly<Record<string, string>> = {
   gamma: 'target standard deviation of each feature',
   eps: 'added to the variance under the square root',
   k: "the preset's variance scale (PRESETS)",
-  lanes: "the subgroup kernels' lanes: the adapter's subgroupMinSize (read by the subgroup plan only; any value elsewhere)",
+  lanes: "the adapter's subgroupMinSize (0 without subgroups): the subgroup plan's lanes, and part of the shuffle plan's requires",
+  maxLanes: "the adapter's subgroupMaxSize (0 without subgroups): read by the shuffle plan's requires, which needs a size fixed at 8",
   maxBinding: "the most bytes one storage binding may take: the device's maxStorageBufferBindingSize, or less where the host caps it " +
     "(the engine's maxBindingSize option); read by loss.host.blocked, loss.host.limit and the primalBlocked plans' blockWidth",
 };

@@ -184,7 +184,7 @@ const primalGradientDispatch = (columns: Formula) => [`ceil(${columns}/${STRIP})
 /** The plan for native hosts (src/manifest/plan.ts): the formulas of the functions above. */
 const manifest: VariantPlan = {
   note: 'for lavapipe: one subgroup of 8 per workgroup, values shared by subgroupShuffle',
-  requires: { features: ['subgroups'], subgroups: `the adapter's subgroupMinSize and subgroupMaxSize both ${LANES}: bind lanes = ${LANES}`, when: `(d % 4 == 0) * (lanes == ${LANES})` },
+  requires: { features: ['subgroups'], subgroups: `the adapter's subgroupMinSize and subgroupMaxSize both ${LANES}`, when: `(d % 4 == 0) * (lanes == ${LANES}) * (maxLanes == ${LANES})` },
   variables: {
     upperTiles: `ceil(side/${2 * SHARED})*(ceil(side/${2 * SHARED})-1) + min(2*ceil(side/${2 * SHARED}), ceil(side/${SHARED}))`,
     panels: `n >= ${PANEL_MIN_ROWS}`,
