@@ -86,6 +86,22 @@ export interface VariantChoices {
   choices: Record<string, Variant>;
 }
 
+/**
+ * The element type of views and gradients: 'float32', or 'float16' (IEEE binary16: half the memory and
+ * the bytes moved, as mixed-precision training keeps activations). Statistics, Gram matrices and every
+ * reduction stay float32 either way.
+ */
+export type Dtype = 'float32' | 'float16';
+
+/** binary16 values on the host: a Float16Array where the runtime has one (typed here by its shape), or a Uint16Array of their bits. */
+export interface Float16ArrayLike extends ArrayBufferView {
+  readonly length: number;
+  readonly BYTES_PER_ELEMENT: 2;
+}
+
+/** A view on the host: float32 values, or float16 ones (a Uint16Array of binary16 bits, or a Float16Array). */
+export type HostView = Float32Array | Uint16Array | Float16ArrayLike;
+
 /** The loss and its three terms, as defined in docs (loss = lambda*invariance + mu*variance + nu*covariance). */
 export interface VICRegTerms {
   loss: number;
@@ -95,13 +111,19 @@ export interface VICRegTerms {
 }
 
 /**
- * Gradients of the loss. Float32Arrays after a forward on Float32Arrays; GPUBuffers (n*d float32, owned
- * by the engine, valid until the next backward(), a forward of another shape, or destroy()) after a
- * forward on GPUBuffers: `vic.backward<GPUBuffer>()`.
+ * Gradients of the loss. Host arrays after a forward on host arrays: Float32Arrays, or with float16
+ * gradients Uint16Arrays of binary16 bits (Float16Arrays where the views were). GPUBuffers (n*d
+ * elements, owned by the engine, valid until the next backward(), a forward of another shape, or
+ * destroy()) after a forward on GPUBuffers: `vic.backward<GPUBuffer>()`.
  */
-export interface VICRegGradients<G extends Float32Array | GPUBuffer = Float32Array> {
+export interface VICRegGradients<G extends Float32Array | Uint16Array | Float16ArrayLike | GPUBuffer = Float32Array> {
   gradA: G;
   gradB: G;
+  /**
+   * float16 gradients only: whether one of them rounded to Inf or NaN (the upstream scale too large, as
+   * a loss scaler would find it). On the device (a u32, 1 or 0) after a forward on GPUBuffers.
+   */
+  overflow?: G extends GPUBuffer ? GPUBuffer : boolean;
 }
 
 export interface ForwardOptions {
@@ -110,6 +132,13 @@ export interface ForwardOptions {
    * matrix for the backward pass (the covariance tiles are reduced and dropped), and backward() rejects.
    */
   grad?: boolean;
+  /**
+   * The views' element type. Host arrays say it themselves (a Float32Array is float32; a Uint16Array of
+   * binary16 bits or a Float16Array is float16): given anyway, it must agree. GPUBuffers: 'float32'
+   * (default), or 'float16' for n*d binary16 values packed two per 4 bytes (the buffer then holds at
+   * least ceil(n*d/2)*4 bytes).
+   */
+  dtype?: Dtype;
 }
 
 export interface BackwardOptions {
@@ -120,7 +149,9 @@ export interface BackwardOptions {
    * GPUBuffers, whose gradients stay on the device. If the call rejects after its checks (a lost
    * device, say), the arrays' contents are unspecified.
    */
-  out?: { gradA: Float32Array; gradB: Float32Array };
+  out?: { gradA: Float32Array | Uint16Array | Float16ArrayLike; gradB: Float32Array | Uint16Array | Float16ArrayLike };
+  /** The gradients' element type (default: the views'); with 'float16', `out` holds Uint16Arrays or Float16Arrays. */
+  dtype?: Dtype;
 }
 
 export interface ForwardPlan {
@@ -151,6 +182,19 @@ export interface EncodeArgs {
   scale?: number | GPUBuffer;
   /** Encode into this encoder and leave submitting to the caller (default: the engine submits). */
   encoder?: GPUCommandEncoder;
+  /** The views' element type (default 'float32'); 'float16' buffers hold n*d binary16 values, two per 4 bytes. */
+  dtype?: Dtype;
+  /**
+   * The gradients' element type (default: the views'). With 'float16', gradA and gradB hold binary16
+   * values (accumulated in float32, then rounded), and PendingTerms.overflow flags any that overflowed.
+   */
+  gradDtype?: Dtype;
+}
+
+/** The terms of an encode(), with what a loss scaler needs. */
+export interface EncodedTerms extends VICRegTerms {
+  /** float16 gradients: whether one rounded to Inf or NaN (then skip the step and lower the scale). false for float32 gradients. */
+  gradientOverflow: boolean;
 }
 
 /** The loss terms of an encode(), left on the device until read. */
@@ -160,24 +204,30 @@ export interface PendingTerms {
    * give (non-finite input, overflow) for this call. Releases the call's buffers; later calls return the
    * same terms.
    */
-  read(): Promise<VICRegTerms>;
+  read(): Promise<EncodedTerms>;
   /** The device buffer with the terms: 8 float32, [loss, invariance, variance, covariance, flags, ...]. */
   readonly buffer: GPUBuffer;
+  /**
+   * float16 gradients: a u32 on the device, 1 where a gradient this call wrote is Inf or NaN, else 0, for
+   * the caller's next pass (an optimizer step that skips itself) without a wait; valid until read() or
+   * release(). Undefined with float32 gradients.
+   */
+  readonly overflow: GPUBuffer | undefined;
   /** Releases the call's buffers without reading (idempotent). */
   release(): void;
 }
 
 export interface VICRegLoss {
   /**
-   * Computes the loss of two row-major n x d float32 views: host arrays, or GPUBuffers on this instance's
-   * device (usage STORAGE, at least n*d*4 bytes; nothing of size n x d then crosses to the host).
+   * Computes the loss of two row-major n x d views, float32 or float16 (options.dtype): host arrays, or
+   * GPUBuffers on this instance's device (usage STORAGE; nothing of size n x d then crosses to the host).
    */
-  forward(a: Float32Array | GPUBuffer, b: Float32Array | GPUBuffer, shape: readonly [number, number], options?: ForwardOptions): Promise<VICRegTerms>;
+  forward(a: HostView | GPUBuffer, b: HostView | GPUBuffer, shape: readonly [number, number], options?: ForwardOptions): Promise<VICRegTerms>;
   /**
    * Gradients of the loss of the last forward, times `scale` (an upstream gradient, default 1); with
    * `options.out`, written into the caller's arrays.
    */
-  backward<G extends Float32Array | GPUBuffer = Float32Array>(scale?: number, options?: BackwardOptions): Promise<VICRegGradients<G>>;
+  backward<G extends Float32Array | Uint16Array | Float16ArrayLike | GPUBuffer = Float32Array>(scale?: number, options?: BackwardOptions): Promise<VICRegGradients<G>>;
   /**
    * Encodes the forward and backward passes of one step on GPUBuffers, writing the gradients into the
    * caller's buffers, with no wait on the device (the dual form's accuracy fallback is decided on the

@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { npyBytes } from './reference/npy-bytes.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readNpyFile, writeNpyFile } from '../src/io/npy.js';
+import { readNpyFile, writeNpy, writeNpyFile } from '../src/io/npy.js';
+import { fromHalfBits, halfView } from './reference/half.js';
 import { randomViews, referenceVICReg, relativeError, relativeNormError, type ReferenceOptions } from './reference/float64.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -108,6 +109,26 @@ describe('vicreg-wgsl loss', () => {
     expect(gradB.shape).toEqual([n, d]);
     expect(relativeNormError(gradA.data, expected.gradA)).toBeLessThan(1e-4);
     expect(relativeNormError(gradB.data, expected.gradB)).toBeLessThan(1e-4);
+  });
+
+  it('reads float16 files, writes float16 gradients (or float32 with --grad-dtype), and rejects a float16/float32 pair', async () => {
+    const [a16, b16] = [halfView(views.a), halfView(views.b)];
+    const [pathA16, pathB16] = [join(dir, 'a16.npy'), join(dir, 'b16.npy')];
+    writeFileSync(pathA16, writeNpy(a16.bits, [n, d]));
+    writeFileSync(pathB16, writeNpy(b16.bits, [n, d]));
+    const expected = referenceVICReg(a16.values, b16.values, [n, d]);
+    for (const [flags, dtype] of [[[], Uint16Array], [['--grad-dtype', 'float32'], Float32Array]] as const) {
+      const gradDir = join(dir, `grads16-${dtype.name}`);
+      const { code, stdout, stderr } = await runCli(['loss', pathA16, pathB16, '--json', '--grad-out', gradDir, ...flags]);
+      expect(code, stderr).toBe(0);
+      expectTermsClose(lastJson(stdout), expected);
+      const gradA = readNpyFile(join(gradDir, 'grad_a.npy')).data;
+      expect(gradA).toBeInstanceOf(dtype);
+      const values = gradA instanceof Uint16Array ? Float64Array.from(gradA, fromHalfBits) : gradA;
+      expect(relativeNormError(values, expected.gradA)).toBeLessThan(gradA instanceof Uint16Array ? 2e-3 : 1e-4);
+    }
+    await expectCliError(['loss', pathA16, pathB], /a16\.npy is float16 but .*b64\.npy is float32; the two views must have the same dtype/);
+    await expectCliError(['loss', pathA16, pathB16, '--grad-out', join(dir, 'g'), '--grad-dtype', 'half'], /--grad-dtype must be 'float32' or 'float16'/);
   });
 
   it('prints a readable block without --json', async () => {

@@ -46,12 +46,15 @@ describe('readNpy on well-formed files', () => {
         { name: 'f4.npy', data: new Float32Array(iota(12)), shape: [3, 4], dtype: 'float32' },
         { name: 'f8.npy', data: Float64Array.from([0.1, -1 / 3, 1e300, 5e-324]), shape: [4], dtype: 'float64' },
         { name: 'f4-3d.npy', data: new Float32Array(iota(24)), shape: [2, 3, 4], dtype: 'float32' },
+        // binary16 bits of 1, -2, 0.5, 65504, and the smallest subnormal 2^-24.
+        { name: 'f2.npy', data: new Uint16Array([0x3c00, 0xc000, 0x3800, 0x7bff, 0x0001]), shape: [5], dtype: 'float16' },
       ];
       for (const c of cases) writeFileSync(join(dir, c.name), writeNpy(c.data, c.shape));
       const script = 'import json, sys, numpy as np\n' +
         'print(json.dumps([[str(a.dtype), list(a.shape), a.flags.c_contiguous, [float(x) for x in a.ravel()]] for a in (np.load(p) for p in sys.argv[1:])]))';
       const out = JSON.parse(execFileSync('python3', ['-c', script, ...cases.map((c) => join(dir, c.name))], { encoding: 'utf8' }));
-      cases.forEach((c, i) => expect(out[i]).toEqual([c.dtype, c.shape, true, [...c.data]]));
+      const values = (c: (typeof cases)[number]) => (c.dtype === 'float16' ? [1, -2, 0.5, 65504, 2 ** -24] : [...c.data]);
+      cases.forEach((c, i) => expect(out[i]).toEqual([c.dtype, c.shape, true, values(c)]));
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -88,6 +91,14 @@ describe('readNpy on well-formed files', () => {
     const { data, shape } = readNpy(npyBytes(dictText('<f4', '(2, 3)'), f32Bytes(values), { major: 2 }), 'A.npy');
     expect(shape).toEqual([2, 3]);
     expect([...data]).toEqual(values);
+  });
+
+  it('keeps a float16 file as its binary16 bits', () => {
+    const bits = [0x3c00, 0xc000, 0x7c00, 0x0001, 0x8000, 0x7e00];
+    const { data, shape } = readNpy(npyBytes(dictText('<f2', '(2, 3)'), new Uint8Array(new Uint16Array(bits).buffer)), 'A.npy');
+    expect(shape).toEqual([2, 3]);
+    expect(data).toBeInstanceOf(Uint16Array);
+    expect([...data]).toEqual(bits);
   });
 
   it('converts float64 to float32 (rounding to nearest)', () => {
@@ -177,8 +188,8 @@ describe('readNpy on malformed files', () => {
   });
 
   it('rejects unsupported dtypes', () => {
-    expectNpyError(npyBytes(dictText('<i4', '(4, 5)'), data80), /unsupported dtype '<i4'; expected float32/);
-    expectNpyError(npyBytes(dictText('<f2', '(4, 10)'), data80), /unsupported dtype '<f2'/);
+    expectNpyError(npyBytes(dictText('<i4', '(4, 5)'), data80), /unsupported dtype '<i4'; expected float16 \('<f2'\), float32/);
+    expectNpyError(npyBytes(dictText('<u2', '(4, 10)'), data80), /unsupported dtype '<u2'/);
     expectNpyError(npyBytes(`{'descr': [('x', '<f4')], 'fortran_order': False, 'shape': (20,), }`, data80),
       /malformed \.npy header/);
   });

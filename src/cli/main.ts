@@ -10,12 +10,12 @@ import { formatShape, readNpyFile, writeNpyFile } from '../io/npy.js';
 import { randomBatch } from '../io/random.js';
 import { variantChoicesProblem } from '../engine/choices.js';
 import { CHILD_ENV, runWithoutClampWarnings } from './dawn-warnings.js';
-import type { Preset, VariantChoices, VICRegLoss, VICRegOptions, VICRegTerms } from '../types.js';
+import type { Dtype, Preset, VariantChoices, VICRegLoss, VICRegOptions, VICRegTerms } from '../types.js';
 
 const HELP = `vicreg-wgsl: the VICReg loss (forward and backward) in WGSL compute kernels, on WebGPU.
 
 Usage:
-  vicreg-wgsl loss A.npy B.npy [options]   loss of two n x d views (float32 or float64 .npy, C order)
+  vicreg-wgsl loss A.npy B.npy [options]   loss of two n x d views (float16, float32 or float64 .npy, C order)
   vicreg-wgsl demo [--n N] [--d D] [--seed S] [--form F] [--json]
                                            forward + backward on a random batch, with timings
   vicreg-wgsl --help                       this text
@@ -34,7 +34,8 @@ Options of 'loss':
                            auto takes the cheaper and falls back from dual to primal where the
                            dual form would lose float32 accuracy
   --grad-out DIR           also run the backward pass; write DIR/grad_a.npy and DIR/grad_b.npy
-                           (float32, n x d; DIR is created if needed)
+                           (n x d; DIR is created if needed)
+  --grad-dtype T           the gradients' type: float32 or float16 (default: the views')
   --variant-cache FILE     time the kernel variants on the first run of a shape class on this
                            adapter and keep the fastest in FILE (JSON): read from FILE if it exists
                            (its choices are not timed again), written back after a successful run
@@ -59,7 +60,7 @@ Exit status: 0 on success, 2 on bad arguments or input (one line on stderr), 1 o
 const LOSS_OPTIONS = {
   json: { type: 'boolean' },
   preset: { type: 'string' }, lambda: { type: 'string' }, mu: { type: 'string' }, nu: { type: 'string' },
-  gamma: { type: 'string' }, eps: { type: 'string' }, 'grad-out': { type: 'string' }, form: { type: 'string' },
+  gamma: { type: 'string' }, eps: { type: 'string' }, 'grad-out': { type: 'string' }, 'grad-dtype': { type: 'string' }, form: { type: 'string' },
   'variant-cache': { type: 'string' },
 } as const;
 const DEMO_OPTIONS = {
@@ -128,7 +129,7 @@ function packageVersion(): string {
 }
 
 /** Reads a .npy file that must hold a 2-D n x d array. */
-function readMatrix(path: string): { data: Float32Array; n: number; d: number } {
+function readMatrix(path: string): { data: Float32Array | Uint16Array; n: number; d: number } {
   const { data, shape } = readNpyFile(path);
   if (shape.length !== 2) {
     throw new ShapeError(`${path} is ${shape.length}-D (${formatShape(shape)}); expected a 2-D n x d array`);
@@ -156,6 +157,9 @@ async function runLoss(args: string[]): Promise<number> {
   if (a.n !== b.n || a.d !== b.d) {
     throw new ShapeError(`${pathA} is ${a.n}x${a.d} but ${pathB} is ${b.n}x${b.d}; the two views must have the same shape`);
   }
+  const dtypeOf = (x: { data: Float32Array | Uint16Array }) => (x.data instanceof Uint16Array ? 'float16' : 'float32');
+  if (dtypeOf(a) !== dtypeOf(b)) throw new ShapeError(`${pathA} is ${dtypeOf(a)} but ${pathB} is ${dtypeOf(b)}; the two views must have the same dtype (float64 files count as float32)`);
+  const gradDtype = values['grad-dtype'] === undefined ? dtypeOf(a) : parseDtype(values['grad-dtype']);
   if (gradDir !== undefined) makeDirectory(gradDir);
 
   return withLoss(options, values['variant-cache'], async (vic) => {
@@ -167,7 +171,7 @@ async function runLoss(args: string[]): Promise<number> {
     const gradFiles: string[] = [];
     if (gradDir !== undefined) {
       start = performance.now();
-      const { gradA, gradB } = await vic.backward();
+      const { gradA, gradB } = await vic.backward<Float32Array | Uint16Array>(1, { dtype: gradDtype });
       backwardMs = performance.now() - start;
       gradFiles.push(join(gradDir, 'grad_a.npy'), join(gradDir, 'grad_b.npy'));
       writeNpyFile(gradFiles[0], gradA, [n, d]);
@@ -184,7 +188,7 @@ async function runLoss(args: string[]): Promise<number> {
     console.log(`  preset ${c.preset}, lambda ${c.lambda}, mu ${c.mu}, nu ${c.nu}, gamma ${c.gamma}, eps ${c.eps}`);
     printTerms(terms);
     console.log(describePlan(vic));
-    if (gradFiles.length > 0) console.log(`gradients (${n}x${d} float32): ${gradFiles.join(', ')}`);
+    if (gradFiles.length > 0) console.log(`gradients (${n}x${d} ${gradDtype}): ${gradFiles.join(', ')}`);
     console.log(`adapter: ${vic.adapterName}`);
     return 0;
   });
@@ -294,6 +298,11 @@ function parsePreset(text: string | undefined): Preset | undefined {
 function parseForm(text: string | undefined): VICRegOptions['form'] {
   if (text === undefined || text === 'auto' || text === 'primal' || text === 'dual') return text;
   throw new ArgumentError(`--form must be 'auto', 'primal' or 'dual', got ${JSON.stringify(text)}`);
+}
+
+function parseDtype(text: string): Dtype {
+  if (text === 'float32' || text === 'float16') return text;
+  throw new ArgumentError(`--grad-dtype must be 'float32' or 'float16', got ${JSON.stringify(text)}`);
 }
 
 function describePlan(vic: VICRegLoss): string {

@@ -4,13 +4,15 @@ import { DeviceError, LimitError, MiB, OptionError, StateError } from '../errors
 import { destroyBuffer, encodeStep, pipeline, readback, readbackBuffer, storageBuffer, uniformBuffer, withErrorScopes, type Buffer } from '../runtime/gpu.js';
 import { kernelsOf } from '../variants/registry.js';
 import { backwardParams, columnBlockGram, columnBlockWidth, gramDims, UNIFORM_BYTES } from '../variants/shared.js';
-import type { BackwardOptions, VICRegGradients } from '../types.js';
+import type { BackwardOptions, HostView, VICRegGradients } from '../types.js';
+import { floatToHalf, halfBytes } from '../variants/half.js';
+import { halfArray, halfBits, narrowSteps, validateDtype } from './half.js';
 import { poison, poisonTexture, validateOut, VIEWS } from './checks.js';
 import { backwardVariant, pipelinesOf } from './forward.js';
 import { ensureDevice } from './lifecycle.js';
 import { backwardSteps, blockedBackwardSteps, type ColumnBlock, type GradientPlan, type PassScope } from './passes.js';
 import { bindingLimit, limitName, type Engine } from './state.js';
-import { backwardBuffers, BOTH, matrixFor, scratchFor, type Workspace } from './workspace.js';
+import { backwardBuffers, BOTH, halfBuffersFor, matrixFor, scratchFor, type Workspace } from './workspace.js';
 
 /**
  * The column blocks of Coff for a blocked backward, each with its uniforms per view, and the block
@@ -39,17 +41,18 @@ export function columnBlocks(e: Engine, device: GPUDevice, ws: Workspace): { blo
   return { blocks, matrix, temporary };
 }
 
-export async function backward(e: Engine, scale = 1, options?: BackwardOptions): Promise<VICRegGradients<Float32Array | GPUBuffer>> {
+export async function backward(e: Engine, scale = 1, options?: BackwardOptions): Promise<VICRegGradients<HostView | GPUBuffer>> {
   const device = await ensureDevice(e);
   if (typeof scale !== 'number' || !Number.isFinite(scale)) throw new OptionError(`backward scale must be a finite number, got ${String(scale)}`);
   if (!e.saved && e.lostForward) throw new DeviceError('the device was lost after the forward that this backward pairs with; call forward() again');
   if (!e.saved) throw new StateError('backward() needs a successful forward() first');
   if (!e.saved.grad) throw new StateError('the last forward() was called with { grad: false }; call forward() again to get gradients');
   const { n, d, form, views, onDevice, blocked, variant: gramVariantUsed } = e.saved;
-  let out: [Float32Array, Float32Array] | undefined;
+  const dtype = validateDtype('options.dtype', options?.dtype) ?? e.saved.dtype;
+  let out: [HostView, HostView] | undefined;
   if (options?.out !== undefined) {
-    if (onDevice) throw new OptionError('backward(scale, { out }) is for a forward on Float32Arrays; after a forward on GPUBuffers the gradients stay on the device (use encode() to write them into your buffers)');
-    out = validateOut(options.out, n, d);
+    if (onDevice) throw new OptionError('backward(scale, { out }) is for a forward on host arrays; after a forward on GPUBuffers the gradients stay on the device (use encode() to write them into your buffers)');
+    out = validateOut(options.out, n, d, dtype);
   }
   const ws = e.workspace!;
   return withErrorScopes(device, 'backward', async () => {
@@ -78,6 +81,13 @@ export async function backward(e: Engine, scale = 1, options?: BackwardOptions):
     } else {
       for (const step of backwardSteps(scope, { ...plan, matrix: matrixFor(e, device, ws, form, kernels.matrix).gpu })) encodeStep(device, encoder, step);
     }
+    if (dtype === 'float16') {
+      try {
+        return await halfGradients(e, device, ws, encoder, bw.grads.map((g) => g.gpu), onDevice, out);
+      } finally {
+        temporary.forEach(destroyBuffer);
+      }
+    }
     if (onDevice) {
       device.queue.submit([encoder.finish()]);
       temporary.forEach(destroyBuffer);
@@ -97,4 +107,34 @@ export async function backward(e: Engine, scale = 1, options?: BackwardOptions):
     }
     return out ? { gradA: out[0], gradB: out[1] } : { gradA: new Float32Array(ga), gradB: new Float32Array(gb) };
   });
+}
+
+/**
+ * float16 gradients: the float32 ones the encoder computes, rounded into the workspace's float16
+ * buffers with the overflow flag; those buffers (after a forward on GPUBuffers), or their contents read
+ * back as the caller's kind of array (into `out` where given).
+ */
+async function halfGradients(e: Engine, device: GPUDevice, ws: Workspace, encoder: GPUCommandEncoder, grads: GPUBuffer[], onDevice: boolean,
+  out: [HostView, HostView] | undefined): Promise<VICRegGradients<HostView | GPUBuffer>> {
+  const half = halfBuffersFor(device, ws);
+  const count = ws.n * ws.d;
+  if (e.options.poisonScratch) poison(device, half.grads);
+  encoder.clearBuffer(half.overflow.gpu);
+  const steps = narrowSteps(await pipeline(device, floatToHalf.spec(false)), half.dims.gpu, count, grads, half.grads.map((g) => g.gpu), half.overflow.gpu);
+  for (const step of steps) encodeStep(device, encoder, step);
+  if (onDevice) {
+    device.queue.submit([encoder.finish()]);
+    return { gradA: half.grads[0].gpu, gradB: half.grads[1].gpu, overflow: half.overflow.gpu };
+  }
+  const bytes = halfBytes(count);
+  const [ga, gb, flag] = await readback(device, encoder, [
+    ...BOTH.map((v) => ({ source: half.grads[v].gpu, staging: half.gradStaging[v], bytes })),
+    { source: half.overflow.gpu, staging: half.overflowStaging, bytes: 4 },
+  ]);
+  const overflow = new Uint32Array(flag)[0] !== 0;
+  if (out) {
+    BOTH.forEach((v) => halfBits(out[v] as Uint16Array).set(new Uint16Array(v === 0 ? ga : gb, 0, count)));
+    return { gradA: out[0], gradB: out[1], overflow };
+  }
+  return { gradA: halfArray(ga, count, e.saved?.hostView), gradB: halfArray(gb, count, e.saved?.hostView), overflow };
 }

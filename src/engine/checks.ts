@@ -2,7 +2,8 @@
 // non-finite flags and the loss terms. Each failure is a typed error with a one-line message.
 import { BufferError, NonFiniteError, OptionError, OverflowError, ShapeError } from '../errors.js';
 import { Usage, type Buffer, type Texture } from '../runtime/gpu.js';
-import type { BackwardOptions, VICRegTerms } from '../types.js';
+import type { BackwardOptions, Dtype, HostView, VICRegTerms } from '../types.js';
+import { bufferBytes, hostDtype } from './half.js';
 
 export const VIEWS = ['A', 'B'] as const;
 const BOTH = [0, 1] as const;
@@ -30,21 +31,25 @@ export const isGPUBuffer = (x: unknown): x is GPUBuffer =>
   typeof x === 'object' && x !== null && typeof (x as GPUBuffer).usage === 'number' && typeof (x as GPUBuffer).size === 'number'
   && typeof (x as GPUBuffer).destroy === 'function' && !ArrayBuffer.isView(x);
 
-export function validateView(name: 'A' | 'B', x: unknown, n: number, d: number): Float32Array | GPUBuffer {
+/** The bytes n*d elements of `dtype` take in a GPUBuffer, in words (float16: two per 4 bytes, rounded up). */
+const neededBytes = (dtype: Dtype, n: number, d: number) => (dtype === 'float16' ? `ceil(n*d/2)*4 = ${bufferBytes(dtype, n * d)}` : `n*d*4 = ${n * d * 4}`);
+
+export function validateView(name: 'A' | 'B', x: unknown, n: number, d: number, dtype: Dtype = 'float32'): HostView | GPUBuffer {
   if (isGPUBuffer(x)) {
-    if (x.size < n * d * 4) {
-      throw new BufferError(`${name} is a GPUBuffer of ${x.size} bytes; shape [${n}, ${d}] float32 needs n*d*4 = ${n * d * 4}`);
+    if (x.size < bufferBytes(dtype, n * d)) {
+      throw new BufferError(`${name} is a GPUBuffer of ${x.size} bytes; shape [${n}, ${d}] ${dtype} needs ${neededBytes(dtype, n, d)}`);
     }
     if (!(x.usage & Usage.STORAGE)) throw new BufferError(`${name} is a GPUBuffer without STORAGE usage; the kernels bind it as storage`);
     return x;
   }
-  if (!(x instanceof Float32Array)) {
-    throw new ShapeError(`${name} must be a Float32Array or a GPUBuffer, got ${x === null ? 'null' : (x as object)?.constructor?.name ?? typeof x}`);
+  if (hostDtype(x) === undefined) {
+    throw new ShapeError(`${name} must be a Float32Array, a Uint16Array of float16 bits, a Float16Array or a GPUBuffer, got ${x === null ? 'null' : (x as object)?.constructor?.name ?? typeof x}`);
   }
-  if (x.length !== n * d) {
-    throw new ShapeError(`${name} has ${x.length} elements; shape [${n}, ${d}] needs n*d = ${n * d}`);
+  const view = x as HostView;
+  if (view.length !== n * d) {
+    throw new ShapeError(`${name} has ${view.length} elements; shape [${n}, ${d}] needs n*d = ${n * d}`);
   }
-  return x;
+  return view;
 }
 
 /** The first non-finite element (in row-major order, view A first) from column_stats' flags. */
@@ -75,20 +80,21 @@ export function termsOf(r: Float32Array): VICRegTerms {
   return terms;
 }
 
-export function validateGradBuffer(name: string, x: unknown, n: number, d: number): GPUBuffer {
+export function validateGradBuffer(name: string, x: unknown, n: number, d: number, dtype: Dtype = 'float32'): GPUBuffer {
   if (!isGPUBuffer(x)) throw new BufferError(`${name} must be a GPUBuffer`);
-  if (x.size < n * d * 4) throw new BufferError(`${name} is a GPUBuffer of ${x.size} bytes; shape [${n}, ${d}] float32 needs ${n * d * 4}`);
+  if (x.size < bufferBytes(dtype, n * d)) throw new BufferError(`${name} is a GPUBuffer of ${x.size} bytes; shape [${n}, ${d}] ${dtype} needs ${neededBytes(dtype, n, d)}`);
   if (!(x.usage & Usage.STORAGE)) throw new BufferError(`${name} is a GPUBuffer without STORAGE usage; the kernels write it as storage`);
   return x;
 }
 
-/** backward()'s `out` arrays, checked against the forward's shape: n*d float32 each, not overlapping. */
-export function validateOut(out: unknown, n: number, d: number): [Float32Array, Float32Array] {
-  if (typeof out !== 'object' || out === null) throw new OptionError(`out must be { gradA, gradB } (two Float32Arrays), got ${describe(out)}`);
+/** backward()'s `out` arrays, checked against the forward's shape: n*d elements of the gradients' type each, not overlapping. */
+export function validateOut(out: unknown, n: number, d: number, dtype: Dtype = 'float32'): [HostView, HostView] {
+  const kind = dtype === 'float16' ? 'Uint16Arrays or Float16Arrays' : 'Float32Arrays';
+  if (typeof out !== 'object' || out === null) throw new OptionError(`out must be { gradA, gradB } (two ${kind}), got ${describe(out)}`);
   const { gradA, gradB } = out as NonNullable<BackwardOptions['out']>;
   for (const [name, x] of [['gradA', gradA], ['gradB', gradB]] as const) {
-    if (!(x instanceof Float32Array)) {
-      throw new ShapeError(`out.${name} must be a Float32Array, got ${x === null ? 'null' : (x as object)?.constructor?.name ?? typeof x}`);
+    if (hostDtype(x) !== dtype) {
+      throw new ShapeError(`out.${name} must be one of ${kind} (${dtype} gradients), got ${x === null ? 'null' : (x as object)?.constructor?.name ?? typeof x}`);
     }
     if (x.length !== n * d) throw new ShapeError(`out.${name} has ${x.length} elements; the forward's shape [${n}, ${d}] needs n*d = ${n * d}`);
   }

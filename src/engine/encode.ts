@@ -3,37 +3,45 @@
 // then reads the dual form's off-diagonal shares on the device and writes the indirect dispatch
 // arguments that run one form's backward (and the primal forward where the dual lost accuracy).
 import { BufferError, DeviceError, LimitError, MiB, OptionError, ShapeError, StateError, VICRegError } from '../errors.js';
-import { createBuffer, destroyBuffer, encodeStep, pipelineSync, readback, readbackBuffer, storageBuffer, uniformBuffer, Usage, withErrorScopes, type Buffer, type KernelSpec } from '../runtime/gpu.js';
+import { createBuffer, destroyBuffer, encodeStep, pipelineSync, readback, readbackBuffer, storageBuffer, uniformBuffer, Usage, withErrorScopes, type Buffer, type KernelSpec, type Step } from '../runtime/gpu.js';
 import type { FormKernels, IndirectArgs } from '../variants/program.js';
 import { kernelsOf } from '../variants/registry.js';
 import { columnStats, formDecision, lossTerms, packedMatrixFloats, UNIFORM_BYTES } from '../variants/shared.js';
-import type { EncodeArgs, Form, PendingTerms, Variant, VICRegTerms } from '../types.js';
+import type { EncodeArgs, EncodedTerms, Form, PendingTerms, Variant } from '../types.js';
+import { floatToHalf, halfToFloat } from '../variants/half.js';
+import { narrowSteps, validateDtype, widenSteps } from './half.js';
 import { firstNonFinite, isGPUBuffer, poison, poisonTexture, termsOf, validateGradBuffer, validateShape, validateView, VIEWS } from './checks.js';
 import { cachedOrPreferred, gramRole } from './choice.js';
 import { backwardVariant, chooseGramVariant, MIN_DUAL_SHARE, pipelinesOf, startingForm } from './forward.js';
 import { ensureDevice, typedError } from './lifecycle.js';
 import { backwardSteps, columnStatsStep, gramSteps, lossTermsStep, onStandby, type PassScope } from './passes.js';
 import { bindingLimit, limitName, type Engine } from './state.js';
-import { BOTH, destroyWorkspace, formBuffers, matrixFor, RESULT_FLOATS, scratchFor, termParams, workspaceFor, type Workspace } from './workspace.js';
+import { backwardBuffers, BOTH, destroyWorkspace, formBuffers, halfBuffersFor, matrixFor, RESULT_FLOATS, scratchFor, termParams, workspaceFor, type Workspace } from './workspace.js';
 
 /** encode()'s arguments, checked. */
 function encodeInputs(args: EncodeArgs) {
   const [n, d] = validateShape(args?.shape);
-  const views = BOTH.map((v) => {
-    const x = validateView(VIEWS[v], v === 0 ? args.a : args.b, n, d);
-    if (!isGPUBuffer(x)) throw new ShapeError(`encode() takes GPUBuffers (${VIEWS[v]} is a Float32Array); use forward() and backward() for host arrays`);
+  const dtype = validateDtype('dtype', args.dtype) ?? 'float32';
+  const gradDtype = validateDtype('gradDtype', args.gradDtype) ?? dtype;
+  const sources = BOTH.map((v) => {
+    const x = validateView(VIEWS[v], v === 0 ? args.a : args.b, n, d, dtype);
+    if (!isGPUBuffer(x)) throw new ShapeError(`encode() takes GPUBuffers (${VIEWS[v]} is a ${(x as object).constructor.name}); use forward() and backward() for host arrays`);
     return x;
   }) as [GPUBuffer, GPUBuffer];
-  const grads: [GPUBuffer, GPUBuffer] = [validateGradBuffer('gradA', args.gradA, n, d), validateGradBuffer('gradB', args.gradB, n, d)];
+  const grads: [GPUBuffer, GPUBuffer] = [validateGradBuffer('gradA', args.gradA, n, d, gradDtype), validateGradBuffer('gradB', args.gradB, n, d, gradDtype)];
   const scale = args.scale ?? 1;
   if (isGPUBuffer(scale)) {
     if (scale.size < 4 || !(scale.usage & Usage.STORAGE)) throw new BufferError('scale must be a number or a GPUBuffer of at least 4 bytes with STORAGE usage');
   } else if (typeof scale !== 'number' || !Number.isFinite(scale)) {
     throw new OptionError(`scale must be a finite number or a GPUBuffer, got ${String(scale)}`);
   }
-  return { n, d, views, grads, scale, accumulate: args.accumulate ?? false, encoder: args.encoder };
+  return { n, d, sources, grads, scale, accumulate: args.accumulate ?? false, encoder: args.encoder, dtype, gradDtype };
 }
 type EncodeInputs = ReturnType<typeof encodeInputs>;
+
+/** The float32 views the passes bind: the caller's, or the workspace's copies that float16 views are widened into. */
+const float32Views = (ws: Workspace, input: EncodeInputs): [GPUBuffer, GPUBuffer] =>
+  (input.dtype === 'float16' ? [ws.inputs[0].gpu, ws.inputs[1].gpu] : input.sources);
 
 /** A form an encode() runs: its Gram's and its backward's variants and kernels. */
 interface EncodedForm { form: Form; gramVariant: Variant; gradientVariant: Variant; gram: FormKernels; gradient: FormKernels }
@@ -52,19 +60,21 @@ const formOf = (form: Form, gramVariant: Variant, gradientVariant: Variant): Enc
   ({ form, gramVariant, gradientVariant, gram: kernelsOf(gramVariant, form), gradient: kernelsOf(gradientVariant, form) });
 
 /** The kernels an encode() dispatches, so that they can be compiled before recording. */
-function encodeSpecs(e: Engine, plan: EncodePlan, input: EncodeInputs): KernelSpec[] {
-  const context = { d: input.d, traits: e.handle.traits, views: input.views };
+function encodeSpecs(e: Engine, plan: EncodePlan, input: EncodeInputs, views: [GPUBuffer, GPUBuffer]): KernelSpec[] {
+  const context = { d: input.d, traits: e.handle.traits, views };
+  const half = input.gradDtype === 'float16';
   return [columnStats.spec, lossTerms.spec, formDecision.spec, ...plan.forms.flatMap((f) => [
-    ...f.gram.gram.specs({ ...context, writeMatrix: true }), ...f.gradient.gradient.specs({ ...context, accumulate: input.accumulate }),
-  ])];
+    ...f.gram.gram.specs({ ...context, writeMatrix: true }), ...f.gradient.gradient.specs({ ...context, accumulate: input.accumulate && !half }),
+  ]), ...(input.dtype === 'float16' ? [halfToFloat.spec] : []), ...(half ? [floatToHalf.spec(input.accumulate)] : [])];
 }
 
 export async function encode(e: Engine, args: EncodeArgs): Promise<PendingTerms> {
   const device = await ensureDevice(e);
   const input = encodeInputs(args);
-  const { n, d, views } = input;
+  const { n, d } = input;
   return withErrorScopes(device, 'encode', async () => {
-    const ws = workspaceFor(e, device, n, d, false);
+    const ws = workspaceFor(e, device, n, d, input.dtype === 'float16');
+    const views = float32Views(ws, input);
     const { run, ...rest } = encodeForms(e, n, d);
     const plan: EncodePlan = { ...rest, forms: [] };
     for (const form of run) {
@@ -72,7 +82,7 @@ export async function encode(e: Engine, args: EncodeArgs): Promise<PendingTerms>
       plan.forms.push(formOf(form, gramVariant, await backwardVariant(e, device, ws, form, views, gramVariant)));
     }
     // Compiled here, asynchronously, so that recording finds every pipeline compiled.
-    await pipelinesOf(device, encodeSpecs(e, plan, input));
+    await pipelinesOf(device, encodeSpecs(e, plan, input, views));
     return recordEncode(e, device, ws, input, plan, (spec) => pipelineSync(device, spec));
   });
 }
@@ -89,7 +99,7 @@ export function encodeSync(e: Engine, args: EncodeArgs): PendingTerms {
   const device = e.handle.device;
   const input = encodeInputs(args);
   const { n, d } = input;
-  const ws = workspaceFor(e, device, n, d, false);
+  const ws = workspaceFor(e, device, n, d, input.dtype === 'float16');
   const { run, ...rest } = encodeForms(e, n, d);
   const forms = run.map((form) => {
     const gramVariant = cachedOrPreferred(e, gramRole(e, form, true, n, d), n, d);
@@ -103,8 +113,13 @@ const DECISION_ARGS = { primalGram: 0, lossTerms: 12, primalGradient: 24, dualGr
 
 /** Records (and unless the caller passed an encoder, submits) one encode(): no waiting here. */
 function recordEncode(e: Engine, device: GPUDevice, ws: Workspace, input: EncodeInputs, plan: EncodePlan, pipelineOf: (spec: KernelSpec) => GPUComputePipeline): PendingTerms {
-  const { n, d, views, grads, scale, accumulate } = input;
+  const { n, d, scale } = input;
+  const views = float32Views(ws, input);
   const { dual, withPrimal } = plan;
+  // float16 gradients: the gradient passes write float32 ones into the workspace, rounded (and added, with accumulate) into the caller's after.
+  const halfGrads = input.gradDtype === 'float16';
+  const grads: [GPUBuffer, GPUBuffer] = halfGrads ? backwardBuffers(device, ws, true).grads.map((g) => g.gpu) as [GPUBuffer, GPUBuffer] : input.grads;
+  const accumulate = input.accumulate && !halfGrads;
   const traits = e.handle.traits;
   const onStandbyToo = dual && withPrimal;
   const call = {
@@ -113,6 +128,7 @@ function recordEncode(e: Engine, device: GPUDevice, ws: Workspace, input: Encode
     upstream: isGPUBuffer(scale) ? undefined : storageBuffer(device, 'encode upstream', 4),
     args: onStandbyToo ? createBuffer(device, 'encode dispatch args', 15 * 4, Usage.STORAGE | Usage.INDIRECT) : undefined,
     decision: onStandbyToo ? uniformBuffer(device, 'encode decision params', UNIFORM_BYTES.decisionParams) : undefined,
+    overflow: halfGrads ? createBuffer(device, 'encode float16 overflow', 4, Usage.STORAGE | Usage.COPY_SRC | Usage.COPY_DST) : undefined,
   };
   // The sentinel read() looks for: a flag of -1 means loss_terms has not run yet.
   device.queue.writeBuffer(call.result.gpu, 0, new Float32Array([0, 0, 0, 0, -1, 0, 0, 0]));
@@ -137,7 +153,9 @@ function recordEncode(e: Engine, device: GPUDevice, ws: Workspace, input: Encode
   const indirect = (offset: number): IndirectArgs => ({ indirect: call.args!.gpu, offset });
   const scope: PassScope = { rows: n, d, traits, views, stats: ws.stats.gpu };
   const encoder = input.encoder ?? device.createCommandEncoder({ label: 'vicreg encode' });
-  const steps = [columnStatsStep(scope, pipelineOf(columnStats.spec), ws.flags.gpu, ws.statsDims.gpu)];
+  const half = input.dtype === 'float16' || halfGrads ? halfBuffersFor(device, ws) : undefined;
+  const steps: Step[] = input.dtype === 'float16' ? widenSteps(pipelineOf(halfToFloat.spec), half!.dims.gpu, n * d, input.sources, views) : [];
+  steps.push(columnStatsStep(scope, pipelineOf(columnStats.spec), ws.flags.gpu, ws.statsDims.gpu));
   for (const f of bound) {
     // On standby (the primal form behind the dual one), its forward runs only if the device says so.
     const standby = f.form === 'primal' && dual;
@@ -173,6 +191,10 @@ function recordEncode(e: Engine, device: GPUDevice, ws: Workspace, input: Encode
       matrix: f.matrix.gpu, grads, upstream, params: ws.backwardParams.map((b) => b.gpu), scratch: f.gradientScratch, indirect: conditional,
     }));
   }
+  if (halfGrads) {
+    encoder.clearBuffer(call.overflow!.gpu);
+    steps.push(...narrowSteps(pipelineOf(floatToHalf.spec(input.accumulate)), half!.dims.gpu, n * d, grads, input.grads, call.overflow!.gpu));
+  }
   for (const step of steps) encodeStep(device, encoder, step);
   encoder.copyBufferToBuffer(ws.flags.gpu, 0, call.flags.gpu, 0, 4 * d * 4);
   if (!input.encoder) device.queue.submit([encoder.finish()]);
@@ -182,7 +204,7 @@ function recordEncode(e: Engine, device: GPUDevice, ws: Workspace, input: Encode
 /** The terms of one encode(): read() maps them back (the only wait), typed as a forward's errors; release() frees the call's buffers. */
 function pendingTerms(e: Engine, device: GPUDevice, ws: Workspace, call: Record<string, Buffer | undefined>, dualWithoutFallback: boolean): PendingTerms {
   const { d } = ws;
-  let outcome: Promise<VICRegTerms> | undefined;
+  let outcome: Promise<EncodedTerms> | undefined;
   let released = false;
   ws.encodesPending += 1;
   const release = () => {
@@ -194,13 +216,17 @@ function pendingTerms(e: Engine, device: GPUDevice, ws: Workspace, call: Record<
     if (ws.retired && ws.encodesPending === 0) destroyWorkspace(ws);
   };
   e.openEncodes.add(release);
-  const read = async (): Promise<VICRegTerms> => {
+  const read = async (): Promise<EncodedTerms> => {
     if (e.destroyed) throw new StateError('this VICReg loss was destroyed before these terms were read');
     if (released) throw new StateError('these terms were released before being read');
     const staging = readbackBuffer(device, 'encode result readback', RESULT_FLOATS * 4);
+    const overflowStaging = call.overflow && readbackBuffer(device, 'encode overflow readback', 4);
     let done = true;
     try {
-      const [bytes] = await readback(device, device.createCommandEncoder(), [{ source: call.result!.gpu, staging, bytes: RESULT_FLOATS * 4 }]);
+      const [bytes, overflow] = await readback(device, device.createCommandEncoder(), [
+        { source: call.result!.gpu, staging, bytes: RESULT_FLOATS * 4 },
+        ...(overflowStaging ? [{ source: call.overflow!.gpu, staging: overflowStaging, bytes: 4 }] : []),
+      ]);
       const r = new Float32Array(bytes);
       // loss_terms writes a flag >= 0; the sentinel (or poison) still there means the work has not run.
       if (!(r[4] >= 0)) {
@@ -222,13 +248,14 @@ function pendingTerms(e: Engine, device: GPUDevice, ws: Workspace, call: Record<
           ? `the dual form lost float32 accuracy on this input (${share}) and option encodeFallback is 'none' (no d x d fallback on standby): this call's loss and gradients are not accurate`
           : `the dual form lost float32 accuracy on this input (${share}) and the d x d fallback needs ${MiB(packedMatrixFloats(d) * 4)}, over ${limitName(e)} of ${MiB(bindingLimit(e))}: this call's loss and gradients are not accurate`);
       }
-      return termsOf(r);
+      return { ...termsOf(r), gradientOverflow: overflow !== undefined && new Uint32Array(overflow)[0] !== 0 };
     } finally {
       destroyBuffer(staging);
+      destroyBuffer(overflowStaging);
       if (done) release();
     }
   };
-  const readOnce = (): Promise<VICRegTerms> => {
+  const readOnce = (): Promise<EncodedTerms> => {
     outcome ??= read().catch(async (error) => {
       // Not run yet: a later read(), after the caller submits, may succeed.
       if (error instanceof StateError && /came before/.test(error.message)) outcome = undefined;
@@ -238,6 +265,7 @@ function pendingTerms(e: Engine, device: GPUDevice, ws: Workspace, call: Record<
   };
   return {
     buffer: call.result!.gpu,
+    overflow: call.overflow?.gpu,
     read: readOnce,
     release: () => { if (!outcome) release(); },
   };

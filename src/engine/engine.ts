@@ -3,7 +3,7 @@
 import { OptionError } from '../errors.js';
 import { acquireDevice, deviceHandle, type DeviceHandle } from '../runtime/device.js';
 import { LANGUAGE_FEATURES } from '../variants/registry.js';
-import type { BackwardOptions, VICRegGradients, VICRegLoss, VICRegOptions } from '../types.js';
+import type { BackwardOptions, Float16ArrayLike, VICRegGradients, VICRegLoss, VICRegOptions } from '../types.js';
 import { backward } from './backward.js';
 import { exportVariantChoices, validateVariantChoices } from './choices.js';
 import { deviceChoices } from './choice.js';
@@ -62,7 +62,7 @@ function destroyEngine(e: Engine): void {
 function engineObject(e: Engine): VICRegLoss {
   return {
     forward: (a, b, shape, opts) => serialize(e, () => forward(e, a, b, shape, opts)),
-    backward: <G extends Float32Array | GPUBuffer = Float32Array>(scale?: number, opts?: BackwardOptions) =>
+    backward: <G extends Float32Array | Uint16Array | Float16ArrayLike | GPUBuffer = Float32Array>(scale?: number, opts?: BackwardOptions) =>
       serialize(e, () => backward(e, scale, opts)) as Promise<VICRegGradients<G>>,
     encode: (args) => serialize(e, () => encode(e, args)),
     encodeSync: (args) => encodeSync(e, args),

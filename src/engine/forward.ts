@@ -5,14 +5,16 @@ import { ShapeError } from '../errors.js';
 import { encodeStep, pipeline, readback, withErrorScopes, type KernelSpec } from '../runtime/gpu.js';
 import { kernelsOf } from '../variants/registry.js';
 import { columnStats, lossTerms, packedMatrixFloats, side } from '../variants/shared.js';
-import type { Form, ForwardOptions, Variant, VICRegTerms } from '../types.js';
+import type { Dtype, Form, ForwardOptions, HostView, Variant, VICRegTerms } from '../types.js';
+import { halfToFloat } from '../variants/half.js';
+import { uploadHalf, viewsDtype, widenSteps } from './half.js';
 import { firstNonFinite, isGPUBuffer, poison, poisonTexture, termsOf, validateShape, validateView } from './checks.js';
 import { chooseVariant, gramRole } from './choice.js';
 import { ensureDevice } from './lifecycle.js';
 import { forwardSteps } from './passes.js';
 import { bindingLimit, type Engine } from './state.js';
 import { gradientTrial, gramTrial, pairTrial } from './trial.js';
-import { BOTH, formBuffers, matrixFor, RESULT_FLOATS, scratchFor, termParams, workspaceFor, type Workspace } from './workspace.js';
+import { BOTH, formBuffers, halfBuffersFor, matrixFor, RESULT_FLOATS, scratchFor, termParams, workspaceFor, type Workspace } from './workspace.js';
 
 /**
  * Below this off-diagonal share of ||C||_F^2, the dual form's (total - diagonal) loses too much float32
@@ -77,24 +79,49 @@ async function runForward(e: Engine, device: GPUDevice, ws: Workspace, form: For
   return { r: new Float32Array(bytes), variant };
 }
 
-export async function forward(e: Engine, a: Float32Array | GPUBuffer, b: Float32Array | GPUBuffer, shape: readonly [number, number],
-  opts: ForwardOptions = {}): Promise<VICRegTerms> {
-  const device = await ensureDevice(e);
-  e.saved = undefined;
-  e.lostForward = false;
-  const [n, d] = validateShape(shape);
-  const inputs = [validateView('A', a, n, d), validateView('B', b, n, d)] as const;
-  const onDevice = isGPUBuffer(inputs[0]);
-  if (onDevice !== isGPUBuffer(inputs[1])) throw new ShapeError('A and B must both be Float32Arrays or both GPUBuffers');
-  const grad = opts.grad ?? true;
-  return withErrorScopes(device, 'forward', async () => {
-    const ws = workspaceFor(e, device, n, d, !onDevice);
-    const views = BOTH.map((v) => {
+/**
+ * The views as float32 GPUBuffers: the caller's own, or the workspace's copies (of host arrays, and of
+ * float16 views, widened on the device).
+ */
+async function float32Views(e: Engine, device: GPUDevice, ws: Workspace, inputs: readonly (HostView | GPUBuffer)[], dtype: Dtype): Promise<[GPUBuffer, GPUBuffer]> {
+  if (dtype === 'float32') {
+    return BOTH.map((v) => {
       const x = inputs[v];
       if (isGPUBuffer(x)) return x;
       device.queue.writeBuffer(ws.inputs[v].gpu, 0, x as Float32Array<ArrayBuffer>);
       return ws.inputs[v].gpu;
     }) as [GPUBuffer, GPUBuffer];
+  }
+  const half = halfBuffersFor(device, ws);
+  const sources = BOTH.map((v) => {
+    const x = inputs[v];
+    if (isGPUBuffer(x)) return x;
+    uploadHalf(device, half.uploads[v].gpu, x as Uint16Array);
+    return half.uploads[v].gpu;
+  });
+  const targets = BOTH.map((v) => ws.inputs[v].gpu);
+  if (e.options.poisonScratch) poison(device, ws.inputs);
+  const encoder = device.createCommandEncoder({ label: 'vicreg float16 views' });
+  for (const step of widenSteps(await pipeline(device, halfToFloat.spec), half.dims.gpu, ws.n * ws.d, sources, targets)) encodeStep(device, encoder, step);
+  device.queue.submit([encoder.finish()]);
+  return targets as [GPUBuffer, GPUBuffer];
+}
+
+export async function forward(e: Engine, a: HostView | GPUBuffer, b: HostView | GPUBuffer, shape: readonly [number, number],
+  opts: ForwardOptions = {}): Promise<VICRegTerms> {
+  const device = await ensureDevice(e);
+  e.saved = undefined;
+  e.lostForward = false;
+  const [n, d] = validateShape(shape);
+  const dtype = viewsDtype(opts?.dtype, [a, b]);
+  const inputs = [validateView('A', a, n, d, dtype), validateView('B', b, n, d, dtype)] as const;
+  const onDevice = isGPUBuffer(inputs[0]);
+  if (onDevice !== isGPUBuffer(inputs[1])) throw new ShapeError('A and B must both be host arrays or both GPUBuffers');
+  const grad = opts.grad ?? true;
+  return withErrorScopes(device, 'forward', async () => {
+    // float16 views are widened into float32 copies, which the workspace then holds as it does host views'.
+    const ws = workspaceFor(e, device, n, d, !onDevice || dtype === 'float16');
+    const views = await float32Views(e, device, ws, inputs, dtype);
     let form = startingForm(e, n, d);
     let { r, variant } = await runForward(e, device, ws, form, keepsMatrix(e, form, d, grad), views);
     const share: [number, number] = form === 'dual' ? [r[5], r[6]] : [1, 1];
@@ -108,7 +135,7 @@ export async function forward(e: Engine, a: Float32Array | GPUBuffer, b: Float32
       ({ r, variant } = await runForward(e, device, ws, form, keepsMatrix(e, form, d, grad), views, false));
     }
     const terms = termsOf(r);
-    e.saved = { n, d, grad, form, views, onDevice, blocked: grad && !keepsMatrix(e, form, d, grad), variant };
+    e.saved = { n, d, grad, form, views, onDevice, blocked: grad && !keepsMatrix(e, form, d, grad), variant, dtype, hostView: onDevice ? undefined : inputs[0] as HostView };
     e.plan = { n, d, form, variant, fellBack, offDiagonalShare: share };
     return terms;
   });

@@ -7,7 +7,7 @@ import type { Situation } from '../variants/program.js';
 import type { Form, ForwardPlan, VariantChoices, VICRegOptions } from '../types.js';
 import type { Coefficients } from '../coefficients.js';
 import type { Workspace } from './workspace.js';
-import type { Variant } from '../types.js';
+import type { Dtype, HostView, Variant } from '../types.js';
 
 /** What a forward keeps for the backward that pairs with it. */
 export interface Saved {
@@ -22,6 +22,9 @@ export interface Saved {
   blocked: boolean;
   /** The Gram's variant: its matrix layout decides which gradient programs can read it. */
   variant: Variant;
+  /** The views' element type (the float32 views above are copies where it is float16), and a host view, whose kind float16 gradients take. */
+  dtype: Dtype;
+  hostView?: HostView;
 }
 
 export interface Engine {

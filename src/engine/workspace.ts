@@ -10,6 +10,7 @@ import type { Form, Variant } from '../types.js';
 import { VIEWS } from './checks.js';
 import { varianceScale } from '../coefficients.js';
 import { checkBinding, situation, type Engine } from './state.js';
+import { destroyHalfBuffers, halfBuffers, type HalfBuffers } from './half.js';
 
 /** 8 floats: loss, its three terms, the non-finite flag, the two views' off-diagonal shares, unused. */
 export const RESULT_FLOATS = 8;
@@ -45,6 +46,8 @@ export interface Workspace {
   scratch: Map<string, VariantScratch>;
   /** Allocated on the first backward(). */
   backward?: { grads: [Buffer, Buffer]; staging: [Buffer, Buffer]; upstream: Buffer };
+  /** Allocated on the first float16 call. */
+  half?: HalfBuffers;
   /** encode() calls recorded on this workspace and not yet read or released (their work may still be unsubmitted). */
   encodesPending: number;
   /** Replaced (a new shape) while encodes were pending: destroyed when the last of them is done. */
@@ -106,7 +109,14 @@ export function destroyWorkspace(ws: Workspace): void {
     for (const b of [f.partials, ...f.gramDims, ...f.termParams.values(), ...f.matrices.values()]) destroyBuffer(b);
   }
   if (ws.backward) for (const b of [...ws.backward.grads, ...ws.backward.staging, ws.backward.upstream]) destroyBuffer(b);
+  if (ws.half) destroyHalfBuffers(ws.half);
   for (const s of ws.scratch.values()) s.destroy();
+}
+
+/** The workspace's float16 buffers, made on its first float16 call. */
+export function halfBuffersFor(device: GPUDevice, ws: Workspace): HalfBuffers {
+  ws.half ??= halfBuffers(device, ws.n, ws.d);
+  return ws.half;
 }
 
 /** A form's buffers (made on first need): partials sized for whichever variant that runs here writes the most. */

@@ -1,5 +1,5 @@
-// Strict reading and writing of NumPy .npy files (format spec: numpy.lib.format), for float32 and
-// float64 arrays, by hand: the format is a preamble, a dict literal and raw little-endian data, and the
+// Strict reading and writing of NumPy .npy files (format spec: numpy.lib.format), for float16, float32
+// and float64 arrays, by hand: the format is a preamble, a dict literal and raw little-endian data, and the
 // libraries at hand read it laxly (missing keys defaulting silently, byte order dropped, the data length
 // never compared with the shape) or pull in network clients. Reading checks every field; every failure
 // is an NpyError naming the file.
@@ -7,7 +7,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { NpyError, ShapeError } from '../errors.js';
 
 export interface NpyArray {
-  data: Float32Array;
+  /** float32 values (float64 files converted), or a float16 file's binary16 bits. */
+  data: Float32Array | Uint16Array;
   shape: number[];
 }
 
@@ -15,6 +16,8 @@ const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // "\x93NUMPY"
 
 /** Dtypes we read, by their numpy descr; '|' ("not applicable") is accepted like '<'. */
 const FLOAT_TYPES = new Map([
+  ['<f2', { name: 'float16', bytes: 2 }],
+  ['|f2', { name: 'float16', bytes: 2 }],
   ['<f4', { name: 'float32', bytes: 4 }],
   ['|f4', { name: 'float32', bytes: 4 }],
   ['<f8', { name: 'float64', bytes: 8 }],
@@ -26,7 +29,7 @@ export function formatShape(shape: readonly number[]): string {
   return shape.length === 0 ? '()' : shape.join('x');
 }
 
-/** Parses .npy bytes into a float32 array (float64 files are converted) and its shape, of any rank. */
+/** Parses .npy bytes into a float32 array (float64 files are converted) or a float16 file's bits, and its shape, of any rank. */
 export function readNpy(bytes: Uint8Array, name: string): NpyArray {
   const problem = (what: string) => new NpyError(`${name} ${what}`);
 
@@ -53,9 +56,9 @@ export function readNpy(bytes: Uint8Array, name: string): NpyArray {
   const type = FLOAT_TYPES.get(header.descr);
   if (!type) {
     if (header.descr.startsWith('>')) {
-      throw problem(`is big-endian (dtype '${header.descr}'); only little-endian float32/float64 is supported (save arr.astype('<f4'))`);
+      throw problem(`is big-endian (dtype '${header.descr}'); only little-endian float16/float32/float64 is supported (save arr.astype('<f4'))`);
     }
-    throw problem(`has unsupported dtype '${header.descr}'; expected float32 ('<f4') or float64 ('<f8')`);
+    throw problem(`has unsupported dtype '${header.descr}'; expected float16 ('<f2'), float32 ('<f4') or float64 ('<f8')`);
   }
   if (header.fortranOrder) {
     throw problem('is in Fortran (column-major) order; expected C order (save np.ascontiguousarray(arr))');
@@ -76,7 +79,7 @@ export function readNpy(bytes: Uint8Array, name: string): NpyArray {
   // Copy the data into a fresh buffer: aligned whatever the data offset was. (Not bytes.slice(): on a
   // Node Buffer that is a view, not a copy.)
   const raw = new Uint8Array(bytes.subarray(dataStart)).buffer;
-  const data = type.bytes === 4 ? new Float32Array(raw) : Float32Array.from(new Float64Array(raw));
+  const data = type.bytes === 2 ? new Uint16Array(raw) : type.bytes === 4 ? new Float32Array(raw) : Float32Array.from(new Float64Array(raw));
   return { data, shape: header.shape };
 }
 
@@ -130,13 +133,13 @@ export function readNpyFile(path: string): NpyArray {
 /** The header's data offset is a multiple of this (numpy.lib.format aligns to 64 bytes). */
 const HEADER_ALIGNMENT = 64;
 
-/** Serializes a float32 or float64 array as a little-endian, C-order .npy (format 1.0). */
-export function writeNpy(data: Float32Array | Float64Array, shape: readonly number[]): Uint8Array {
+/** Serializes a float32 or float64 array, or a Uint16Array of float16 bits, as a little-endian, C-order .npy (format 1.0). */
+export function writeNpy(data: Float32Array | Float64Array | Uint16Array, shape: readonly number[]): Uint8Array {
   const count = shape.reduce((product, dim) => product * dim, 1);
   if (!shape.every((dim) => Number.isSafeInteger(dim) && dim >= 0) || count !== data.length) {
     throw new ShapeError(`cannot write ${data.length} values as a ${formatShape(shape)} array`);
   }
-  const descr = data instanceof Float64Array ? '<f8' : '<f4';
+  const descr = data instanceof Float64Array ? '<f8' : data instanceof Uint16Array ? '<f2' : '<f4';
   const tuple = shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(', ')})`;
   const dict = `{'descr': '${descr}', 'fortran_order': False, 'shape': ${tuple}, }`;
   // Spaces, then a newline, pad the header so that the data starts on an aligned offset.
@@ -153,7 +156,7 @@ export function writeNpy(data: Float32Array | Float64Array, shape: readonly numb
   return bytes;
 }
 
-export function writeNpyFile(path: string, data: Float32Array, shape: readonly number[]): void {
+export function writeNpyFile(path: string, data: Float32Array | Uint16Array, shape: readonly number[]): void {
   const bytes = writeNpy(data, shape);
   try {
     writeFileSync(path, bytes);
