@@ -18,6 +18,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { bufferCounts, createVICRegLoss, quietly, setQuietPolling, type ForwardPlan, type VICRegLoss, type VICRegTerms } from '../src/index.js';
 import { randomViews, resolveOptions, type ReferenceOptions, type ViewPair } from '../test/reference/float64.js';
+import { halfView } from '../test/reference/half.js';
 import { float64MultiplyAdds, float64SampledRows, float64VICReg } from './float64-reference.js';
 import {
   compare, flopCounts, FLOAT64_TOLERANCE, FLOP_CONVENTION, gflops, judge, SAME_ENGINE_TOLERANCE, TFJS_TOLERANCE, timed,
@@ -60,6 +61,8 @@ const HELP = `npm run bench -- [options]
   --variant V            kernel variant: auto (default: the registry's order, untimed), measure (a timed
                          trial per shape class), tiled, subgroup, workgroup, shuffle or windows
   --no-cold              skip the cold first call per shape (a fresh process, shader cache off)
+  --dtype float16        also time ours with float16 views and gradients (host arrays of binary16 bits),
+                         alternating with the float32 runs; reports the ratio and the bytes moved per call
   --seed S               seed of the inputs (default 1)
   --out DIR              where latest.json, latest.md and latest.svg go (default bench/results)
   --resident             also time GPU-resident use: inputs uploaded once, forward on the GPUBuffers and
@@ -103,6 +106,8 @@ interface Options {
   variant: 'auto' | 'measure' | Variant;
   /** Also time a cold first call per shape, in a fresh process (bench/cold.ts). */
   cold: boolean;
+  /** --dtype float16: also time ours on float16 views and gradients, alternating with the float32 runs. */
+  float16: boolean;
   seed: number;
   out: string;
   resident: boolean;
@@ -114,6 +119,12 @@ function parseShapes(text: string): [number, number][] {
     if (!match || Number(match[1]) < 2 || Number(match[2]) < 1) throw new UsageError(`--shapes: "${s}" is not NxD with n >= 2, d >= 1`);
     return [Number(match[1]), Number(match[2])];
   });
+}
+
+function parseDtype(text: string | undefined): 'float32' | 'float16' {
+  if (text === undefined || text === 'float32' || text === 'f32') return 'float32';
+  if (text === 'float16' || text === 'f16') return 'float16';
+  throw new UsageError(`--dtype must be float32 or float16, got "${text}"`);
 }
 
 function parseCount(name: string, text: string | undefined, fallback: number, min: number): number {
@@ -131,7 +142,7 @@ function parseOptions(argv: string[]): Options | 'help' {
         shapes: { type: 'string' }, quick: { type: 'boolean' }, 'skip-large': { type: 'boolean' },
         runs: { type: 'string' }, warmup: { type: 'string' }, 'tfjs-runs': { type: 'string' }, 'tfjs-max-seconds': { type: 'string' },
         'no-tfjs': { type: 'boolean' }, 'tfjs-quiet': { type: 'boolean' }, 'dawn-polling': { type: 'boolean' }, openblas: { type: 'boolean' }, kernels: { type: 'boolean' }, phases: { type: 'boolean' }, preset: { type: 'string' }, form: { type: 'string' }, variant: { type: 'string' }, seed: { type: 'string' },
-        out: { type: 'string' }, resident: { type: 'boolean' }, swiftshader: { type: 'boolean' }, 'no-cold': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+        out: { type: 'string' }, resident: { type: 'boolean' }, swiftshader: { type: 'boolean' }, 'no-cold': { type: 'boolean' }, dtype: { type: 'string' }, help: { type: 'boolean', short: 'h' },
       },
     }));
   } catch (error) {
@@ -172,6 +183,7 @@ function parseOptions(argv: string[]): Options | 'help' {
     preset,
     form,
     variant: variant as Options['variant'],
+    float16: parseDtype(values.dtype) === 'float16',
     cold: !values['no-cold'],
     seed: parseCount('seed', values.seed, 1, 0),
     out: values.out ?? 'bench/results',
@@ -260,6 +272,13 @@ async function oursForwardBackward(vic: VICRegLoss, views: ViewPair, shape: [num
   const terms = await vic.forward(views.a, views.b, shape);
   const { gradA, gradB } = await vic.backward();
   return { ...terms, gradA, gradB };
+}
+
+/** Ours on float16 views (binary16 bits) with float16 gradients back. */
+async function oursHalf(vic: VICRegLoss, views: { a: Uint16Array; b: Uint16Array }, shape: [number, number]): Promise<VICRegTerms> {
+  const terms = await vic.forward(views.a, views.b, shape);
+  await vic.backward<Uint16Array>();
+  return terms;
 }
 
 /** One tfjs forward + backward; with --tfjs-quiet its waits defer Dawn's poll as the engine's do. */
@@ -401,10 +420,14 @@ async function benchShape(ctx: Context, n: number, d: number, label: string): Pr
       await sleep(OPENBLAS_SETTLE_MS);
     }
     if (options.resident) resident = uploadResident(vic.device, views);
+    // --dtype float16: the views rounded to binary16, and their values as float32 for the check.
+    const half = options.float16 ? { a: halfView(views.a), b: halfView(views.b) } : undefined;
+    const halfBits = half && { a: half.a.bits, b: half.b.bits };
     for (let w = 0; w < options.warmup; w++) {
       progress(`${label}: ours warm-up ${w + 1}/${options.warmup}`);
       await oursForwardOnly(vic, views, shape);
       await oursForwardBackward(vic, views, shape);
+      if (halfBits) await oursHalf(vic, halfBits, shape);
       if (resident) {
         await oursResident(vic, resident, shape);
         await oursEncode(vic, resident, shape);
@@ -464,6 +487,8 @@ async function benchShape(ctx: Context, n: number, d: number, label: string): Pr
     let lastOurs: TermsAndGradients | undefined;
     let lastForwardOnly: VICRegTerms | undefined;
     let lastEncode: VICRegTerms | undefined;
+    const halfMs: number[] = [];
+    let lastHalf: VICRegTerms | undefined;
     let plan: ForwardPlan | undefined;
     let engineBytes = 0;
     let engineBuffers = 0;
@@ -481,6 +506,11 @@ async function benchShape(ctx: Context, n: number, d: number, label: string): Pr
       forwardBackwardMs.push(both.ms);
       lastOurs = both.result;
       plan = vic.lastPlan; // the host path's (the resident forward below runs later)
+      if (halfBits) {
+        const run = await timed(() => oursHalf(vic, halfBits, shape));
+        halfMs.push(run.ms);
+        lastHalf = run.result;
+      }
       noteEngineBuffers();
       if (resident) {
         const buffers = resident;
@@ -548,6 +578,18 @@ async function benchShape(ctx: Context, n: number, d: number, label: string): Pr
       engineBufferCount: engineBuffers,
       engineBytesLeaked: 0,
     };
+    if (half && lastHalf) {
+      // Checked against ours on the same rounded values in float32: the widened views are those values.
+      const rounded = await vic.forward(half.a.values, half.b.values, shape, { grad: false });
+      const worst = Math.max(...(['loss', 'invariance', 'variance', 'covariance'] as const).map((t) => Math.abs(lastHalf![t] - rounded[t]) / Math.max(Math.abs(rounded[t]), 1e-30)));
+      if (!(worst <= SAME_ENGINE_TOLERANCE.term)) result.checkNotes.push(`float16: terms differ from float32 on the rounded views by ${worst.toExponential(1)}`);
+      const halfStats = timingStats(halfMs);
+      result.ours.float16 = {
+        forwardBackward: halfStats, ratio: halfStats.medianMs / oursStats.medianMs, checked: worst <= SAME_ENGINE_TOLERANCE.term,
+        // Host <-> device per call: both views up, both gradients back.
+        bytesPerCall: { float32: 4 * 4 * n * d, float16: 4 * 2 * n * d },
+      };
+    }
 
     if (tfjsMs.length > 0) {
       const tfjsStats = timingStats(tfjsMs);

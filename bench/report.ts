@@ -93,6 +93,8 @@ export interface ShapeResult {
     engineBufferCount: number;
     /** Engine bytes still live after destroy() (0 unless the engine leaks). */
     engineBytesLeaked: number;
+    /** --dtype float16: float16 views and gradients, alternating with the float32 runs. */
+    float16?: { forwardBackward: TimingStats; ratio: number; checked: boolean; bytesPerCall: { float32: number; float16: number } };
   };
   tfjs: TfjsOutcome;
   /** tfjs median / ours median, forward + backward; absent when either is missing or the row failed. */
@@ -229,8 +231,10 @@ export function markdownTable(report: BenchReport): string {
   const resident = report.settings.resident === true;
   const openblas = report.settings.openblas === true;
   const cold = report.results.some((r) => r.cold);
+  const half = report.results.some((r) => r.ours?.float16);
   const header = [
-    'n x d', 'form', 'ours fwd+bwd ms', 'ours fwd ms', ...(cold ? ['cold first fwd+bwd ms'] : []), ...(resident ? ['ours resident fwd+bwd ms', 'ours encode ms'] : []),
+    'n x d', 'form', 'ours fwd+bwd ms', 'ours fwd ms', ...(half ? ['float16 fwd+bwd ms', 'float16 / float32', 'bytes moved per call float32 / float16'] : []),
+    ...(cold ? ['cold first fwd+bwd ms'] : []), ...(resident ? ['ours resident fwd+bwd ms', 'ours encode ms'] : []),
     'effective GFLOP/s', 'form GFLOP/s', 'engine buffers MiB', 'tfjs fwd+bwd ms', 'tfjs GFLOP/s', 'speedup',
     ...(openblas ? ['OpenBLAS ms', 'vs OpenBLAS'] : []), 'check',
   ];
@@ -242,6 +246,7 @@ export function markdownTable(report: BenchReport): string {
     lines.push(`| ${[
       shapeLabel(r), form,
       o ? ms(o.forwardBackward.medianMs) + void_ : '', o ? ms(o.forward.medianMs) + void_ : '',
+      ...(half ? halfCells(r) : []),
       ...(cold ? [!r.cold ? '' : 'error' in r.cold ? 'failed' : ms(r.cold.firstMs)] : []),
       ...(resident ? [o?.resident ? ms(o.resident.forwardBackward.medianMs) + void_ : '', o?.resident ? ms(o.resident.encode.medianMs) + void_ : ''] : []),
       o && r.status !== 'mismatch' ? o.effectiveGflops.forwardBackward.toFixed(1) : '',
@@ -254,6 +259,13 @@ export function markdownTable(report: BenchReport): string {
     ].join(' | ')} |`);
   }
   return lines.join('\n');
+}
+
+function halfCells(r: ShapeResult): string[] {
+  const h = r.ours?.float16;
+  if (!h) return ['', '', ''];
+  const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+  return [ms(h.forwardBackward.medianMs) + (h.checked ? '' : ' (unchecked)'), `${h.ratio.toFixed(2)}x`, `${mib(h.bytesPerCall.float32)} / ${mib(h.bytesPerCall.float16)}`];
 }
 
 /** The cold first calls, split: the engine's setup (pipelines, trials) and the rest (work, and the driver's compiles on first dispatch). */
@@ -330,6 +342,8 @@ function markdown(report: BenchReport): string {
       '',
     ] : []),
     'Speedup = tfjs median / ours median (forward + backward). A row whose check fails is marked MISMATCH and posts no rate or speedup.',
+    ...(report.results.some((r) => r.ours?.float16) ? ['', 'float16 (--dtype float16): ours on the views rounded to binary16, from Uint16Arrays of their bits, with float16 gradients back, ' +
+      'timed alternately with the float32 runs; its terms checked against ours in float32 on the same rounded values. Bytes moved per call: both views to the device and both gradients back.'] : []),
     ...(notes.length ? ['', '## Notes', '', ...notes.map((n) => `- ${n}`)] : []),
     '',
   ].join('\n');
