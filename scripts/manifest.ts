@@ -6,13 +6,13 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  BUFFERS, DEFAULT_COEFFICIENTS, HOST, INPUTS, KERNELS, PRESETS, VARIANTS, backwardPasses, forwardPasses, planForms, planVariables, type ManifestVariant,
+  BUFFERS, DEFAULT_COEFFICIENTS, FLOAT16, HOST, INPUTS, KERNELS, PRESETS, VARIANTS, backwardPasses, forwardPasses, planForms, planVariables, type ManifestVariant,
   passesOf, type GroupLoop, type KernelId, type PassPlan,
 } from '../src/manifest/plan.js';
 import { evaluate, FORMULA_GRAMMAR, namesIn } from './formula.js';
 import { reflect, workgroupBytes, type Reflection, type StructLayout } from './wgsl-reflect.js';
 
-const ELEMENT_BYTES: Record<string, number> = { f32: 4, u32: 4, 'vec4<f32>': 16 };
+const ELEMENT_BYTES: Record<string, number> = { f32: 4, u32: 4, 'atomic<u32>': 4, 'vec4<f32>': 16 };
 /** The names the plans bind (planVariables), over every variant and form. */
 const PLAN_NAMES = [...new Set((Object.keys(VARIANTS) as ManifestVariant[]).flatMap((v) => planForms(v).flatMap((form) => Object.keys(planVariables(v, form)))))];
 /** What each plan variable means, for the manifest's reader; buildManifest checks that every name has one. */
@@ -123,7 +123,8 @@ function passEntry(pass: PassPlan, kernel: KernelEntry, inLoop = false) {
     check(buffer && BUFFERS[buffer], `pass ${pass.label}: no buffer for ${kernel.file}'s ${b.name} (role ${b.role})`);
     const plan = BUFFERS[buffer];
     check(plan.kind === b.buffer, `pass ${pass.label}: ${buffer} is ${plan.kind}, bound to ${b.buffer} binding ${b.name}`);
-    const compatible = b.buffer === 'uniform' ? plan.type === b.type : plan.type === b.type || (plan.type === 'f32' && b.type === 'vec4<f32>');
+    // In memory a vec4<f32> array is f32s, and an atomic<u32> a u32.
+    const compatible = b.buffer === 'uniform' ? plan.type === b.type : plan.type === b.type || (plan.type === 'f32' && b.type === 'vec4<f32>') || (plan.type === 'u32' && b.type === 'atomic<u32>');
     check(compatible, `pass ${pass.label}: ${buffer} (${plan.type}) bound to ${b.name} (${b.type})`);
     const floats = pass.floats?.[b.role as keyof PassPlan['buffers']];
     if (floats) checkNames(floats, `pass ${pass.label} binding ${b.name}`);
@@ -204,6 +205,16 @@ export function buildManifest(root: string) {
     return [variant, { note: v.note, requires: v.requires, ...byForm }];
   }));
 
+  const halfDims = uniformEntry('halfDims', ['half_to_float', 'float_to_half'].map((k) => kernels[k].structs[BUFFERS.halfDims.type]));
+  uniformBytes.halfDims = halfDims.bytes;
+  const float16 = {
+    note: FLOAT16.note,
+    buffers: [...new Set([...FLOAT16.forward, ...FLOAT16.backward].flatMap((p) => Object.values(p.buffers)))],
+    uniforms: { halfDims },
+    forward: FLOAT16.forward.map((p) => passEntry(p, kernels[p.kernel])),
+    backward: FLOAT16.backward.map((p) => passEntry(p, kernels[p.kernel])),
+  };
+
   const buffers = Object.fromEntries(Object.entries(BUFFERS).map(([name, b]) => {
     if (b.count) checkNames(b.count, `buffer ${name}`, [], b.scope === 'problem');
     const usage = b.kind === 'uniform' ? ['UNIFORM', 'COPY_DST'] : ['STORAGE', ...(b.hostWrites ? ['COPY_DST'] : []), ...(b.hostReads ? ['COPY_SRC'] : [])];
@@ -244,7 +255,7 @@ export function buildManifest(root: string) {
     },
     coefficients: { defaults: DEFAULT_COEFFICIENTS, presets: PRESETS },
     kernels,
-    loss: { buffers, plans, host: HOST },
+    loss: { buffers, plans, host: HOST, float16 },
     requirements: {
       features: Object.fromEntries(Object.entries(VARIANTS).map(([name, v]) => [name, v.requires.features])),
       limits: {

@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createVICRegLoss, type VICRegOptions } from '../src/index.js';
 import { readNpyFile, writeNpy } from '../src/io/npy.js';
+import { fromHalfBits, halfView } from './reference/half.js';
 import type { Form, Variant } from '../src/types.js';
 import { titled, variantsHere } from './reference/adapter.js';
 import {
@@ -157,6 +158,39 @@ describe('the primal form past the binding limit (--max-binding)', () => {
     expect([result.form, result.fellBack]).toEqual(['primalBlocked', true]);
     expectReference(result, views, shape, OFFICIAL, 'fallback, blocked');
   });
+});
+
+describe('float16 views and gradients (the manifest\'s loss.float16 passes)', () => {
+  const shape: [number, number] = [33, 65];
+  const views = randomViews(...shape, 961);
+  const [a16, b16] = [halfView(views.a), halfView(views.b)];
+  const paths = [join(work, 'half-a.npy'), join(work, 'half-b.npy')];
+  writeFileSync(paths[0], writeNpy(a16.bits, shape));
+  writeFileSync(paths[1], writeNpy(b16.bits, shape));
+
+  for (const gradDtype of ['float16', 'float32'] as const) {
+    it(`float16 .npy views, ${gradDtype} gradients, against float64 on the rounded values and bitwise the TypeScript engine's`, async () => {
+      const out = join(work, `half-grads-${gradDtype}`);
+      const { code, stdout, stderr } = await run(CLI, ['loss', ...paths, '--json', '--grad-out', out, '--grad-dtype', gradDtype, '--kernels', KERNELS, '--variant', 'tiled']);
+      expect(code, stderr).toBe(0);
+      const result = JSON.parse(stdout.trim().split('\n').at(-1)!);
+      const reference = referenceVICReg(a16.values, b16.values, shape, PAPER);
+      for (const term of TERMS) expect(relativeError(result[term], reference[term]), term).toBeLessThan(1e-5);
+      const gradA = readNpyFile(join(out, 'grad_a.npy')).data;
+      expect(gradA).toBeInstanceOf(gradDtype === 'float16' ? Uint16Array : Float32Array);
+      const values = gradA instanceof Uint16Array ? Float64Array.from(gradA, fromHalfBits) : gradA;
+      expect(relativeNormError(values, reference.gradA)).toBeLessThan(gradDtype === 'float16' ? 2e-3 : 1e-4);
+
+      const vic = await createVICRegLoss({ variant: 'tiled' });
+      try {
+        await vic.forward(a16.bits, b16.bits, shape);
+        const ours = await vic.backward<Uint16Array | Float32Array>(1, { dtype: gradDtype });
+        expect(Buffer.from(gradA.buffer, gradA.byteOffset, gradA.byteLength).equals(Buffer.from(ours.gradA.buffer, ours.gradA.byteOffset, ours.gradA.byteLength))).toBe(true);
+      } finally {
+        vic.destroy();
+      }
+    });
+  }
 });
 
 describe('vicreg-native on bad input: exit 2, exactly one line on stderr', () => {

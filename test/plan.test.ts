@@ -17,6 +17,7 @@ import {
   backwardParams, columnBlockGram, columnBlockWidth, columnStats, formDecision, lossTerms, PACKED, PACKING, side as sideOf, statsLayout, UNIFORM_BYTES,
 } from '../src/variants/shared.js';
 import { columnGroups } from '../src/variants/lavapipe/shuffle.js';
+import { floatToHalf, halfBytes, halfDims, halfToFloat } from '../src/variants/half.js';
 import {
   BUFFERS, DEFAULT_COEFFICIENTS, HOST, KERNELS, MIN_DUAL_SHARE as PLAN_MIN_DUAL_SHARE, PRESETS, VARIANTS, backwardPasses, forwardPasses,
   hasBlockedPlan, passesOf, planForms, planVariables, type GroupLoop, type KernelId, type PassPlan, type Role,
@@ -505,6 +506,32 @@ describe('the primalBlocked plans against the engine\'s blocked backward (backwa
         }
       }
     }
+  });
+});
+
+describe("the float16 passes (loss.float16) against the engine's conversions (src/variants/half.ts)", () => {
+  const manifest = JSON.parse(readFileSync(fileURLToPath(new URL('../kernels/manifest.json', import.meta.url)), 'utf8'));
+  const float16 = manifest.loss.float16;
+
+  it('dispatch counts, buffer sizes and the uniform are what the engine uses, for every size up to past 65535 workgroups', () => {
+    for (const [n, d] of [[2, 1], [3, 5], [33, 65], [256, 1024], [2048, 8192], [4096, 16384], [65536, 1025]]) {
+      const count = n * d;
+      for (const pass of [...float16.forward, ...float16.backward]) {
+        const expected = pass.kernel === 'half_to_float' ? halfToFloat.workgroups(count) : floatToHalf.workgroups(count);
+        expect(pass.dispatch.map((f: string) => evaluate(f, { n, d })), `${pass.label} ${n}x${d}`).toEqual([...expected, 1]);
+      }
+      for (const name of ['A16', 'B16', 'gradA16', 'gradB16']) expect(evaluate(manifest.loss.buffers[name].bytes, { n, d }), name).toBe(halfBytes(count));
+      const fields = float16.uniforms.halfDims.fields as { name: string; value: string; offset: number }[];
+      const bytes = new Uint32Array(4);
+      for (const f of fields) bytes[f.offset / 4] = evaluate(f.value, { n, d });
+      expect([...bytes]).toEqual([...halfDims(count)]);
+    }
+  });
+
+  it("the passes' constants are the engine's specs', ACCUMULATE off (hosts set it to add)", () => {
+    const constants = (pass: { constants: Record<string, string> }) => Object.fromEntries(Object.entries(pass.constants).map(([k, v]) => [k, evaluate(v, {})]));
+    for (const pass of float16.forward) expect(constants(pass)).toEqual(halfToFloat.spec.constants);
+    for (const pass of float16.backward) expect(constants(pass)).toEqual({ ...floatToHalf.spec(false).constants, ACCUMULATE: 0 });
   });
 });
 

@@ -50,6 +50,9 @@ typedef struct vicreg_options {
                                         "workgroup", "shuffle" */
   const char *kernels_dir;           /* the directory holding manifest.json and the kernels (required) */
   uint64_t max_binding_size;         /* bytes; 0: the device's maxStorageBufferBindingSize */
+  const char *dtype;                 /* the views' type: "float32" (default) or "float16" (n*d binary16 values,
+                                        two per 4 bytes: buffers of at least ceil(n*d/2)*4 bytes) */
+  const char *grad_dtype;            /* the gradients' type: "float32" or "float16"; NULL: the views' */
 } vicreg_options;
 
 /* Fills `options` with the defaults (kernels_dir NULL). */
@@ -86,9 +89,14 @@ vicreg_status vicreg_create(const vicreg_options *options, WGPUInstance instance
  * usage. The buffers must stay alive until the backward that pairs with this forward. */
 vicreg_status vicreg_forward(vicreg_context *vic, WGPUBuffer a, WGPUBuffer b, uint32_t n, uint32_t d, vicreg_terms *terms);
 
-/* dLoss/dA and dLoss/dB of the last forward, times `upstream`, into `grad_a` and `grad_b` (n x d
- * float32, Storage usage): written, or added to what they hold where `accumulate` is nonzero. */
+/* dLoss/dA and dLoss/dB of the last forward, times `upstream`, into `grad_a` and `grad_b` (n x d in
+ * grad_dtype, Storage usage): written, or added to what they hold where `accumulate` is nonzero (float16
+ * gradients are added in float32, then rounded). */
 vicreg_status vicreg_backward(vicreg_context *vic, WGPUBuffer grad_a, WGPUBuffer grad_b, float upstream, int accumulate);
+
+/* With float16 gradients: whether the last backward rounded one to Inf or NaN (the upstream scale too
+ * large: a loss scaler skips the step), read from the device. */
+vicreg_status vicreg_gradient_overflow(vicreg_context *vic, int *overflow);
 
 /* Copies `bytes` bytes of `buffer` (CopySrc usage) from `offset` into `out`, waiting for the device. */
 vicreg_status vicreg_read(vicreg_context *vic, WGPUBuffer buffer, uint64_t offset, uint64_t bytes, void *out);

@@ -19,9 +19,11 @@
 static const char USAGE[] =
   "usage: vicreg-native loss A.npy B.npy [--preset paper|official] [--lambda X] [--mu X] [--nu X]\n"
   "                          [--gamma X] [--eps X] [--form auto|primal|dual] [--variant V]\n"
-  "                          [--grad-out DIR] [--kernels DIR] [--max-binding BYTES] [--repeat N] [--json]\n"
-  "The loss of two n x d views (float32 or float64 .npy, C order) on a WebGPU device, through the\n"
-  "vicreg C library. --grad-out DIR also runs backward and writes DIR/grad_a.npy and DIR/grad_b.npy;\n"
+  "                          [--grad-out DIR] [--grad-dtype float32|float16] [--kernels DIR]\n"
+  "                          [--max-binding BYTES] [--repeat N] [--json]\n"
+  "The loss of two n x d views (float16, float32 or float64 .npy, C order) on a WebGPU device, through the\n"
+  "vicreg C library. --grad-out DIR also runs backward and writes DIR/grad_a.npy and DIR/grad_b.npy\n"
+  "(in the views' type, or --grad-dtype's);\n"
   "--json prints one JSON object as the last line of stdout. --kernels DIR: the kernels and their\n"
   "manifest (default: $VICREG_KERNELS, else ../../kernels from this program's folder). --max-binding\n"
   "caps the bytes of one buffer binding below the device's limit. --repeat N then times N more forward +\n"
@@ -102,9 +104,16 @@ static const char *kernels_dir(const char *option, char *buffer, size_t size) {
   return buffer;
 }
 
-static WGPUBuffer upload(vicreg_context *vic, const float *data, size_t floats) {
+/* The bytes of n x d values in a buffer: float32, or float16 in whole 4-byte words. */
+static size_t buffer_bytes(int half, uint32_t n, uint32_t d) {
+  size_t count = (size_t)n * d;
+  return half ? 4 * ((count + 1) / 2) : 4 * count;
+}
+
+/* A buffer of `bytes` on the context's device, holding `data` (bytes of it) where given. */
+static WGPUBuffer upload(vicreg_context *vic, const void *data, size_t bytes) {
   WGPUBufferDescriptor descriptor = WGPU_BUFFER_DESCRIPTOR_INIT;
-  descriptor.size = floats * sizeof(float);
+  descriptor.size = bytes;
   descriptor.usage = WGPUBufferUsage_Storage | WGPUBufferUsage_CopyDst | WGPUBufferUsage_CopySrc;
   WGPUBuffer buffer = wgpuDeviceCreateBuffer(vicreg_device(vic), &descriptor);
   if (data) {
@@ -127,7 +136,7 @@ static int compare_doubles(const void *x, const void *y) {
 }
 
 /* --repeat: the median of `count` more forward + backward calls, gradients read back into `grads`. */
-static vicreg_status time_repeats(vicreg_context *vic, WGPUBuffer buffers[4], uint32_t n, uint32_t d, float *grads, int count, double *median) {
+static vicreg_status time_repeats(vicreg_context *vic, WGPUBuffer buffers[4], uint32_t n, uint32_t d, unsigned char *grads, size_t grad_bytes, int count, double *median) {
   double *times = malloc((size_t)count * sizeof *times);
   if (!times) return VICREG_ERROR_MEMORY;
   vicreg_status status = VICREG_OK;
@@ -135,13 +144,18 @@ static vicreg_status time_repeats(vicreg_context *vic, WGPUBuffer buffers[4], ui
     double start = now_ms();
     status = vicreg_forward(vic, buffers[0], buffers[1], n, d, NULL);
     if (status == VICREG_OK) status = vicreg_backward(vic, buffers[2], buffers[3], 1.0f, 0);
-    for (int v = 0; v < 2 && status == VICREG_OK; v++) status = vicreg_read(vic, buffers[2 + v], 0, (uint64_t)4 * n * d, grads + (size_t)v * n * d);
+    for (int v = 0; v < 2 && status == VICREG_OK; v++) status = vicreg_read(vic, buffers[2 + v], 0, grad_bytes, grads + v * grad_bytes);
     times[r] = now_ms() - start;
   }
   qsort(times, (size_t)count, sizeof *times, compare_doubles);
   *median = times[count / 2];
   free(times);
   return status;
+}
+
+static void free_matrix(npy_matrix *m) {
+  free(m->data);
+  free(m->half);
 }
 
 static int exit_code(vicreg_status status) {
@@ -163,7 +177,8 @@ int main(int argc, char **argv) {
     double *number = strcmp(arg, "--lambda") == 0 ? &options.lambda : strcmp(arg, "--mu") == 0 ? &options.mu : strcmp(arg, "--nu") == 0 ? &options.nu
                    : strcmp(arg, "--gamma") == 0 ? &options.gamma : strcmp(arg, "--eps") == 0 ? &options.eps : NULL;
     const char **text = strcmp(arg, "--preset") == 0 ? &options.preset : strcmp(arg, "--form") == 0 ? &options.form : strcmp(arg, "--variant") == 0 ? &options.variant
-                      : strcmp(arg, "--grad-out") == 0 ? &grad_dir : strcmp(arg, "--kernels") == 0 ? &kernels_option : NULL;
+                      : strcmp(arg, "--grad-out") == 0 ? &grad_dir : strcmp(arg, "--kernels") == 0 ? &kernels_option
+                      : strcmp(arg, "--grad-dtype") == 0 ? &options.grad_dtype : NULL;
     char message[160];
     if (number || text) {
       if (i + 1 >= argc) {
@@ -207,55 +222,62 @@ int main(int argc, char **argv) {
   npy_matrix a, b;
   if (npy_read(paths[0], &a, error, sizeof error) != 0) return bad_input(error);
   if (npy_read(paths[1], &b, error, sizeof error) != 0) {
-    free(a.data);
+    free_matrix(&a);
     return bad_input(error);
   }
+  error[0] = '\0';
   if (a.rows != b.rows || a.columns != b.columns) {
     snprintf(error, sizeof error, "the two views must have the same shape, got %ux%u and %ux%u", a.rows, a.columns, b.rows, b.columns);
-    free(a.data);
-    free(b.data);
-    return bad_input(error);
-  }
-  if (grad_dir && mkdir(grad_dir, 0777) != 0 && errno != EEXIST) {
+  } else if (!a.half != !b.half) {
+    snprintf(error, sizeof error, "%s is %s but %s is %s; the two views must have the same dtype (float64 counts as float32)", paths[0], a.half ? "float16" : "float32",
+             paths[1], b.half ? "float16" : "float32");
+  } else if (grad_dir && mkdir(grad_dir, 0777) != 0 && errno != EEXIST) {
     snprintf(error, sizeof error, "cannot create --grad-out %s: %s", grad_dir, strerror(errno));
-    free(a.data);
-    free(b.data);
+  }
+  if (error[0]) {
+    free_matrix(&a);
+    free_matrix(&b);
     return bad_input(error);
   }
+  int half_views = a.half != NULL;
+  options.dtype = half_views ? "float16" : "float32";
+  const char *grad_dtype = options.grad_dtype ? options.grad_dtype : options.dtype;
+  int half_grads = strcmp(grad_dtype, "float16") == 0;
   uint32_t n = a.rows, d = a.columns;
   char kernels[PATH_MAX + 32];
   options.kernels_dir = kernels_dir(kernels_option, kernels, sizeof kernels);
 
   vicreg_context *vic = NULL;
   WGPUBuffer buffers[4] = {NULL, NULL, NULL, NULL};
-  float *grads = NULL;
+  unsigned char *grads = NULL;
+  size_t view_bytes = buffer_bytes(half_views, n, d), grad_bytes = buffer_bytes(half_grads, n, d);
   int code = 0;
   double start = now_ms(), forward_ms = 0, backward_ms = 0;
   vicreg_status status = create_quietly(&options, &vic);
   vicreg_terms terms = {0};
   if (status == VICREG_OK) {
-    buffers[0] = upload(vic, a.data, (size_t)n * d);
-    buffers[1] = upload(vic, b.data, (size_t)n * d);
+    buffers[0] = upload(vic, half_views ? (const void *)a.half : a.data, view_bytes);
+    buffers[1] = upload(vic, half_views ? (const void *)b.half : b.data, view_bytes);
     start = now_ms();
     status = vicreg_forward(vic, buffers[0], buffers[1], n, d, &terms);
     forward_ms = now_ms() - start;
   }
   if (status == VICREG_OK && grad_dir) {
-    buffers[2] = upload(vic, NULL, (size_t)n * d);
-    buffers[3] = upload(vic, NULL, (size_t)n * d);
+    buffers[2] = upload(vic, NULL, grad_bytes);
+    buffers[3] = upload(vic, NULL, grad_bytes);
     start = now_ms();
     status = vicreg_backward(vic, buffers[2], buffers[3], 1.0f, 0);
-    if (status == VICREG_OK && !(grads = malloc((size_t)2 * n * d * sizeof *grads))) status = VICREG_ERROR_MEMORY;
-    for (int v = 0; v < 2 && status == VICREG_OK; v++) status = vicreg_read(vic, buffers[2 + v], 0, (uint64_t)4 * n * d, grads + (size_t)v * n * d);
+    if (status == VICREG_OK && !(grads = malloc(2 * grad_bytes))) status = VICREG_ERROR_MEMORY;
+    for (int v = 0; v < 2 && status == VICREG_OK; v++) status = vicreg_read(vic, buffers[2 + v], 0, grad_bytes, grads + v * grad_bytes);
     backward_ms = now_ms() - start;
   }
   double repeat_ms = 0;
-  if (status == VICREG_OK && grad_dir && repeat > 0) status = time_repeats(vic, buffers, n, d, grads, repeat, &repeat_ms);
+  if (status == VICREG_OK && grad_dir && repeat > 0) status = time_repeats(vic, buffers, n, d, grads, grad_bytes, repeat, &repeat_ms);
   char grad_paths[2][PATH_MAX];
   if (status == VICREG_OK && grad_dir) {
     for (int v = 0; v < 2 && code == 0; v++) {
       snprintf(grad_paths[v], sizeof grad_paths[v], "%s/%s", grad_dir, v == 0 ? "grad_a.npy" : "grad_b.npy");
-      if (npy_write(grad_paths[v], grads + (size_t)v * n * d, n, d, error, sizeof error) != 0) code = bad_input(error);
+      if (npy_write(grad_paths[v], grads + v * grad_bytes, half_grads, n, d, error, sizeof error) != 0) code = bad_input(error);
     }
   }
   if (status != VICREG_OK) {
@@ -283,8 +305,8 @@ int main(int argc, char **argv) {
   }
   for (int i = 0; i < 4; i++) release(buffers[i]);
   free(grads);
-  free(a.data);
-  free(b.data);
+  free_matrix(&a);
+  free_matrix(&b);
   vicreg_destroy(vic);
   return code;
 }

@@ -55,12 +55,13 @@ int npy_read(const char *path, npy_matrix *out, char *error, size_t size) {
   const char *descr = value_of(header, "descr");
   int is_f8 = descr && (strncmp(descr, "'<f8'", 5) == 0 || strncmp(descr, "'|f8'", 5) == 0);
   int is_f4 = descr && (strncmp(descr, "'<f4'", 5) == 0 || strncmp(descr, "'|f4'", 5) == 0);
-  if (!is_f4 && !is_f8) {
+  int is_f2 = descr && (strncmp(descr, "'<f2'", 5) == 0 || strncmp(descr, "'|f2'", 5) == 0);
+  if (!is_f4 && !is_f8 && !is_f2) {
     char dtype[16] = "?";
     if (descr && *descr == '\'') sscanf(descr + 1, "%15[^']", dtype);
     char detail[64];
     snprintf(detail, sizeof detail, "'%s'", dtype);
-    failed(error, size, "%s has unsupported dtype %s; expected float32 ('<f4') or float64 ('<f8')", path, detail);
+    failed(error, size, "%s has unsupported dtype %s; expected float16 ('<f2'), float32 ('<f4') or float64 ('<f8')", path, detail);
     goto done;
   }
   const char *fortran = value_of(header, "fortran_order");
@@ -81,10 +82,11 @@ int npy_read(const char *path, npy_matrix *out, char *error, size_t size) {
     failed(error, size, "%s declares a shape %s", path, "too large to read");
     goto done;
   }
-  size_t count = (size_t)(rows * columns), element = is_f8 ? 8 : 4;
-  void *raw = malloc(count * element + 1);
-  out->data = malloc(count * sizeof(float) + 1);
-  if (!raw || !out->data) {
+  size_t count = (size_t)(rows * columns), element = is_f8 ? 8 : is_f2 ? 2 : 4;
+  /* float16 bits stay as they are, padded to whole 4-byte words as WebGPU buffers take them. */
+  void *raw = is_f2 ? calloc(count + 2, 2) : malloc(count * element + 1);
+  if (!is_f2) out->data = malloc(count * sizeof(float) + 1);
+  if (!raw || (!is_f2 && !out->data)) {
     free(raw);
     failed(error, size, "%s is too large for %s", path, "host memory");
     goto done;
@@ -96,24 +98,29 @@ int npy_read(const char *path, npy_matrix *out, char *error, size_t size) {
     failed(error, size, got != count ? "%s is truncated: %s" : "%s has %s", path, got != count ? "fewer bytes than its shape declares" : "extra data after the shape its header declares");
     goto done;
   }
-  for (size_t i = 0; i < count; i++) out->data[i] = is_f8 ? (float)((const double *)raw)[i] : ((const float *)raw)[i];
-  free(raw);
+  if (is_f2) out->half = raw;
+  else {
+    for (size_t i = 0; i < count; i++) out->data[i] = is_f8 ? (float)((const double *)raw)[i] : ((const float *)raw)[i];
+    free(raw);
+  }
   out->rows = (uint32_t)rows;
   out->columns = (uint32_t)columns;
   status = 0;
 done:
   if (status != 0) {
     free(out->data);
+    free(out->half);
     out->data = NULL;
+    out->half = NULL;
   }
   free(header);
   fclose(f);
   return status;
 }
 
-int npy_write(const char *path, const float *data, uint32_t rows, uint32_t columns, char *error, size_t size) {
+int npy_write(const char *path, const void *data, int half, uint32_t rows, uint32_t columns, char *error, size_t size) {
   char dict[128];
-  int length = snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (%u, %u), }", rows, columns);
+  int length = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (%u, %u), }", half ? "<f2" : "<f4", rows, columns);
   /* Spaces, then a newline, pad the header so that the data starts on a 64-byte boundary. */
   size_t padded = (10 + (size_t)length + 1 + 63) / 64 * 64;
   size_t header_length = padded - 10;
@@ -122,7 +129,8 @@ int npy_write(const char *path, const float *data, uint32_t rows, uint32_t colum
   if (!f) return failed(error, size, "cannot write %s: %s", path, strerror(errno));
   int ok = fwrite(preamble, 1, 10, f) == 10 && fwrite(dict, 1, (size_t)length, f) == (size_t)length;
   for (size_t i = (size_t)length; ok && i + 1 < header_length; i++) ok = fputc(' ', f) != EOF;
-  ok = ok && fputc('\n', f) != EOF && fwrite(data, sizeof(float), (size_t)rows * columns, f) == (size_t)rows * columns;
+  size_t element = half ? 2 : sizeof(float);
+  ok = ok && fputc('\n', f) != EOF && fwrite(data, element, (size_t)rows * columns, f) == (size_t)rows * columns;
   if (fclose(f) != 0) ok = 0;
   return ok ? 0 : failed(error, size, "cannot write %s: %s", path, strerror(errno));
 }

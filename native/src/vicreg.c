@@ -27,8 +27,8 @@ static const struct { const char *name; WGPUBufferUsage flag; } USAGES[] = {
 /* The order in which 'auto' takes the manifest's plans: the engine's own order (docs/design.md). */
 static const char *const AUTO_VARIANTS[] = {"shuffle", "subgroup", "tiled", "workgroup"};
 
-/* The caller's buffers, bound by these plan names rather than allocated. */
-static const char *const CALLER_BUFFERS[] = {"A", "B", "gradA", "gradB"};
+/* The buffers a caller passes: the views and the gradients, float32 or float16 ones (manifest loss.float16). */
+static const char *const CALLER_BUFFERS[] = {"A", "B", "gradA", "gradB", "A16", "B16", "gradA16", "gradB16"};
 
 typedef struct named_buffer {
   char name[NAME_LENGTH];
@@ -76,6 +76,8 @@ struct vicreg_context {
   vicreg_non_finite non_finite;
   char plan_form[16], plan_variant[16];
   int fell_back;
+  int half_views, half_grads;   /* float16 views, gradients (loss.float16's passes around the plan's) */
+  const cJSON *float16;         /* loss.float16 */
 };
 
 /* ---- Messages --------------------------------------------------------------------------------- */
@@ -350,6 +352,12 @@ static void release_buffers(buffer_set *set) {
     wgpuBufferRelease(set->items[i].buffer);
   }
   set->count = 0;
+}
+
+/* The bytes of a caller's n x d buffer: float32, or float16 in whole u32 words. */
+static uint64_t element_bytes(int half, uint32_t n, uint32_t d) {
+  uint64_t count = (uint64_t)n * d;
+  return half ? 4 * ((count + 1) / 2) : 4 * count;
 }
 
 static int is_caller_buffer(const char *name) {
@@ -694,16 +702,23 @@ static vicreg_status prepare_form(vicreg_context *vic, const cJSON *form_plan, W
   vicreg_status status = bind_variables(vic, item(form_plan, "variables"), env);
   if (status != VICREG_OK) return status;
   const cJSON *specs = item(item(vic->manifest, "loss"), "buffers");
-  if (add_buffer(set, "A", a, 0) != 0 || add_buffer(set, "B", b, 0) != 0) return fail(vic, VICREG_ERROR_KERNELS, "too many buffers");
+  if (add_buffer(set, vic->half_views ? "A16" : "A", a, 0) != 0 || add_buffer(set, vic->half_views ? "B16" : "B", b, 0) != 0) {
+    return fail(vic, VICREG_ERROR_KERNELS, "too many buffers");
+  }
   wgpuBufferAddRef(a);
   wgpuBufferAddRef(b);
+  /* The form's buffers, and with float16 the conversions' own (their float32 views and gradients among them). */
+  const cJSON *lists[2] = {item(form_plan, "buffers"), vic->half_views || vic->half_grads ? item(vic->float16, "buffers") : NULL};
+  for (int l = 0; l < 2; l++) {
   const cJSON *name;
-  cJSON_ArrayForEach(name, item(form_plan, "buffers")) {
+  cJSON_ArrayForEach(name, lists[l]) {
     const char *buffer_name = cJSON_GetStringValue(name);
     const cJSON *spec = item(specs, buffer_name ? buffer_name : "");
     if (!spec) return fail(vic, VICREG_ERROR_KERNELS, "kernels/manifest.json: the plan names an unknown buffer");
     const char *scope = text_of(spec, "scope");
-    if (is_caller_buffer(buffer_name) || (scope && strcmp(scope, "group") == 0)) continue;
+    int callers = is_caller_buffer(buffer_name) && !(vic->half_views && (strcmp(buffer_name, "A") == 0 || strcmp(buffer_name, "B") == 0))
+                  && !(vic->half_grads && (strcmp(buffer_name, "gradA") == 0 || strcmp(buffer_name, "gradB") == 0));
+    if (callers || (scope && strcmp(scope, "group") == 0) || buffer_named(set, buffer_name)) continue;
     double bytes;
     if ((status = evaluate(vic, text_of(spec, "bytes"), env, &bytes)) != VICREG_OK) return status;
     const char *kind = text_of(spec, "kind");
@@ -716,8 +731,9 @@ static vicreg_status prepare_form(vicreg_context *vic, const cJSON *form_plan, W
       wgpuBufferRelease(buffer);
       return fail(vic, VICREG_ERROR_KERNELS, "kernels/manifest.json: too many buffers");
     }
-    const cJSON *layout = item(item(form_plan, "uniforms"), buffer_name);
+    const cJSON *layout = item(item(l == 0 ? form_plan : vic->float16, "uniforms"), buffer_name);
     if (layout && (status = write_uniform(vic, buffer, layout, env)) != VICREG_OK) return status;
+  }
   }
   return VICREG_OK;
 }
@@ -729,7 +745,8 @@ static vicreg_status run_forward(vicreg_context *vic, const cJSON *form_plan, WG
   buffer_set temporaries = {0};
   if (status == VICREG_OK) {
     WGPUCommandEncoder encoder = wgpuDeviceCreateCommandEncoder(vic->device, NULL);
-    status = encode_steps(vic, encoder, item(form_plan, "forward"), form_plan, set, env, 0, &temporaries);
+    if (vic->half_views) status = encode_steps(vic, encoder, item(vic->float16, "forward"), vic->float16, set, env, 0, &temporaries);
+    if (status == VICREG_OK) status = encode_steps(vic, encoder, item(form_plan, "forward"), form_plan, set, env, 0, &temporaries);
     if (status == VICREG_OK) submit(vic, encoder);
     wgpuCommandEncoderRelease(encoder);
   }
@@ -813,6 +830,15 @@ static vicreg_status check_options(vicreg_context *vic, const vicreg_options *o)
   if (strcmp(form, "auto") != 0 && strcmp(form, "primal") != 0 && strcmp(form, "dual") != 0) return fail(vic, VICREG_ERROR_OPTION, "option form must be 'auto', 'primal' or 'dual', got '%s'", form);
   if (strlen(variant) >= sizeof vic->variant) return fail(vic, VICREG_ERROR_OPTION, "option variant '%s' is not a variant", variant);
   if (!o->kernels_dir) return fail(vic, VICREG_ERROR_OPTION, "option kernels_dir is required: the directory with manifest.json and the kernels");
+  const char *dtype = o->dtype ? o->dtype : "float32", *grad_dtype = o->grad_dtype ? o->grad_dtype : dtype;
+  for (int i = 0; i < 2; i++) {
+    const char *value = i == 0 ? dtype : grad_dtype;
+    if (strcmp(value, "float32") != 0 && strcmp(value, "float16") != 0) {
+      return fail(vic, VICREG_ERROR_OPTION, "option %s must be 'float32' or 'float16', got '%s'", i == 0 ? "dtype" : "grad_dtype", value);
+    }
+  }
+  vic->half_views = strcmp(dtype, "float16") == 0;
+  vic->half_grads = strcmp(grad_dtype, "float16") == 0;
   snprintf(vic->preset, sizeof vic->preset, "%s", preset);
   snprintf(vic->form, sizeof vic->form, "%s", form);
   snprintf(vic->variant, sizeof vic->variant, "%s", variant);
@@ -834,6 +860,8 @@ vicreg_status vicreg_create(const vicreg_options *options, WGPUInstance instance
   vic->manifest = cJSON_Parse(text);
   free(text);
   if (!vic->manifest || !item(item(vic->manifest, "loss"), "plans")) return fail(vic, VICREG_ERROR_KERNELS, "%s/manifest.json is not a kernels manifest", vic->kernels_dir);
+  vic->float16 = item(item(vic->manifest, "loss"), "float16");
+  if ((vic->half_views || vic->half_grads) && !vic->float16) return fail(vic, VICREG_ERROR_KERNELS, "%s/manifest.json has no float16 passes", vic->kernels_dir);
   if (device) {
     if (!instance) return fail(vic, VICREG_ERROR_OPTION, "a caller's device needs the instance it came from, to wait on its futures");
     wgpuInstanceAddRef(instance);
@@ -881,9 +909,10 @@ vicreg_status vicreg_forward(vicreg_context *vic, WGPUBuffer a, WGPUBuffer b, ui
   uint64_t view_bytes = (uint64_t)4 * n * d;
   const WGPUBuffer views[2] = {a, b};
   for (int v = 0; v < 2; v++) {
-    if (wgpuBufferGetSize(views[v]) < view_bytes) {
-      return fail(vic, VICREG_ERROR_SHAPE, "view %c is a buffer of %llu bytes; shape [%u, %u] float32 needs %llu", 'A' + v,
-                  (unsigned long long)wgpuBufferGetSize(views[v]), n, d, (unsigned long long)view_bytes);
+    uint64_t needed = element_bytes(vic->half_views, n, d);
+    if (wgpuBufferGetSize(views[v]) < needed) {
+      return fail(vic, VICREG_ERROR_SHAPE, "view %c is a buffer of %llu bytes; shape [%u, %u] %s needs %llu", 'A' + v,
+                  (unsigned long long)wgpuBufferGetSize(views[v]), n, d, vic->half_views ? "float16" : "float32", (unsigned long long)needed);
     }
     if (!(wgpuBufferGetUsage(views[v]) & WGPUBufferUsage_Storage)) return fail(vic, VICREG_ERROR_BUFFER, "view %c lacks Storage usage; the kernels read it as storage", 'A' + v);
   }
@@ -953,20 +982,22 @@ vicreg_status vicreg_backward(vicreg_context *vic, WGPUBuffer grad_a, WGPUBuffer
   if (!vic->saved) return fail(vic, VICREG_ERROR_STATE, "backward needs a successful forward before it");
   if (vic->device_lost) return fail(vic, VICREG_ERROR_DEVICE, "the device was lost");
   if (!isfinite(upstream)) return fail(vic, VICREG_ERROR_OPTION, "the upstream gradient must be finite");
-  uint64_t view_bytes = (uint64_t)4 * vic->n * vic->d;
+  uint64_t grad_bytes = element_bytes(vic->half_grads, vic->n, vic->d);
   const WGPUBuffer grads[2] = {grad_a, grad_b};
   for (int v = 0; v < 2; v++) {
     if (!grads[v]) return fail(vic, VICREG_ERROR_BUFFER, "backward needs two gradient buffers");
-    if (wgpuBufferGetSize(grads[v]) < view_bytes) {
-      return fail(vic, VICREG_ERROR_SHAPE, "grad%c is a buffer of %llu bytes; shape [%u, %u] float32 needs %llu", 'A' + v,
-                  (unsigned long long)wgpuBufferGetSize(grads[v]), vic->n, vic->d, (unsigned long long)view_bytes);
+    if (wgpuBufferGetSize(grads[v]) < grad_bytes) {
+      return fail(vic, VICREG_ERROR_SHAPE, "grad%c is a buffer of %llu bytes; shape [%u, %u] %s needs %llu", 'A' + v,
+                  (unsigned long long)wgpuBufferGetSize(grads[v]), vic->n, vic->d, vic->half_grads ? "float16" : "float32", (unsigned long long)grad_bytes);
     }
     if (!(wgpuBufferGetUsage(grads[v]) & WGPUBufferUsage_Storage)) return fail(vic, VICREG_ERROR_BUFFER, "grad%c lacks Storage usage; the kernels write it as storage", 'A' + v);
   }
   if (grad_a == grad_b) return fail(vic, VICREG_ERROR_BUFFER, "gradA and gradB must be different buffers");
   buffer_set set = vic->buffers;
   set.count = vic->buffers.count;
-  if (add_buffer(&set, "gradA", grad_a, 0) != 0 || add_buffer(&set, "gradB", grad_b, 0) != 0) return fail(vic, VICREG_ERROR_KERNELS, "too many buffers");
+  if (add_buffer(&set, vic->half_grads ? "gradA16" : "gradA", grad_a, 0) != 0 || add_buffer(&set, vic->half_grads ? "gradB16" : "gradB", grad_b, 0) != 0) {
+    return fail(vic, VICREG_ERROR_KERNELS, "too many buffers");
+  }
   WGPUBuffer upstream_buffer = buffer_named(&set, "upstream");
   if (!upstream_buffer) return fail(vic, VICREG_ERROR_KERNELS, "kernels/manifest.json: the plan has no upstream buffer");
   const cJSON *form_plan = item(vic->plan, vic->saved_form);
@@ -974,12 +1005,26 @@ vicreg_status vicreg_backward(vicreg_context *vic, WGPUBuffer grad_a, WGPUBuffer
   wgpuQueueWriteBuffer(vic->queue, upstream_buffer, 0, &upstream, sizeof upstream);
   buffer_set temporaries = {0};
   WGPUCommandEncoder encoder = wgpuDeviceCreateCommandEncoder(vic->device, NULL);
-  vicreg_status status = encode_steps(vic, encoder, item(form_plan, "backward"), form_plan, &set, &vic->env, accumulate, &temporaries);
+  /* float16 gradients: the plan's passes write float32 ones, which loss.float16's passes round (and add). */
+  WGPUBuffer overflow = vic->half_grads ? buffer_named(&set, "overflow") : NULL;
+  if (overflow) wgpuCommandEncoderClearBuffer(encoder, overflow, 0, 4);
+  vicreg_status status = encode_steps(vic, encoder, item(form_plan, "backward"), form_plan, &set, &vic->env, accumulate && !vic->half_grads, &temporaries);
+  if (status == VICREG_OK && vic->half_grads) status = encode_steps(vic, encoder, item(vic->float16, "backward"), vic->float16, &set, &vic->env, accumulate, &temporaries);
   if (status == VICREG_OK) submit(vic, encoder);
   wgpuCommandEncoderRelease(encoder);
   vicreg_status scopes = pop_scopes(vic, "backward");
   release_buffers(&temporaries);
   return status != VICREG_OK ? status : scopes;
+}
+
+vicreg_status vicreg_gradient_overflow(vicreg_context *vic, int *overflow) {
+  if (!vic) return VICREG_ERROR_STATE;
+  WGPUBuffer flag = vic->half_grads && vic->saved ? buffer_named(&vic->buffers, "overflow") : NULL;
+  if (!flag) return fail(vic, VICREG_ERROR_STATE, "the overflow flag belongs to float16 gradients, after a forward");
+  uint32_t value = 0;
+  vicreg_status status = vicreg_read(vic, flag, 0, sizeof value, &value);
+  if (status == VICREG_OK) *overflow = value != 0;
+  return status;
 }
 
 const char *vicreg_message(const vicreg_context *vic) { return vic ? vic->message : "out of host memory"; }

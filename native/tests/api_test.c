@@ -147,11 +147,11 @@ int main(int argc, char **argv) {
   for (int v = 0; v < 2; v++) {
     vicreg_read(vic, v == 0 ? grad_a : grad_b, 0, sizeof out, out);
     snprintf(path, sizeof path, "%s/%s", argv[2], v == 0 ? "grad_a.npy" : "grad_b.npy");
-    if (npy_write(path, out, N, D, error, sizeof error) != 0) fprintf(stderr, "api_test: %s\n", error);
+    if (npy_write(path, out, 0, N, D, error, sizeof error) != 0) fprintf(stderr, "api_test: %s\n", error);
   }
   for (int v = 0; v < 2; v++) {
     snprintf(path, sizeof path, "%s/%s", argv[2], v == 0 ? "a.npy" : "b.npy");
-    if (npy_write(path, v == 0 ? a : b, N, D, error, sizeof error) != 0) fprintf(stderr, "api_test: %s\n", error);
+    if (npy_write(path, v == 0 ? a : b, 0, N, D, error, sizeof error) != 0) fprintf(stderr, "api_test: %s\n", error);
   }
   vicreg_plan plan = vicreg_last_plan(vic);
   printf("},\"loss\":%.9g,\"invariance\":%.9g,\"variance\":%.9g,\"covariance\":%.9g,\"form\":\"%s\",\"variant\":\"%s\",",

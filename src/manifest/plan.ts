@@ -12,6 +12,7 @@ import { DEFAULTS } from '../coefficients.js';
 import { MIN_DUAL_SHARE } from '../engine/forward.js';
 import { REGISTRY, VARIANTS as DESCRIPTIONS } from '../variants/registry.js';
 import { columnBlockGram, columnBlockWidthFormula, narrowestBlockBytes } from '../variants/shared.js';
+import { floatToHalf, halfDispatchFormula, halfToFloat, halfWordsFormula } from '../variants/half.js';
 import { common, view, type Formula, type KernelId, type KernelPlan, type Role, type VariantPlan } from '../variants/kernel-plans.js';
 
 export type { Formula, KernelId, KernelPlan, Role, VariantPlan } from '../variants/kernel-plans.js';
@@ -46,6 +47,10 @@ export const DEFAULT_COEFFICIENTS = {
 export { MIN_DUAL_SHARE };
 
 /** The kernels every plan runs. */
+/** The float16 conversions run over one view's n*d elements. */
+const HALF_WORDS = halfWordsFormula('n*d');
+const HALF_DISPATCH = halfDispatchFormula('n*d');
+
 const SHARED_KERNELS = {
   column_stats: {
     file: 'column_stats.wgsl',
@@ -75,6 +80,20 @@ const SHARED_KERNELS = {
     // A block of the widest width; the primalBlocked passes dispatch over each block's own width.
     dispatch: columnBlockGram.dispatch('blockWidth'),
     bindings: { z: view('n*d'), stats: common.stats, covOffDiag: { role: 'matrix', count: 'd*blockWidth' }, dims: common.dims },
+  },
+  half_to_float: {
+    file: 'half_to_float.wgsl',
+    purpose: 'one view from float16 (two per u32 word) to float32: the float16 forward, before column_stats',
+    overrides: halfToFloat.spec.constants,
+    dispatch: HALF_DISPATCH,
+    bindings: { half: { role: 'half', count: HALF_WORDS }, out: view('n*d'), dims: common.dims },
+  },
+  float_to_half: {
+    file: 'float_to_half.wgsl',
+    purpose: "one view's float32 gradient rounded to float16 (ties to even), written or added (ACCUMULATE), ORing the overflow flag: the float16 backward, after the gradient passes",
+    overrides: floatToHalf.spec(false).constants!,
+    dispatch: HALF_DISPATCH,
+    bindings: { grad: common.grad, out: { role: 'half', count: HALF_WORDS }, overflow: { role: 'overflow', count: '1' }, dims: common.dims },
   },
 } satisfies Record<string, KernelPlan>;
 
@@ -136,6 +155,15 @@ export const BUFFERS: Readonly<Record<string, BufferPlan>> = {
   gradA: { kind: 'storage', type: 'f32', count: 'n*d', scope: 'problem', hostReads: 'after backward: upstream * dLoss/dA, n x d row-major' },
   gradB: { kind: 'storage', type: 'f32', count: 'n*d', scope: 'problem', hostReads: 'after backward: upstream * dLoss/dB, n x d row-major' },
   statsDims: { kind: 'uniform', type: 'Dims', scope: 'problem', values: { n: 'n', d: 'd' } },
+  A16: { kind: 'storage', type: 'u32', count: HALF_WORDS, scope: 'problem', hostWrites: 'float16 views: view A, n*d binary16 values, two per u32 word (element 2w in the low 16 bits of word w)' },
+  B16: { kind: 'storage', type: 'u32', count: HALF_WORDS, scope: 'problem', hostWrites: 'float16 views: view B, as A16' },
+  gradA16: { kind: 'storage', type: 'u32', count: HALF_WORDS, scope: 'problem', hostReads: 'float16 gradients: upstream * dLoss/dA rounded to binary16, two per u32 word' },
+  gradB16: { kind: 'storage', type: 'u32', count: HALF_WORDS, scope: 'problem', hostReads: 'float16 gradients: upstream * dLoss/dB, as gradA16' },
+  halfDims: { kind: 'uniform', type: 'HalfDims', scope: 'problem', values: { count: 'n*d' } },
+  overflow: {
+    kind: 'storage', type: 'u32', count: '1', scope: 'problem',
+    hostWrites: 'before the float16 backward passes: 0', hostReads: 'after them: 1 where a float16 gradient is Inf or NaN (a loss scaler skips the step), else 0',
+  },
   gramDimsA: {
     kind: 'uniform', type: 'GramDims', scope: 'form',
     values: { n: 'n', d: 'd', tiles: 'tiles', partialOffset: '0', ...statsOffsets(0), lowerHalf: '0' },
@@ -316,6 +344,20 @@ function blockedBackwardPasses(variant: ManifestVariant): GroupLoop[] {
     ]),
   }];
 }
+
+/**
+ * float16 views and gradients, for every plan and form (the engine's float16 path): the views are
+ * widened into the float32 A and B before a forward, and the float32 gradients rounded into float16
+ * ones after a backward, with the overflow flag (cleared first).
+ */
+export const FLOAT16 = {
+  note: 'float16 views: write A16/B16, run `forward` here, then the form\'s forward on A and B (float32 buffers the host allocates). ' +
+    'float16 gradients: after the form\'s backward into gradA/gradB (float32), write 0 to overflow, run `backward` here (ACCUMULATE = 1 adds into gradA16/gradB16), read gradA16, gradB16 and overflow.',
+  forward: VIEWS.map((v): PassPlan => ({ label: `${v} float16 -> float32`, kernel: 'half_to_float', buffers: { half: `${v}16`, z: v, dims: 'halfDims' } })),
+  backward: VIEWS.map((v): PassPlan => ({
+    label: `grad ${v} float32 -> float16`, kernel: 'float_to_half', buffers: { grad: `grad${v}`, half: `grad${v}16`, overflow: 'overflow', dims: 'halfDims' },
+  })),
+};
 
 /** The passes of a pass list, loops flattened (each once). */
 export const passesOf = (steps: readonly (PassPlan | GroupLoop)[]): PassPlan[] => steps.flatMap((s) => ('passes' in s ? s.passes : [s]));

@@ -6,6 +6,7 @@ import halfToFloatWgsl from '../../kernels/half_to_float.wgsl';
 import floatToHalfWgsl from '../../kernels/float_to_half.wgsl';
 import type { KernelSpec } from '../runtime/gpu.js';
 import { ceilDiv } from './shared.js';
+import type { Formula } from './kernel-plans.js';
 
 /** Threads per workgroup of the conversions (one u32 word, two halves, each). */
 const HALF_WG = 256;
@@ -22,6 +23,13 @@ export const HALF_DIMS_BYTES = 16;
 function workgroups(count: number): readonly [number, number] {
   const groups = ceilDiv(ceilDiv(count, 2), HALF_WG);
   return [Math.min(groups, MAX_WORKGROUPS_X), ceilDiv(groups, MAX_WORKGROUPS_X)];
+}
+
+/** The same as formulas (the manifest's), for `count` elements: the u32 words, and the dispatch. */
+export const halfWordsFormula = (count: Formula): Formula => `ceil(${count}/2)`;
+export function halfDispatchFormula(count: Formula): readonly [Formula, Formula, Formula] {
+  const groups = `ceil(ceil(${count}/2)/${HALF_WG})`;
+  return [`min(${groups}, ${MAX_WORKGROUPS_X})`, `ceil(${groups}/${MAX_WORKGROUPS_X})`, '1'];
 }
 
 export const halfToFloat = {

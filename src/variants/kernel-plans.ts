@@ -10,7 +10,7 @@ export type Formula = string;
 export type KernelId = string;
 
 /** What a binding is for; a pass maps each role to a named buffer. */
-export type Role = 'a' | 'b' | 'z' | 'other' | 'stats' | 'flags' | 'partials' | 'matrix' | 'result' | 'grad' | 'params' | 'upstream' | 'dims' | 'args' | 'panel';
+export type Role = 'a' | 'b' | 'z' | 'other' | 'stats' | 'flags' | 'partials' | 'matrix' | 'result' | 'grad' | 'params' | 'upstream' | 'dims' | 'args' | 'panel' | 'half' | 'overflow';
 
 export interface KernelPlan {
   file: string;
