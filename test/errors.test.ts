@@ -170,8 +170,8 @@ describe('typed errors from a live instance', () => {
   const shared = new Float32Array(2 * n);
   const badOut: [string, unknown, ErrorClass, RegExp][] = [
     ['not an object', 5, OptionError, /out must be/],
-    ['gradB missing', { gradA: new Float32Array(n) }, ShapeError, /out\.gradB must be a Float32Array, got undefined/],
-    ['a Float64Array', { gradA: new Float64Array(n), gradB: new Float32Array(n) }, ShapeError, /out\.gradA must be a Float32Array, got Float64Array/],
+    ['gradB missing', { gradA: new Float32Array(n) }, ShapeError, /out\.gradB must be a Float32Array \(float32 gradients\), got undefined/],
+    ['a Float64Array', { gradA: new Float64Array(n), gradB: new Float32Array(n) }, ShapeError, /out\.gradA must be a Float32Array \(float32 gradients\), got Float64Array/],
     ['one element short', { gradA: new Float32Array(n), gradB: new Float32Array(n - 1) }, ShapeError, new RegExp(`out\\.gradB has ${n - 1} elements; .*needs n\\*d = ${n}`)],
     ['the same array twice', { gradA: shared.subarray(0, n), gradB: shared.subarray(0, n) }, OptionError, /overlap/],
     ['overlapping views', { gradA: shared.subarray(0, n), gradB: shared.subarray(n - 1, 2 * n - 1) }, OptionError, /overlap/],

@@ -316,7 +316,7 @@ describe('float16 errors: typed, and the engine stays usable', () => {
     await expect(vic.forward(small, small, shape, { dtype: 'float16' })).rejects.toThrow(/needs ceil\(n\*d\/2\)\*4 = 60/);
     small.destroy();
     await vic.forward(a, b, shape);
-    await expect(vic.backward(1, { out: { gradA: new Float32Array(30), gradB: new Float32Array(30) } })).rejects.toThrow(/Uint16Arrays or Float16Arrays/);
+    await expect(vic.backward(1, { out: { gradA: new Float32Array(30), gradB: new Float32Array(30) } })).rejects.toThrow(/out\.gradA must be a Uint16Array or Float16Array \(float16 gradients\), got Float32Array/);
     await expect(vic.backward(1, { dtype: 'float64' as never })).rejects.toThrow(OptionError);
     const bad = Uint16Array.from(a);
     bad[2 * 5 + 3] = 0x7e00;   // NaN at row 2, column 3

@@ -98,7 +98,7 @@ describe('encode(): forward and backward with no wait on the device', () => {
       const gradA = poisoned(n * d), gradB = poisoned(n * d);
       const pending = await sub.encode({ a: upload(a), b: upload(b), shape: [n, d], gradA, gradB, scale: -0.5 });
       const terms = await pending.read();
-      expect(await sub.forward(a, b, [n, d])).toEqual(terms);
+      expect({ ...(await sub.forward(a, b, [n, d])), gradientOverflow: false }).toEqual(terms);
       expect(sub.lastPlan).toMatchObject({ form: 'dual', fellBack: false, variant: 'shuffle' });
       const host = await sub.backward(-0.5);
       expect(Buffer.from((await download(gradA, n * d)).buffer).equals(Buffer.from(host.gradA.buffer))).toBe(true);

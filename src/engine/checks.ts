@@ -94,7 +94,7 @@ export function validateOut(out: unknown, n: number, d: number, dtype: Dtype = '
   const { gradA, gradB } = out as NonNullable<BackwardOptions['out']>;
   for (const [name, x] of [['gradA', gradA], ['gradB', gradB]] as const) {
     if (hostDtype(x) !== dtype) {
-      throw new ShapeError(`out.${name} must be one of ${kind} (${dtype} gradients), got ${x === null ? 'null' : (x as object)?.constructor?.name ?? typeof x}`);
+      throw new ShapeError(`out.${name} must be ${dtype === 'float16' ? 'a Uint16Array or Float16Array' : 'a Float32Array'} (${dtype} gradients), got ${x === null ? 'null' : (x as object)?.constructor?.name ?? typeof x}`);
     }
     if (x.length !== n * d) throw new ShapeError(`out.${name} has ${x.length} elements; the forward's shape [${n}, ${d}] needs n*d = ${n * d}`);
   }

@@ -7,6 +7,7 @@ import { windows } from './lavapipe/windows.js';
 import type { FormKernels, Refusal, Situation, VariantDescription } from './program.js';
 import type { DeviceTraits } from '../runtime/device.js';
 import { columnBlockGram, columnStats, formDecision, lossTerms } from './shared.js';
+import { floatToHalf, halfToFloat } from './half.js';
 import { shuffle } from './lavapipe/shuffle.js';
 import { subgroup, tiled } from './register-blocks.js';
 import { workgroup } from './workgroup.js';
@@ -44,7 +45,8 @@ const DIGEST_TRAITS: DeviceTraits = { features: new Set(['subgroups']), subgroup
 
 /** Every pipeline the engine can build: the shared kernels and each variant's, in every specialization. */
 export function allKernelSpecs(traits: DeviceTraits = DIGEST_TRAITS): KernelSpec[] {
-  const specs: KernelSpec[] = [columnStats.spec, lossTerms.spec, formDecision.spec, columnBlockGram.spec];
+  const specs: KernelSpec[] = [columnStats.spec, lossTerms.spec, formDecision.spec, columnBlockGram.spec,
+    halfToFloat.spec, floatToHalf.spec(false), floatToHalf.spec(true)];
   // Views a variant may copy as they are, and views it must not (their usage lacks COPY_SRC); a d that
   // allows vec4 loads and copies, and one that allows neither.
   const viewSets = [[0x80 | 0x04], [0x80]].map((usage) => [usage, usage].map((u) => ({ usage: u[0] }) as unknown as GPUBuffer));
