@@ -53,6 +53,16 @@ await build({
   packages: 'external',
   sourcemap: true,
 });
+// npm run train (examples/train): imports the package by name, as its users do, so Node resolves
+// 'vicreg-wgsl' and 'vicreg-wgsl/tfjs' to dist/node (the package's self-reference), not to src/.
+await build({
+  ...common,
+  entryPoints: { train: 'examples/train/main.ts' },
+  outdir: 'dist/train',
+  platform: 'node',
+  target: 'node20',
+  packages: 'external',
+});
 await build({
   ...common,
   entryPoints: { demo: 'examples/browser/demo.ts' },
@@ -73,4 +83,4 @@ const { writeManifest } = await import(`data:text/javascript;base64,${Buffer.fro
 writeManifest(process.cwd());
 
 execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
-console.log('built dist/node, dist/browser, dist/types (the package), dist/bench, dist/demo, kernels/manifest.json');
+console.log('built dist/node, dist/browser, dist/types (the package), dist/bench, dist/train, dist/demo, kernels/manifest.json');

@@ -10,6 +10,7 @@ import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { batchChecksum, makeBatch, norm } from '../examples/browser/batch.js';
 import type { BenchResult, DemoResult } from '../examples/browser/demo.js';
+import type { TrainRecord } from '../examples/train/run.js';
 import { serveStatic } from '../examples/browser/serve.mjs';
 import { startChromium, type Browser } from './reference/chromium.js';
 import { referenceVICReg, relativeError, relativeNormError } from './reference/float64.js';
@@ -104,4 +105,24 @@ describe('browser demo (Chromium, WebGPU on SwiftShader)', () => {
     const bars = await page.locator('#chart svg rect').count();
     expect(bars).toBe(2 * bench.rows.length + 2);
   }, 120_000);
+
+  it('the training button trains on the digits, shows progress, and draws the probe table and the chart', async () => {
+    // A short run: this checks the page's path end to end; test/train.test.ts checks what training achieves.
+    await page.goto(`${server!.url}/examples/browser/?bench=0&trainSteps=12`);
+    await page.waitForFunction(() => window.__vicregResult !== undefined, undefined, { timeout: 90_000 });
+    await page.click('#train');
+    await page.waitForFunction(() => /Training: step|probe|Loading/.test(document.getElementById('train-status')!.textContent ?? ''), undefined, { timeout: 60_000 });
+    await page.waitForFunction(() => window.__vicregTrain !== undefined, undefined, { timeout: 600_000 });
+    const published = await page.evaluate(() => window.__vicregTrain!);
+    if ('error' in published) throw new Error(withLog(`training failed: ${published.error}`));
+    const record: TrainRecord = published;
+    console.log(`browser training: ${JSON.stringify(record.probe)}, ${record.paths[0].ms.step.toFixed(0)} ms a step`);
+    expect(record.steps).toBe(12);
+    for (const v of Object.values(record.probe)) expect(v > 0.1 && v <= 1, JSON.stringify(record.probe)).toBe(true);
+    expect(record.paths[0].curve.map((p) => p.step)).toEqual([1, 10, 12]);
+    for (const p of record.paths[0].curve) expect(Number.isFinite(p.loss)).toBe(true);
+    expect(await page.locator('#train-result table tr').count()).toBe(4);
+    expect(await page.locator('#train-result svg polyline').count()).toBe(4);
+    expect(await page.locator('#train-status').textContent()).toMatch(/^Done: 12 steps/);
+  }, 700_000);
 });

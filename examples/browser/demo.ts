@@ -1,11 +1,13 @@
 // The browser demo: the VICReg loss and its gradients of a seeded batch on navigator.gpu, with timings,
 // then a chart of the time of one forward + backward for a few shapes, ours against tfjs-webgpu.
 // Query parameters: ?n=128&d=256&seed=1 (the batch), &shapes=64x128,128x256 (the chart's shapes),
-// &bench=0 (no chart).
+// &bench=0 (no chart), &trainSteps=20 (the training button's steps).
 // For test/browser.test.ts the results are published on window: __vicregResult (or { error }),
-// __vicregGrads (both gradients of the main batch), __vicregBench (the chart's numbers, or { error }).
+// __vicregGrads (both gradients of the main batch), __vicregBench (the chart's numbers, or { error }),
+// __vicregTrain (the training button's record, or { error }).
 import { createVICRegLoss, type VICRegLoss, type VICRegTerms } from 'vicreg-wgsl';
 import { batchChecksum, DEFAULT_BATCH, makeBatch, norm } from './batch.js';
+import type { TrainRecord } from '../train/run.js';
 
 /** The chart's default shapes [n, d]. On a software adapter (SwiftShader) tfjs takes ~15 s a step at 256 x 1024. */
 const BENCH_SHAPES: [number, number][] = [[64, 128], [128, 256], [256, 512], [256, 1024]];
@@ -50,6 +52,7 @@ declare global {
     __vicregResult?: DemoResult | { error: string };
     __vicregGrads?: { gradA: Float32Array; gradB: Float32Array };
     __vicregBench?: BenchResult | { error: string };
+    __vicregTrain?: TrainRecord | { error: string };
   }
 }
 
@@ -273,4 +276,30 @@ async function main(): Promise<void> {
   }
 }
 
+/** The training button: its own engine, and the training code loaded only when pressed. */
+function setUpTraining(params: URLSearchParams): void {
+  const button = $('train') as HTMLButtonElement;
+  button.addEventListener('click', async () => {
+    button.disabled = true;
+    const trainStatus = (text: string) => { $('train-status').textContent = text; };
+    let vic: VICRegLoss | undefined;
+    try {
+      const steps = params.get('trainSteps') === null ? undefined : intParam(params, 'trainSteps', 0, 1, 100_000);
+      if (!navigator.gpu) throw new Error('this browser has no WebGPU (navigator.gpu is missing)');
+      vic = await createVICRegLoss();
+      const { trainOnPage } = await import('./train-demo.js');
+      const record = await trainOnPage(vic, steps, trainStatus, $('train-result'));
+      trainStatus(`Done: ${record.steps} steps on ${record.adapter}.`);
+      window.__vicregTrain = record;
+    } catch (error) {
+      trainStatus(`Error: ${(error as Error).message}`);
+      window.__vicregTrain = { error: (error as Error).message };
+    } finally {
+      vic?.destroy();
+      button.disabled = false;
+    }
+  });
+}
+
+setUpTraining(new URLSearchParams(location.search));
 void main();
