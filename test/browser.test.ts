@@ -111,7 +111,7 @@ describe('browser demo (Chromium, WebGPU on SwiftShader)', () => {
     await page.goto(`${server!.url}/examples/browser/?bench=0&trainSteps=12`);
     await page.waitForFunction(() => window.__vicregResult !== undefined, undefined, { timeout: 90_000 });
     await page.click('#train');
-    await page.waitForFunction(() => /Training: step|probe|Loading/.test(document.getElementById('train-status')!.textContent ?? ''), undefined, { timeout: 60_000 });
+    await page.waitForFunction(() => /Training: step|probe|Loading|Done/.test(document.getElementById('train-status')!.textContent ?? ''), undefined, { timeout: 60_000 });
     await page.waitForFunction(() => window.__vicregTrain !== undefined, undefined, { timeout: 600_000 });
     const published = await page.evaluate(() => window.__vicregTrain!);
     if ('error' in published) throw new Error(withLog(`training failed: ${published.error}`));

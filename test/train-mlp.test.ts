@@ -202,10 +202,11 @@ describe('MLP', () => {
     }
   });
 
-  it('is bitwise reproducible', async () => {
-    const { layers, rows, init, x, dOut } = cases[0][1];
-    const run = async () => {
-      const mlp = await createMlp(device, { layers, rows, adam, init });
+  /** Two Adam steps from `p`, then a forward: every activation, parameter and gradient. */
+  async function trained(p: Problem, vec4Loads = true): Promise<Float32Array[]> {
+    const { layers, rows, init, x, dOut } = p;
+    {
+      const mlp = await createMlp(device, { layers, rows, adam, init, vec4Loads });
       try {
         device.queue.writeBuffer(mlp.input, 0, x);
         device.queue.writeBuffer(mlp.outputGrad, 0, dOut);
@@ -225,12 +226,24 @@ describe('MLP', () => {
       } finally {
         mlp.destroy();
       }
-    };
-    const [first, second] = [await run(), await run()];
+    }
+  }
+
+  it('is bitwise reproducible', async () => {
+    const [first, second] = [await trained(cases[0][1]), await trained(cases[0][1])];
     expect(first.length).toBe(second.length);
     first.forEach((a, t) => {
       expect(a.every(Number.isFinite), `array ${t} finite`).toBe(true);
       expect(Buffer.from(a.buffer).equals(Buffer.from(second[t].buffer)), `array ${t} bitwise`).toBe(true);
+    });
+  });
+
+  it('gives the same bits with vec4 loads (every row a multiple of 4 floats) as with scalar loads', async () => {
+    const p = problem(68, [72, 36, 20, 16], [true, true, false], 91);
+    const [vec4, scalar] = [await trained(p), await trained(p, false)];
+    vec4.forEach((a, t) => {
+      expect(a.every(Number.isFinite), `array ${t} finite`).toBe(true);
+      expect(Buffer.from(a.buffer).equals(Buffer.from(scalar[t].buffer)), `array ${t} bitwise`).toBe(true);
     });
   });
 

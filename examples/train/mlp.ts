@@ -51,6 +51,8 @@ export interface MlpOptions {
   rows: number;
   adam: AdamSettings;
   init: MlpParameters;
+  /** false: dense.wgsl's scalar entry point everywhere, even where rows allow vec4 loads (tests compare the two). */
+  vec4Loads?: boolean;
 }
 
 // GPUBufferUsage / GPUMapMode / GPUShaderStage values (the globals are not defined in Node).
@@ -58,9 +60,11 @@ const Usage = { MAP_READ: 0x01, COPY_SRC: 0x04, COPY_DST: 0x08, UNIFORM: 0x40, S
 const MAP_READ_MODE = 0x01;
 const COMPUTE_STAGE = 0x4;
 
-/** dense.wgsl's tunables: an 8 x 4 workgroup computes a 64 x 64 tile of C (16 x 8 per invocation), K in slices of 16. */
+/** dense.wgsl's tunables: an 8 x 4 workgroup, K in slices of 16. */
 const DENSE = { WG_X: 8, WG_Y: 4, TILE_K: 16 } as const;
-const DENSE_TILE_M = DENSE.WG_Y * 16, DENSE_TILE_N = DENSE.WG_X * 8;
+/** dense.wgsl's block of C per invocation (a WGSL const: arrays cannot be sized by overrides), so a 64 x 64 tile per workgroup. */
+const DENSE_BLOCK = { rows: 16, columns: 8 } as const;
+const DENSE_TILE_M = DENSE.WG_Y * DENSE_BLOCK.rows, DENSE_TILE_N = DENSE.WG_X * DENSE_BLOCK.columns;
 /** column_sum.wgsl: 64 columns per workgroup, each summed by 4 invocations. */
 const COLUMN_SUM = { WG_COLS: 64, WG_ROWS: 4 } as const;
 /** adam.wgsl: 256 elements per workgroup. */
@@ -78,6 +82,27 @@ interface Dispatch {
 }
 
 type Binding = 'read' | 'write' | 'uniform';
+
+/** Copies the first `bytes` of each buffer into one staging buffer and reads them back as float32 arrays. */
+export async function readBuffers(device: GPUDevice, label: string, parts: readonly { buffer: GPUBuffer; bytes: number }[]): Promise<Float32Array[]> {
+  const total = parts.reduce((sum, p) => sum + p.bytes, 0);
+  const staging = device.createBuffer({ label: `${label} readback`, size: total, usage: Usage.MAP_READ | Usage.COPY_DST });
+  try {
+    const encoder = device.createCommandEncoder({ label: `${label} readback` });
+    let offset = 0;
+    for (const { buffer, bytes } of parts) {
+      encoder.copyBufferToBuffer(buffer, 0, staging, offset, bytes);
+      offset += bytes;
+    }
+    device.queue.submit([encoder.finish()]);
+    await staging.mapAsync(MAP_READ_MODE);
+    const all = new Float32Array(staging.getMappedRange().slice(0));
+    offset = 0;
+    return parts.map(({ bytes }) => all.slice(offset / 4, (offset += bytes) / 4));
+  } finally {
+    staging.destroy();
+  }
+}
 
 export async function createMlp(device: GPUDevice, options: MlpOptions): Promise<Mlp> {
   const { layers, rows, adam, init } = options;
@@ -126,7 +151,6 @@ export async function createMlp(device: GPUDevice, options: MlpOptions): Promise
         vec4 ? 'main_vec4' : 'main');
     const columnSumPipeline = (mask: boolean) =>
       pipelineFor('column_sum', columnSumSource, columnSumLayout.pipelineLayout, { MASK: Number(mask), ...COLUMN_SUM });
-    const adamPipeline = pipelineFor('adam', adamSource, adamLayout.pipelineLayout, { WG: ADAM_WG });
 
     const bindGroup = (layout: GPUBindGroupLayout, label: string, buffers: GPUBuffer[]) =>
       device.createBindGroup({ label, layout, entries: buffers.map((b, binding) => ({ binding, resource: { buffer: b } })) });
@@ -150,7 +174,7 @@ export async function createMlp(device: GPUDevice, options: MlpOptions): Promise
     const dense = async (label: string, [a, b, c, aux]: GPUBuffer[], [m, n, k]: number[], transA: boolean, transB: boolean,
       epilogue: Epilogue): Promise<Dispatch> => ({
       // main_vec4 where the stored rows of A and B hold a multiple of 4 floats; main for any shape.
-      pipeline: await densePipeline(transA, transB, epilogue, (transA ? m : k) % 4 === 0 && (transB ? k : n) % 4 === 0),
+      pipeline: await densePipeline(transA, transB, epilogue, options.vec4Loads !== false && (transA ? m : k) % 4 === 0 && (transB ? k : n) % 4 === 0),
       bindGroup: bindGroup(denseLayout.bindGroupLayout, label, [a, b, c, aux, uniform(`${label} dims`, new Uint32Array([m, n, k, 0]))]),
       workgroups: [Math.ceil(n / DENSE_TILE_N), Math.ceil(m / DENSE_TILE_M)],
     });
@@ -184,7 +208,7 @@ export async function createMlp(device: GPUDevice, options: MlpOptions): Promise
     }
 
     // Adam, one dispatch per tensor, all sharing the settings uniform (the same step for every tensor).
-    const adamPipe = await adamPipeline;
+    const adamPipe = await pipelineFor('adam', adamSource, adamLayout.pipelineLayout, { WG: ADAM_WG });
     const adamDispatches: Dispatch[] = [];
     const adamFor = (label: string, param: GPUBuffer, grad: GPUBuffer, count: number) => {
       const m = storage(`${label} m`, count), v = storage(`${label} v`, count);
@@ -212,29 +236,8 @@ export async function createMlp(device: GPUDevice, options: MlpOptions): Promise
     };
 
     const readAll = async (label: string, ws: GPUBuffer[], bs: GPUBuffer[]): Promise<MlpParameters> => {
-      const sizes = [...ws, ...bs].map((b) => b.size);
-      const total = sizes.reduce((s, x) => s + x, 0);
-      const staging = device.createBuffer({ label: `${label} readback`, size: total, usage: Usage.MAP_READ | Usage.COPY_DST });
-      try {
-        const encoder = device.createCommandEncoder({ label: `${label} readback` });
-        let offset = 0;
-        for (const b of [...ws, ...bs]) {
-          encoder.copyBufferToBuffer(b, 0, staging, offset, b.size);
-          offset += b.size;
-        }
-        device.queue.submit([encoder.finish()]);
-        await staging.mapAsync(MAP_READ_MODE);
-        const all = new Float32Array(staging.getMappedRange().slice(0));
-        const out: Float32Array[] = [];
-        offset = 0;
-        for (const size of sizes) {
-          out.push(all.slice(offset / 4, (offset + size) / 4));
-          offset += size;
-        }
-        return { weights: out.slice(0, L), biases: out.slice(L) };
-      } finally {
-        staging.destroy();
-      }
+      const all = await readBuffers(device, label, [...ws, ...bs].map((buffer) => ({ buffer, bytes: buffer.size })));
+      return { weights: all.slice(0, L), biases: all.slice(L) };
     };
 
     const settings = new Float32Array(8);

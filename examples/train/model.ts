@@ -4,9 +4,7 @@ import { gaussianSampler } from '../../src/io/random.js';
 import { PIXELS } from './digits.js';
 import { AUGMENTATIONS, type Augmentations } from './augment.js';
 import { PROBE, type ProbeSettings } from './probe.js';
-import type { DenseLayer, MlpParameters as Parameters } from './mlp.js';
-
-export type { DenseLayer, Parameters };
+import type { DenseLayer, MlpParameters } from './mlp.js';
 
 export interface RunSettings {
   seed: number;
@@ -44,7 +42,7 @@ export function layersOf(s: Pick<RunSettings, 'encoder' | 'expander'>): DenseLay
 }
 
 /** He-normal weights (N(0, 2/inputs); 1/inputs for the linear last layer), zero biases: the random encoder. */
-export function initialParameters(layers: readonly DenseLayer[], seed: number): Parameters {
+export function initialParameters(layers: readonly DenseLayer[], seed: number): MlpParameters {
   const gaussian = gaussianSampler(seed);
   return {
     weights: layers.map((l) => {
@@ -55,15 +53,23 @@ export function initialParameters(layers: readonly DenseLayer[], seed: number): 
   };
 }
 
-/** The embeddings' statistics the loss acts on: per-feature std (unbiased) and off-diagonal correlations. */
+/** Bins of the statistics' histograms (std over [0, 2], correlations over [-1, 1]). */
+export const HISTOGRAM_BINS = 20;
+
+/** The embeddings' statistics the loss acts on, over a set of inputs: per-feature std (unbiased) and off-diagonal correlations. */
 export interface EmbeddingStats {
-  /** Per-feature standard deviation over the batch. */
+  /** Per-feature standard deviation over the inputs. */
   std: number[];
   meanStd: number;
-  /** Mean |corr(i, j)| and root mean corr(i, j)^2 over pairs i < j (the covariance term penalizes squares), and a histogram of corr over [-1, 1] in 20 bins. */
+  /**
+   * Mean |corr(i, j)| and root mean corr(i, j)^2 over pairs i < j of features that vary (the covariance
+   * term penalizes squares), and a histogram of corr over [-1, 1]; `constantFeatures` vary not at all.
+   */
   meanAbsCorrelation: number;
   rmsCorrelation: number;
   correlationHistogram: number[];
+  stdHistogram: number[];
+  constantFeatures: number;
 }
 
 export function embeddingStats(z: Float32Array, n: number, d: number): EmbeddingStats {
@@ -80,19 +86,26 @@ export function embeddingStats(z: Float32Array, n: number, d: number): Embedding
     }
   }
   const std = Array.from({ length: d }, (_, j) => Math.sqrt(cov[j * d + j] / (n - 1)));
-  const histogram = new Array(20).fill(0);
+  const bin = (value: number, lo: number, hi: number) => Math.min(HISTOGRAM_BINS - 1, Math.max(0, Math.floor(((value - lo) / (hi - lo)) * HISTOGRAM_BINS)));
+  const correlationHistogram = new Array(HISTOGRAM_BINS).fill(0);
+  const stdHistogram = new Array(HISTOGRAM_BINS).fill(0);
+  for (const s of std) stdHistogram[bin(s, 0, 2)]++;
   let sum = 0, squares = 0, pairs = 0;
   for (let j = 0; j < d; j++) {
     for (let k = j + 1; k < d; k++) {
-      const denominator = Math.sqrt(cov[j * d + j] * cov[k * d + k]);
-      const r = denominator > 0 ? cov[j * d + k] / denominator : 0;
+      if (!(cov[j * d + j] > 0 && cov[k * d + k] > 0)) continue;
+      const r = cov[j * d + k] / Math.sqrt(cov[j * d + j] * cov[k * d + k]);
       sum += Math.abs(r);
       squares += r * r;
       pairs++;
-      histogram[Math.min(19, Math.floor((r + 1) * 10))]++;
+      correlationHistogram[bin(r, -1, 1)]++;
     }
   }
-  return { std, meanStd: std.reduce((a, b) => a + b, 0) / d, meanAbsCorrelation: sum / pairs, rmsCorrelation: Math.sqrt(squares / pairs), correlationHistogram: histogram };
+  return {
+    std, meanStd: std.reduce((a, b) => a + b, 0) / d,
+    meanAbsCorrelation: sum / pairs, rmsCorrelation: Math.sqrt(squares / pairs), correlationHistogram, stdHistogram,
+    constantFeatures: std.filter((s) => s === 0).length,
+  };
 }
 
 /** One point of the loss curve. */
@@ -108,14 +121,26 @@ export interface LossPoint {
 export interface PathRecord {
   /** 'wgsl' (the engine's encode() and our WGSL layers) or 'tfjs' / 'tfjs-composed' (tfjs layers, our op or tfjs ops). */
   path: string;
+  /** The adapter the path ran on. */
+  adapter: string;
   curve: LossPoint[];
   probe: { train: number; test: number };
   embeddings: { before: EmbeddingStats; after: EmbeddingStats };
   /** Medians over the timed steps, in ms: the whole step, the model's part (forward, backward, update) and the loss's. */
   ms: { step: number; model: number; loss: number };
+  /** tfjs paths: tensors left alive by the run (the model's and optimizer's disposed), 0 when nothing leaks. */
+  leakedTensors?: number;
 }
 
-export const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
+/** Whether step `step` (from 1) reads the loss: the first, every `logEvery`, the last. */
+export const isLogStep = (step: number, s: RunSettings) => step === 1 || step % s.logEvery === 0 || step === s.steps;
+
+/** Steps whose times the medians leave out: the first ones compile pipelines and allocate. */
+export const WARMUP_STEPS = 5;
+
+/** The median of the times of steps past the warm-up (of all of them if there are no others). */
+export function timedMedian(times: readonly { step: number; ms: number }[]): number {
+  const warm = times.filter((t) => t.step > WARMUP_STEPS);
+  const sorted = (warm.length > 0 ? warm : times).map((t) => t.ms).sort((a, b) => a - b);
   return sorted.length === 0 ? NaN : sorted[Math.floor((sorted.length - 1) / 2)];
-};
+}

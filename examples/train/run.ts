@@ -2,14 +2,15 @@
 // random encoder every path starts from, each trained encoder), the curves, the embeddings' statistics
 // and the step times, as one JSON-ready record. Runs in Node and in the browser alike.
 import type { VICRegLoss } from 'vicreg-wgsl';
-import { split, type Digits } from './digits.js';
-import { PIXELS } from './digits.js';
+import { PIXELS, split, type Digits } from './digits.js';
+import type { MlpParameters } from './mlp.js';
 import { initialParameters, layersOf, type PathRecord, type RunSettings } from './model.js';
 import { linearProbe } from './probe.js';
 import { trainWgsl, type Progress } from './wgsl-path.js';
 
 export interface TrainRecord {
   format: 'vicreg-wgsl/train/1';
+  /** The main path's adapter (each path records its own). */
   adapter: string;
   settings: RunSettings;
   digits: { train: number; test: number };
@@ -21,15 +22,20 @@ export interface TrainRecord {
 }
 
 /** Trains another path from the same initial parameters (the tfjs paths, which only Node's entry point loads). */
-export type OtherPath = (data: { train: Digits; test: Digits }, s: RunSettings, init: ReturnType<typeof initialParameters>, onProgress?: (p: Progress) => void) => Promise<PathRecord>;
+export type OtherPath = (data: { train: Digits; test: Digits }, s: RunSettings, init: MlpParameters, onProgress?: (p: Progress) => void) => Promise<PathRecord>;
 
 export async function runTraining(args: { vic: VICRegLoss; digits: Digits; settings: RunSettings; others?: OtherPath[]; onProgress?: (p: Progress) => void; onStage?: (stage: string) => void }): Promise<TrainRecord> {
   const { vic, digits, settings: s } = args;
   const data = split(digits, { test: s.testDigits, train: s.trainDigits }, s.seed);
   const init = initialParameters(layersOf(s), s.seed);
-  args.onStage?.('probe on raw pixels');
+  // The probe blocks the thread for seconds: let a page draw the stage first.
+  const stage = async (text: string) => {
+    args.onStage?.(text);
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  };
+  await stage('probe on raw pixels');
   const pixels = linearProbe({ values: data.train.images, dim: PIXELS, labels: data.train.labels }, { values: data.test.images, dim: PIXELS, labels: data.test.labels }, s.probe);
-  args.onStage?.('wgsl path');
+  await stage('wgsl path (the random encoder\'s probe first)');
   const main = await trainWgsl(vic, data, s, init, args.onProgress);
   const paths = [main.record];
   for (const other of args.others ?? []) paths.push(await other(data, s, init, args.onProgress));
@@ -44,9 +50,15 @@ export async function runTraining(args: { vic: VICRegLoss; digits: Digits; setti
   };
 }
 
+export const percent = (v: number) => `${(100 * v).toFixed(1)}%`;
+
+/** A line that says what ran: steps, sizes, seed, adapter. */
+export const captionOf = (r: TrainRecord) =>
+  `${r.steps} steps, batch ${r.settings.batch}, encoder 784-${r.settings.encoder.join('-')}, expander ${r.settings.expander.join('-')}, seed ${r.settings.seed}; ${r.adapter}`;
+
 /** The record as a table (Markdown), one row per path. */
 export function summaryTable(r: TrainRecord): string {
-  const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
+  const pct = percent;
   const rows = [
     '| encoder | probe test accuracy | ms/step (model + loss) | embeddings: mean std, RMS off-diagonal corr |',
     '|---|---|---|---|',

@@ -7,7 +7,8 @@ import { vicregLoss, vicregTerms } from 'vicreg-wgsl/tfjs';
 import { resolveCoefficients } from '../../src/coefficients.js';
 import { composedVICRegTerms } from '../../src/tfjs/composed.js';
 import { PIXELS, type Digits } from './digits.js';
-import { ADAM, embeddingStats, layersOf, median, type LossPoint, type Parameters, type PathRecord, type RunSettings } from './model.js';
+import type { MlpParameters } from './mlp.js';
+import { ADAM, embeddingStats, isLogStep, layersOf, timedMedian, type LossPoint, type PathRecord, type RunSettings } from './model.js';
 import { linearProbe } from './probe.js';
 import { batches, type Progress } from './wgsl-path.js';
 
@@ -21,16 +22,20 @@ function lossOf(which: TfjsLoss, za: tf.Tensor2D, zb: tf.Tensor2D): tf.Scalar {
 /** [loss, invariance, variance, covariance] of two [n, d] tensors, by `which` (for the curve; no gradient). */
 function termsOf(which: TfjsLoss, za: tf.Tensor2D, zb: tf.Tensor2D): tf.Tensor1D {
   if (which === 'tfjs') return vicregTerms(za, zb);
-  const t = composedVICRegTerms(za, zb, resolveCoefficients());
-  return tf.stack([t.loss, t.invariance, t.variance, t.covariance]) as tf.Tensor1D;
+  return tf.tidy(() => {
+    const t = composedVICRegTerms(za, zb, resolveCoefficients());
+    return tf.stack([t.loss, t.invariance, t.variance, t.covariance]) as tf.Tensor1D;
+  });
 }
 
-function buildModel(s: RunSettings, init: Parameters): tf.Sequential {
+function buildModel(s: RunSettings, init: MlpParameters): tf.Sequential {
   const layers = layersOf(s);
   const model = tf.sequential({
     layers: layers.map((l, i) => tf.layers.dense({ ...(i === 0 ? { inputShape: [PIXELS] } : {}), units: l.outputs, activation: l.relu ? 'relu' : 'linear' })),
   });
-  model.setWeights(layers.flatMap((l, i) => [tf.tensor2d(init.weights[i], [l.inputs, l.outputs]), tf.tensor1d(init.biases[i])]));
+  const weights = layers.flatMap((l, i) => [tf.tensor2d(init.weights[i], [l.inputs, l.outputs]), tf.tensor1d(init.biases[i])]);
+  model.setWeights(weights);
+  tf.dispose(weights);
   return model;
 }
 
@@ -49,8 +54,20 @@ async function layerOutputs(model: tf.Sequential, images: Float32Array, layer: n
   }
 }
 
-/** Trains the tfjs model from `init` with the loss `which`. */
-export async function trainTfjs(which: TfjsLoss, data: { train: Digits; test: Digits }, s: RunSettings, init: Parameters, onProgress?: (p: Progress) => void): Promise<PathRecord> {
+/** The adapter of tfjs's webgpu backend, as its adapterInfo names it. */
+function adapterName(): string {
+  const info = (tf.backend() as unknown as { adapterInfo?: { vendor?: string; architecture?: string; description?: string } }).adapterInfo;
+  return [info?.vendor, info?.architecture, info?.description].filter((s) => s).join(' ') || `tfjs-${tf.getBackend()}`;
+}
+
+/** Trains the tfjs model from `init` with the loss `which`, and counts the tensors it leaves behind. */
+export async function trainTfjs(which: TfjsLoss, data: { train: Digits; test: Digits }, s: RunSettings, init: MlpParameters, onProgress?: (p: Progress) => void): Promise<PathRecord> {
+  const tensorsBefore = tf.memory().numTensors;
+  const record = await train(which, data, s, init, onProgress);
+  return { ...record, leakedTensors: tf.memory().numTensors - tensorsBefore };
+}
+
+async function train(which: TfjsLoss, data: { train: Digits; test: Digits }, s: RunSettings, init: MlpParameters, onProgress?: (p: Progress) => void): Promise<PathRecord> {
   const model = buildModel(s, init);
   const layers = layersOf(s);
   const last = layers.length - 1;
@@ -60,18 +77,20 @@ export async function trainTfjs(which: TfjsLoss, data: { train: Digits; test: Di
   try {
     const before = await embeddings();
     const curve: LossPoint[] = [];
-    const times = { step: [] as number[], loss: [] as number[] };
+    // Every step's time; on the steps that read the loss, also the loss's alone and the rest (the model's).
+    const times = { step: [] as { step: number; ms: number }[], model: [] as { step: number; ms: number }[], loss: [] as { step: number; ms: number }[] };
     let step = 0;
     for (const views of batches(data.train, s)) {
       step++;
       const x = tf.tensor2d(views, [2 * n, PIXELS]);
       let point: LossPoint | undefined;
-      if (step === 1 || step % s.logEvery === 0 || step === s.steps) {
+      let lossMs: number | undefined;
+      if (isLogStep(step, s)) {
         // The terms before this step's update (as the wgsl path reads them), and the loss's time alone.
-        const probe = await lossAlone(which, model, x, n);
-        point = { step, loss: probe.terms[0], invariance: probe.terms[1], variance: probe.terms[2], covariance: probe.terms[3] };
+        const measured = await lossAlone(which, model, x, n);
+        point = { step, loss: measured.terms[0], invariance: measured.terms[1], variance: measured.terms[2], covariance: measured.terms[3] };
         curve.push(point);
-        times.loss.push(probe.ms);
+        lossMs = measured.ms;
       }
       const t0 = performance.now();
       const loss = optimizer.minimize(() => {
@@ -79,7 +98,12 @@ export async function trainTfjs(which: TfjsLoss, data: { train: Digits; test: Di
         return lossOf(which, tf.slice(z, [0, 0], [n, -1]), tf.slice(z, [n, 0], [n, -1]));
       }, true) as tf.Scalar;
       await loss.data();
-      times.step.push(performance.now() - t0);
+      const stepMs = performance.now() - t0;
+      times.step.push({ step, ms: stepMs });
+      if (lossMs !== undefined) {
+        times.loss.push({ step, ms: lossMs });
+        times.model.push({ step, ms: stepMs - lossMs });
+      }
       tf.dispose([x, loss]);
       onProgress?.({ path: which, step, steps: s.steps, point });
     }
@@ -87,9 +111,10 @@ export async function trainTfjs(which: TfjsLoss, data: { train: Digits; test: Di
     const dim = layers[s.encoder.length - 1].outputs;
     const features = async (d: Digits) => ({ values: await layerOutputs(model, d.images, s.encoder.length - 1), dim, labels: d.labels });
     const result = linearProbe(await features(data.train), await features(data.test), s.probe);
-    const timed = (xs: number[]) => median(xs.slice(Math.min(5, xs.length - 1)));
-    const stepMs = timed(times.step), lossMs = median(times.loss.slice(1));
-    return { path: which, curve, probe: { train: result.trainAccuracy, test: result.testAccuracy }, embeddings: { before, after }, ms: { step: stepMs, model: stepMs - lossMs, loss: lossMs } };
+    return {
+      path: which, adapter: adapterName(), curve, probe: { train: result.trainAccuracy, test: result.testAccuracy }, embeddings: { before, after },
+      ms: { step: timedMedian(times.step), model: timedMedian(times.model), loss: timedMedian(times.loss) },
+    };
   } finally {
     optimizer.dispose();
     model.layers.forEach((l) => l.dispose());
@@ -101,17 +126,21 @@ export async function trainTfjs(which: TfjsLoss, data: { train: Digits; test: Di
  */
 async function lossAlone(which: TfjsLoss, model: tf.Sequential, x: tf.Tensor2D, n: number): Promise<{ ms: number; terms: Float32Array }> {
   const [za, zb] = tf.tidy(() => {
-    const z = model.predict(x) as tf.Tensor2D;
+    const z = model.apply(x) as tf.Tensor2D;
     return [tf.slice(z, [0, 0], [n, -1]), tf.slice(z, [n, 0], [n, -1])];
   });
   try {
     await za.data();
     await zb.data();
     const t0 = performance.now();
-    const grads = tf.grads((a: tf.Tensor, b: tf.Tensor) => lossOf(which, a as tf.Tensor2D, b as tf.Tensor2D))([za, zb]);
-    await Promise.all(grads.map((g) => g.data()));
+    // Waits on one number that depends on both gradients, so the time has no n x d readback in it.
+    const done = tf.tidy(() => {
+      const grads = tf.grads((a: tf.Tensor, b: tf.Tensor) => lossOf(which, a as tf.Tensor2D, b as tf.Tensor2D))([za, zb]);
+      return tf.addN(grads.map((g) => tf.sum(g)));
+    });
+    await done.data();
     const ms = performance.now() - t0;
-    tf.dispose(grads);
+    done.dispose();
     const terms = termsOf(which, za, zb);
     const values = (await terms.data()) as Float32Array;
     terms.dispose();

@@ -5,6 +5,7 @@ import * as tf from '@tensorflow/tfjs';
 
 let gpu: GPU | undefined;   // kept reachable: Dawn crashes later if its instance is collected
 
+/** Sets tfjs's backend to webgpu. */
 export async function installTfjsWebgpu(): Promise<void> {
   if (!(globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu) {
     const { create, globals } = await import('webgpu');

@@ -14,12 +14,11 @@ import type { VICRegLoss } from 'vicreg-wgsl';
 import { gaussianSampler, uniformSampler } from '../../src/io/random.js';
 import { twoViews } from './augment.js';
 import { PIXELS, type Digits } from './digits.js';
-import { createMlp, type Mlp } from './mlp.js';
-import { ADAM, embeddingStats, layersOf, median, type LossPoint, type Parameters, type PathRecord, type RunSettings } from './model.js';
+import { createMlp, readBuffers, type Mlp, type MlpParameters } from './mlp.js';
+import { ADAM, embeddingStats, isLogStep, layersOf, timedMedian, type LossPoint, type PathRecord, type RunSettings } from './model.js';
 import { linearProbe } from './probe.js';
 
-const Usage = { MAP_READ: 0x01, COPY_SRC: 0x04, COPY_DST: 0x08, STORAGE: 0x80 } as const;
-const MAP_READ_MODE = 0x01;
+const Usage = { COPY_SRC: 0x04, COPY_DST: 0x08, STORAGE: 0x80 } as const;
 
 export interface Progress {
   path: string;
@@ -38,19 +37,6 @@ export function* batches(train: Digits, s: RunSettings): Generator<Float32Array<
   }
 }
 
-async function readBuffer(device: GPUDevice, source: GPUBuffer, bytes: number): Promise<Float32Array> {
-  const staging = device.createBuffer({ size: bytes, usage: Usage.MAP_READ | Usage.COPY_DST });
-  try {
-    const encoder = device.createCommandEncoder();
-    encoder.copyBufferToBuffer(source, 0, staging, 0, bytes);
-    device.queue.submit([encoder.finish()]);
-    await staging.mapAsync(MAP_READ_MODE);
-    return new Float32Array(staging.getMappedRange().slice(0));
-  } finally {
-    staging.destroy();
-  }
-}
-
 /** The output of layer `layer` for every image, `mlp.rows` images at a time. */
 export async function layerOutputs(mlp: Mlp, device: GPUDevice, images: Float32Array, layer: number): Promise<Float32Array> {
   const count = images.length / PIXELS;
@@ -64,7 +50,8 @@ export async function layerOutputs(mlp: Mlp, device: GPUDevice, images: Float32A
     const encoder = device.createCommandEncoder();
     mlp.forward(encoder);
     device.queue.submit([encoder.finish()]);
-    out.set((await readBuffer(device, mlp.activation(layer), rows * width * 4)), start * width);
+    const [values] = await readBuffers(device, 'layer outputs', [{ buffer: mlp.activation(layer), bytes: rows * width * 4 }]);
+    out.set(values, start * width);
   }
   return out;
 }
@@ -90,7 +77,7 @@ export interface WgslRun {
 }
 
 /** Trains encoder and expander from `init` with the engine's encode(); `vic` is left alive. */
-export async function trainWgsl(vic: VICRegLoss, data: { train: Digits; test: Digits }, s: RunSettings, init: Parameters, onProgress?: (p: Progress) => void): Promise<WgslRun> {
+export async function trainWgsl(vic: VICRegLoss, data: { train: Digits; test: Digits }, s: RunSettings, init: MlpParameters, onProgress?: (p: Progress) => void): Promise<WgslRun> {
   const device = vic.device;
   const layers = layersOf(s);
   const [n, d] = [s.batch, layers[layers.length - 1].outputs];
@@ -104,7 +91,7 @@ export async function trainWgsl(vic: VICRegLoss, data: { train: Digits; test: Di
     const randomProbe = await probeEncoder(mlp, device, s.encoder.length, data.train, data.test, s);
     const before = await embeddingsOf(mlp, device, data.test);
     const curve: LossPoint[] = [];
-    const times = { step: [] as number[], model: [] as number[], loss: [] as number[] };
+    const times = { step: [] as { step: number; ms: number }[], model: [] as { step: number; ms: number }[], loss: [] as { step: number; ms: number }[] };
     let step = 0;
     for (const views of batches(data.train, s)) {
       step++;
@@ -128,11 +115,11 @@ export async function trainWgsl(vic: VICRegLoss, data: { train: Digits; test: Di
       device.queue.submit([encoder.finish()]);
       await settled();
       const t3 = performance.now();
-      times.step.push(t3 - t0);
-      times.model.push(t1 - t0 + (t3 - t2));
-      times.loss.push(t2 - t1);
+      times.step.push({ step, ms: t3 - t0 });
+      times.model.push({ step, ms: t1 - t0 + (t3 - t2) });
+      times.loss.push({ step, ms: t2 - t1 });
       let point: LossPoint | undefined;
-      if (step === 1 || step % s.logEvery === 0 || step === s.steps) {
+      if (isLogStep(step, s)) {
         const terms = await pending.read();
         point = { step, loss: terms.loss, invariance: terms.invariance, variance: terms.variance, covariance: terms.covariance };
         curve.push(point);
@@ -143,11 +130,9 @@ export async function trainWgsl(vic: VICRegLoss, data: { train: Digits; test: Di
     }
     const after = await embeddingsOf(mlp, device, data.test);
     const probe = await probeEncoder(mlp, device, s.encoder.length, data.train, data.test, s);
-    // The first steps compile pipelines: the medians skip them.
-    const timed = (xs: number[]) => median(xs.slice(Math.min(5, xs.length - 1)));
     return {
       randomProbe,
-      record: { path: 'wgsl', curve, probe, embeddings: { before, after }, ms: { step: timed(times.step), model: timed(times.model), loss: timed(times.loss) } },
+      record: { path: 'wgsl', adapter: vic.adapterName, curve, probe, embeddings: { before, after }, ms: { step: timedMedian(times.step), model: timedMedian(times.model), loss: timedMedian(times.loss) } },
     };
   } finally {
     for (const b of [za, zb, dza, dzb]) b.destroy();
