@@ -46,7 +46,8 @@ function lossPanel(box: Box, paths: PathRecord[], weights: { lambda: number; mu:
     const d = s.points.filter(([, v]) => v > 0).map(([x, v]) => `${px(x).toFixed(1)},${py(v).toFixed(1)}`).join(' ');
     svg += `<polyline points="${d}" fill="none" stroke="${s.color}" stroke-width="${s.dashed ? 1.5 : 2}"${s.dashed ? ' stroke-dasharray="5 3"' : ''}/>`;
   }
-  return svg + legend(box.x + box.w - 200, box.y + 14, series.map((s) => [s.label, s.color, s.dashed]));
+  // Bottom right: the curves start high and fall, so that corner stays clear.
+  return svg + legend(box.x + box.w - 200, box.y + box.h - 16 * series.length, series.map((s) => [s.label, s.color, s.dashed]));
 }
 
 /** Two histograms (before, after) over the same bins. */
