@@ -8,8 +8,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { titled } from './reference/adapter.js';
 
 const TRAIN = 'dist/train/train.js';
+/**
+ * Why the training runs are skipped, where a slow adapter cannot fit them in CI's time (the SwiftShader
+ * suite sets it: scripts/test-swiftshader.sh); the runs are skipped by name, never silently.
+ */
+const SKIP_RUNS = process.env.VICREG_SKIP_TRAINING_RUNS || undefined;
 const out = mkdtempSync(join(tmpdir(), 'vicreg-train-'));
 
 interface Stats { meanStd: number; rmsCorrelation: number; std: number[] }
@@ -48,7 +54,7 @@ beforeAll(() => {
 afterAll(() => rmSync(out, { recursive: true, force: true }));
 
 describe('npm run train -- --quick', () => {
-  it('the trained encoder beats the random one under the linear probe; std rises, correlations fall; tfjs trains the same', async () => {
+  it.skipIf(SKIP_RUNS)(titled('the trained encoder beats the random one under the linear probe; std rises, correlations fall; tfjs trains the same', SKIP_RUNS), async () => {
     const dir = join(out, 'quick');
     const { record, stderr } = await train(['--quick', '--out', dir]);
     expect(record.steps).toBe(600);
@@ -80,7 +86,7 @@ describe('npm run train -- --quick', () => {
     expect(svg).toContain('<polyline');
   }, 1_800_000);
 
-  it('the loss composed from tfjs ops trains the same model to the same first losses, and leaks no tensor', async () => {
+  it.skipIf(SKIP_RUNS)(titled('the loss composed from tfjs ops trains the same model to the same first losses, and leaks no tensor', SKIP_RUNS), async () => {
     const { record } = await train(['--quick', '--steps', '12', '--paths', 'wgsl,tfjs-composed', '--out', join(out, 'composed')]);
     const [wgsl, composed] = record.paths;
     expect(composed.path).toBe('tfjs-composed');
@@ -90,7 +96,7 @@ describe('npm run train -- --quick', () => {
     expect(composed.ms.loss).toBeGreaterThan(0);
   }, 1_800_000);
 
-  it('is deterministic: the same seed gives the same curve, probes and embeddings', async () => {
+  it.skipIf(SKIP_RUNS)(titled('is deterministic: the same seed gives the same curve, probes and embeddings', SKIP_RUNS), async () => {
     const args = ['--quick', '--steps', '20', '--paths', 'wgsl', '--seed', '5'];
     const first = await train([...args, '--out', join(out, 'a')]);
     const second = await train([...args, '--out', join(out, 'b')]);
