@@ -19,12 +19,11 @@ async function fetchDigits() {
 }
 
 function recordTable(r: TrainRecord): string {
-  const pct = percent;
   const [main] = r.paths;
   const rows = [
-    ['raw pixels', pct(r.probe.pixels), ''],
-    ['random encoder', pct(r.probe.random), ''],
-    ['VICReg-trained encoder', pct(r.probe.vicreg), `${main.ms.step.toFixed(1)} ms (model ${main.ms.model.toFixed(1)}, loss ${main.ms.loss.toFixed(1)})`],
+    ['raw pixels', percent(r.probe.pixels), ''],
+    ['random encoder', percent(r.probe.random), ''],
+    ['VICReg-trained encoder', percent(r.probe.vicreg), `${main.ms.step.toFixed(1)} ms (model ${main.ms.model.toFixed(1)}, loss ${main.ms.loss.toFixed(1)})`],
   ];
   return '<table><tr><th>linear probe on</th><th>test accuracy</th><th>time per step</th></tr>' +
     rows.map((row) => `<tr><th>${row[0]}</th><td>${row[1]}</td><td>${row[2]}</td></tr>`).join('') + '</table>';

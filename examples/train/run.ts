@@ -58,13 +58,12 @@ export const captionOf = (r: TrainRecord) =>
 
 /** The record as a table (Markdown), one row per path. */
 export function summaryTable(r: TrainRecord): string {
-  const pct = percent;
   const rows = [
     '| encoder | probe test accuracy | ms/step (model + loss) | embeddings: mean std, RMS off-diagonal corr |',
     '|---|---|---|---|',
-    `| raw pixels (784) | ${pct(r.probe.pixels)} | | |`,
-    `| random encoder (${r.settings.encoder.at(-1)}) | ${pct(r.probe.random)} | | ${r.paths[0].embeddings.before.meanStd.toFixed(3)}, ${r.paths[0].embeddings.before.rmsCorrelation.toFixed(3)} |`,
-    ...r.paths.map((p) => `| VICReg, ${p.path} | ${pct(p.probe.test)} | ${p.ms.step.toFixed(1)} (${p.ms.model.toFixed(1)} + ${p.ms.loss.toFixed(1)}) | ${p.embeddings.after.meanStd.toFixed(3)}, ${p.embeddings.after.rmsCorrelation.toFixed(3)} |`),
+    `| raw pixels (784) | ${percent(r.probe.pixels)} | | |`,
+    `| random encoder (${r.settings.encoder.at(-1)}) | ${percent(r.probe.random)} | | ${r.paths[0].embeddings.before.meanStd.toFixed(3)}, ${r.paths[0].embeddings.before.rmsCorrelation.toFixed(3)} |`,
+    ...r.paths.map((p) => `| VICReg, ${p.path} | ${percent(p.probe.test)} | ${p.ms.step.toFixed(1)} (${p.ms.model.toFixed(1)} + ${p.ms.loss.toFixed(1)}) | ${p.embeddings.after.meanStd.toFixed(3)}, ${p.embeddings.after.rmsCorrelation.toFixed(3)} |`),
   ];
   return rows.join('\n');
 }
